@@ -1,0 +1,14 @@
+//! Phoenix's domain core: identifiers, the leaderboard configuration model and its validation, and the
+//! scoring expression language. Pure logic: no I/O, no async runtime, so it is fast to test and can be
+//! shared by every storage backend and gateway.
+#![forbid(unsafe_code)]
+
+pub mod access;
+pub mod condition;
+pub mod config;
+pub mod error;
+pub mod expr;
+pub mod field;
+pub mod ids;
+
+pub use error::ValidationError;

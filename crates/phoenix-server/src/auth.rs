@@ -1,0 +1,395 @@
+//! Admin authentication as an extractor (SPEC §3.3–3.6): API keys (`X-API-Key` or Bearer), admin JWTs
+//! signed with a key, tenant HMAC request signatures, and the system admin secret. Handlers receive an
+//! [`AdminAuth`] and ask it for permission; they never look at headers. Secrets are compared in
+//! constant time and never logged.
+
+use crate::body::RawBody;
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::{HeaderMap, header, request::Parts};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use jiff::Timestamp;
+use phoenix_core::access::{Scope, Scopes, TenantAccess};
+use phoenix_core::ids::TenantId;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use subtle::ConstantTimeEq;
+
+/// Who is calling, for logs and audit (never a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    AdminSecret,
+    ApiKey { key_id: String },
+    AdminJwt { key_id: String, subject: Option<String> },
+    TenantHmac { tenant_id: String },
+    /// `PHOENIX_AUTH_ENABLED=false`: nobody was checked.
+    Unauthenticated,
+}
+
+impl Principal {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Principal::AdminSecret => "admin_secret",
+            Principal::ApiKey { .. } => "api_key",
+            Principal::AdminJwt { .. } => "admin_jwt",
+            Principal::TenantHmac { .. } => "tenant_hmac",
+            Principal::Unauthenticated => "unauthenticated",
+        }
+    }
+}
+
+/// An authenticated Admin caller with what it may do.
+#[derive(Debug, Clone)]
+pub struct AdminAuth {
+    pub principal: Principal,
+    pub scopes: Scopes,
+    pub tenants: TenantAccess,
+}
+
+impl AdminAuth {
+    fn full(principal: Principal) -> Self {
+        AdminAuth {
+            principal,
+            scopes: Scopes::all(),
+            tenants: TenantAccess::All,
+        }
+    }
+
+    /// 403 unless the caller holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.allows(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this credential lacks the '{scope}' scope"
+            )))
+        }
+    }
+
+    /// 403 unless the caller holds `scope` and may act on `tenant`.
+    pub fn require_tenant(&self, scope: Scope, tenant: &str) -> Result<(), ApiError> {
+        self.require(scope)?;
+        if self.tenants.allows(tenant) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this credential has no access to tenant '{tenant}'"
+            )))
+        }
+    }
+
+    /// Whether `tenant` is visible to this caller (for filtering lists).
+    pub fn sees_tenant(&self, tenant: &str) -> bool {
+        self.tenants.allows(tenant)
+    }
+}
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if !state.config.auth_enabled {
+            return Ok(AdminAuth::full(Principal::Unauthenticated));
+        }
+        let auth = authenticate(parts, state).await?;
+        tracing::debug!(principal = auth.principal.kind(), "authenticated");
+        Ok(auth)
+    }
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiError> {
+    let headers = &parts.headers;
+    if headers.contains_key("x-signature") {
+        return hmac_auth(parts, state).await;
+    }
+    if let Some(key) = header_str(headers, "x-api-key")? {
+        return token_auth(key.trim(), state, false).await;
+    }
+    if let Some(value) = header_str(headers, header::AUTHORIZATION.as_str())? {
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized("Authorization header must be 'Bearer <token>'".into())
+            })?;
+        return token_auth(token, state, true).await;
+    }
+    Err(ApiError::Unauthorized(
+        "missing credentials: send X-API-Key, Authorization: Bearer, or an HMAC signature".into(),
+    ))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| ApiError::Unauthorized(format!("{name} header is not valid text"))),
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Constant-time equality of two secrets of any length (compares their digests).
+pub fn secrets_equal(a: &str, b: &str) -> bool {
+    sha256(a.as_bytes()).ct_eq(&sha256(b.as_bytes())).into()
+}
+
+/// A token from `X-API-Key` or `Authorization: Bearer`: the admin secret, an API key, or an admin JWT.
+async fn token_auth(token: &str, state: &AppState, bearer: bool) -> Result<AdminAuth, ApiError> {
+    if let Some(secret) = &state.config.admin_secret
+        && secrets_equal(token, secret)
+    {
+        return Ok(AdminAuth::full(Principal::AdminSecret));
+    }
+    if token.starts_with("pk_") {
+        return api_key_auth(token, state).await;
+    }
+    if bearer && token.split('.').count() == 3 {
+        return admin_jwt_auth(token, state).await;
+    }
+    Err(ApiError::Unauthorized("invalid credentials".into()))
+}
+
+async fn api_key_auth(key: &str, state: &AppState) -> Result<AdminAuth, ApiError> {
+    let found = state.store.find_api_key_by_hash(&sha256(key.as_bytes())).await?;
+    let key = found.ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))?;
+    check_key_active(&key)?;
+    Ok(AdminAuth {
+        principal: Principal::ApiKey {
+            key_id: key.key_id,
+        },
+        scopes: key.scopes,
+        tenants: key.tenant_ids,
+    })
+}
+
+fn check_key_active(key: &phoenix_store::model::ApiKey) -> Result<(), ApiError> {
+    if key.revoked_at.is_some() {
+        return Err(ApiError::Unauthorized("API key has been revoked".into()));
+    }
+    if !key.is_active(Timestamp::now()) {
+        return Err(ApiError::Unauthorized("API key has expired".into()));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct AdminClaims {
+    sub: Option<String>,
+    sub_type: String,
+    sub_id: String,
+}
+
+#[derive(Deserialize)]
+struct UnverifiedClaims {
+    sub_id: Option<String>,
+}
+
+/// Reads `sub_id` before verification: it names the key whose plaintext verifies the signature.
+fn unverified_sub_id(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice::<UnverifiedClaims>(&bytes)
+        .ok()?
+        .sub_id
+}
+
+async fn admin_jwt_auth(token: &str, state: &AppState) -> Result<AdminAuth, ApiError> {
+    let bad = || ApiError::Unauthorized("invalid token".into());
+    // The header must name HS256 exactly; `none` and every other algorithm are refused.
+    let header = jsonwebtoken::decode_header(token).map_err(|_| bad())?;
+    if header.alg != jsonwebtoken::Algorithm::HS256 {
+        return Err(ApiError::Unauthorized(
+            "token algorithm must be HS256".into(),
+        ));
+    }
+    let key_id = unverified_sub_id(token).ok_or_else(bad)?;
+    let key = state.store.get_api_key(&key_id).await?.ok_or_else(bad)?;
+    check_key_active(&key)?;
+    let secret = state.store.api_key_secret(&key_id).await?.ok_or_else(bad)?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.leeway = state.config.jwt_leeway_secs;
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["exp"]);
+    let data = jsonwebtoken::decode::<AdminClaims>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
+        &validation,
+    )
+    .map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+            ApiError::Unauthorized("token has expired".into())
+        }
+        jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(c) => {
+            ApiError::Unauthorized(format!("token lacks the required '{c}' claim"))
+        }
+        _ => bad(),
+    })?;
+    let claims = data.claims;
+    if claims.sub_type != "admin" {
+        return Err(ApiError::Unauthorized(
+            "token sub_type must be 'admin' on Admin routes".into(),
+        ));
+    }
+    if claims.sub_id != key.key_id {
+        return Err(bad());
+    }
+    Ok(AdminAuth {
+        principal: Principal::AdminJwt {
+            key_id: key.key_id,
+            subject: claims.sub,
+        },
+        scopes: key.scopes,
+        tenants: key.tenant_ids,
+    })
+}
+
+/// What a tenant HMAC signature grants: that tenant's configuration routes.
+fn hmac_scopes() -> Scopes {
+    Scopes::from_iter([
+        Scope::LeaderboardsRead,
+        Scope::LeaderboardsWrite,
+        Scope::RewardsRead,
+        Scope::RewardsWrite,
+        Scope::AchievementsRead,
+        Scope::AchievementsWrite,
+        Scope::TenantsRead,
+    ])
+}
+
+async fn hmac_auth(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiError> {
+    let headers = &parts.headers;
+    let tenant = header_str(headers, "x-tenant-id")?
+        .ok_or_else(|| ApiError::Unauthorized("X-Signature requires X-Tenant-Id".into()))?;
+    let timestamp = header_str(headers, "x-timestamp")?
+        .ok_or_else(|| ApiError::Unauthorized("X-Signature requires X-Timestamp".into()))?;
+    let signature = header_str(headers, "x-signature")?.unwrap_or_default();
+    let ts: i64 = timestamp
+        .parse()
+        .map_err(|_| ApiError::Unauthorized("X-Timestamp must be Unix seconds".into()))?;
+    let now = Timestamp::now().as_second();
+    if (now - ts).abs() > state.config.hmac_window_secs {
+        return Err(ApiError::Unauthorized(format!(
+            "X-Timestamp is more than {} seconds from the server's clock",
+            state.config.hmac_window_secs
+        )));
+    }
+    let sig = hex::decode(signature.trim())
+        .map_err(|_| ApiError::Unauthorized("X-Signature must be hex".into()))?;
+    let tenant_id = TenantId::parse(tenant)
+        .map_err(|_| ApiError::Unauthorized("invalid signature".into()))?;
+    let secrets = state
+        .store
+        .tenant_secrets(tenant_id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("invalid signature".into()))?;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let body = parts
+        .extensions
+        .get::<RawBody>()
+        .map(|b| b.0.clone())
+        .unwrap_or_default();
+    let verified = secrets.valid_at(Timestamp::now()).any(|secret| {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+            return false;
+        };
+        mac.update(parts.method.as_str().as_bytes());
+        mac.update(b"\n");
+        mac.update(path.as_bytes());
+        mac.update(b"\n");
+        mac.update(timestamp.as_bytes());
+        mac.update(b"\n");
+        mac.update(&body);
+        mac.verify_slice(&sig).is_ok()
+    });
+    if !verified {
+        return Err(ApiError::Unauthorized("invalid signature".into()));
+    }
+    let window = state.config.hmac_window_secs;
+    if !state
+        .replay
+        .first_use(sha256(&sig), now, ts.max(now) + window)
+    {
+        return Err(ApiError::Unauthorized(
+            "this signature was already used; sign each request anew".into(),
+        ));
+    }
+    Ok(AdminAuth {
+        principal: Principal::TenantHmac {
+            tenant_id: tenant_id.to_string(),
+        },
+        scopes: hmac_scopes(),
+        tenants: TenantAccess::one(tenant_id),
+    })
+}
+
+/// Remembers accepted HMAC signatures until their timestamp leaves the accepted window, so each is
+/// accepted once. Memory is bounded by the signatures issued within one window.
+#[derive(Default)]
+pub struct ReplayGuard {
+    seen: Mutex<ReplayState>,
+}
+
+#[derive(Default)]
+struct ReplayState {
+    expiry_by_sig: HashMap<[u8; 32], i64>,
+    last_prune: i64,
+}
+
+impl ReplayGuard {
+    /// True the first time `sig` is presented; false for a replay. `expires` is when it can be forgotten
+    /// (after that its timestamp is refused anyway).
+    pub fn first_use(&self, sig: [u8; 32], now: i64, expires: i64) -> bool {
+        let mut state = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if now - state.last_prune >= 10 {
+            state.expiry_by_sig.retain(|_, exp| *exp >= now);
+            state.last_prune = now;
+        }
+        match state.expiry_by_sig.get(&sig) {
+            Some(exp) if *exp >= now => false,
+            _ => {
+                state.expiry_by_sig.insert(sig, expires);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_guard_accepts_once_and_forgets_after_expiry() {
+        let g = ReplayGuard::default();
+        assert!(g.first_use([1; 32], 100, 400));
+        assert!(!g.first_use([1; 32], 200, 500));
+        assert!(g.first_use([2; 32], 200, 500));
+        assert!(g.first_use([1; 32], 401, 700), "forgotten once expired");
+    }
+
+    #[test]
+    fn secrets_compare_by_value() {
+        assert!(secrets_equal("abc", "abc"));
+        assert!(!secrets_equal("abc", "abd"));
+        assert!(!secrets_equal("abc", "abcd"));
+    }
+}

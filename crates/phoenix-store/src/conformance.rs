@@ -1,0 +1,201 @@
+//! The conformance suite every [`Store`] backend must pass. Each check uses fresh ids (with `prefix`), so
+//! the suite can run against a shared database as well as a fresh embedded data dir.
+
+use crate::model::{LeaderboardPatch, LeaderboardStatus, NewApiKey, NewLeaderboard};
+use crate::{Store, StoreError};
+use jiff::{SignedDuration, Timestamp};
+use phoenix_core::access::{Scope, Scopes, TenantAccess};
+use phoenix_core::ids::{LeaderboardId, TenantId};
+use sha2::{Digest, Sha256};
+
+fn tid(prefix: &str, name: &str) -> TenantId {
+    TenantId::parse(&format!("{prefix}-{name}")).expect("test tenant id")
+}
+
+/// Runs every check; panics (test failure) on the first broken contract.
+pub async fn run_all(store: &dyn Store, prefix: &str) {
+    tenants(store, prefix).await;
+    api_keys(store, prefix).await;
+    leaderboards(store, prefix).await;
+}
+
+pub async fn tenants(store: &dyn Store, prefix: &str) {
+    let t = tid(prefix, "t1");
+    let created = store
+        .create_tenant(t.clone(), "One".into(), "secret-1".into())
+        .await
+        .expect("create tenant");
+    assert_eq!(created.name, "One");
+    let dup = store
+        .create_tenant(t.clone(), "Again".into(), "x".into())
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert_eq!(store.get_tenant(t.as_str()).await.unwrap(), Some(created));
+    assert!(
+        store
+            .list_tenants()
+            .await
+            .unwrap()
+            .iter()
+            .any(|x| x.tenant_id == t)
+    );
+    assert!(store.get_tenant("no-such-tenant-x").await.unwrap().is_none());
+
+    let secrets = store.tenant_secrets(t.as_str()).await.unwrap().unwrap();
+    assert_eq!(secrets.current, "secret-1");
+    assert!(secrets.previous.is_none());
+
+    let until = Timestamp::now() + SignedDuration::from_hours(24);
+    store
+        .rotate_tenant_secret(t.as_str(), "secret-2".into(), until)
+        .await
+        .unwrap()
+        .expect("tenant exists");
+    let secrets = store.tenant_secrets(t.as_str()).await.unwrap().unwrap();
+    assert_eq!(secrets.current, "secret-2");
+    let valid: Vec<&str> = secrets.valid_at(Timestamp::now()).collect();
+    assert_eq!(valid, ["secret-2", "secret-1"]);
+    let later: Vec<&str> = secrets
+        .valid_at(until + SignedDuration::from_secs(1))
+        .collect();
+    assert_eq!(later, ["secret-2"]);
+    assert!(
+        store
+            .rotate_tenant_secret("no-such-tenant-x", "s".into(), until)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn api_keys(store: &dyn Store, prefix: &str) {
+    let plaintext = format!("pk_{prefix}_conformance_key_0123456789abcdef");
+    let hash: [u8; 32] = Sha256::digest(plaintext.as_bytes()).into();
+    let key_id = format!("{prefix}-key-1");
+    let new = NewApiKey {
+        key_id: key_id.clone(),
+        name: "ci".into(),
+        scopes: Scopes::from_iter([Scope::LeaderboardsRead]),
+        tenant_ids: TenantAccess::one(tid(prefix, "t1")),
+        expires_at: None,
+        key_hash: hash,
+        plaintext: plaintext.clone(),
+    };
+    let key = store.create_api_key(new.clone()).await.expect("create key");
+    assert!(key.revoked_at.is_none());
+    assert!(matches!(
+        store.create_api_key(new).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.find_api_key_by_hash(&hash).await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(store.get_api_key(&key_id).await.unwrap(), Some(key.clone()));
+    assert_eq!(
+        store.api_key_secret(&key_id).await.unwrap().as_deref(),
+        Some(plaintext.as_str())
+    );
+    assert!(store.find_api_key_by_hash(&[0u8; 32]).await.unwrap().is_none());
+    assert!(
+        store
+            .list_api_keys()
+            .await
+            .unwrap()
+            .iter()
+            .any(|k| k.key_id == key_id)
+    );
+
+    let revoked = store.revoke_api_key(&key_id).await.unwrap().unwrap();
+    let at = revoked.revoked_at.expect("revoked_at set");
+    assert!(!revoked.is_active(Timestamp::now()));
+    let again = store.revoke_api_key(&key_id).await.unwrap().unwrap();
+    assert_eq!(again.revoked_at, Some(at), "revocation keeps its first time");
+    assert!(store.revoke_api_key("nope").await.unwrap().is_none());
+}
+
+pub async fn leaderboards(store: &dyn Store, prefix: &str) {
+    let t = tid(prefix, "lbt");
+    store
+        .create_tenant(t.clone(), "LB".into(), "s".into())
+        .await
+        .unwrap();
+    let id = LeaderboardId::parse("xp-weekly").unwrap();
+    let new = NewLeaderboard {
+        leaderboard_id: id.clone(),
+        tenant_id: t.clone(),
+        name: "XP".into(),
+        description: Some("weekly".into()),
+        status: LeaderboardStatus::Active,
+        config: serde_json::json!({"k": 1}),
+    };
+    let lb = store.create_leaderboard(new.clone()).await.unwrap();
+    assert_eq!(lb.version, 1);
+    assert_eq!(lb.created_at, lb.updated_at);
+    assert!(matches!(
+        store.create_leaderboard(new.clone()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .get_leaderboard(t.as_str(), "xp-weekly")
+            .await
+            .unwrap(),
+        Some(lb.clone())
+    );
+    assert_eq!(
+        store.list_leaderboards(Some(t.as_str())).await.unwrap(),
+        vec![lb.clone()]
+    );
+
+    let patched = store
+        .update_leaderboard(
+            t.as_str(),
+            "xp-weekly",
+            LeaderboardPatch {
+                status: Some(LeaderboardStatus::Inactive),
+                description: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(patched.version, 2);
+    assert_eq!(patched.status, LeaderboardStatus::Inactive);
+    assert_eq!(patched.description, None);
+    assert_eq!(patched.name, "XP");
+    assert!(patched.updated_at >= lb.updated_at);
+
+    let removed = store
+        .delete_leaderboard(t.as_str(), "xp-weekly")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(removed, patched);
+    assert!(
+        store
+            .get_leaderboard(t.as_str(), "xp-weekly")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A deleted id can be created again: version 1 and a new uid, so its windows never mix.
+    let again = store.create_leaderboard(new).await.unwrap();
+    assert_eq!(again.version, 1);
+    assert_ne!(again.uid, lb.uid);
+    assert!(
+        store
+            .update_leaderboard(t.as_str(), "missing", LeaderboardPatch::default())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .delete_leaderboard(t.as_str(), "missing")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -1,0 +1,102 @@
+//! Phoenix storage: the [`Store`] trait every backend implements, the records it keeps, secret sealing,
+//! the durable journal, and the embedded zero-setup backend. The server only ever names the trait.
+#![forbid(unsafe_code)]
+
+pub mod conformance;
+pub mod embedded;
+pub mod journal;
+pub mod model;
+pub mod seal;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use model::{
+    ApiKey, Leaderboard, LeaderboardPatch, NewApiKey, NewLeaderboard, Tenant, TenantSecrets,
+};
+use phoenix_core::ids::TenantId;
+
+pub use embedded::EmbeddedStore;
+pub use seal::MasterKey;
+
+/// The storage layer's one error type.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record already exists (maps to 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The store cannot take writes or reads right now (maps to 503).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<journal::JournalError> for StoreError {
+    fn from(e: journal::JournalError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The system of record for tenants, API keys and leaderboards. Every method that returns `Ok` for a
+/// write has made that write durable (it survives `kill -9` and power loss).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Reachable and accepting writes (drives `/readyz`).
+    fn is_ready(&self) -> bool;
+
+    /// Creates a tenant with its first HMAC secret (sealed at rest). Conflict if the id exists.
+    async fn create_tenant(&self, tenant_id: TenantId, name: String, hmac_secret: String)
+    -> StoreResult<Tenant>;
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    async fn get_tenant(&self, tenant_id: &str) -> StoreResult<Option<Tenant>>;
+    /// The tenant's secrets in plaintext, for verifying signatures only.
+    async fn tenant_secrets(&self, tenant_id: &str) -> StoreResult<Option<TenantSecrets>>;
+    /// Installs `new_secret`; the current one stays valid until `previous_valid_until`.
+    async fn rotate_tenant_secret(
+        &self,
+        tenant_id: &str,
+        new_secret: String,
+        previous_valid_until: Timestamp,
+    ) -> StoreResult<Option<Tenant>>;
+
+    /// Creates an API key. Conflict if the id or hash exists.
+    async fn create_api_key(&self, key: NewApiKey) -> StoreResult<ApiKey>;
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+    async fn get_api_key(&self, key_id: &str) -> StoreResult<Option<ApiKey>>;
+    /// Looks a key up by the SHA-256 of its plaintext.
+    async fn find_api_key_by_hash(&self, key_hash: &[u8; 32]) -> StoreResult<Option<ApiKey>>;
+    /// The key's plaintext, which signs admin JWTs (SPEC §3.4).
+    async fn api_key_secret(&self, key_id: &str) -> StoreResult<Option<String>>;
+    /// Revokes a key (idempotent: a revoked key keeps its first `revoked_at`).
+    async fn revoke_api_key(&self, key_id: &str) -> StoreResult<Option<ApiKey>>;
+
+    /// Creates a leaderboard at version 1. Conflict if the tenant already has one with this id.
+    async fn create_leaderboard(&self, new: NewLeaderboard) -> StoreResult<Leaderboard>;
+    /// Live (not deleted) leaderboards, of one tenant or of all, ordered by tenant then id.
+    async fn list_leaderboards(&self, tenant_id: Option<&str>) -> StoreResult<Vec<Leaderboard>>;
+    async fn get_leaderboard(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+    ) -> StoreResult<Option<Leaderboard>>;
+    /// Applies a metadata patch, bumping `version` and `updated_at`.
+    async fn update_leaderboard(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+        patch: LeaderboardPatch,
+    ) -> StoreResult<Option<Leaderboard>>;
+    /// Deletes a leaderboard and returns the removed record; its history stays addressable by `uid`.
+    async fn delete_leaderboard(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+    ) -> StoreResult<Option<Leaderboard>>;
+}
+
+/// Wall-clock time for record timestamps, at microsecond precision so it round-trips through any backend.
+pub fn now() -> Timestamp {
+    let t = Timestamp::now();
+    Timestamp::from_microsecond(t.as_microsecond()).unwrap_or(t)
+}
+

@@ -1,0 +1,128 @@
+//! The records the store keeps: tenants, API keys and leaderboards, as every backend returns them.
+//! Secrets never appear here in plaintext; they are asked for explicitly and only where auth needs them.
+
+use jiff::Timestamp;
+use phoenix_core::access::{Scopes, TenantAccess};
+use phoenix_core::ids::{LeaderboardId, TenantId};
+use serde::{Deserialize, Serialize};
+
+/// A tenant as listed and read (SPEC §10: `{tenant_id, name, created_at}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+/// A tenant's usable HMAC secrets: the current one, and the previous one while its grace period runs.
+#[derive(Clone)]
+pub struct TenantSecrets {
+    pub current: String,
+    pub previous: Option<(String, Timestamp)>,
+}
+
+impl std::fmt::Debug for TenantSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TenantSecrets(<redacted>)")
+    }
+}
+
+impl TenantSecrets {
+    /// The secrets that verify a signature at `now`: current first.
+    pub fn valid_at(&self, now: Timestamp) -> impl Iterator<Item = &str> {
+        let previous = self
+            .previous
+            .as_ref()
+            .filter(|(_, until)| now < *until)
+            .map(|(s, _)| s.as_str());
+        std::iter::once(self.current.as_str()).chain(previous)
+    }
+}
+
+/// An admin API key's public record (SPEC §10 key shape, plus the lookup hash kept internally).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub key_id: String,
+    pub name: String,
+    pub scopes: Scopes,
+    pub tenant_ids: TenantAccess,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl ApiKey {
+    /// Usable at `now`: neither revoked nor expired.
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|exp| now < exp)
+    }
+}
+
+/// What creating an API key needs. `key_hash` is SHA-256 of the plaintext; the plaintext is sealed.
+#[derive(Clone)]
+pub struct NewApiKey {
+    pub key_id: String,
+    pub name: String,
+    pub scopes: Scopes,
+    pub tenant_ids: TenantAccess,
+    pub expires_at: Option<Timestamp>,
+    pub key_hash: [u8; 32],
+    pub plaintext: String,
+}
+
+/// `active` leaderboards score events; the others are kept but silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaderboardStatus {
+    Active,
+    Inactive,
+    Archived,
+}
+
+impl LeaderboardStatus {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "active" => Some(Self::Active),
+            "inactive" => Some(Self::Inactive),
+            "archived" => Some(Self::Archived),
+            _ => None,
+        }
+    }
+}
+
+/// A leaderboard record as the Admin API returns it. `uid` tells apart a re-created leaderboard from a
+/// deleted one with the same id (their windows must not mix); it is internal and not serialized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Leaderboard {
+    #[serde(skip)]
+    pub uid: u64,
+    pub leaderboard_id: LeaderboardId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub description: Option<String>,
+    pub status: LeaderboardStatus,
+    pub version: u64,
+    /// The normalized config (defaults filled in), as produced by the core's config model.
+    pub config: serde_json::Value,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What creating a leaderboard needs (already validated by the caller).
+#[derive(Debug, Clone)]
+pub struct NewLeaderboard {
+    pub leaderboard_id: LeaderboardId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub description: Option<String>,
+    pub status: LeaderboardStatus,
+    pub config: serde_json::Value,
+}
+
+/// The metadata PATCH may change; `None` leaves a field as it is. `description: Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct LeaderboardPatch {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub status: Option<LeaderboardStatus>,
+}
