@@ -82,14 +82,13 @@ impl Scopes {
         Scopes([Scope::Admin].into_iter().collect())
     }
 
-    pub fn from_iter(scopes: impl IntoIterator<Item = Scope>) -> Self {
-        Scopes(scopes.into_iter().collect())
-    }
-
     /// Parses the `scopes` member of an API-key request: a non-empty list of known scope names.
     pub fn parse(field: &str, raw: &[String]) -> Result<Self, ValidationError> {
         if raw.is_empty() {
-            return Err(ValidationError::field(field, "at least one scope is required"));
+            return Err(ValidationError::field(
+                field,
+                "at least one scope is required",
+            ));
         }
         let mut set = BTreeSet::new();
         for (i, name) in raw.iter().enumerate() {
@@ -112,6 +111,12 @@ impl Scopes {
 
     pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
         self.0.iter().copied()
+    }
+}
+
+impl FromIterator<Scope> for Scopes {
+    fn from_iter<I: IntoIterator<Item = Scope>>(scopes: I) -> Self {
+        Scopes(scopes.into_iter().collect())
     }
 }
 

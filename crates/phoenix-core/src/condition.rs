@@ -369,8 +369,14 @@ mod tests {
             err(json!({"ne": {}})),
             format!("{PATH}.ne: expected a string, number, boolean or null")
         );
-        assert_eq!(err(json!({"in": []})), format!("{PATH}.in: must not be empty"));
-        assert!(err(json!({"nin": "x"})).starts_with(&format!("{PATH}.nin: expected a non-empty array")));
+        assert_eq!(
+            err(json!({"in": []})),
+            format!("{PATH}.in: must not be empty")
+        );
+        assert!(
+            err(json!({"nin": "x"}))
+                .starts_with(&format!("{PATH}.nin: expected a non-empty array"))
+        );
         assert_eq!(
             err(json!({"in": [1, [2]]})),
             format!("{PATH}.in[1]: expected a string, number, boolean or null")
@@ -381,7 +387,10 @@ mod tests {
             format!("{PATH}.in: at most 1000 values are allowed")
         );
         for op in ["gt", "gte", "lt", "lte"] {
-            assert_eq!(err(json!({ op: "5" })), format!("{PATH}.{op}: expected a number"));
+            assert_eq!(
+                err(json!({ op: "5" })),
+                format!("{PATH}.{op}: expected a number")
+            );
         }
         assert_eq!(
             err(json!({"exists": "yes"})),
@@ -430,14 +439,19 @@ mod tests {
             err.starts_with("config.scope.filters.score: unknown field path 'score'"),
             "{err}"
         );
-        let err = Filters::parse("config.scope.filters", &json!({"attrs.mode": {"like": "x"}}))
-            .unwrap_err()
-            .0;
+        let err = Filters::parse(
+            "config.scope.filters",
+            &json!({"attrs.mode": {"like": "x"}}),
+        )
+        .unwrap_err()
+        .0;
         assert!(
             err.starts_with("config.scope.filters.attrs.mode: unknown operator 'like'"),
             "{err}"
         );
-        let err = Filters::parse("config.scope.filters", &json!([])).unwrap_err().0;
+        let err = Filters::parse("config.scope.filters", &json!([]))
+            .unwrap_err()
+            .0;
         assert!(err.starts_with("config.scope.filters: expected an object"));
 
         let raw = json!({"attrs.a.b": {"gte": 2}, "actor.user_id": {"nin": ["bot"]}});

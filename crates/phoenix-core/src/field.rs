@@ -133,14 +133,20 @@ mod tests {
     #[test]
     fn parses_every_root() {
         assert_eq!(FieldPath::parse("type"), Ok(FieldPath::Type));
-        assert_eq!(FieldPath::parse("actor.user_id"), Ok(FieldPath::ActorUserId));
+        assert_eq!(
+            FieldPath::parse("actor.user_id"),
+            Ok(FieldPath::ActorUserId)
+        );
         assert_eq!(
             FieldPath::parse("actor.metadata.region"),
             Ok(FieldPath::ActorMetadata(vec!["region".into()]))
         );
         assert_eq!(
             FieldPath::parse("attrs.stats.kill-count_2"),
-            Ok(FieldPath::Attrs(vec!["stats".into(), "kill-count_2".into()]))
+            Ok(FieldPath::Attrs(vec![
+                "stats".into(),
+                "kill-count_2".into()
+            ]))
         );
     }
 
@@ -153,7 +159,10 @@ mod tests {
             "attrs.score",
             "attrs.x.y-z.0",
         ] {
-            assert_eq!(FieldPath::parse(raw).map(|p| p.to_string()), Ok(raw.to_owned()));
+            assert_eq!(
+                FieldPath::parse(raw).map(|p| p.to_string()),
+                Ok(raw.to_owned())
+            );
         }
     }
 
@@ -168,10 +177,16 @@ mod tests {
         assert!(err("actor.name").starts_with("unknown field path"));
         assert!(err("type.x").starts_with("unknown field path"));
         assert!(err("").starts_with("unknown field path ''"));
-        assert_eq!(err("attrs"), "field path 'attrs' needs a key, e.g. 'attrs.score'");
+        assert_eq!(
+            err("attrs"),
+            "field path 'attrs' needs a key, e.g. 'attrs.score'"
+        );
         assert!(err("actor.metadata").contains("needs a key"));
         assert_eq!(err("attrs."), "field path 'attrs.' has an empty key");
-        assert_eq!(err("attrs.a..b"), "field path 'attrs.a..b' has an empty key");
+        assert_eq!(
+            err("attrs.a..b"),
+            "field path 'attrs.a..b' has an empty key"
+        );
         assert!(err("attrs.a b").contains("invalid key 'a b'"));
         assert!(err("attrs.é").contains("invalid key"));
         assert!(err(&format!("attrs.{}", "a".repeat(300))).contains("longer than 256"));

@@ -1,0 +1,169 @@
+//! Admin API keys (SPEC §3.3): create (plaintext `pk_...` returned once), list, revoke (effective at
+//! once). A key can only grant scopes and tenants its creator holds. Keys are found by a SHA-256 hash;
+//! the plaintext is kept sealed because admin JWTs are signed with it.
+
+use super::views::{KeyCreated, KeyList, KeyView};
+use crate::auth::AdminAuth;
+use crate::body::JsonBody;
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use jiff::Timestamp;
+use phoenix_core::access::{Scope, Scopes, TenantAccess};
+use phoenix_store::model::NewApiKey;
+use phoenix_store::seal::{random_bytes, random_hex};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+/// Body of `POST /api-keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    #[schema(example = "ci-deployer")]
+    pub name: String,
+    #[schema(example = json!(["leaderboards:read", "leaderboards:write"]))]
+    pub scopes: Vec<String>,
+    /// Tenant ids, or `["*"]` for every tenant.
+    #[schema(example = json!(["tenant-prod-001"]))]
+    pub tenant_ids: Vec<String>,
+    /// RFC 3339; the key stops working then.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+/// A UUID (version 4) for the key's public id.
+fn new_key_id() -> String {
+    let mut b = random_bytes::<16>();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Whether the caller may see (and so revoke) `key`: it must cover all of the key's tenants.
+fn visible(auth: &AdminAuth, key: &phoenix_store::model::ApiKey) -> bool {
+    auth.tenants.covers(&key.tenant_ids)
+}
+
+/// Lists the keys the caller can see (never their plaintext).
+#[utoipa::path(get, path = "/api-keys", tag = "api-keys",
+    responses((status = 200, body = KeyList), (status = 401, body = ErrorEnvelope),
+              (status = 403, body = ErrorEnvelope)))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+) -> Result<Json<KeyList>, ApiError> {
+    auth.require(Scope::KeysWrite)?;
+    let keys: Vec<KeyView> = state
+        .store
+        .list_api_keys()
+        .await?
+        .into_iter()
+        .filter(|k| visible(&auth, k))
+        .map(Into::into)
+        .collect();
+    Ok(Json(KeyList {
+        total: keys.len(),
+        keys,
+    }))
+}
+
+/// Creates a key; the response's `key` is the plaintext, shown this once only.
+#[utoipa::path(post, path = "/api-keys", tag = "api-keys", request_body = CreateKey,
+    responses((status = 201, body = KeyCreated), (status = 400, body = ErrorEnvelope),
+              (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    body: JsonBody,
+) -> Result<(StatusCode, Json<KeyCreated>), ApiError> {
+    auth.require(Scope::KeysWrite)?;
+    let req: CreateKey = body.parse()?;
+    super::tenants::check_name("name", &req.name, 200)?;
+    let scopes = Scopes::parse("scopes", &req.scopes)?;
+    let tenant_ids = TenantAccess::parse("tenant_ids", &req.tenant_ids)?;
+    let expires_at = match &req.expires_at {
+        None => None,
+        Some(raw) => {
+            let at: Timestamp = raw.parse().map_err(|_| {
+                ApiError::Validation(format!(
+                    "expires_at: '{raw}' is not an RFC 3339 timestamp"
+                ))
+            })?;
+            if at <= Timestamp::now() {
+                return Err(ApiError::Validation(
+                    "expires_at: must be in the future".into(),
+                ));
+            }
+            Some(at)
+        }
+    };
+    if !auth.scopes.covers(&scopes) {
+        return Err(ApiError::Forbidden(
+            "a key can only grant scopes its creator holds".into(),
+        ));
+    }
+    if !auth.tenants.covers(&tenant_ids) {
+        return Err(ApiError::Forbidden(
+            "a key can only grant tenants its creator holds".into(),
+        ));
+    }
+    let plaintext = format!("pk_{}", random_hex::<24>());
+    let key = state
+        .store
+        .create_api_key(NewApiKey {
+            key_id: new_key_id(),
+            name: req.name,
+            scopes,
+            tenant_ids,
+            expires_at,
+            key_hash: Sha256::digest(plaintext.as_bytes()).into(),
+            plaintext: plaintext.clone(),
+        })
+        .await?;
+    tracing::info!(key_id = %key.key_id, "api key created");
+    Ok((
+        StatusCode::CREATED,
+        Json(KeyCreated {
+            record: key.into(),
+            key: plaintext,
+        }),
+    ))
+}
+
+/// Revokes a key, effective at once; returns the revoked record.
+#[utoipa::path(delete, path = "/api-keys/{key_id}", tag = "api-keys",
+    params(("key_id" = String, Path)),
+    responses((status = 200, body = KeyView), (status = 401, body = ErrorEnvelope),
+              (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(key_id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    auth.require(Scope::KeysWrite)?;
+    let not_found = || ApiError::NotFound(format!("api key '{key_id}' not found"));
+    let key = state
+        .store
+        .get_api_key(&key_id)
+        .await?
+        .filter(|k| visible(&auth, k))
+        .ok_or_else(not_found)?;
+    let revoked = state
+        .store
+        .revoke_api_key(&key.key_id)
+        .await?
+        .ok_or_else(not_found)?;
+    tracing::info!(key_id = %revoked.key_id, "api key revoked");
+    Ok(Json(revoked.into()))
+}

@@ -1,0 +1,255 @@
+//! Assembling and running the server: which gateway serves on which listener, the middleware stack
+//! (request ids, tracing, metrics, body limit, error envelope, panic guard), and graceful shutdown
+//! through one cancellation token.
+
+use crate::error::ApiError;
+use crate::ops::{self, OpenApiJson};
+use crate::state::{AppState, GatewayListen, ServerConfig};
+use crate::{admin, body, error};
+use axum::Router;
+use axum::extract::Request;
+use axum::http::HeaderName;
+use axum::middleware;
+use phoenix_store::Store;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+/// The three gateways of SPEC §1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gateway {
+    Admin,
+    Ingestion,
+    Query,
+}
+
+impl Gateway {
+    const ALL: [Gateway; 3] = [Gateway::Admin, Gateway::Ingestion, Gateway::Query];
+
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Gateway::Admin => "PHOENIX_ADMIN_LISTEN",
+            Gateway::Ingestion => "PHOENIX_INGESTION_LISTEN",
+            Gateway::Query => "PHOENIX_QUERY_LISTEN",
+        }
+    }
+
+    fn setting(self, config: &ServerConfig) -> GatewayListen {
+        match self {
+            Gateway::Admin => config.admin_listen,
+            Gateway::Ingestion => config.ingestion_listen,
+            Gateway::Query => config.query_listen,
+        }
+    }
+
+    /// The gateway's documented routes. Ingestion (`/v1/events...`) and Query (`/v1/...`) gain theirs
+    /// with the issues that build them; their listeners already work.
+    fn routes(self) -> OpenApiRouter<AppState> {
+        match self {
+            Gateway::Admin => admin::router(),
+            Gateway::Ingestion | Gateway::Query => OpenApiRouter::new(),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Phoenix", description = "Real-time leaderboards and rewards for games."),
+    components(schemas(crate::error::ErrorEnvelope))
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of every route of every gateway.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut all = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(ops::router());
+    for gateway in Gateway::ALL {
+        all = all.merge(gateway.routes());
+    }
+    let (_, doc) = all.split_for_parts();
+    doc
+}
+
+/// Builds the router for one listener serving `gateways` (plus the operations endpoints).
+fn listener_router(state: &AppState, gateways: &[Gateway], doc: &OpenApiJson) -> Router {
+    let mut routes = ops::router();
+    for gateway in gateways {
+        routes = routes.merge(gateway.routes());
+    }
+    let (router, _) = routes.split_for_parts();
+    let limit = state.config.max_body_bytes;
+    let request_id = HeaderName::from_static("x-request-id");
+    router
+        .route_layer(middleware::from_fn(ops::tag_route))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::Extension(doc.clone()))
+        .layer(middleware::from_fn(move |req, next| {
+            body::buffer_body(limit, req, next)
+        }))
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_while_draining))
+        .layer(middleware::from_fn(ops::track_metrics))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    // The path only: query strings may carry tokens later (`?access_token=`).
+                    tracing::info_span!("request", id = %id, method = %req.method(),
+                        path = %req.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("a handler panicked".into()).into_response_envelope()
+        }))
+        .layer(middleware::from_fn(error::envelope_guard))
+        .with_state(state.clone())
+}
+
+async fn refuse_while_draining(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path();
+    if state.is_draining() && path != "/livez" && path != "/readyz" {
+        return axum::response::IntoResponse::into_response(ApiError::Unavailable(
+            "server is shutting down".into(),
+        ));
+    }
+    next.run(req).await
+}
+
+impl ApiError {
+    fn into_response_envelope(self) -> axum::response::Response {
+        axum::response::IntoResponse::into_response(self)
+    }
+}
+
+/// One bound listener and what it serves.
+struct Bound {
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+}
+
+/// A built server: its listeners are bound (so tests can bind port 0 and read the address) but it is not
+/// yet serving.
+pub struct Application {
+    bound: Vec<Bound>,
+    state: AppState,
+}
+
+/// Why the server could not start; names the configuration variable at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: cannot listen on {addr}: {source}")]
+pub struct BindError {
+    pub variable: &'static str,
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+async fn bind(variable: &'static str, addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|source| BindError {
+        variable,
+        addr,
+        source,
+    })
+}
+
+impl Application {
+    pub async fn build(config: ServerConfig, store: Arc<dyn Store>) -> Result<Self, BindError> {
+        let state = AppState::new(store, config);
+        let doc = OpenApiJson(Arc::new(
+            openapi()
+                .to_json()
+                .unwrap_or_else(|_| "{}".to_owned()),
+        ));
+        let config = state.config.clone();
+        let combined: Vec<Gateway> = Gateway::ALL
+            .into_iter()
+            .filter(|g| g.setting(&config) == GatewayListen::Combined)
+            .collect();
+        let mut bound = vec![Bound {
+            name: "combined",
+            listener: bind("PHOENIX_LISTEN", config.listen).await?,
+            router: listener_router(&state, &combined, &doc),
+        }];
+        for gateway in Gateway::ALL {
+            if let GatewayListen::Own(addr) = gateway.setting(&config) {
+                bound.push(Bound {
+                    name: match gateway {
+                        Gateway::Admin => "admin",
+                        Gateway::Ingestion => "ingestion",
+                        Gateway::Query => "query",
+                    },
+                    listener: bind(gateway.env_var(), addr).await?,
+                    router: listener_router(&state, &[gateway], &doc),
+                });
+            }
+        }
+        Ok(Application { bound, state })
+    }
+
+    /// The combined listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.bound[0]
+            .listener
+            .local_addr()
+            .unwrap_or(self.state.config.listen)
+    }
+
+    /// Every listener's name (`combined`, `admin`, `ingestion`, `query`) and address.
+    pub fn addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.bound
+            .iter()
+            .filter_map(|b| b.listener.local_addr().ok().map(|a| (b.name, a)))
+            .collect()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` fires, then stops accepting, lets in-flight requests finish (up to
+    /// `drain_timeout`), and returns.
+    pub async fn run(self, shutdown: CancellationToken, drain_timeout: Duration) {
+        let mut tasks = Vec::new();
+        for bound in self.bound {
+            let token = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                let served = axum::serve(bound.listener, bound.router)
+                    .with_graceful_shutdown(token.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(listener = bound.name, error = %e, "listener failed");
+                }
+            }));
+        }
+        shutdown.cancelled().await;
+        self.state.start_draining();
+        tracing::info!("shutting down: finishing in-flight requests");
+        let all = futures_join(tasks);
+        if tokio::time::timeout(drain_timeout, all).await.is_err() {
+            tracing::warn!("in-flight requests did not finish in time; stopping anyway");
+        }
+    }
+}
+
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}

@@ -1,0 +1,136 @@
+//! Operations endpoints, unauthenticated: `/livez`, `/readyz`, `/metrics` (Prometheus text: requests by
+//! route and status, latency histogram) and `/openapi.json` (OpenAPI 3.1 generated from the handlers).
+
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::state::AppState;
+use axum::Extension;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+const REQUESTS: &str = "phoenix_http_requests_total";
+const LATENCY: &str = "phoenix_http_request_duration_seconds";
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Status {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// The rendered OpenAPI document, shared with the handler that serves it.
+#[derive(Clone)]
+pub struct OpenApiJson(pub Arc<String>);
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(livez))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi))
+}
+
+/// Liveness: the process is up.
+#[utoipa::path(get, path = "/livez", tag = "operations", responses((status = 200, body = Status)))]
+pub async fn livez() -> axum::Json<Status> {
+    axum::Json(Status { status: "ok" })
+}
+
+/// Readiness: the store is reachable and the server is not draining.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Status), (status = 503, body = ErrorEnvelope)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Status>, ApiError> {
+    if state.is_draining() {
+        return Err(ApiError::Unavailable("server is shutting down".into()));
+    }
+    if !state.store.is_ready() {
+        return Err(ApiError::Unavailable("store is unavailable".into()));
+    }
+    Ok(axum::Json(Status { status: "ready" }))
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain; version=0.0.4", body = String)))]
+pub async fn metrics() -> Response {
+    let mut response = prometheus().render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, content_type = "application/json", body = Object)))]
+pub async fn openapi(Extension(doc): Extension<OpenApiJson>) -> Response {
+    let mut response = doc.0.as_str().to_owned().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(LATENCY.to_owned()),
+                &[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        match builder.install_recorder() {
+            Ok(handle) => handle,
+            // Another recorder is already global (e.g. an embedding program installed one): keep a
+            // private one so /metrics still answers.
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        }
+    })
+}
+
+/// The route template a request matched, carried on the response for the metrics middleware.
+#[derive(Clone)]
+struct RouteLabel(String);
+
+/// Route layer: records which route template matched.
+pub(crate) async fn tag_route(req: Request, next: Next) -> Response {
+    let label = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let mut response = next.run(req).await;
+    if let Some(label) = label {
+        response.extensions_mut().insert(RouteLabel(label));
+    }
+    response
+}
+
+/// Outer middleware: counts every request by route and status and observes its latency.
+pub(crate) async fn track_metrics(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let response = next.run(req).await;
+    let route = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or_else(|| "unmatched".to_owned(), |r| r.0.clone());
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!(LATENCY, "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
