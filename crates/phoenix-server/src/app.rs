@@ -171,6 +171,8 @@ async fn bind(variable: &'static str, addr: SocketAddr) -> Result<TcpListener, B
 
 impl Application {
     pub async fn build(config: ServerConfig, store: Arc<dyn Store>) -> Result<Self, BindError> {
+        // Install the metrics recorder before the first request is counted.
+        ops::prometheus();
         let state = AppState::new(store, config);
         let doc = OpenApiJson(Arc::new(
             openapi()

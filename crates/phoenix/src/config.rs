@@ -1,0 +1,220 @@
+//! Configuration: every setting of SPEC §1 as a global flag, an environment variable and a `.env` entry,
+//! parsed once into typed values. A bad value stops start-up with one line naming the variable.
+
+use clap::{Args, Parser, Subcommand};
+use jiff::SignedDuration;
+use phoenix_server::{GatewayListen, ServerConfig};
+use phoenix_store::MasterKey;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Phoenix: real-time leaderboards and rewards for games.
+#[derive(Debug, Parser)]
+#[command(name = "phoenix", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the Admin, Ingestion and Query gateways.
+    Serve,
+}
+
+/// Raw settings as given; `Settings::resolve` checks them.
+#[derive(Debug, Args)]
+pub struct Settings {
+    /// Address of the combined listener.
+    #[arg(long, global = true, env = "PHOENIX_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Give the Admin gateway its own listener (an address), or `off`.
+    #[arg(long, global = true, env = "PHOENIX_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    /// Give the Ingestion gateway its own listener (an address), or `off`.
+    #[arg(long, global = true, env = "PHOENIX_INGESTION_LISTEN")]
+    pub ingestion_listen: Option<String>,
+    /// Give the Query gateway its own listener (an address), or `off`.
+    #[arg(long, global = true, env = "PHOENIX_QUERY_LISTEN")]
+    pub query_listen: Option<String>,
+    /// Embedded store directory (the zero-setup default).
+    #[arg(long, global = true, env = "PHOENIX_DATA_DIR", default_value = "./phoenix-data")]
+    pub data_dir: PathBuf,
+    /// postgres://... : the scale-out system of record (not available yet).
+    #[arg(long, global = true, env = "PHOENIX_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// redis://... : the scale-out ranking and fan-out engine (not available yet).
+    #[arg(long, global = true, env = "PHOENIX_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// System admin secret: full Admin access.
+    #[arg(long, global = true, env = "PHOENIX_ADMIN_SECRET", hide_env_values = true)]
+    pub admin_secret: Option<String>,
+    /// 64 hex characters sealing stored secrets [default: generated in the data dir on first start].
+    #[arg(long, global = true, env = "PHOENIX_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// `false` = unauthenticated development mode.
+    #[arg(long, global = true, env = "PHOENIX_AUTH_ENABLED", default_value = "true")]
+    pub auth_enabled: String,
+    /// Log filter (e.g. `info`, `phoenix=debug,tower_http=info`).
+    #[arg(long, global = true, env = "PHOENIX_LOG", default_value = "info")]
+    pub log: String,
+    /// Log format: `pretty` or `json`.
+    #[arg(long, global = true, env = "PHOENIX_LOG_FORMAT", default_value = "pretty")]
+    pub log_format: String,
+    /// Largest accepted request body in bytes (larger is 413).
+    #[arg(long, global = true, env = "PHOENIX_MAX_BODY_BYTES", default_value = "1048576")]
+    pub max_body_bytes: String,
+    /// How long a rotated-out tenant secret keeps working, in seconds.
+    #[arg(long, global = true, env = "PHOENIX_SECRET_GRACE_SECONDS", default_value = "86400")]
+    pub secret_grace_seconds: String,
+    /// How long shutdown waits for in-flight requests, in seconds.
+    #[arg(long, global = true, env = "PHOENIX_SHUTDOWN_TIMEOUT_SECONDS", default_value = "30")]
+    pub shutdown_timeout_seconds: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Checked settings.
+pub struct Resolved {
+    pub server: ServerConfig,
+    pub data_dir: PathBuf,
+    pub master_key: Option<MasterKey>,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub shutdown_timeout: std::time::Duration,
+}
+
+/// A configuration error: one line naming the variable.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::error::Error for ConfigError {}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn bad(var: &str, msg: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("{var}: {msg}"))
+}
+
+fn parse_addr(var: &str, raw: &str) -> Result<SocketAddr, ConfigError> {
+    raw.trim().parse().map_err(|_| {
+        bad(
+            var,
+            format!("'{raw}' is not a socket address (expected e.g. 127.0.0.1:8080)"),
+        )
+    })
+}
+
+fn parse_gateway(var: &str, raw: &Option<String>) -> Result<GatewayListen, ConfigError> {
+    match raw.as_deref().map(str::trim) {
+        None | Some("") => Ok(GatewayListen::Combined),
+        Some("off") => Ok(GatewayListen::Off),
+        Some(addr) => parse_addr(var, addr).map(GatewayListen::Own),
+    }
+}
+
+fn parse_bool(var: &str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(bad(var, format!("'{raw}' is not true or false"))),
+    }
+}
+
+fn parse_u64(var: &str, raw: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    match raw.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(bad(
+            var,
+            format!("'{raw}' is not a whole number between {min} and {max}"),
+        )),
+    }
+}
+
+impl Settings {
+    pub fn resolve(&self) -> Result<Resolved, ConfigError> {
+        if self.database_url.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(bad(
+                "PHOENIX_DATABASE_URL",
+                "the PostgreSQL + Redis scale-out backend is not available in this version; unset it to use the embedded store",
+            ));
+        }
+        if self.redis_url.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(bad(
+                "PHOENIX_REDIS_URL",
+                "the PostgreSQL + Redis scale-out backend is not available in this version; unset it to use the embedded store",
+            ));
+        }
+        let listen = parse_addr("PHOENIX_LISTEN", &self.listen)?;
+        let mut server = ServerConfig::new(listen);
+        server.admin_listen = parse_gateway("PHOENIX_ADMIN_LISTEN", &self.admin_listen)?;
+        server.ingestion_listen =
+            parse_gateway("PHOENIX_INGESTION_LISTEN", &self.ingestion_listen)?;
+        server.query_listen = parse_gateway("PHOENIX_QUERY_LISTEN", &self.query_listen)?;
+        server.admin_secret = match self.admin_secret.as_deref() {
+            None | Some("") => None,
+            Some(s) if s.len() < 16 => {
+                return Err(bad(
+                    "PHOENIX_ADMIN_SECRET",
+                    "must be at least 16 characters long",
+                ));
+            }
+            Some(s) => Some(s.to_owned()),
+        };
+        server.auth_enabled = parse_bool("PHOENIX_AUTH_ENABLED", &self.auth_enabled)?;
+        server.max_body_bytes =
+            parse_u64("PHOENIX_MAX_BODY_BYTES", &self.max_body_bytes, 1024, 64 << 20)? as usize;
+        server.secret_grace = SignedDuration::from_secs(parse_u64(
+            "PHOENIX_SECRET_GRACE_SECONDS",
+            &self.secret_grace_seconds,
+            0,
+            30 * 86_400,
+        )? as i64);
+        let shutdown_timeout = std::time::Duration::from_secs(parse_u64(
+            "PHOENIX_SHUTDOWN_TIMEOUT_SECONDS",
+            &self.shutdown_timeout_seconds,
+            0,
+            3600,
+        )?);
+        let master_key = match self.master_key.as_deref() {
+            None | Some("") => None,
+            Some(raw) => Some(
+                MasterKey::from_hex(raw)
+                    .map_err(|_| bad("PHOENIX_MASTER_KEY", "must be 64 hex characters"))?,
+            ),
+        };
+        let log_format = match self.log_format.trim() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(bad(
+                    "PHOENIX_LOG_FORMAT",
+                    format!("'{other}' is not pretty or json"),
+                ));
+            }
+        };
+        tracing_subscriber::EnvFilter::try_new(&self.log)
+            .map_err(|e| bad("PHOENIX_LOG", format!("'{}' is not a log filter: {e}", self.log)))?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(bad("PHOENIX_DATA_DIR", "must not be empty"));
+        }
+        Ok(Resolved {
+            server,
+            data_dir: self.data_dir.clone(),
+            master_key,
+            log: self.log.clone(),
+            log_format,
+            shutdown_timeout,
+        })
+    }
+}

@@ -1,0 +1,255 @@
+//! The `phoenix` binary as a user runs it: configuration errors, `--help`, the data-dir lock, graceful
+//! shutdown on SIGTERM, and durability across `kill -9` right after a 201.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const SECRET: &str = "process-test-admin-secret";
+
+fn phoenix() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoenix"));
+    // Start from a clean slate: no inherited PHOENIX_* settings, no .env from the working directory.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PHOENIX_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(std::env::temp_dir());
+    cmd
+}
+
+/// A running `phoenix serve` whose address was read from its JSON log.
+struct Server {
+    child: Child,
+    addr: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let mut child = phoenix()
+            .args(["serve"])
+            .env("PHOENIX_LISTEN", "127.0.0.1:0")
+            .env("PHOENIX_DATA_DIR", data_dir)
+            .env("PHOENIX_ADMIN_SECRET", SECRET)
+            .env("PHOENIX_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn phoenix");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let addr = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("server did not report its address within 30 s");
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if v["fields"]["message"] == "listening" && v["fields"]["listener"] == "combined" {
+                break v["fields"]["addr"].as_str().expect("addr").to_owned();
+            }
+        };
+        Server {
+            child,
+            addr,
+            log: rx,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill(); // SIGKILL on unix
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+#[test]
+fn help_lists_every_configuration_variable() {
+    let out = phoenix().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "PHOENIX_LISTEN",
+        "PHOENIX_ADMIN_LISTEN",
+        "PHOENIX_INGESTION_LISTEN",
+        "PHOENIX_QUERY_LISTEN",
+        "PHOENIX_DATA_DIR",
+        "PHOENIX_DATABASE_URL",
+        "PHOENIX_REDIS_URL",
+        "PHOENIX_ADMIN_SECRET",
+        "PHOENIX_MASTER_KEY",
+        "PHOENIX_AUTH_ENABLED",
+        "PHOENIX_LOG",
+        "PHOENIX_LOG_FORMAT",
+    ] {
+        assert!(help.contains(var), "--help does not mention {var}");
+    }
+}
+
+#[test]
+fn invalid_configuration_stops_start_up_with_one_line_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("PHOENIX_LISTEN", "not-an-address"),
+        ("PHOENIX_ADMIN_LISTEN", "nowhere"),
+        ("PHOENIX_MASTER_KEY", "1234"),
+        ("PHOENIX_AUTH_ENABLED", "maybe"),
+        ("PHOENIX_LOG_FORMAT", "xml"),
+        ("PHOENIX_DATABASE_URL", "postgres://localhost/test"),
+        ("PHOENIX_REDIS_URL", "redis://localhost"),
+        ("PHOENIX_MAX_BODY_BYTES", "lots"),
+    ];
+    for (var, value) in cases {
+        let out = phoenix()
+            .arg("serve")
+            .env("PHOENIX_DATA_DIR", dir.path())
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{var}={value} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{var}: expected one line, got {stderr}");
+        assert!(lines[0].contains(var), "{var}: line does not name it: {stderr}");
+    }
+}
+
+#[test]
+fn a_secret_given_on_the_command_line_never_shows_in_help() {
+    let out = phoenix()
+        .arg("--help")
+        .env("PHOENIX_ADMIN_SECRET", "super-secret-value-123")
+        .env("PHOENIX_MASTER_KEY", "ab".repeat(32))
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(!help.contains("super-secret-value-123"));
+    assert!(!help.contains(&"ab".repeat(32)));
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let out = phoenix()
+        .arg("serve")
+        .env("PHOENIX_LISTEN", "127.0.0.1:0")
+        .env("PHOENIX_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("in use by another phoenix process"),
+        "{stderr}"
+    );
+    // The first one is unharmed.
+    let r = client().get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn kill_9_right_after_a_201_keeps_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = client();
+    for round in 0..3 {
+        let server = Server::start(dir.path());
+        let tenant = format!("tenant-{round}");
+        let r = http
+            .post(server.url("/tenants"))
+            .bearer_auth(SECRET)
+            .json(&json!({"tenant_id": tenant, "name": "Crash test"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let r = http
+            .post(server.url(&format!("/tenants/{tenant}/leaderboards")))
+            .bearer_auth(SECRET)
+            .json(&json!({
+                "leaderboard_id": "daily",
+                "name": "Daily",
+                "config": {
+                    "timeframe": {"type": "daily", "timezone": "Europe/Berlin"},
+                    "scoring": {"rules": [{"event_type": "match.*", "points_expression": "attrs.score"}]}
+                }
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        // No graceful anything: the process dies the instant the 201 is in our hands.
+        server.kill9();
+
+        let server = Server::start(dir.path());
+        for previous in 0..=round {
+            let r = http
+                .get(server.url(&format!("/tenants/tenant-{previous}/leaderboards/daily")))
+                .bearer_auth(SECRET)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "round {round}: tenant-{previous} lost");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["config"]["timeframe"]["timezone"], "Europe/Berlin");
+        }
+        server.kill9();
+    }
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let r = client().get(server.url("/livez")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let pid = server.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    let log: Vec<String> = server.log.iter().collect();
+    assert!(
+        log.iter().any(|l| l.contains("shutdown signal received")),
+        "{log:?}"
+    );
+}
