@@ -22,7 +22,9 @@ fn expressions(c: &mut Criterion) {
     let complex =
         Expr::parse("max(0, attrs.score * 2 + attrs.kills * 50 - abs(attrs.duration - 300) / 10)")
             .unwrap();
-    c.bench_function("expr_eval_field", |b| b.iter(|| black_box(simple.eval(black_box(&ev)))));
+    c.bench_function("expr_eval_field", |b| {
+        b.iter(|| black_box(simple.eval(black_box(&ev))))
+    });
     c.bench_function("expr_eval_complex", |b| {
         b.iter(|| black_box(complex.eval(black_box(&ev))))
     });
@@ -46,7 +48,9 @@ fn filters(c: &mut Criterion) {
         }),
     )
     .unwrap();
-    c.bench_function("filters_match_3", |b| b.iter(|| black_box(f.matches(black_box(&ev)))));
+    c.bench_function("filters_match_3", |b| {
+        b.iter(|| black_box(f.matches(black_box(&ev))))
+    });
 }
 
 fn config(c: &mut Criterion) {

@@ -61,7 +61,10 @@ impl Gateway {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Phoenix", description = "Real-time leaderboards and rewards for games."),
+    info(
+        title = "Phoenix",
+        description = "Real-time leaderboards and rewards for games."
+    ),
     components(schemas(crate::error::ErrorEnvelope))
 )]
 struct ApiDoc;
@@ -93,7 +96,10 @@ fn listener_router(state: &AppState, gateways: &[Gateway], doc: &OpenApiJson) ->
         .layer(middleware::from_fn(move |req, next| {
             body::buffer_body(limit, req, next)
         }))
-        .layer(middleware::from_fn_with_state(state.clone(), refuse_while_draining))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_while_draining,
+        ))
         .layer(middleware::from_fn(ops::track_metrics))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
@@ -175,9 +181,7 @@ impl Application {
         ops::prometheus();
         let state = AppState::new(store, config);
         let doc = OpenApiJson(Arc::new(
-            openapi()
-                .to_json()
-                .unwrap_or_else(|_| "{}".to_owned()),
+            openapi().to_json().unwrap_or_else(|_| "{}".to_owned()),
         ));
         let config = state.config.clone();
         let combined: Vec<Gateway> = Gateway::ALL

@@ -23,9 +23,16 @@ use subtle::ConstantTimeEq;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     AdminSecret,
-    ApiKey { key_id: String },
-    AdminJwt { key_id: String, subject: Option<String> },
-    TenantHmac { tenant_id: String },
+    ApiKey {
+        key_id: String,
+    },
+    AdminJwt {
+        key_id: String,
+        subject: Option<String>,
+    },
+    TenantHmac {
+        tenant_id: String,
+    },
     /// `PHOENIX_AUTH_ENABLED=false`: nobody was checked.
     Unauthenticated,
 }
@@ -161,13 +168,14 @@ async fn token_auth(token: &str, state: &AppState, bearer: bool) -> Result<Admin
 }
 
 async fn api_key_auth(key: &str, state: &AppState) -> Result<AdminAuth, ApiError> {
-    let found = state.store.find_api_key_by_hash(&sha256(key.as_bytes())).await?;
+    let found = state
+        .store
+        .find_api_key_by_hash(&sha256(key.as_bytes()))
+        .await?;
     let key = found.ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))?;
     check_key_active(&key)?;
     Ok(AdminAuth {
-        principal: Principal::ApiKey {
-            key_id: key.key_id,
-        },
+        principal: Principal::ApiKey { key_id: key.key_id },
         scopes: key.scopes,
         tenants: key.tenant_ids,
     })
@@ -290,8 +298,8 @@ async fn hmac_auth(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiErro
     }
     let sig = hex::decode(signature.trim())
         .map_err(|_| ApiError::Unauthorized("X-Signature must be hex".into()))?;
-    let tenant_id = TenantId::parse(tenant)
-        .map_err(|_| ApiError::Unauthorized("invalid signature".into()))?;
+    let tenant_id =
+        TenantId::parse(tenant).map_err(|_| ApiError::Unauthorized("invalid signature".into()))?;
     let secrets = state
         .store
         .tenant_secrets(tenant_id.as_str())

@@ -32,7 +32,8 @@ pub(crate) async fn buffer_body(limit: usize, req: Request, next: Next) -> Respo
         Err(_) => return too_large(),
     };
     parts.extensions.insert(RawBody(bytes.clone()));
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Extractor for a JSON body that is parsed on demand with [`JsonBody::parse`].
@@ -68,7 +69,8 @@ impl JsonBody {
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         let is_json = self.content_type.as_deref().is_some_and(|ct| {
             let mime = ct.split(';').next().unwrap_or("").trim();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         });
         if !is_json {
             return Err(ApiError::Validation(
@@ -76,7 +78,9 @@ impl JsonBody {
             ));
         }
         if self.bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::Validation("request body must be a JSON object".into()));
+            return Err(ApiError::Validation(
+                "request body must be a JSON object".into(),
+            ));
         }
         let mut de = serde_json::Deserializer::from_slice(&self.bytes);
         let value: T = serde_path_to_error::deserialize(&mut de).map_err(describe)?;

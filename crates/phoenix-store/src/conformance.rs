@@ -39,7 +39,13 @@ pub async fn tenants(store: &dyn Store, prefix: &str) {
             .iter()
             .any(|x| x.tenant_id == t)
     );
-    assert!(store.get_tenant("no-such-tenant-x").await.unwrap().is_none());
+    assert!(
+        store
+            .get_tenant("no-such-tenant-x")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let secrets = store.tenant_secrets(t.as_str()).await.unwrap().unwrap();
     assert_eq!(secrets.current, "secret-1");
@@ -96,7 +102,13 @@ pub async fn api_keys(store: &dyn Store, prefix: &str) {
         store.api_key_secret(&key_id).await.unwrap().as_deref(),
         Some(plaintext.as_str())
     );
-    assert!(store.find_api_key_by_hash(&[0u8; 32]).await.unwrap().is_none());
+    assert!(
+        store
+            .find_api_key_by_hash(&[0u8; 32])
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(
         store
             .list_api_keys()
@@ -110,7 +122,11 @@ pub async fn api_keys(store: &dyn Store, prefix: &str) {
     let at = revoked.revoked_at.expect("revoked_at set");
     assert!(!revoked.is_active(Timestamp::now()));
     let again = store.revoke_api_key(&key_id).await.unwrap().unwrap();
-    assert_eq!(again.revoked_at, Some(at), "revocation keeps its first time");
+    assert_eq!(
+        again.revoked_at,
+        Some(at),
+        "revocation keeps its first time"
+    );
     assert!(store.revoke_api_key("nope").await.unwrap().is_none());
 }
 

@@ -45,7 +45,9 @@ pub enum OpenError {
 #[serde(tag = "op", rename_all = "snake_case")]
 enum MetaRecord {
     /// First record of a data dir: proves later starts use the same master key.
-    Init { key_check: String },
+    Init {
+        key_check: String,
+    },
     TenantCreated {
         tenant: Tenant,
         sealed_secret: String,
@@ -60,7 +62,10 @@ enum MetaRecord {
         key_hash: String,
         sealed_key: String,
     },
-    ApiKeyRevoked { key_id: String, at: Timestamp },
+    ApiKeyRevoked {
+        key_id: String,
+        at: Timestamp,
+    },
     LeaderboardCreated {
         uid: u64,
         leaderboard: Leaderboard,
@@ -341,9 +346,10 @@ impl Store for EmbeddedStore {
                 "tenant '{tenant_id}' already exists"
             )));
         }
-        let sealed = self
-            .master
-            .seal(&Self::tenant_context(tenant_id.as_str()), hmac_secret.as_bytes());
+        let sealed = self.master.seal(
+            &Self::tenant_context(tenant_id.as_str()),
+            hmac_secret.as_bytes(),
+        );
         let tenant = Tenant {
             tenant_id,
             name,
@@ -358,7 +364,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
-        Ok(self.read().tenants.values().map(|e| e.tenant.clone()).collect())
+        Ok(self
+            .read()
+            .tenants
+            .values()
+            .map(|e| e.tenant.clone())
+            .collect())
     }
 
     async fn get_tenant(&self, tenant_id: &str) -> StoreResult<Option<Tenant>> {
@@ -375,7 +386,9 @@ impl Store for EmbeddedStore {
             self.master
                 .unseal(&ctx, sealed)
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| StoreError::Unavailable("a sealed tenant secret is unreadable".into()))
+                .ok_or_else(|| {
+                    StoreError::Unavailable("a sealed tenant secret is unreadable".into())
+                })
         };
         let current = open(&entry.sealed_current)?;
         let previous = match &entry.sealed_previous {
@@ -442,7 +455,11 @@ impl Store for EmbeddedStore {
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
         let mut keys: Vec<ApiKey> = self.read().keys.values().map(|e| e.key.clone()).collect();
-        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.key_id.cmp(&b.key_id)));
+        keys.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then(a.key_id.cmp(&b.key_id))
+        });
         Ok(keys)
     }
 

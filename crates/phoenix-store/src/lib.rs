@@ -45,8 +45,12 @@ pub trait Store: Send + Sync + 'static {
     fn is_ready(&self) -> bool;
 
     /// Creates a tenant with its first HMAC secret (sealed at rest). Conflict if the id exists.
-    async fn create_tenant(&self, tenant_id: TenantId, name: String, hmac_secret: String)
-    -> StoreResult<Tenant>;
+    async fn create_tenant(
+        &self,
+        tenant_id: TenantId,
+        name: String,
+        hmac_secret: String,
+    ) -> StoreResult<Tenant>;
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
     async fn get_tenant(&self, tenant_id: &str) -> StoreResult<Option<Tenant>>;
     /// The tenant's secrets in plaintext, for verifying signatures only.
@@ -99,4 +103,3 @@ pub fn now() -> Timestamp {
     let t = Timestamp::now();
     Timestamp::from_microsecond(t.as_microsecond()).unwrap_or(t)
 }
-

@@ -12,23 +12,37 @@ fn key() -> MasterKey {
 async fn embedded_store_passes_conformance_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let before = {
-        let store = EmbeddedStore::open_initialized(dir.path(), key()).await.unwrap();
+        let store = EmbeddedStore::open_initialized(dir.path(), key())
+            .await
+            .unwrap();
         conformance::run_all(&store, "emb").await;
         (
             store.list_tenants().await.unwrap(),
             store.list_api_keys().await.unwrap(),
             store.list_leaderboards(None).await.unwrap(),
-            store.tenant_secrets("emb-t1").await.unwrap().unwrap().current,
+            store
+                .tenant_secrets("emb-t1")
+                .await
+                .unwrap()
+                .unwrap()
+                .current,
         )
     };
-    let store = EmbeddedStore::open_initialized(dir.path(), key()).await.unwrap();
+    let store = EmbeddedStore::open_initialized(dir.path(), key())
+        .await
+        .unwrap();
     assert_eq!(store.list_tenants().await.unwrap(), before.0);
     assert_eq!(store.list_api_keys().await.unwrap(), before.1);
     let lbs = store.list_leaderboards(None).await.unwrap();
     assert_eq!(lbs, before.2);
     assert_eq!(lbs[0].uid, before.2[0].uid);
     assert_eq!(
-        store.tenant_secrets("emb-t1").await.unwrap().unwrap().current,
+        store
+            .tenant_secrets("emb-t1")
+            .await
+            .unwrap()
+            .unwrap()
+            .current,
         before.3
     );
     // Secrets are sealed: the plaintext never reaches the disk.
@@ -40,7 +54,9 @@ async fn embedded_store_passes_conformance_and_survives_reopen() {
 #[tokio::test]
 async fn a_second_opener_is_refused_and_a_wrong_key_is_detected() {
     let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open_initialized(dir.path(), key()).await.unwrap();
+    let store = EmbeddedStore::open_initialized(dir.path(), key())
+        .await
+        .unwrap();
     match EmbeddedStore::open(dir.path(), key()) {
         Err(OpenError::Locked(_)) => {}
         other => panic!("expected Locked, got {:?}", other.err()),

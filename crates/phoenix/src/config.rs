@@ -28,7 +28,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct Settings {
     /// Address of the combined listener.
-    #[arg(long, global = true, env = "PHOENIX_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: String,
     /// Give the Admin gateway its own listener (an address), or `off`.
     #[arg(long, global = true, env = "PHOENIX_ADMIN_LISTEN")]
@@ -40,37 +45,82 @@ pub struct Settings {
     #[arg(long, global = true, env = "PHOENIX_QUERY_LISTEN")]
     pub query_listen: Option<String>,
     /// Embedded store directory (the zero-setup default).
-    #[arg(long, global = true, env = "PHOENIX_DATA_DIR", default_value = "./phoenix-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_DATA_DIR",
+        default_value = "./phoenix-data"
+    )]
     pub data_dir: PathBuf,
     /// postgres://... : the scale-out system of record (not available yet).
-    #[arg(long, global = true, env = "PHOENIX_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// redis://... : the scale-out ranking and fan-out engine (not available yet).
     #[arg(long, global = true, env = "PHOENIX_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// System admin secret: full Admin access.
-    #[arg(long, global = true, env = "PHOENIX_ADMIN_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_ADMIN_SECRET",
+        hide_env_values = true
+    )]
     pub admin_secret: Option<String>,
     /// 64 hex characters sealing stored secrets [default: generated in the data dir on first start].
-    #[arg(long, global = true, env = "PHOENIX_MASTER_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_MASTER_KEY",
+        hide_env_values = true
+    )]
     pub master_key: Option<String>,
     /// `false` = unauthenticated development mode.
-    #[arg(long, global = true, env = "PHOENIX_AUTH_ENABLED", default_value = "true")]
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_AUTH_ENABLED",
+        default_value = "true"
+    )]
     pub auth_enabled: String,
     /// Log filter (e.g. `info`, `phoenix=debug,tower_http=info`).
     #[arg(long, global = true, env = "PHOENIX_LOG", default_value = "info")]
     pub log: String,
     /// Log format: `pretty` or `json`.
-    #[arg(long, global = true, env = "PHOENIX_LOG_FORMAT", default_value = "pretty")]
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_LOG_FORMAT",
+        default_value = "pretty"
+    )]
     pub log_format: String,
     /// Largest accepted request body in bytes (larger is 413).
-    #[arg(long, global = true, env = "PHOENIX_MAX_BODY_BYTES", default_value = "1048576")]
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_MAX_BODY_BYTES",
+        default_value = "1048576"
+    )]
     pub max_body_bytes: String,
     /// How long a rotated-out tenant secret keeps working, in seconds.
-    #[arg(long, global = true, env = "PHOENIX_SECRET_GRACE_SECONDS", default_value = "86400")]
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_SECRET_GRACE_SECONDS",
+        default_value = "86400"
+    )]
     pub secret_grace_seconds: String,
     /// How long shutdown waits for in-flight requests, in seconds.
-    #[arg(long, global = true, env = "PHOENIX_SHUTDOWN_TIMEOUT_SECONDS", default_value = "30")]
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_SHUTDOWN_TIMEOUT_SECONDS",
+        default_value = "30"
+    )]
     pub shutdown_timeout_seconds: String,
 }
 
@@ -172,8 +222,12 @@ impl Settings {
             Some(s) => Some(s.to_owned()),
         };
         server.auth_enabled = parse_bool("PHOENIX_AUTH_ENABLED", &self.auth_enabled)?;
-        server.max_body_bytes =
-            parse_u64("PHOENIX_MAX_BODY_BYTES", &self.max_body_bytes, 1024, 64 << 20)? as usize;
+        server.max_body_bytes = parse_u64(
+            "PHOENIX_MAX_BODY_BYTES",
+            &self.max_body_bytes,
+            1024,
+            64 << 20,
+        )? as usize;
         server.secret_grace = SignedDuration::from_secs(parse_u64(
             "PHOENIX_SECRET_GRACE_SECONDS",
             &self.secret_grace_seconds,
@@ -203,8 +257,12 @@ impl Settings {
                 ));
             }
         };
-        tracing_subscriber::EnvFilter::try_new(&self.log)
-            .map_err(|e| bad("PHOENIX_LOG", format!("'{}' is not a log filter: {e}", self.log)))?;
+        tracing_subscriber::EnvFilter::try_new(&self.log).map_err(|e| {
+            bad(
+                "PHOENIX_LOG",
+                format!("'{}' is not a log filter: {e}", self.log),
+            )
+        })?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(bad("PHOENIX_DATA_DIR", "must not be empty"));
         }

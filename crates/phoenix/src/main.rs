@@ -29,7 +29,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&resolved);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("phoenix: cannot start the async runtime: {e}");

@@ -136,7 +136,10 @@ fn invalid_configuration_stops_start_up_with_one_line_naming_the_variable() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{var}: expected one line, got {stderr}");
-        assert!(lines[0].contains(var), "{var}: line does not name it: {stderr}");
+        assert!(
+            lines[0].contains(var),
+            "{var}: line does not name it: {stderr}"
+        );
     }
 }
 
@@ -230,10 +233,7 @@ async fn sigterm_shuts_down_gracefully() {
     let r = client().get(server.url("/livez")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let pid = server.child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let exit = loop {

@@ -96,9 +96,7 @@ pub async fn create_key(
         None => None,
         Some(raw) => {
             let at: Timestamp = raw.parse().map_err(|_| {
-                ApiError::Validation(format!(
-                    "expires_at: '{raw}' is not an RFC 3339 timestamp"
-                ))
+                ApiError::Validation(format!("expires_at: '{raw}' is not an RFC 3339 timestamp"))
             })?;
             if at <= Timestamp::now() {
                 return Err(ApiError::Validation(

@@ -22,10 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::list_keys, keys::create_key))
         .routes(routes!(keys::revoke_key))
         .routes(routes!(leaderboards::list_all))
-        .routes(routes!(
-            leaderboards::list_for_tenant,
-            leaderboards::create
-        ))
+        .routes(routes!(leaderboards::list_for_tenant, leaderboards::create))
         .routes(routes!(
             leaderboards::get_one,
             leaderboards::patch,

@@ -1,0 +1,12 @@
+//! Integration tests of the Admin gateway over real HTTP: each test starts the real server in-process on
+//! `127.0.0.1:0` over an embedded store in a temporary data dir (see [`support::spawn_app`]) and talks to
+//! it with `reqwest` only. One test binary, so everything is compiled and linked once.
+
+mod auth;
+mod keys;
+mod leaderboards;
+mod ops;
+mod order;
+mod support;
+mod tenants;
+mod validation;
