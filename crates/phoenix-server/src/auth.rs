@@ -15,8 +15,6 @@ use phoenix_core::access::{Scope, Scopes, TenantAccess};
 use phoenix_core::ids::TenantId;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use subtle::ConstantTimeEq;
 
 /// Who is calling, for logs and audit (never a secret).
@@ -331,10 +329,13 @@ async fn hmac_auth(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiErro
     if !verified {
         return Err(ApiError::Unauthorized("invalid signature".into()));
     }
-    let window = state.config.hmac_window_secs;
+    // Accepted once: the digest is remembered (durably, by the store) until the timestamp expires.
+    let expires_at = Timestamp::from_second(ts + state.config.hmac_window_secs)
+        .map_err(|_| ApiError::Unauthorized("X-Timestamp is out of range".into()))?;
     if !state
-        .replay
-        .first_use(sha256(&sig), now, ts.max(now) + window)
+        .store
+        .use_signature_once(sha256(&sig), expires_at)
+        .await?
     {
         return Err(ApiError::Unauthorized(
             "this signature was already used; sign each request anew".into(),
@@ -349,50 +350,9 @@ async fn hmac_auth(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiErro
     })
 }
 
-/// Remembers accepted HMAC signatures until their timestamp leaves the accepted window, so each is
-/// accepted once. Memory is bounded by the signatures issued within one window.
-#[derive(Default)]
-pub struct ReplayGuard {
-    seen: Mutex<ReplayState>,
-}
-
-#[derive(Default)]
-struct ReplayState {
-    expiry_by_sig: HashMap<[u8; 32], i64>,
-    last_prune: i64,
-}
-
-impl ReplayGuard {
-    /// True the first time `sig` is presented; false for a replay. `expires` is when it can be forgotten
-    /// (after that its timestamp is refused anyway).
-    pub fn first_use(&self, sig: [u8; 32], now: i64, expires: i64) -> bool {
-        let mut state = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if now - state.last_prune >= 10 {
-            state.expiry_by_sig.retain(|_, exp| *exp >= now);
-            state.last_prune = now;
-        }
-        match state.expiry_by_sig.get(&sig) {
-            Some(exp) if *exp >= now => false,
-            _ => {
-                state.expiry_by_sig.insert(sig, expires);
-                true
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replay_guard_accepts_once_and_forgets_after_expiry() {
-        let g = ReplayGuard::default();
-        assert!(g.first_use([1; 32], 100, 400));
-        assert!(!g.first_use([1; 32], 200, 500));
-        assert!(g.first_use([2; 32], 200, 500));
-        assert!(g.first_use([1; 32], 401, 700), "forgotten once expired");
-    }
 
     #[test]
     fn secrets_compare_by_value() {

@@ -1,7 +1,6 @@
-//! `AppState`: what every handler shares: the store, the server's settings, the replay guard for HMAC
-//! signatures, and the draining flag raised at shutdown.
+//! `AppState`: what every handler shares: the store, the server's settings, and the draining flag
+//! raised at shutdown.
 
-use crate::auth::ReplayGuard;
 use jiff::SignedDuration;
 use phoenix_store::Store;
 use std::net::SocketAddr;
@@ -70,7 +69,6 @@ impl ServerConfig {
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<ServerConfig>,
-    pub replay: Arc<ReplayGuard>,
     draining: Arc<AtomicBool>,
 }
 
@@ -79,7 +77,6 @@ impl AppState {
         AppState {
             store,
             config: Arc::new(config),
-            replay: Arc::new(ReplayGuard::default()),
             draining: Arc::new(AtomicBool::new(false)),
         }
     }

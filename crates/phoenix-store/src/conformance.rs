@@ -15,6 +15,7 @@ fn tid(prefix: &str, name: &str) -> TenantId {
 /// Runs every check; panics (test failure) on the first broken contract.
 pub async fn run_all(store: &dyn Store, prefix: &str) {
     tenants(store, prefix).await;
+    signatures(store, prefix).await;
     api_keys(store, prefix).await;
     leaderboards(store, prefix).await;
 }
@@ -72,6 +73,15 @@ pub async fn tenants(store: &dyn Store, prefix: &str) {
             .unwrap()
             .is_none()
     );
+}
+
+pub async fn signatures(store: &dyn Store, prefix: &str) {
+    let digest: [u8; 32] = Sha256::digest(format!("{prefix}-signature").as_bytes()).into();
+    let until = Timestamp::now() + SignedDuration::from_secs(300);
+    assert!(store.use_signature_once(digest, until).await.unwrap());
+    assert!(!store.use_signature_once(digest, until).await.unwrap());
+    let other: [u8; 32] = Sha256::digest(format!("{prefix}-other").as_bytes()).into();
+    assert!(store.use_signature_once(other, until).await.unwrap());
 }
 
 pub async fn api_keys(store: &dyn Store, prefix: &str) {

@@ -6,6 +6,7 @@
 use crate::journal::Journal;
 use crate::model::*;
 use crate::seal::MasterKey;
+use crate::signatures::SignatureLog;
 use crate::{Store, StoreError, StoreResult, now};
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -220,6 +221,7 @@ pub struct EmbeddedStore {
     dir: PathBuf,
     state: RwLock<State>,
     meta: Journal,
+    signatures: SignatureLog,
     /// Serializes metadata writers across check → durable append → apply. Metadata writes are rare; the
     /// gate is never held by readers, so reads never wait on the disk.
     write_gate: tokio::sync::Mutex<()>,
@@ -267,10 +269,12 @@ impl EmbeddedStore {
             }
             state.apply(record).map_err(corrupt)?;
         }
+        let signatures = SignatureLog::open(dir, Timestamp::now().as_second()).map_err(io)?;
         let store = EmbeddedStore {
             dir: dir.to_owned(),
             state: RwLock::new(state),
             meta,
+            signatures,
             write_gate: tokio::sync::Mutex::new(()),
             master,
             _lock: lock,
@@ -331,7 +335,17 @@ impl EmbeddedStore {
 #[async_trait]
 impl Store for EmbeddedStore {
     fn is_ready(&self) -> bool {
-        self.meta.is_healthy()
+        self.meta.is_healthy() && self.signatures.is_healthy()
+    }
+
+    async fn use_signature_once(
+        &self,
+        digest: [u8; 32],
+        expires_at: Timestamp,
+    ) -> StoreResult<bool> {
+        self.signatures
+            .use_once(digest, expires_at.as_second(), Timestamp::now().as_second())
+            .await
     }
 
     async fn create_tenant(

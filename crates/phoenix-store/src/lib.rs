@@ -7,6 +7,7 @@ pub mod embedded;
 pub mod journal;
 pub mod model;
 pub mod seal;
+mod signatures;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -43,6 +44,14 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Send + Sync + 'static {
     /// Reachable and accepting writes (drives `/readyz`).
     fn is_ready(&self) -> bool;
+
+    /// Records that a request signature (a digest of it) was used: true the first time, false for a
+    /// replay. Remembered durably until `expires_at`, so a replay is refused across restarts.
+    async fn use_signature_once(
+        &self,
+        digest: [u8; 32],
+        expires_at: Timestamp,
+    ) -> StoreResult<bool>;
 
     /// Creates a tenant with its first HMAC secret (sealed at rest). Conflict if the id exists.
     async fn create_tenant(

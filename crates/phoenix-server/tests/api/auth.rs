@@ -346,6 +346,28 @@ async fn a_replayed_hmac_signature_is_refused() {
 }
 
 #[tokio::test]
+async fn a_replayed_hmac_signature_is_refused_across_a_restart() {
+    let app = spawn_app().await;
+    let secret = app.create_tenant("t-replay-restart").await;
+    let ts = now_secs();
+    let sign = |app: &TestApp| {
+        signed_at(
+            app,
+            Method::GET,
+            "/health",
+            None,
+            "t-replay-restart",
+            &secret,
+            ts,
+        )
+    };
+    send(sign(&app)).await.expect(StatusCode::OK);
+    let app = app.restart().await;
+    let message = send(sign(&app)).await.expect_unauthorized();
+    assert!(message.contains("already used"), "{message}");
+}
+
+#[tokio::test]
 async fn an_hmac_signed_body_creates_a_leaderboard() {
     let app = spawn_app().await;
     let secret = app.create_tenant("t-body").await;
