@@ -264,17 +264,13 @@ async fn admin_jwt_auth(token: &str, state: &AppState) -> Result<AdminAuth, ApiE
     })
 }
 
-/// What a tenant HMAC signature grants: that tenant's configuration routes.
+/// What a tenant HMAC signature grants: that tenant's configuration routes, never the creation of
+/// tenants or keys.
 fn hmac_scopes() -> Scopes {
-    Scopes::from_iter([
-        Scope::LeaderboardsRead,
-        Scope::LeaderboardsWrite,
-        Scope::RewardsRead,
-        Scope::RewardsWrite,
-        Scope::AchievementsRead,
-        Scope::AchievementsWrite,
-        Scope::TenantsRead,
-    ])
+    Scope::ALL
+        .into_iter()
+        .filter(|s| !matches!(s, Scope::TenantsWrite | Scope::KeysWrite | Scope::Admin))
+        .collect()
 }
 
 async fn hmac_auth(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiError> {

@@ -144,6 +144,43 @@ fn invalid_configuration_stops_start_up_with_one_line_naming_the_variable() {
 }
 
 #[test]
+fn settings_are_read_from_a_dot_env_file_and_the_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "PHOENIX_LISTEN=from-dot-env\nPHOENIX_DATA_DIR=./data\n",
+    )
+    .unwrap();
+    let out = phoenix()
+        .arg("serve")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PHOENIX_LISTEN") && stderr.contains("from-dot-env"),
+        "{stderr}"
+    );
+    // A flag or an environment variable overrides the file.
+    let out = phoenix()
+        .args(["--listen", "also-bad", "serve"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("also-bad"), "{stderr}");
+    let out = phoenix()
+        .arg("serve")
+        .env("PHOENIX_LISTEN", "env-bad")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("env-bad"), "{stderr}");
+}
+
+#[test]
 fn a_secret_given_on_the_command_line_never_shows_in_help() {
     let out = phoenix()
         .arg("--help")
