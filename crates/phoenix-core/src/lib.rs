@@ -6,9 +6,14 @@
 pub mod access;
 pub mod condition;
 pub mod config;
+pub mod engine;
 pub mod error;
+pub mod event;
 pub mod expr;
 pub mod field;
 pub mod ids;
+pub mod intern;
+pub mod rank;
+pub mod window;
 
 pub use error::ValidationError;

@@ -5,7 +5,7 @@
 use crate::error::ApiError;
 use crate::ops::{self, OpenApiJson};
 use crate::state::{AppState, GatewayListen, ServerConfig};
-use crate::{admin, body, error};
+use crate::{admin, body, error, ingest};
 use axum::Router;
 use axum::extract::Request;
 use axum::http::HeaderName;
@@ -49,12 +49,13 @@ impl Gateway {
         }
     }
 
-    /// The gateway's documented routes. Ingestion (`/v1/events...`) and Query (`/v1/...`) gain theirs
-    /// with the issues that build them; their listeners already work.
+    /// The gateway's documented routes. Query (`/v1/...` reads) gains its routes with the issue that
+    /// builds it; its listener already works.
     fn routes(self) -> OpenApiRouter<AppState> {
         match self {
             Gateway::Admin => admin::router(),
-            Gateway::Ingestion | Gateway::Query => OpenApiRouter::new(),
+            Gateway::Ingestion => ingest::router(),
+            Gateway::Query => OpenApiRouter::new(),
         }
     }
 }

@@ -115,19 +115,23 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiE
         return token_auth(key.trim(), state, false).await;
     }
     if let Some(value) = header_str(headers, header::AUTHORIZATION.as_str())? {
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("Authorization header must be 'Bearer <token>'".into())
-            })?;
-        return token_auth(token, state, true).await;
+        return token_auth(bearer_token(value)?, state, true).await;
     }
     Err(ApiError::Unauthorized(
         "missing credentials: send X-API-Key, Authorization: Bearer, or an HMAC signature".into(),
     ))
+}
+
+/// The token of an `Authorization: Bearer <token>` header value.
+fn bearer_token(value: &str) -> Result<&str, ApiError> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::Unauthorized("Authorization header must be 'Bearer <token>'".into())
+        })
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
@@ -344,6 +348,143 @@ async fn hmac_auth(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiErro
         scopes: hmac_scopes(),
         tenants: TenantAccess::one(tenant_id),
     })
+}
+
+/// The caller of a `/v1` route (SPEC §3.2): a tenant, and the player when one is named.
+#[derive(Debug, Clone)]
+pub struct TenantAuth {
+    pub tenant_id: TenantId,
+    /// The JWT's `sub`, or `X-User-Id` with the admin secret (or in development mode).
+    pub user_id: Option<String>,
+    pub via: TenantVia,
+}
+
+/// How a `/v1` caller authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantVia {
+    TenantJwt,
+    AdminSecret,
+    Unauthenticated,
+}
+
+#[derive(Deserialize)]
+struct TenantClaims {
+    sub: Option<String>,
+    sub_type: String,
+    sub_id: String,
+}
+
+impl FromRequestParts<AppState> for TenantAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let headers = &parts.headers;
+        let named_tenant = || -> Result<TenantId, ApiError> {
+            let raw = header_str(headers, "x-tenant-id")?.ok_or_else(|| {
+                ApiError::Unauthorized("X-Tenant-Id is required to act for a tenant".into())
+            })?;
+            TenantId::parse(raw.trim()).map_err(|e| ApiError::Unauthorized(e.0))
+        };
+        let named_user = || -> Result<Option<String>, ApiError> {
+            Ok(header_str(headers, "x-user-id")?.map(|u| u.trim().to_owned()))
+        };
+        if !state.config.auth_enabled {
+            return Ok(TenantAuth {
+                tenant_id: named_tenant()?,
+                user_id: named_user()?,
+                via: TenantVia::Unauthenticated,
+            });
+        }
+        let token = match (
+            header_str(headers, header::AUTHORIZATION.as_str())?,
+            header_str(headers, "x-api-key")?,
+        ) {
+            (Some(value), _) => bearer_token(value)?,
+            (None, Some(key)) => key.trim(),
+            (None, None) => {
+                return Err(ApiError::Unauthorized(
+                    "missing credentials: send Authorization: Bearer <tenant JWT>".into(),
+                ));
+            }
+        };
+        if let Some(secret) = &state.config.admin_secret
+            && secrets_equal(token, secret)
+        {
+            let tenant_id = named_tenant()?;
+            if state.store.get_tenant(tenant_id.as_str()).await?.is_none() {
+                return Err(ApiError::Unauthorized(format!(
+                    "unknown tenant '{tenant_id}'"
+                )));
+            }
+            return Ok(TenantAuth {
+                tenant_id,
+                user_id: named_user()?,
+                via: TenantVia::AdminSecret,
+            });
+        }
+        tenant_jwt_auth(token, state).await
+    }
+}
+
+async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<TenantAuth, ApiError> {
+    let bad = || ApiError::Unauthorized("invalid token".into());
+    if token.split('.').count() != 3 {
+        return Err(bad());
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| bad())?;
+    if header.alg != jsonwebtoken::Algorithm::HS256 {
+        return Err(ApiError::Unauthorized(
+            "token algorithm must be HS256".into(),
+        ));
+    }
+    let tenant = unverified_sub_id(token).ok_or_else(bad)?;
+    let secrets = state
+        .store
+        .tenant_secrets(&tenant)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized(format!("unknown tenant '{tenant}'")))?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.leeway = state.config.jwt_leeway_secs.min(60);
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["exp"]);
+    let mut last_error = bad();
+    // The current secret, then (during a rotation's grace period) the previous one.
+    for secret in secrets.valid_at(Timestamp::now()) {
+        match jsonwebtoken::decode::<TenantClaims>(
+            token,
+            &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
+            &validation,
+        ) {
+            Ok(data) => {
+                let claims = data.claims;
+                if claims.sub_type != "tenant" {
+                    return Err(ApiError::Unauthorized(
+                        "token sub_type must be 'tenant' on /v1 routes".into(),
+                    ));
+                }
+                let tenant_id = TenantId::parse(&claims.sub_id).map_err(|_| bad())?;
+                return Ok(TenantAuth {
+                    tenant_id,
+                    user_id: claims.sub.filter(|s| !s.is_empty()),
+                    via: TenantVia::TenantJwt,
+                });
+            }
+            Err(e) => {
+                last_error = match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                        ApiError::Unauthorized("token has expired".into())
+                    }
+                    jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(c) => {
+                        ApiError::Unauthorized(format!("token lacks the required '{c}' claim"))
+                    }
+                    _ => bad(),
+                };
+            }
+        }
+    }
+    Err(last_error)
 }
 
 #[cfg(test)]

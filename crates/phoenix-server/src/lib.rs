@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod ingest;
 pub mod ops;
 pub mod state;
 

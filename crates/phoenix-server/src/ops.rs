@@ -59,7 +59,13 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Status>,
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, content_type = "text/plain; version=0.0.4", body = String)))]
-pub async fn metrics() -> Response {
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let stats = state.store.stats();
+    metrics::counter!("phoenix_events_accepted_total").absolute(stats.events_accepted);
+    metrics::counter!("phoenix_events_duplicate_total").absolute(stats.events_duplicate);
+    metrics::counter!("phoenix_events_scored_total").absolute(stats.events_scored);
+    metrics::counter!("phoenix_events_late_total").absolute(stats.events_late);
+    metrics::gauge!("phoenix_dedupe_entries").set(stats.dedupe_entries as f64);
     let mut response = prometheus().render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

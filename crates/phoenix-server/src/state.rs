@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub jwt_leeway_secs: u64,
     /// Accepted distance of an HMAC `X-Timestamp` from now.
     pub hmac_window_secs: i64,
+    /// Events older than this are refused; within it, event ids are deduplicated (SPEC §5).
+    pub dedupe_horizon: SignedDuration,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -61,6 +63,7 @@ impl ServerConfig {
             secret_grace: SignedDuration::from_hours(24),
             jwt_leeway_secs: 30,
             hmac_window_secs: 300,
+            dedupe_horizon: SignedDuration::from_hours(24 * 7),
         }
     }
 }

@@ -20,7 +20,10 @@ fn group_commit(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(RECORDS_PER_ITER as u64));
     for writers in [1usize, 16, 256] {
-        let (journal, _) = Journal::open(&dir.path().join(format!("bench-{writers}.log"))).unwrap();
+        let journal = Journal::open(&dir.path().join(format!("bench-{writers}.log")), |_, _| {
+            Ok(())
+        })
+        .unwrap();
         let journal = Arc::new(journal);
         group.bench_function(format!("{writers}_writers"), |b| {
             b.iter(|| {

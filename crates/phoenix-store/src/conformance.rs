@@ -18,6 +18,7 @@ pub async fn run_all(store: &dyn Store, prefix: &str) {
     signatures(store, prefix).await;
     api_keys(store, prefix).await;
     leaderboards(store, prefix).await;
+    scoring(store, prefix).await;
 }
 
 pub async fn tenants(store: &dyn Store, prefix: &str) {
@@ -153,7 +154,10 @@ pub async fn leaderboards(store: &dyn Store, prefix: &str) {
         name: "XP".into(),
         description: Some("weekly".into()),
         status: LeaderboardStatus::Active,
-        config: serde_json::json!({"k": 1}),
+        config: serde_json::json!({
+            "timeframe": {"type": "all_time"},
+            "scoring": {"rules": [{"event_type": "match.*", "points_expression": "attrs.score"}]}
+        }),
     };
     let lb = store.create_leaderboard(new.clone()).await.unwrap();
     assert_eq!(lb.version, 1);
@@ -220,6 +224,90 @@ pub async fn leaderboards(store: &dyn Store, prefix: &str) {
     assert!(
         store
             .delete_leaderboard(t.as_str(), "missing")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+fn event(id: &str, user: &str, score: f64) -> phoenix_core::event::Event {
+    let now = Timestamp::now();
+    phoenix_core::event::Event::from_json(
+        &serde_json::json!({
+            "event_id": id,
+            "type": "match.completed",
+            "actor": {"user_id": user},
+            "occurred_at": now.to_string(),
+            "attrs": {"score": score}
+        }),
+        phoenix_core::event::EventRules {
+            now,
+            dedupe_horizon: SignedDuration::from_hours(24),
+        },
+    )
+    .expect("a valid test event")
+}
+
+pub async fn scoring(store: &dyn Store, prefix: &str) {
+    use crate::IngestStatus::{Accepted, Duplicate};
+    let t = tid(prefix, "score");
+    store
+        .create_tenant(t.clone(), "Scoring".into(), "s".into())
+        .await
+        .unwrap();
+    store
+        .create_leaderboard(NewLeaderboard {
+            leaderboard_id: LeaderboardId::parse("points").unwrap(),
+            tenant_id: t.clone(),
+            name: "Points".into(),
+            description: None,
+            status: LeaderboardStatus::Active,
+            config: serde_json::json!({
+                "timeframe": {"type": "all_time"},
+                "scoring": {"rules": [{"event_type": "match.*", "points_expression": "attrs.score"}]}
+            }),
+        })
+        .await
+        .unwrap();
+    let batch = [
+        event("e1", "ann", 10.0),
+        event("e2", "ben", 30.0),
+        event("e1", "ann", 10.0),
+        event("e3", "ann", 5.0),
+    ];
+    let statuses = store.ingest(t.as_str(), &batch).await.unwrap();
+    assert_eq!(statuses, vec![Accepted, Accepted, Duplicate, Accepted]);
+    let again = store.ingest(t.as_str(), &batch[..2]).await.unwrap();
+    assert_eq!(again, vec![Duplicate, Duplicate]);
+
+    let page = store
+        .standings(t.as_str(), "points", None, 1, 10)
+        .await
+        .unwrap()
+        .expect("the leaderboard exists");
+    assert_eq!(page.total_entries, 2);
+    let rows: Vec<(u32, &str, f64)> = page
+        .entries
+        .iter()
+        .map(|e| (e.rank, e.user_id.as_str(), e.score))
+        .collect();
+    assert_eq!(rows, vec![(1, "ben", 30.0), (2, "ann", 15.0)]);
+    let ann = store
+        .standing_of(t.as_str(), "points", None, "ann")
+        .await
+        .unwrap()
+        .expect("ann is ranked");
+    assert_eq!((ann.rank, ann.score), (2, 15.0));
+    assert!(
+        store
+            .standing_of(t.as_str(), "points", None, "nobody")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .standings(t.as_str(), "missing", None, 1, 10)
             .await
             .unwrap()
             .is_none()

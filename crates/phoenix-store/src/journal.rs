@@ -31,7 +31,7 @@ pub enum JournalError {
 
 struct Append {
     frame: Vec<u8>,
-    done: oneshot::Sender<Result<(), JournalError>>,
+    done: oneshot::Sender<Result<u64, JournalError>>,
 }
 
 /// Handle to a journal file; cheap to share behind an `Arc`.
@@ -52,10 +52,28 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Called by the writer thread, in log order, with each durable group of `(offset, payload)` records,
+/// after the group's fsync and before any of its callers is answered. This is how a state machine built
+/// on the journal stays exactly the fold of the durable log: live state and replayed state cannot differ.
+pub type ApplyFn = Box<dyn FnMut(&[(u64, &[u8])]) + Send>;
+
 impl Journal {
-    /// Opens (creating if needed) the journal at `path`, returns every intact record in order, truncates
-    /// a torn tail, and starts the writer thread.
-    pub fn open(path: &Path) -> io::Result<(Journal, Vec<Vec<u8>>)> {
+    /// Opens (creating if needed) the journal at `path`, hands every intact record to `replay` in order
+    /// with its offset, truncates a torn tail, and starts the writer thread. Offsets are byte positions,
+    /// so they are unique and increase with log order.
+    pub fn open(
+        path: &Path,
+        replay: impl FnMut(u64, &[u8]) -> io::Result<()>,
+    ) -> io::Result<Journal> {
+        Self::open_applying(path, replay, None)
+    }
+
+    /// [`Journal::open`], with `apply` called for every group written from now on (see [`ApplyFn`]).
+    pub fn open_applying(
+        path: &Path,
+        mut replay: impl FnMut(u64, &[u8]) -> io::Result<()>,
+        apply: Option<ApplyFn>,
+    ) -> io::Result<Journal> {
         let existed = path.exists();
         let mut file = OpenOptions::new()
             .read(true)
@@ -69,19 +87,18 @@ impl Journal {
                 sync_dir(dir)?;
             }
         }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let (records, good_len) = decode_frames(&bytes);
-        if good_len < bytes.len() {
+        let total = file.metadata()?.len();
+        let good_len = replay_frames(&mut file, &mut replay)?;
+        if good_len < total {
             tracing::warn!(
                 path = %path.display(),
-                dropped_bytes = bytes.len() - good_len,
+                dropped_bytes = total - good_len,
                 "journal had a torn tail (interrupted write); truncating it"
             );
-            file.set_len(good_len as u64)?;
+            file.set_len(good_len)?;
             file.sync_all()?;
         }
-        file.seek(SeekFrom::Start(good_len as u64))?;
+        file.seek(SeekFrom::Start(good_len))?;
 
         let (tx, rx) = mpsc::channel::<Append>();
         let healthy = Arc::new(AtomicBool::new(true));
@@ -92,19 +109,17 @@ impl Journal {
         );
         std::thread::Builder::new()
             .name(name)
-            .spawn(move || writer_loop(file, rx, thread_health))?;
-        Ok((
-            Journal {
-                tx,
-                healthy,
-                path: path.to_owned(),
-            },
-            records,
-        ))
+            .spawn(move || writer_loop(file, good_len, rx, thread_health, apply))?;
+        Ok(Journal {
+            tx,
+            healthy,
+            path: path.to_owned(),
+        })
     }
 
-    /// Appends one record; resolves once it is on disk (fsync'd) together with whatever else was queued.
-    pub async fn append(&self, payload: &[u8]) -> Result<(), JournalError> {
+    /// Appends one record; resolves with its offset once it is on disk (fsync'd, and applied when the
+    /// journal has an [`ApplyFn`]) together with whatever else was queued.
+    pub async fn append(&self, payload: &[u8]) -> Result<u64, JournalError> {
         if payload.len() > MAX_RECORD {
             return Err(JournalError::TooLarge(payload.len()));
         }
@@ -143,47 +158,69 @@ fn encode_frame(payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// Splits `bytes` into intact payloads; returns them and the length of the intact prefix.
-fn decode_frames(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
-    let mut records = Vec::new();
-    let mut pos = 0;
-    while bytes.len() - pos >= HEADER {
-        let len = u32::from_le_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
-            as usize;
-        let crc = u32::from_le_bytes([
-            bytes[pos + 4],
-            bytes[pos + 5],
-            bytes[pos + 6],
-            bytes[pos + 7],
-        ]);
-        let start = pos + HEADER;
-        if len > MAX_RECORD || bytes.len() - start < len {
-            break;
+/// Reads frames from the start of `file`, handing each intact payload to `replay`; returns the length
+/// of the intact prefix (where a torn or corrupt tail begins).
+fn replay_frames(
+    file: &mut File,
+    replay: &mut impl FnMut(u64, &[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = io::BufReader::with_capacity(1 << 20, &mut *file);
+    let mut payload = Vec::new();
+    let mut pos: u64 = 0;
+    loop {
+        let mut header = [0u8; HEADER];
+        if !read_full(&mut reader, &mut header)? {
+            return Ok(pos);
         }
-        let payload = &bytes[start..start + len];
-        if crc32fast::hash(payload) != crc {
-            break;
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        if len > MAX_RECORD {
+            return Ok(pos);
         }
-        records.push(payload.to_vec());
-        pos = start + len;
+        payload.resize(len, 0);
+        if !read_full(&mut reader, &mut payload)? || crc32fast::hash(&payload) != crc {
+            return Ok(pos);
+        }
+        replay(pos, &payload)?;
+        pos += (HEADER + len) as u64;
     }
-    (records, pos)
 }
 
-fn writer_loop(mut file: File, rx: mpsc::Receiver<Append>, healthy: Arc<AtomicBool>) {
+/// Fills `buf` completely; false when the file ends first.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+fn writer_loop(
+    mut file: File,
+    mut file_len: u64,
+    rx: mpsc::Receiver<Append>,
+    healthy: Arc<AtomicBool>,
+    mut apply: Option<ApplyFn>,
+) {
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
-    let mut waiters: Vec<oneshot::Sender<Result<(), JournalError>>> = Vec::new();
+    let mut waiters: Vec<(u64, oneshot::Sender<Result<u64, JournalError>>)> = Vec::new();
+    let take = |append: Append, buf: &mut Vec<u8>, waiters: &mut Vec<_>, base: u64| {
+        waiters.push((base + buf.len() as u64, append.done));
+        buf.extend_from_slice(&append.frame);
+    };
     // `recv` returns Err once every `Journal` handle is dropped: everything queued has been written.
     while let Ok(first) = rx.recv() {
         buf.clear();
-        buf.extend_from_slice(&first.frame);
-        waiters.push(first.done);
+        take(first, &mut buf, &mut waiters, file_len);
         while buf.len() < MAX_GROUP_BYTES {
             match rx.try_recv() {
-                Ok(next) => {
-                    buf.extend_from_slice(&next.frame);
-                    waiters.push(next.done);
-                }
+                Ok(next) => take(next, &mut buf, &mut waiters, file_len),
                 Err(_) => break,
             }
         }
@@ -193,16 +230,35 @@ fn writer_loop(mut file: File, rx: mpsc::Receiver<Append>, healthy: Arc<AtomicBo
             Err(io::Error::other("journal failed earlier"))
         };
         let outcome = match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let Some(apply) = apply.as_mut() {
+                    let records: Vec<(u64, &[u8])> = waiters
+                        .iter()
+                        .map(|(offset, _)| {
+                            let at = (offset - file_len) as usize;
+                            let len = u32::from_le_bytes([
+                                buf[at],
+                                buf[at + 1],
+                                buf[at + 2],
+                                buf[at + 3],
+                            ]) as usize;
+                            (*offset, &buf[at + HEADER..at + HEADER + len])
+                        })
+                        .collect();
+                    apply(&records);
+                }
+                file_len += buf.len() as u64;
+                Ok(())
+            }
             Err(e) => {
                 tracing::error!(error = %e, "journal write failed; refusing further writes");
                 healthy.store(false, Ordering::Release);
                 Err(JournalError::Unavailable(e.to_string()))
             }
         };
-        for done in waiters.drain(..) {
+        for (offset, done) in waiters.drain(..) {
             // The caller may have gone away (request cancelled); the record is durable regardless.
-            let _ = done.send(outcome.clone());
+            let _ = done.send(outcome.clone().map(|()| offset));
         }
     }
 }
@@ -219,12 +275,23 @@ pub fn remove_if_exists(path: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    fn collect(path: &Path) -> (Journal, Vec<(u64, Vec<u8>)>) {
+        let mut records = Vec::new();
+        let j = Journal::open(path, |offset, payload| {
+            records.push((offset, payload.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        (j, records)
+    }
+
     #[tokio::test]
     async fn appends_survive_reopen_and_a_torn_tail_is_cut() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.log");
+        let mut offsets = Vec::new();
         {
-            let (j, existing) = Journal::open(&path).unwrap();
+            let (j, existing) = collect(&path);
             assert!(existing.is_empty());
             let j = Arc::new(j);
             let mut tasks = Vec::new();
@@ -235,7 +302,7 @@ mod tests {
                 }));
             }
             for t in tasks {
-                t.await.unwrap().unwrap();
+                offsets.push(t.await.unwrap().unwrap());
             }
         }
         // Simulate a crash in the middle of a write: half a frame at the end.
@@ -244,25 +311,73 @@ mod tests {
         f.write_all(&torn[..torn.len() / 2]).unwrap();
         drop(f);
         let before = fs::metadata(&path).unwrap().len();
-        let (j, records) = Journal::open(&path).unwrap();
+        let (j, records) = collect(&path);
         assert_eq!(records.len(), 50);
+        offsets.sort_unstable();
+        let replayed: Vec<u64> = records.iter().map(|(o, _)| *o).collect();
+        assert_eq!(replayed, offsets, "append offsets are the replay offsets");
         assert!(fs::metadata(&path).unwrap().len() < before);
-        j.append(b"after").await.unwrap();
+        let after = j.append(b"after").await.unwrap();
         drop(j);
-        let (_j, records) = Journal::open(&path).unwrap();
+        let (_j, records) = collect(&path);
         assert_eq!(records.len(), 51);
-        assert_eq!(records[50], b"after");
+        assert_eq!(records[50], (after, b"after".to_vec()));
     }
 
-    #[test]
-    fn corrupt_frames_are_not_replayed() {
+    #[tokio::test]
+    async fn a_corrupt_frame_ends_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.log");
         let mut bytes = encode_frame(b"one");
         let mut second = encode_frame(b"two");
         let last = second.len() - 1;
         second[last] ^= 0xff;
         bytes.extend_from_slice(&second);
-        let (records, good) = decode_frames(&bytes);
-        assert_eq!(records, vec![b"one".to_vec()]);
-        assert_eq!(good, HEADER + 3);
+        fs::write(&path, &bytes).unwrap();
+        let (_j, records) = collect(&path);
+        assert_eq!(records, vec![(0, b"one".to_vec())]);
+        assert_eq!(fs::metadata(&path).unwrap().len(), (HEADER + 3) as u64);
+    }
+
+    #[tokio::test]
+    async fn apply_sees_every_durable_record_in_log_order_before_the_ack() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<(u64, Vec<u8>)>::new()));
+        let sink = seen.clone();
+        let j = Arc::new(
+            Journal::open_applying(
+                &dir.path().join("a.log"),
+                |_, _| Ok(()),
+                Some(Box::new(move |group: &[(u64, &[u8])]| {
+                    let mut seen = sink.lock().unwrap();
+                    for (offset, payload) in group {
+                        seen.push((*offset, payload.to_vec()));
+                    }
+                })),
+            )
+            .unwrap(),
+        );
+        let mut tasks = Vec::new();
+        for i in 0..100u32 {
+            let j = j.clone();
+            let seen = seen.clone();
+            tasks.push(tokio::spawn(async move {
+                let payload = format!("r{i}");
+                let offset = j.append(payload.as_bytes()).await.unwrap();
+                // Applied before acknowledged.
+                assert!(
+                    seen.lock()
+                        .unwrap()
+                        .iter()
+                        .any(|(o, p)| *o == offset && p == payload.as_bytes())
+                );
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 100);
+        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "log order");
     }
 }

@@ -14,7 +14,10 @@ use jiff::Timestamp;
 use model::{
     ApiKey, Leaderboard, LeaderboardPatch, NewApiKey, NewLeaderboard, Tenant, TenantSecrets,
 };
+use phoenix_core::engine::Standing;
+use phoenix_core::event::Event;
 use phoenix_core::ids::TenantId;
+use phoenix_core::window::{Window, WindowId, WindowStatus};
 
 pub use embedded::EmbeddedStore;
 pub use seal::MasterKey;
@@ -38,12 +41,72 @@ impl From<journal::JournalError> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What became of one ingested event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestStatus {
+    /// New, durable, and applied to the standings.
+    Accepted,
+    /// Already accepted earlier (same tenant and `event_id`): not counted again.
+    Duplicate,
+}
+
+/// Counters of the running process, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub events_accepted: u64,
+    pub events_duplicate: u64,
+    /// Leaderboard updates made by accepted events (one event can score in several leaderboards).
+    pub events_scored: u64,
+    /// Leaderboard matches refused because the event's window had already closed.
+    pub events_late: u64,
+    pub dedupe_entries: u64,
+}
+
+/// A page of one window's ranked standings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StandingsPage {
+    pub window: Window,
+    pub status: WindowStatus,
+    /// Ranked entries in the window (within `ranking.size`, passing `min_score`).
+    pub total_entries: u32,
+    pub entries: Vec<Standing>,
+}
+
 /// The system of record for tenants, API keys and leaderboards. Every method that returns `Ok` for a
 /// write has made that write durable (it survives `kill -9` and power loss).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Reachable and accepting writes (drives `/readyz`).
     fn is_ready(&self) -> bool;
+
+    /// Counters for `/metrics`.
+    fn stats(&self) -> StoreStats;
+
+    /// Makes `events` durable (one group-committed write) and applies them to every active leaderboard
+    /// of the tenant, answering per event in order. Idempotent on `(tenant, event_id)`: an id seen before
+    /// (within the dedupe horizon), or earlier in the same call, is `Duplicate` and counts nothing.
+    async fn ingest(&self, tenant_id: &str, events: &[Event]) -> StoreResult<Vec<IngestStatus>>;
+
+    /// Ranked entries `from_rank ..` (1-based, at most `count`) of a window: the given one, or the one
+    /// readers see now. `None` when the leaderboard (or the given window) is unknown.
+    async fn standings(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+        window: Option<&WindowId>,
+        from_rank: u32,
+        count: u32,
+    ) -> StoreResult<Option<StandingsPage>>;
+
+    /// One player's ranked entry in a window (the current one when `None`); `None` when the player has
+    /// no rank there.
+    async fn standing_of(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+        window: Option<&WindowId>,
+        user_id: &str,
+    ) -> StoreResult<Option<Standing>>;
 
     /// Records that a request signature (a digest of it) was used: true the first time, false for a
     /// replay. Remembered durably until `expires_at`, so a replay is refused across restarts.

@@ -84,12 +84,14 @@ impl SignatureLog {
             if !path.exists() {
                 continue;
             }
-            let (journal, records) = Journal::open(&path)?;
-            for (digest, expires) in records.iter().filter_map(|r| decode(r)) {
-                if expires >= now {
+            let journal = Journal::open(&path, |_, record| {
+                if let Some((digest, expires)) = decode(record)
+                    && expires >= now
+                {
                     seen.insert(digest, expires);
                 }
-            }
+                Ok(())
+            })?;
             if generation == current_generation {
                 current = Some((generation, Arc::new(journal)));
             }
@@ -127,7 +129,7 @@ impl SignatureLog {
         }
         let dir = self.dir.clone();
         let journal = tokio::task::spawn_blocking(move || -> std::io::Result<Journal> {
-            let (journal, _) = Journal::open(&file_for(&dir, generation))?;
+            let journal = Journal::open(&file_for(&dir, generation), |_, _| Ok(()))?;
             delete_dead_files(&dir, generation)?;
             Ok(journal)
         })

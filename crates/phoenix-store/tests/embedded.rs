@@ -21,6 +21,11 @@ async fn embedded_store_passes_conformance_and_survives_reopen() {
             store.list_api_keys().await.unwrap(),
             store.list_leaderboards(None).await.unwrap(),
             store
+                .standings("emb-score", "points", None, 1, 10)
+                .await
+                .unwrap()
+                .unwrap(),
+            store
                 .tenant_secrets("emb-t1")
                 .await
                 .unwrap()
@@ -43,10 +48,19 @@ async fn embedded_store_passes_conformance_and_survives_reopen() {
             .unwrap()
             .unwrap()
             .current,
+        before.4
+    );
+    // Standings are rebuilt from the log exactly, and ids stay deduplicated.
+    assert_eq!(
+        store
+            .standings("emb-score", "points", None, 1, 10)
+            .await
+            .unwrap()
+            .unwrap(),
         before.3
     );
     // Secrets are sealed: the plaintext never reaches the disk.
-    let log = std::fs::read(dir.path().join("meta.log")).unwrap();
+    let log = std::fs::read(dir.path().join("wal.log")).unwrap();
     let needle = b"pk_emb_conformance_key";
     assert!(!log.windows(needle.len()).any(|w| w == needle));
 }

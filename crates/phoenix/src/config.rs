@@ -114,6 +114,14 @@ pub struct Settings {
         default_value = "86400"
     )]
     pub secret_grace_seconds: String,
+    /// Events older than this are refused; within it, event ids are deduplicated (e.g. `7d`, `36h`, `3600`).
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_DEDUPE_HORIZON",
+        default_value = "7d"
+    )]
+    pub dedupe_horizon: String,
     /// How long shutdown waits for in-flight requests, in seconds.
     #[arg(
         long,
@@ -181,6 +189,31 @@ fn parse_bool(var: &str, raw: &str) -> Result<bool, ConfigError> {
     }
 }
 
+/// `<n>` seconds, or `<n>s`, `<n>m`, `<n>h`, `<n>d`.
+fn parse_duration(var: &str, raw: &str) -> Result<SignedDuration, ConfigError> {
+    let raw_trim = raw.trim();
+    let (digits, unit) = match raw_trim.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&raw_trim[..i], c),
+        _ => (raw_trim, 's'),
+    };
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => 0,
+    };
+    match digits.parse::<i64>() {
+        Ok(n) if scale > 0 && n > 0 && n <= 3650 * 86_400 / scale => {
+            Ok(SignedDuration::from_secs(n * scale))
+        }
+        _ => Err(bad(
+            var,
+            format!("'{raw}' is not a duration (e.g. 7d, 36h, 90m or seconds)"),
+        )),
+    }
+}
+
 fn parse_u64(var: &str, raw: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
     match raw.trim().parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
@@ -234,6 +267,7 @@ impl Settings {
             0,
             30 * 86_400,
         )? as i64);
+        server.dedupe_horizon = parse_duration("PHOENIX_DEDUPE_HORIZON", &self.dedupe_horizon)?;
         let shutdown_timeout = std::time::Duration::from_secs(parse_u64(
             "PHOENIX_SHUTDOWN_TIMEOUT_SECONDS",
             &self.shutdown_timeout_seconds,

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use config::{Cli, Command, LogFormat, Resolved};
 use phoenix_server::Application;
+use phoenix_store::embedded::EmbeddedOptions;
 use phoenix_store::{EmbeddedStore, MasterKey};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -79,6 +80,7 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
     }
     let data_dir = resolved.data_dir.clone();
     let master_key = resolved.master_key.clone();
+    let horizon = config.dedupe_horizon;
     // Opening replays the journal: blocking file work, kept off the async workers.
     let store = tokio::task::spawn_blocking(move || -> anyhow::Result<EmbeddedStore> {
         std::fs::create_dir_all(&data_dir)
@@ -87,7 +89,13 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
             Some(k) => k,
             None => MasterKey::load_or_create(&data_dir).context("PHOENIX_MASTER_KEY")?,
         };
-        Ok(EmbeddedStore::open(&data_dir, key)?)
+        Ok(EmbeddedStore::open_with(
+            &data_dir,
+            key,
+            EmbeddedOptions {
+                dedupe_horizon: horizon,
+            },
+        )?)
     })
     .await
     .context("opening the store")??;

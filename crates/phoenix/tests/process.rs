@@ -263,6 +263,150 @@ async fn kill_9_right_after_a_201_keeps_the_record() {
     }
 }
 
+fn count_event(id: &str, user: &str) -> Value {
+    json!({
+        "event_id": id,
+        "type": "match.completed",
+        "actor": {"user_id": user},
+        "occurred_at": jiff::Timestamp::now().to_string(),
+        "attrs": {}
+    })
+}
+
+#[tokio::test]
+async fn kill_9_while_clients_post_loses_no_acknowledged_event_and_counts_none_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = client();
+    let server = Server::start(dir.path());
+    let r = http
+        .post(server.url("/tenants"))
+        .bearer_auth(SECRET)
+        .json(&json!({"tenant_id": "crash", "name": "Crash"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = http
+        .post(server.url("/tenants/crash/leaderboards"))
+        .bearer_auth(SECRET)
+        .json(&json!({
+            "leaderboard_id": "lb",
+            "name": "Matches played",
+            "config": {
+                "timeframe": {"type": "all_time"},
+                "scoring": {"rules": [{"event_type": "match.*"}], "aggregation": "count"}
+            }
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // Eight clients post as fast as they can; the server is killed while they do.
+    let clients = 8;
+    let url = server.url("/v1/events");
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let http = http.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut sent, mut acked) = (Vec::new(), Vec::new());
+            for k in 0.. {
+                let id = format!("c{c}-{k}");
+                sent.push(id.clone());
+                let reply = http
+                    .post(&url)
+                    .bearer_auth(SECRET)
+                    .header("x-tenant-id", "crash")
+                    .json(&count_event(&id, &format!("user-{c}")))
+                    .send()
+                    .await;
+                match reply {
+                    Ok(r) if r.status() == 202 => acked.push(id),
+                    _ => break,
+                }
+            }
+            (sent, acked)
+        }));
+    }
+    // Let them get going, then pull the plug.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = http
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let accepted = stats
+            .lines()
+            .find(|l| l.starts_with("phoenix_events_accepted_total"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if accepted >= 300.0 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill9();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let acked_total: usize = results.iter().map(|(_, a)| a.len()).sum();
+    let sent_total: usize = results.iter().map(|(s, _)| s.len()).sum();
+    eprintln!("crash test: {acked_total} events acknowledged, {sent_total} sent before kill -9");
+    assert!(acked_total > 0, "no event was acknowledged before the kill");
+
+    // After restart, retry everything that was sent: what was acknowledged must come back a duplicate.
+    let server = Server::start(dir.path());
+    for (c, (sent, acked)) in results.iter().enumerate() {
+        for id in sent {
+            let r = http
+                .post(server.url("/v1/events"))
+                .bearer_auth(SECRET)
+                .header("x-tenant-id", "crash")
+                .json(&count_event(id, &format!("user-{c}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            let body: Value = r.json().await.unwrap();
+            if acked.contains(id) {
+                assert_eq!(
+                    body["status"], "duplicate",
+                    "{id} was acknowledged before the crash"
+                );
+            }
+        }
+    }
+    // Every event sent counts exactly once: read the standings through the library API.
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut server = server;
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success());
+    let key = phoenix_store::MasterKey::load_or_create(dir.path()).unwrap();
+    let store = phoenix_store::EmbeddedStore::open(dir.path(), key).unwrap();
+    use phoenix_store::Store;
+    for (c, (sent, _)) in results.iter().enumerate() {
+        let standing = store
+            .standing_of("crash", "lb", None, &format!("user-{c}"))
+            .await
+            .unwrap()
+            .expect("every client's player has a rank");
+        assert_eq!(standing.score, sent.len() as f64, "user-{c}");
+    }
+}
+
 #[tokio::test]
 async fn sigterm_shuts_down_gracefully() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@
 use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use phoenix_server::{Application, ServerConfig};
-use phoenix_store::{EmbeddedStore, MasterKey};
+use phoenix_store::{EmbeddedStore, MasterKey, Store};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
@@ -47,6 +47,9 @@ pub struct TestApp {
     dir: Option<TempDir>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<()>>,
+    /// The server's store, for reading standings through the library API. Dropped on stop so the data
+    /// dir's lock is released.
+    store: Option<Arc<dyn Store>>,
 }
 
 /// Starts a server with the default test configuration on a fresh data dir.
@@ -80,6 +83,7 @@ async fn start(config: ServerConfig, dir: TempDir) -> TestApp {
         .await
         .expect("the server binds 127.0.0.1:0");
     let addrs = app.addrs();
+    let store = app.state().store.clone();
     let base = format!("http://{}", app.addr());
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone(), Duration::from_secs(5)));
@@ -95,12 +99,14 @@ async fn start(config: ServerConfig, dir: TempDir) -> TestApp {
         dir: Some(dir),
         shutdown,
         server: Some(server),
+        store: Some(store),
     }
 }
 
 impl TestApp {
     /// Stops the server and waits until it has finished (and released the store).
     pub async fn stop(&mut self) {
+        self.store = None;
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
             tokio::time::timeout(DEADLINE, server)
@@ -117,6 +123,11 @@ impl TestApp {
         self.stop().await;
         let dir = self.dir.take().expect("the data dir");
         start(self.config.clone(), dir).await
+    }
+
+    /// The running server's store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.store.as_ref().expect("the server is running")
     }
 
     /// The base URL of the listener called `name`.

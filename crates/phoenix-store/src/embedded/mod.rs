@@ -1,23 +1,33 @@
-//! The embedded backend: the zero-setup default. Metadata lives in memory and in `meta.log`, a journal of
-//! change records replayed at start-up. A write is checked against memory, appended and fsync'd, and only
-//! then applied to memory, so readers never see a change that is not yet durable. The data dir is locked
-//! so a second process cannot open it.
+//! The embedded backend: the zero-setup default. All state lives in memory as the fold of one
+//! write-ahead log (`wal.log`, see [`wal`]) replayed at start-up. A write is checked against memory,
+//! appended and fsync'd together with concurrent writes (group commit), applied by the log's writer
+//! thread, and only then acknowledged, so readers never see a change that is not yet durable. The data
+//! dir is locked so a second process cannot open it.
+
+mod dedupe;
+mod meta;
+mod wal;
 
 use crate::journal::Journal;
 use crate::model::*;
 use crate::seal::MasterKey;
 use crate::signatures::SignatureLog;
-use crate::{Store, StoreError, StoreResult, now};
+use crate::{IngestStatus, StandingsPage, Store, StoreError, StoreResult, StoreStats, now};
 use async_trait::async_trait;
-use jiff::Timestamp;
-use phoenix_core::ids::{LeaderboardId, TenantId};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use dedupe::Dedupe;
+use jiff::{SignedDuration, Timestamp};
+use meta::MetaRecord;
+use phoenix_core::engine::Standing;
+use phoenix_core::event::Event;
+use phoenix_core::ids::TenantId;
+use phoenix_core::window::{WindowId, WindowStatus};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use wal::{Folded, WalRecord};
 
-const META_LOG: &str = "meta.log";
+const WAL: &str = "wal.log";
 const LOCK_FILE: &str = "LOCK";
 const KEY_CHECK: &[u8] = b"phoenix master key check";
 
@@ -41,198 +51,49 @@ pub enum OpenError {
     Corrupt { path: String, detail: String },
 }
 
-/// One durable change to the metadata. The journal is the list of these; state is their fold.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-enum MetaRecord {
-    /// First record of a data dir: proves later starts use the same master key.
-    Init {
-        key_check: String,
-    },
-    TenantCreated {
-        tenant: Tenant,
-        sealed_secret: String,
-    },
-    TenantSecretRotated {
-        tenant_id: TenantId,
-        sealed_secret: String,
-        previous_valid_until: Timestamp,
-    },
-    ApiKeyCreated {
-        key: ApiKey,
-        key_hash: String,
-        sealed_key: String,
-    },
-    ApiKeyRevoked {
-        key_id: String,
-        at: Timestamp,
-    },
-    LeaderboardCreated {
-        uid: u64,
-        leaderboard: Leaderboard,
-    },
-    LeaderboardUpdated {
-        tenant_id: TenantId,
-        leaderboard_id: LeaderboardId,
-        name: String,
-        description: Option<String>,
-        status: LeaderboardStatus,
-        version: u64,
-        updated_at: Timestamp,
-    },
-    LeaderboardDeleted {
-        tenant_id: TenantId,
-        leaderboard_id: LeaderboardId,
-        at: Timestamp,
-    },
+/// Settings of the embedded store.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddedOptions {
+    /// How long an event id is remembered for idempotency (SPEC §5, default 7 days).
+    pub dedupe_horizon: SignedDuration,
 }
 
-struct TenantEntry {
-    tenant: Tenant,
-    sealed_current: Vec<u8>,
-    sealed_previous: Option<(Vec<u8>, Timestamp)>,
-}
-
-struct KeyEntry {
-    key: ApiKey,
-    sealed_key: Vec<u8>,
-}
-
-#[derive(Default)]
-struct State {
-    tenants: BTreeMap<TenantId, TenantEntry>,
-    keys: BTreeMap<String, KeyEntry>,
-    key_by_hash: HashMap<[u8; 32], String>,
-    leaderboards: BTreeMap<(TenantId, LeaderboardId), Leaderboard>,
-    /// Deleted leaderboards by uid: their history stays addressable.
-    deleted: BTreeMap<u64, (Leaderboard, Timestamp)>,
-    next_uid: u64,
-    initialized: bool,
-}
-
-impl State {
-    fn apply(&mut self, record: MetaRecord) -> Result<(), String> {
-        match record {
-            MetaRecord::Init { .. } => self.initialized = true,
-            MetaRecord::TenantCreated {
-                tenant,
-                sealed_secret,
-            } => {
-                let sealed_current = hex::decode(sealed_secret).map_err(|e| e.to_string())?;
-                self.tenants.insert(
-                    tenant.tenant_id.clone(),
-                    TenantEntry {
-                        tenant,
-                        sealed_current,
-                        sealed_previous: None,
-                    },
-                );
-            }
-            MetaRecord::TenantSecretRotated {
-                tenant_id,
-                sealed_secret,
-                previous_valid_until,
-            } => {
-                let entry = self
-                    .tenants
-                    .get_mut(&tenant_id)
-                    .ok_or("rotation for an unknown tenant")?;
-                let new = hex::decode(sealed_secret).map_err(|e| e.to_string())?;
-                let old = std::mem::replace(&mut entry.sealed_current, new);
-                entry.sealed_previous = Some((old, previous_valid_until));
-            }
-            MetaRecord::ApiKeyCreated {
-                key,
-                key_hash,
-                sealed_key,
-            } => {
-                let hash: [u8; 32] = hex::decode(key_hash)
-                    .map_err(|e| e.to_string())?
-                    .try_into()
-                    .map_err(|_| "key hash is not 32 bytes")?;
-                let sealed_key = hex::decode(sealed_key).map_err(|e| e.to_string())?;
-                self.key_by_hash.insert(hash, key.key_id.clone());
-                self.keys
-                    .insert(key.key_id.clone(), KeyEntry { key, sealed_key });
-            }
-            MetaRecord::ApiKeyRevoked { key_id, at } => {
-                let entry = self.keys.get_mut(&key_id).ok_or("revoke of unknown key")?;
-                entry.key.revoked_at.get_or_insert(at);
-            }
-            MetaRecord::LeaderboardCreated {
-                uid,
-                mut leaderboard,
-            } => {
-                leaderboard.uid = uid;
-                self.next_uid = self.next_uid.max(uid + 1);
-                self.leaderboards.insert(
-                    (
-                        leaderboard.tenant_id.clone(),
-                        leaderboard.leaderboard_id.clone(),
-                    ),
-                    leaderboard,
-                );
-            }
-            MetaRecord::LeaderboardUpdated {
-                tenant_id,
-                leaderboard_id,
-                name,
-                description,
-                status,
-                version,
-                updated_at,
-            } => {
-                let lb = self
-                    .leaderboards
-                    .get_mut(&(tenant_id, leaderboard_id))
-                    .ok_or("update of unknown leaderboard")?;
-                lb.name = name;
-                lb.description = description;
-                lb.status = status;
-                lb.version = version;
-                lb.updated_at = updated_at;
-            }
-            MetaRecord::LeaderboardDeleted {
-                tenant_id,
-                leaderboard_id,
-                at,
-            } => {
-                let lb = self
-                    .leaderboards
-                    .remove(&(tenant_id, leaderboard_id))
-                    .ok_or("delete of unknown leaderboard")?;
-                self.deleted.insert(lb.uid, (lb, at));
-            }
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            dedupe_horizon: SignedDuration::from_hours(24 * 7),
         }
-        Ok(())
-    }
-
-    fn leaderboard(&self, tenant_id: &str, leaderboard_id: &str) -> Option<&Leaderboard> {
-        let key = (
-            TenantId::parse(tenant_id).ok()?,
-            LeaderboardId::parse(leaderboard_id).ok()?,
-        );
-        self.leaderboards.get(&key)
     }
 }
 
 /// The embedded, single-process store in `PHOENIX_DATA_DIR`.
 pub struct EmbeddedStore {
     dir: PathBuf,
-    state: RwLock<State>,
-    meta: Journal,
+    folded: Arc<Folded>,
+    wal: Journal,
+    dedupe: Mutex<Dedupe>,
     signatures: SignatureLog,
     /// Serializes metadata writers across check → durable append → apply. Metadata writes are rare; the
-    /// gate is never held by readers, so reads never wait on the disk.
+    /// gate is never held by readers or by ingestion, so neither waits on it.
     write_gate: tokio::sync::Mutex<()>,
     master: MasterKey,
     _lock: File,
 }
 
 impl EmbeddedStore {
-    /// Opens (creating if needed) the store in `dir`, sealing secrets with `master`. Refuses a data dir
-    /// that another process holds, or that was sealed with a different master key.
+    /// [`EmbeddedStore::open_with`] with default options.
     pub fn open(dir: &Path, master: MasterKey) -> Result<Self, OpenError> {
+        Self::open_with(dir, master, EmbeddedOptions::default())
+    }
+
+    /// Opens (creating if needed) the store in `dir`, sealing secrets with `master`, and replays its log.
+    /// Refuses a data dir that another process holds, or that was sealed with a different master key.
+    /// Blocking file work: call it off the async runtime's workers (e.g. in `spawn_blocking`).
+    pub fn open_with(
+        dir: &Path,
+        master: MasterKey,
+        options: EmbeddedOptions,
+    ) -> Result<Self, OpenError> {
         let io = |source| OpenError::Io {
             path: dir.display().to_string(),
             source,
@@ -252,34 +113,86 @@ impl EmbeddedStore {
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
 
-        let (meta, records) = Journal::open(&dir.join(META_LOG)).map_err(io)?;
-        let mut state = State::default();
-        let corrupt = |detail: String| OpenError::Corrupt {
-            path: dir.display().to_string(),
-            detail,
+        let folded = Arc::new(Folded::default());
+        let mut dedupe = Dedupe::new(options.dedupe_horizon);
+        // Replay errors are kept aside: the journal's replay callback speaks io::Error.
+        let mut failure: Option<OpenError> = None;
+        let replay = |offset: u64, payload: &[u8]| -> std::io::Result<()> {
+            let fail = |e: OpenError, failure: &mut Option<OpenError>| {
+                *failure = Some(e);
+                std::io::Error::other("replay stopped")
+            };
+            let record = match wal::decode(payload) {
+                Ok(r) => r,
+                Err(detail) => {
+                    return Err(fail(
+                        OpenError::Corrupt {
+                            path: dir.display().to_string(),
+                            detail,
+                        },
+                        &mut failure,
+                    ));
+                }
+            };
+            match &record {
+                WalRecord::Meta(MetaRecord::Init { key_check }) => {
+                    let sealed = hex::decode(key_check).unwrap_or_default();
+                    if master.unseal("key-check", &sealed).as_deref() != Some(KEY_CHECK) {
+                        return Err(fail(OpenError::WrongMasterKey, &mut failure));
+                    }
+                }
+                WalRecord::Events(batch) => {
+                    for body in &batch.events {
+                        if let (Some(id), Some(at)) = (
+                            body.get("event_id").and_then(|v| v.as_str()),
+                            body.get("occurred_at")
+                                .and_then(|v| v.as_str())
+                                .and_then(|s| s.parse::<Timestamp>().ok()),
+                        ) {
+                            let key = dedupe.key(&batch.tenant_id, id);
+                            dedupe.claim(key, at);
+                        }
+                    }
+                }
+                WalRecord::Meta(_) => {}
+            }
+            folded.apply(offset, record, false).map_err(|detail| {
+                fail(
+                    OpenError::Corrupt {
+                        path: dir.display().to_string(),
+                        detail,
+                    },
+                    &mut failure,
+                )
+            })
         };
-        for raw in records {
-            let record: MetaRecord =
-                serde_json::from_slice(&raw).map_err(|e| corrupt(e.to_string()))?;
-            if let MetaRecord::Init { key_check } = &record {
-                let sealed = hex::decode(key_check).map_err(|e| corrupt(e.to_string()))?;
-                if master.unseal("key-check", &sealed).as_deref() != Some(KEY_CHECK) {
-                    return Err(OpenError::WrongMasterKey);
+        let live = folded.clone();
+        let apply: crate::journal::ApplyFn = Box::new(move |group: &[(u64, &[u8])]| {
+            for (offset, payload) in group {
+                let outcome = wal::decode(payload).and_then(|r| live.apply(*offset, r, true));
+                if let Err(e) = outcome {
+                    // A record we just wrote ourselves cannot be unreadable: this is a bug, not input.
+                    tracing::error!(offset, error = %e, "could not apply a durable record");
                 }
             }
-            state.apply(record).map_err(corrupt)?;
+        });
+        let opened = Journal::open_applying(&dir.join(WAL), replay, Some(apply));
+        if let Some(e) = failure {
+            return Err(e);
         }
+        let wal = opened.map_err(io)?;
+        dedupe.prune(Timestamp::now());
         let signatures = SignatureLog::open(dir, Timestamp::now().as_second()).map_err(io)?;
-        let store = EmbeddedStore {
+        Ok(EmbeddedStore {
             dir: dir.to_owned(),
-            state: RwLock::new(state),
-            meta,
+            folded,
+            wal,
+            dedupe: Mutex::new(dedupe),
             signatures,
             write_gate: tokio::sync::Mutex::new(()),
             master,
             _lock: lock,
-        };
-        Ok(store)
+        })
     }
 
     /// Writes the `Init` record on a new data dir. Separate from `open` because it awaits the journal.
@@ -306,21 +219,16 @@ impl EmbeddedStore {
         &self.dir
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        // A panic while holding the lock cannot leave State half-applied in a way readers could observe
-        // differently from a restart, so recover from poisoning instead of propagating it.
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, meta::State> {
+        self.folded.meta()
     }
 
-    /// Makes `record` durable, then applies it. Call with the write gate held.
+    /// Makes `record` durable; the log's writer thread applies it before this returns. Call with the
+    /// write gate held.
     async fn commit(&self, record: MetaRecord) -> StoreResult<()> {
-        let payload =
-            serde_json::to_vec(&record).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        self.meta.append(&payload).await?;
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        state
-            .apply(record)
-            .map_err(|e| StoreError::Unavailable(format!("applying a committed record: {e}")))
+        let payload = wal::encode_meta(&record).map_err(StoreError::Unavailable)?;
+        self.wal.append(&payload).await?;
+        Ok(())
     }
 
     fn tenant_context(tenant_id: &str) -> String {
@@ -330,12 +238,137 @@ impl EmbeddedStore {
     fn key_context(key_id: &str) -> String {
         format!("api-key:{key_id}")
     }
+
+    /// The internal uid of a live leaderboard.
+    fn uid_of(&self, tenant_id: &str, leaderboard_id: &str) -> Option<u64> {
+        self.read()
+            .leaderboard(tenant_id, leaderboard_id)
+            .map(|lb| lb.uid)
+    }
+
+    fn lock_dedupe(&self) -> std::sync::MutexGuard<'_, Dedupe> {
+        self.dedupe.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[async_trait]
 impl Store for EmbeddedStore {
     fn is_ready(&self) -> bool {
-        self.meta.is_healthy() && self.signatures.is_healthy()
+        self.wal.is_healthy() && self.signatures.is_healthy()
+    }
+
+    fn stats(&self) -> StoreStats {
+        let c = &self.folded.counters;
+        StoreStats {
+            events_accepted: c.accepted.load(Ordering::Relaxed),
+            events_duplicate: c.duplicates.load(Ordering::Relaxed),
+            events_scored: c.scored.load(Ordering::Relaxed),
+            events_late: c.late.load(Ordering::Relaxed),
+            dedupe_entries: self.lock_dedupe().len() as u64,
+        }
+    }
+
+    async fn ingest(&self, tenant_id: &str, events: &[Event]) -> StoreResult<Vec<IngestStatus>> {
+        let accepted_at = now();
+        let mut statuses = Vec::with_capacity(events.len());
+        let mut claimed = Vec::new();
+        let mut bodies = Vec::new();
+        {
+            let mut dedupe = self.lock_dedupe();
+            dedupe.prune(accepted_at);
+            for event in events {
+                let key = dedupe.key(tenant_id, &event.event_id);
+                if dedupe.claim(key, event.occurred_at) {
+                    claimed.push(key);
+                    bodies.push(event.body());
+                    statuses.push(IngestStatus::Accepted);
+                } else {
+                    statuses.push(IngestStatus::Duplicate);
+                }
+            }
+        }
+        let counters = &self.folded.counters;
+        counters
+            .duplicates
+            .fetch_add((events.len() - bodies.len()) as u64, Ordering::Relaxed);
+        if bodies.is_empty() {
+            return Ok(statuses);
+        }
+        let written = match wal::encode_events(tenant_id, accepted_at, &bodies) {
+            Ok(payload) => self.wal.append(&payload).await.map_err(StoreError::from),
+            Err(e) => Err(StoreError::Unavailable(e)),
+        };
+        if let Err(e) = written {
+            // Never written, so never accepted: a retry must not be called a duplicate.
+            let mut dedupe = self.lock_dedupe();
+            for key in claimed {
+                dedupe.release(key);
+            }
+            return Err(e);
+        }
+        counters
+            .accepted
+            .fetch_add(bodies.len() as u64, Ordering::Relaxed);
+        Ok(statuses)
+    }
+
+    async fn standings(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+        window: Option<&WindowId>,
+        from_rank: u32,
+        count: u32,
+    ) -> StoreResult<Option<StandingsPage>> {
+        let Some(uid) = self.uid_of(tenant_id, leaderboard_id) else {
+            return Ok(None);
+        };
+        let engine = self.folded.engine();
+        let Some(lb) = engine.leaderboard_state(tenant_id, uid) else {
+            return Ok(None);
+        };
+        let (window, status) = match window {
+            None => lb.current_window(Timestamp::now()),
+            Some(id) => match lb.window(id) {
+                Some(w) => {
+                    let status = if w.window.is_closed_at(Timestamp::now()) {
+                        WindowStatus::Closed
+                    } else {
+                        WindowStatus::Open
+                    };
+                    (w.window.clone(), status)
+                }
+                None => return Ok(None),
+            },
+        };
+        let (entries, total_entries) = engine
+            .page(tenant_id, uid, &window.id, from_rank.max(1), count)
+            .unwrap_or_default();
+        Ok(Some(StandingsPage {
+            window,
+            status,
+            total_entries,
+            entries,
+        }))
+    }
+
+    async fn standing_of(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+        window: Option<&WindowId>,
+        user_id: &str,
+    ) -> StoreResult<Option<Standing>> {
+        let Some(uid) = self.uid_of(tenant_id, leaderboard_id) else {
+            return Ok(None);
+        };
+        let engine = self.folded.engine();
+        let window = match (window, engine.leaderboard_state(tenant_id, uid)) {
+            (Some(id), _) => id.clone(),
+            (None, Some(lb)) => lb.current_window(Timestamp::now()).0.id,
+            (None, None) => return Ok(None),
+        };
+        Ok(engine.standing_of(tenant_id, uid, &window, user_id))
     }
 
     async fn use_signature_once(

@@ -1,0 +1,379 @@
+//! The scoring engine: the live state of every leaderboard, as the fold of accepted events. For each
+//! event it finds the tenant's active leaderboards whose filters match, sums the points of every matching
+//! rule, picks the window that contains `occurred_at`, aggregates into the player's score and moves the
+//! player in that window's rank index. Pure and deterministic: applying the same events with the same
+//! sequence numbers and acceptance times always gives the same standings, which is what recovery relies on.
+
+use crate::config::{Aggregation, LeaderboardConfig};
+use crate::event::Event;
+use crate::ids::LeaderboardId;
+use crate::intern::{UserHandle, UserInterner};
+use crate::rank::RankIndex;
+use crate::window::{Window, WindowId, WindowStatus};
+use jiff::Timestamp;
+use std::collections::{BTreeMap, HashMap};
+
+/// What applying one event did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Leaderboards whose standings the event changed or entered.
+    pub scored: u32,
+    /// Leaderboards where the event matched but its window had already closed when it was accepted.
+    pub late: u32,
+}
+
+/// One row of standings as readers see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standing {
+    pub rank: u32,
+    pub user_id: String,
+    pub score: f64,
+    pub updated_at: Timestamp,
+}
+
+/// Per-player facts beside the rank index: when the score last changed, and for `latest` the
+/// `occurred_at` of the event that set it.
+#[derive(Debug, Clone, Copy)]
+struct PlayerStat {
+    updated_at: Timestamp,
+    latest_occurred_at: Timestamp,
+}
+
+/// One window of one leaderboard.
+pub struct WindowStandings {
+    pub window: Window,
+    index: RankIndex,
+    players: HashMap<UserHandle, PlayerStat>,
+}
+
+impl WindowStandings {
+    fn new(window: Window, config: &LeaderboardConfig) -> Self {
+        WindowStandings {
+            window,
+            index: RankIndex::new(
+                config.ranking.method,
+                config.ranking.size,
+                config.ranking.min_score,
+            ),
+            players: HashMap::new(),
+        }
+    }
+
+    /// Ranked entries (those within `ranking.size` and passing `min_score`).
+    pub fn ranked_len(&self) -> u32 {
+        self.index.ranked_len()
+    }
+
+    /// Every player with a score, ranked or not.
+    pub fn scored_len(&self) -> u32 {
+        self.index.len()
+    }
+
+    pub fn index(&self) -> &RankIndex {
+        &self.index
+    }
+}
+
+/// A leaderboard's compiled config and its windows.
+pub struct LeaderboardState {
+    pub uid: u64,
+    pub leaderboard_id: LeaderboardId,
+    pub config: LeaderboardConfig,
+    pub active: bool,
+    windows: BTreeMap<WindowId, WindowStandings>,
+    /// The window the last scored event fell in: most events land in it, so `window_for` is skipped.
+    recent: Option<WindowId>,
+}
+
+impl LeaderboardState {
+    pub fn windows(&self) -> impl Iterator<Item = &WindowStandings> {
+        self.windows.values()
+    }
+
+    pub fn window(&self, id: &WindowId) -> Option<&WindowStandings> {
+        self.windows.get(id)
+    }
+
+    /// The window readers see at `now` (SPEC §6): the open one, or the upcoming or last closed one.
+    pub fn current_window(&self, now: Timestamp) -> (Window, WindowStatus) {
+        self.config.timeframe.current_window(now)
+    }
+
+    fn window_for(&mut self, at: Timestamp) -> Option<&mut WindowStandings> {
+        let cached = self
+            .recent
+            .as_ref()
+            .and_then(|id| self.windows.get(id))
+            .is_some_and(|w| w.window.contains(at));
+        if !cached {
+            let window = self.config.timeframe.window_for(at)?;
+            let id = window.id.clone();
+            if !self.windows.contains_key(&id) {
+                self.windows
+                    .insert(id.clone(), WindowStandings::new(window, &self.config));
+            }
+            self.recent = Some(id);
+        }
+        let id = self.recent.as_ref()?;
+        self.windows.get_mut(id)
+    }
+}
+
+/// The points an event is worth to a leaderboard: `None` when no rule matches (or the filters do not),
+/// or when every matching rule's expression read a missing or non-numeric field.
+pub fn points_for(config: &LeaderboardConfig, event: &Event) -> Option<f64> {
+    if !config.scope.filters.matches(event) {
+        return None;
+    }
+    let event_type = event.event_type();
+    let mut matched = false;
+    let mut total: Option<f64> = None;
+    for rule in &config.scoring.rules {
+        if !rule.matches_type(event_type) || !rule.conditions.matches(event) {
+            continue;
+        }
+        matched = true;
+        if let Some(points) = rule.points.eval(event) {
+            total = Some(total.unwrap_or(0.0) + points);
+        }
+    }
+    match config.scoring.aggregation {
+        // Each matching event counts once, whatever its expressions read.
+        Aggregation::Count if matched => Some(1.0),
+        _ => total.filter(|t| t.is_finite()),
+    }
+}
+
+#[derive(Default)]
+struct TenantState {
+    users: UserInterner,
+    /// Live leaderboards by uid.
+    leaderboards: BTreeMap<u64, LeaderboardState>,
+}
+
+/// Every tenant's leaderboards and their standings.
+#[derive(Default)]
+pub struct Engine {
+    tenants: HashMap<String, TenantState>,
+    /// Deleted leaderboards by uid: their windows stay readable.
+    retired: HashMap<u64, (String, LeaderboardState)>,
+}
+
+impl Engine {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts scoring a new leaderboard (from the next event on).
+    pub fn add_leaderboard(
+        &mut self,
+        tenant_id: &str,
+        uid: u64,
+        leaderboard_id: LeaderboardId,
+        config: LeaderboardConfig,
+        active: bool,
+    ) {
+        let tenant = self.tenants.entry(tenant_id.to_owned()).or_default();
+        tenant.leaderboards.insert(
+            uid,
+            LeaderboardState {
+                uid,
+                leaderboard_id,
+                config,
+                active,
+                windows: BTreeMap::new(),
+                recent: None,
+            },
+        );
+    }
+
+    /// Only active leaderboards score events.
+    pub fn set_active(&mut self, tenant_id: &str, uid: u64, active: bool) {
+        if let Some(lb) = self
+            .tenants
+            .get_mut(tenant_id)
+            .and_then(|t| t.leaderboards.get_mut(&uid))
+        {
+            lb.active = active;
+        }
+    }
+
+    /// Stops scoring a deleted leaderboard; its windows stay readable through [`Engine::retired`].
+    pub fn retire_leaderboard(&mut self, tenant_id: &str, uid: u64) {
+        if let Some(lb) = self
+            .tenants
+            .get_mut(tenant_id)
+            .and_then(|t| t.leaderboards.remove(&uid))
+        {
+            self.retired.insert(uid, (tenant_id.to_owned(), lb));
+        }
+    }
+
+    /// Applies one accepted event. `seq` is its place in the server's acceptance order (strictly
+    /// increasing); `accepted_at` decides whether its window had already closed.
+    pub fn apply(
+        &mut self,
+        tenant_id: &str,
+        event: &Event,
+        seq: u64,
+        accepted_at: Timestamp,
+    ) -> ApplyOutcome {
+        let mut outcome = ApplyOutcome::default();
+        let Some(tenant) = self.tenants.get_mut(tenant_id) else {
+            return outcome;
+        };
+        let mut handle: Option<UserHandle> = None;
+        for lb in tenant.leaderboards.values_mut() {
+            if !lb.active {
+                continue;
+            }
+            let Some(points) = points_for(&lb.config, event) else {
+                continue;
+            };
+            let aggregation = lb.config.scoring.aggregation;
+            let Some(standings) = lb.window_for(event.occurred_at) else {
+                continue;
+            };
+            if standings.window.is_closed_at(accepted_at) {
+                outcome.late += 1;
+                continue;
+            }
+            let user = *handle.get_or_insert_with(|| tenant.users.intern(event.user_id()));
+            if update_player(
+                standings,
+                user,
+                points,
+                aggregation,
+                event.occurred_at,
+                seq,
+                accepted_at,
+            ) {
+                outcome.scored += 1;
+            }
+        }
+        outcome
+    }
+
+    fn leaderboard(&self, tenant_id: &str, uid: u64) -> Option<(&UserInterner, &LeaderboardState)> {
+        let tenant = self.tenants.get(tenant_id)?;
+        if let Some(lb) = tenant.leaderboards.get(&uid) {
+            return Some((&tenant.users, lb));
+        }
+        let (owner, lb) = self.retired.get(&uid)?;
+        (owner == tenant_id).then_some((&tenant.users, lb))
+    }
+
+    /// A live or deleted leaderboard's state, by uid.
+    pub fn leaderboard_state(&self, tenant_id: &str, uid: u64) -> Option<&LeaderboardState> {
+        self.leaderboard(tenant_id, uid).map(|(_, lb)| lb)
+    }
+
+    /// Ranked entries `from_rank ..= from_rank + count - 1` of one window, and the number of ranked
+    /// entries. `None` when the leaderboard is unknown; an empty page for a window with no scores yet.
+    pub fn page(
+        &self,
+        tenant_id: &str,
+        uid: u64,
+        window: &WindowId,
+        from_rank: u32,
+        count: u32,
+    ) -> Option<(Vec<Standing>, u32)> {
+        let (users, lb) = self.leaderboard(tenant_id, uid)?;
+        let Some(standings) = lb.windows.get(window) else {
+            return Some((Vec::new(), 0));
+        };
+        let page = standings
+            .index
+            .range(from_rank, count)
+            .map(|e| to_standing(users, standings, e.rank, e.user, e.score))
+            .collect();
+        Some((page, standings.index.ranked_len()))
+    }
+
+    /// One player's ranked entry in a window; `None` when unranked or without a score.
+    pub fn standing_of(
+        &self,
+        tenant_id: &str,
+        uid: u64,
+        window: &WindowId,
+        user_id: &str,
+    ) -> Option<Standing> {
+        let (users, lb) = self.leaderboard(tenant_id, uid)?;
+        let standings = lb.windows.get(window)?;
+        let user = users.get(user_id)?;
+        let rank = standings.index.rank_of(user)?;
+        let (score, _) = standings.index.get(user)?;
+        Some(to_standing(users, standings, rank, user, score))
+    }
+}
+
+fn to_standing(
+    users: &UserInterner,
+    standings: &WindowStandings,
+    rank: u32,
+    user: UserHandle,
+    score: f64,
+) -> Standing {
+    Standing {
+        rank,
+        user_id: users.resolve(user).to_owned(),
+        score,
+        updated_at: standings
+            .players
+            .get(&user)
+            .map_or(Timestamp::UNIX_EPOCH, |p| p.updated_at),
+    }
+}
+
+/// Folds `points` into the player's score by the leaderboard's aggregation; true when the standings
+/// changed (a new player, or a new score).
+fn update_player(
+    standings: &mut WindowStandings,
+    user: UserHandle,
+    points: f64,
+    aggregation: Aggregation,
+    occurred_at: Timestamp,
+    seq: u64,
+    accepted_at: Timestamp,
+) -> bool {
+    let previous = standings.index.get(user).map(|(score, _)| score);
+    let stat = standings.players.get(&user).copied();
+    let score = match (aggregation, previous) {
+        (_, None) => points,
+        (Aggregation::Sum | Aggregation::Count, Some(old)) => old + points,
+        (Aggregation::Max, Some(old)) => old.max(points),
+        (Aggregation::Min, Some(old)) => old.min(points),
+        (Aggregation::Latest, Some(old)) => {
+            // Latest by occurred_at; on equal times the later arrival wins.
+            if stat.is_none_or(|s| occurred_at >= s.latest_occurred_at) {
+                points
+            } else {
+                old
+            }
+        }
+    };
+    if !score.is_finite() {
+        return false;
+    }
+    let latest_occurred_at = match (aggregation, stat) {
+        (Aggregation::Latest, Some(s)) if occurred_at < s.latest_occurred_at => {
+            s.latest_occurred_at
+        }
+        _ => occurred_at,
+    };
+    if previous == Some(score) {
+        if let Some(s) = standings.players.get_mut(&user) {
+            s.latest_occurred_at = latest_occurred_at;
+        }
+        return false;
+    }
+    standings.index.set(user, score, seq);
+    standings.players.insert(
+        user,
+        PlayerStat {
+            updated_at: accepted_at,
+            latest_occurred_at,
+        },
+    );
+    true
+}

@@ -1,0 +1,187 @@
+//! The metadata state machine of the embedded store: tenants, API keys and leaderboards as the fold of
+//! their change records. Sealed secrets stay sealed here; only the store's accessors unseal them.
+
+use crate::model::*;
+use jiff::Timestamp;
+use phoenix_core::ids::{LeaderboardId, TenantId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// One durable change to the metadata. The journal is the list of these; state is their fold.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(super) enum MetaRecord {
+    /// First record of a data dir: proves later starts use the same master key.
+    Init {
+        key_check: String,
+    },
+    TenantCreated {
+        tenant: Tenant,
+        sealed_secret: String,
+    },
+    TenantSecretRotated {
+        tenant_id: TenantId,
+        sealed_secret: String,
+        previous_valid_until: Timestamp,
+    },
+    ApiKeyCreated {
+        key: ApiKey,
+        key_hash: String,
+        sealed_key: String,
+    },
+    ApiKeyRevoked {
+        key_id: String,
+        at: Timestamp,
+    },
+    LeaderboardCreated {
+        uid: u64,
+        leaderboard: Leaderboard,
+    },
+    LeaderboardUpdated {
+        tenant_id: TenantId,
+        leaderboard_id: LeaderboardId,
+        name: String,
+        description: Option<String>,
+        status: LeaderboardStatus,
+        version: u64,
+        updated_at: Timestamp,
+    },
+    LeaderboardDeleted {
+        tenant_id: TenantId,
+        leaderboard_id: LeaderboardId,
+        at: Timestamp,
+    },
+}
+
+pub(super) struct TenantEntry {
+    pub(super) tenant: Tenant,
+    pub(super) sealed_current: Vec<u8>,
+    pub(super) sealed_previous: Option<(Vec<u8>, Timestamp)>,
+}
+
+pub(super) struct KeyEntry {
+    pub(super) key: ApiKey,
+    pub(super) sealed_key: Vec<u8>,
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) tenants: BTreeMap<TenantId, TenantEntry>,
+    pub(super) keys: BTreeMap<String, KeyEntry>,
+    pub(super) key_by_hash: HashMap<[u8; 32], String>,
+    pub(super) leaderboards: BTreeMap<(TenantId, LeaderboardId), Leaderboard>,
+    /// Deleted leaderboards by uid: their history stays addressable.
+    pub(super) deleted: BTreeMap<u64, (Leaderboard, Timestamp)>,
+    pub(super) next_uid: u64,
+    pub(super) initialized: bool,
+}
+
+impl State {
+    pub(super) fn apply(&mut self, record: MetaRecord) -> Result<(), String> {
+        match record {
+            MetaRecord::Init { .. } => self.initialized = true,
+            MetaRecord::TenantCreated {
+                tenant,
+                sealed_secret,
+            } => {
+                let sealed_current = hex::decode(sealed_secret).map_err(|e| e.to_string())?;
+                self.tenants.insert(
+                    tenant.tenant_id.clone(),
+                    TenantEntry {
+                        tenant,
+                        sealed_current,
+                        sealed_previous: None,
+                    },
+                );
+            }
+            MetaRecord::TenantSecretRotated {
+                tenant_id,
+                sealed_secret,
+                previous_valid_until,
+            } => {
+                let entry = self
+                    .tenants
+                    .get_mut(&tenant_id)
+                    .ok_or("rotation for an unknown tenant")?;
+                let new = hex::decode(sealed_secret).map_err(|e| e.to_string())?;
+                let old = std::mem::replace(&mut entry.sealed_current, new);
+                entry.sealed_previous = Some((old, previous_valid_until));
+            }
+            MetaRecord::ApiKeyCreated {
+                key,
+                key_hash,
+                sealed_key,
+            } => {
+                let hash: [u8; 32] = hex::decode(key_hash)
+                    .map_err(|e| e.to_string())?
+                    .try_into()
+                    .map_err(|_| "key hash is not 32 bytes")?;
+                let sealed_key = hex::decode(sealed_key).map_err(|e| e.to_string())?;
+                self.key_by_hash.insert(hash, key.key_id.clone());
+                self.keys
+                    .insert(key.key_id.clone(), KeyEntry { key, sealed_key });
+            }
+            MetaRecord::ApiKeyRevoked { key_id, at } => {
+                let entry = self.keys.get_mut(&key_id).ok_or("revoke of unknown key")?;
+                entry.key.revoked_at.get_or_insert(at);
+            }
+            MetaRecord::LeaderboardCreated {
+                uid,
+                mut leaderboard,
+            } => {
+                leaderboard.uid = uid;
+                self.next_uid = self.next_uid.max(uid + 1);
+                self.leaderboards.insert(
+                    (
+                        leaderboard.tenant_id.clone(),
+                        leaderboard.leaderboard_id.clone(),
+                    ),
+                    leaderboard,
+                );
+            }
+            MetaRecord::LeaderboardUpdated {
+                tenant_id,
+                leaderboard_id,
+                name,
+                description,
+                status,
+                version,
+                updated_at,
+            } => {
+                let lb = self
+                    .leaderboards
+                    .get_mut(&(tenant_id, leaderboard_id))
+                    .ok_or("update of unknown leaderboard")?;
+                lb.name = name;
+                lb.description = description;
+                lb.status = status;
+                lb.version = version;
+                lb.updated_at = updated_at;
+            }
+            MetaRecord::LeaderboardDeleted {
+                tenant_id,
+                leaderboard_id,
+                at,
+            } => {
+                let lb = self
+                    .leaderboards
+                    .remove(&(tenant_id, leaderboard_id))
+                    .ok_or("delete of unknown leaderboard")?;
+                self.deleted.insert(lb.uid, (lb, at));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn leaderboard(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+    ) -> Option<&Leaderboard> {
+        let key = (
+            TenantId::parse(tenant_id).ok()?,
+            LeaderboardId::parse(leaderboard_id).ok()?,
+        );
+        self.leaderboards.get(&key)
+    }
+}

@@ -1,0 +1,198 @@
+//! The write-ahead log of the embedded store and the state it folds into. One journal holds every
+//! change, metadata and events alike, so replaying it reproduces exactly the interleaving the live server
+//! applied (an event accepted before a leaderboard was created never scores in it, after a restart too).
+//! Records are applied by the journal's writer thread after their fsync and before they are
+//! acknowledged: live state is always the fold of the durable log.
+
+use super::meta::{MetaRecord, State};
+use crate::model::LeaderboardStatus;
+use jiff::Timestamp;
+use phoenix_core::config::LeaderboardConfig;
+use phoenix_core::engine::Engine;
+use phoenix_core::event::Event;
+use phoenix_core::ids::{LeaderboardId, TenantId};
+use serde::{Deserialize, Serialize};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const TAG_META: u8 = b'M';
+const TAG_EVENTS: u8 = b'E';
+
+/// The events of one request, accepted together.
+#[derive(Serialize, Deserialize)]
+pub(super) struct EventBatch<'a> {
+    #[serde(rename = "t", borrow)]
+    pub tenant_id: std::borrow::Cow<'a, str>,
+    /// Acceptance time in Unix microseconds: decides lateness, identically on replay.
+    #[serde(rename = "at")]
+    pub accepted_at: i64,
+    #[serde(rename = "e")]
+    pub events: Vec<serde_json::Value>,
+}
+
+pub(super) fn encode_meta(record: &MetaRecord) -> Result<Vec<u8>, String> {
+    let mut out = vec![TAG_META];
+    serde_json::to_writer(&mut out, record).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+pub(super) fn encode_events(
+    tenant_id: &str,
+    accepted_at: Timestamp,
+    events: &[&serde_json::Value],
+) -> Result<Vec<u8>, String> {
+    #[derive(Serialize)]
+    struct Borrowed<'a> {
+        t: &'a str,
+        at: i64,
+        e: &'a [&'a serde_json::Value],
+    }
+    let mut out = vec![TAG_EVENTS];
+    serde_json::to_writer(
+        &mut out,
+        &Borrowed {
+            t: tenant_id,
+            at: accepted_at.as_microsecond(),
+            e: events,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// A decoded record.
+pub(super) enum WalRecord<'a> {
+    Meta(MetaRecord),
+    Events(EventBatch<'a>),
+}
+
+pub(super) fn decode(payload: &[u8]) -> Result<WalRecord<'_>, String> {
+    match payload.split_first() {
+        Some((&TAG_META, rest)) => serde_json::from_slice(rest)
+            .map(WalRecord::Meta)
+            .map_err(|e| format!("metadata record: {e}")),
+        Some((&TAG_EVENTS, rest)) => serde_json::from_slice(rest)
+            .map(WalRecord::Events)
+            .map_err(|e| format!("event record: {e}")),
+        _ => Err("record with an unknown tag".into()),
+    }
+}
+
+/// Live counters for `/metrics` (only what the running process applied, not what it replayed).
+#[derive(Default)]
+pub(super) struct Counters {
+    pub accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub scored: AtomicU64,
+    pub late: AtomicU64,
+}
+
+/// What the log folds into.
+#[derive(Default)]
+pub(super) struct Folded {
+    pub meta: RwLock<State>,
+    pub engine: RwLock<Engine>,
+    pub counters: Counters,
+}
+
+impl Folded {
+    pub(super) fn meta(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // Records are applied whole under the lock and nothing panics mid-apply on valid records, so a
+        // poisoned lock still guards consistent state.
+        self.meta.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn engine(&self) -> std::sync::RwLockReadGuard<'_, Engine> {
+        self.engine.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies one decoded record at log `offset`. `live` is false during replay (counters untouched).
+    pub(super) fn apply(
+        &self,
+        offset: u64,
+        record: WalRecord<'_>,
+        live: bool,
+    ) -> Result<(), String> {
+        match record {
+            WalRecord::Meta(record) => self.apply_meta(record),
+            WalRecord::Events(batch) => {
+                let accepted_at = Timestamp::from_microsecond(batch.accepted_at)
+                    .map_err(|e| format!("event record time: {e}"))?;
+                let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
+                let (mut scored, mut late) = (0u64, 0u64);
+                for (i, body) in batch.events.into_iter().enumerate() {
+                    let Some(event) = Event::from_stored(body) else {
+                        return Err("event record holds an unreadable event".into());
+                    };
+                    // Offsets are byte positions and every event takes bytes, so offset + i is unique
+                    // and increases in acceptance order.
+                    let outcome =
+                        engine.apply(&batch.tenant_id, &event, offset + i as u64, accepted_at);
+                    scored += u64::from(outcome.scored);
+                    late += u64::from(outcome.late);
+                }
+                if live {
+                    self.counters.scored.fetch_add(scored, Ordering::Relaxed);
+                    self.counters.late.fetch_add(late, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn apply_meta(&self, record: MetaRecord) -> Result<(), String> {
+        let mut state = self.meta.write().unwrap_or_else(|p| p.into_inner());
+        let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
+        match &record {
+            MetaRecord::LeaderboardCreated { uid, leaderboard } => {
+                // Configs are validated before they are written, so this only fails if a config that
+                // was valid once is not any more; the record is still kept, the board just never scores.
+                match LeaderboardConfig::from_json(&leaderboard.config) {
+                    Ok(config) => engine.add_leaderboard(
+                        leaderboard.tenant_id.as_str(),
+                        *uid,
+                        leaderboard.leaderboard_id.clone(),
+                        config,
+                        leaderboard.status == LeaderboardStatus::Active,
+                    ),
+                    Err(e) => tracing::error!(
+                        leaderboard_id = %leaderboard.leaderboard_id,
+                        error = %e,
+                        "stored leaderboard config no longer validates; it will not score"
+                    ),
+                }
+            }
+            MetaRecord::LeaderboardUpdated {
+                tenant_id,
+                leaderboard_id,
+                status,
+                ..
+            } => {
+                if let Some(uid) = uid_of(&state, tenant_id, leaderboard_id) {
+                    engine.set_active(
+                        tenant_id.as_str(),
+                        uid,
+                        *status == LeaderboardStatus::Active,
+                    );
+                }
+            }
+            MetaRecord::LeaderboardDeleted {
+                tenant_id,
+                leaderboard_id,
+                ..
+            } => {
+                if let Some(uid) = uid_of(&state, tenant_id, leaderboard_id) {
+                    engine.retire_leaderboard(tenant_id.as_str(), uid);
+                }
+            }
+            _ => {}
+        }
+        state.apply(record)
+    }
+}
+
+fn uid_of(state: &State, tenant_id: &TenantId, leaderboard_id: &LeaderboardId) -> Option<u64> {
+    state
+        .leaderboard(tenant_id.as_str(), leaderboard_id.as_str())
+        .map(|lb| lb.uid)
+}
