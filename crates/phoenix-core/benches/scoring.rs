@@ -67,5 +67,61 @@ fn config(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, expressions, filters, config);
+/// One event applied to a tenant with two active leaderboards (an all-time sum and a daily count in a
+/// real zone) and 100k players: filters, rules, window, aggregation and the rank index move.
+fn engine_apply(c: &mut Criterion) {
+    use phoenix_core::engine::Engine;
+    use phoenix_core::event::{Event, EventRules};
+    use phoenix_core::ids::LeaderboardId;
+    let mut engine = Engine::new();
+    for (uid, aggregation, timeframe) in [
+        (1, "sum", json!({"type": "all_time"})),
+        (
+            2,
+            "count",
+            json!({"type": "daily", "timezone": "Europe/Berlin", "reset_time": "04:00"}),
+        ),
+    ] {
+        let config = LeaderboardConfig::from_json(&json!({
+            "scope": {"filters": {"actor.metadata.region": {"in": ["na", "eu"]}}},
+            "timeframe": timeframe,
+            "scoring": {"rules": [{"event_type": "match.*", "points_expression": "attrs.score",
+                                   "conditions": {"attrs.victory": {"eq": true}}}],
+                        "aggregation": aggregation}
+        }))
+        .unwrap();
+        engine.add_leaderboard("t", uid, LeaderboardId::parse("lb").unwrap(), config, true);
+    }
+    let now = jiff::Timestamp::now();
+    let rules = EventRules {
+        now,
+        dedupe_horizon: jiff::SignedDuration::from_hours(24),
+    };
+    let events: Vec<Event> = (0..100_000u64)
+        .map(|i| {
+            Event::from_json(
+                &json!({"event_id": format!("e{i}"), "type": "match.completed",
+                        "actor": {"user_id": format!("user-{i:06}"), "metadata": {"region": "eu"}},
+                        "occurred_at": now.to_string(), "attrs": {"score": i % 1000, "victory": true}}),
+                rules,
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut seq = 0u64;
+    for e in &events {
+        seq += 1;
+        engine.apply("t", e, seq, now);
+    }
+    let mut i = 0usize;
+    c.bench_function("engine_apply_2_leaderboards_100k_players", |b| {
+        b.iter(|| {
+            i = (i + 7919) % events.len();
+            seq += 1;
+            black_box(engine.apply("t", &events[i], seq, now))
+        })
+    });
+}
+
+criterion_group!(benches, expressions, filters, config, engine_apply);
 criterion_main!(benches);

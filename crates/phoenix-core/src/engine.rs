@@ -377,3 +377,183 @@ fn update_player(
     );
     true
 }
+
+/// A player's row in a snapshot: handle, score, seq, and the two timestamps in Unix microseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlayerSnapshot {
+    pub user: u32,
+    pub score: f64,
+    pub seq: u64,
+    pub updated_at: i64,
+    pub latest_occurred_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowSnapshot {
+    pub window: Window,
+    pub players: Vec<PlayerSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaderboardSnapshot {
+    pub uid: u64,
+    pub leaderboard_id: LeaderboardId,
+    /// The normalized config, re-validated on restore.
+    pub config: serde_json::Value,
+    pub active: bool,
+    pub windows: Vec<WindowSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantSnapshot {
+    pub tenant_id: String,
+    /// User ids in handle order (handle `i` is `users[i]`).
+    pub users: Vec<String>,
+    pub leaderboards: Vec<LeaderboardSnapshot>,
+    /// Deleted leaderboards whose windows stay readable.
+    pub retired: Vec<LeaderboardSnapshot>,
+}
+
+/// The engine as plain data, for snapshots: restoring it gives an engine that answers every read the
+/// same and scores every later event the same.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineSnapshot {
+    pub tenants: Vec<TenantSnapshot>,
+}
+
+fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+fn from_micros(us: i64) -> Timestamp {
+    Timestamp::from_microsecond(us).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn export_leaderboard(lb: &LeaderboardState) -> LeaderboardSnapshot {
+    LeaderboardSnapshot {
+        uid: lb.uid,
+        leaderboard_id: lb.leaderboard_id.clone(),
+        config: lb.config.to_json(),
+        active: lb.active,
+        windows: lb
+            .windows
+            .values()
+            .map(|w| {
+                let mut players: Vec<PlayerSnapshot> = w
+                    .players
+                    .iter()
+                    .filter_map(|(user, stat)| {
+                        let (score, seq) = w.index.get(*user)?;
+                        Some(PlayerSnapshot {
+                            user: user.0,
+                            score,
+                            seq,
+                            updated_at: micros(stat.updated_at),
+                            latest_occurred_at: micros(stat.latest_occurred_at),
+                        })
+                    })
+                    .collect();
+                // Deterministic files: the same state always writes the same bytes.
+                players.sort_unstable_by_key(|p| p.user);
+                WindowSnapshot {
+                    window: w.window.clone(),
+                    players,
+                }
+            })
+            .collect(),
+    }
+}
+
+fn restore_leaderboard(snap: LeaderboardSnapshot) -> Result<LeaderboardState, String> {
+    let config = LeaderboardConfig::from_json(&snap.config)
+        .map_err(|e| format!("leaderboard {}: {e}", snap.leaderboard_id))?;
+    let mut windows = BTreeMap::new();
+    for w in snap.windows {
+        let mut standings = WindowStandings::new(w.window, &config);
+        for p in w.players {
+            if !p.score.is_finite() {
+                return Err(format!(
+                    "leaderboard {}: a non-finite score",
+                    snap.leaderboard_id
+                ));
+            }
+            let user = UserHandle(p.user);
+            standings.index.set(user, p.score, p.seq);
+            standings.players.insert(
+                user,
+                PlayerStat {
+                    updated_at: from_micros(p.updated_at),
+                    latest_occurred_at: from_micros(p.latest_occurred_at),
+                },
+            );
+        }
+        windows.insert(standings.window.id.clone(), standings);
+    }
+    Ok(LeaderboardState {
+        uid: snap.uid,
+        leaderboard_id: snap.leaderboard_id,
+        config,
+        active: snap.active,
+        windows,
+        recent: None,
+    })
+}
+
+impl Engine {
+    /// Copies the whole state out as plain data.
+    pub fn snapshot(&self) -> EngineSnapshot {
+        let mut retired_by_tenant: HashMap<&str, Vec<LeaderboardSnapshot>> = HashMap::new();
+        for (tenant, lb) in self.retired.values() {
+            retired_by_tenant
+                .entry(tenant.as_str())
+                .or_default()
+                .push(export_leaderboard(lb));
+        }
+        let mut tenants: Vec<TenantSnapshot> = self
+            .tenants
+            .iter()
+            .map(|(tenant_id, t)| {
+                let mut retired = retired_by_tenant
+                    .remove(tenant_id.as_str())
+                    .unwrap_or_default();
+                retired.sort_unstable_by_key(|lb| lb.uid);
+                TenantSnapshot {
+                    tenant_id: tenant_id.clone(),
+                    users: (0..t.users.len() as u32)
+                        .map(|i| t.users.resolve(UserHandle(i)).to_owned())
+                        .collect(),
+                    leaderboards: t.leaderboards.values().map(export_leaderboard).collect(),
+                    retired,
+                }
+            })
+            .collect();
+        tenants.sort_unstable_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+        EngineSnapshot { tenants }
+    }
+
+    /// Rebuilds an engine from [`Engine::snapshot`]'s output.
+    pub fn restore(snapshot: EngineSnapshot) -> Result<Engine, String> {
+        let mut engine = Engine::new();
+        for t in snapshot.tenants {
+            let mut state = TenantState::default();
+            for (i, user) in t.users.iter().enumerate() {
+                if state.users.intern(user).0 as usize != i {
+                    return Err(format!(
+                        "tenant {}: duplicate user id in snapshot",
+                        t.tenant_id
+                    ));
+                }
+            }
+            for lb in t.leaderboards {
+                let lb = restore_leaderboard(lb)?;
+                state.leaderboards.insert(lb.uid, lb);
+            }
+            for lb in t.retired {
+                let lb = restore_leaderboard(lb)?;
+                engine.retired.insert(lb.uid, (t.tenant_id.clone(), lb));
+            }
+            engine.tenants.insert(t.tenant_id, state);
+        }
+        Ok(engine)
+    }
+}

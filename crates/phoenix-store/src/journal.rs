@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
-const HEADER: usize = 8;
+/// Bytes before each record's payload (length and checksum).
+pub const HEADER: usize = 8;
 /// A single record larger than this is refused (records are configs and events, all far smaller).
 pub const MAX_RECORD: usize = 16 << 20;
 /// Upper bound on bytes written per group, so one sync never waits behind an unbounded queue.
@@ -65,12 +66,15 @@ impl Journal {
         path: &Path,
         replay: impl FnMut(u64, &[u8]) -> io::Result<()>,
     ) -> io::Result<Journal> {
-        Self::open_applying(path, replay, None)
+        Self::open_applying(path, 0, replay, None)
     }
 
-    /// [`Journal::open`], with `apply` called for every group written from now on (see [`ApplyFn`]).
+    /// [`Journal::open`], replaying only the records from offset `start` on (the frames before it were
+    /// covered by a snapshot), with `apply` called for every group written from now on (see
+    /// [`ApplyFn`]). `start` must be a frame boundary at or before the end of the intact log.
     pub fn open_applying(
         path: &Path,
+        start: u64,
         mut replay: impl FnMut(u64, &[u8]) -> io::Result<()>,
         apply: Option<ApplyFn>,
     ) -> io::Result<Journal> {
@@ -88,7 +92,13 @@ impl Journal {
             }
         }
         let total = file.metadata()?.len();
-        let good_len = replay_frames(&mut file, &mut replay)?;
+        if start > total {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("log ends at {total}, before the snapshot's offset {start}"),
+            ));
+        }
+        let good_len = replay_frames(&mut file, start, &mut replay)?;
         if good_len < total {
             tracing::warn!(
                 path = %path.display(),
@@ -162,12 +172,13 @@ fn encode_frame(payload: &[u8]) -> Vec<u8> {
 /// of the intact prefix (where a torn or corrupt tail begins).
 fn replay_frames(
     file: &mut File,
+    start: u64,
     replay: &mut impl FnMut(u64, &[u8]) -> io::Result<()>,
 ) -> io::Result<u64> {
-    file.seek(SeekFrom::Start(0))?;
+    file.seek(SeekFrom::Start(start))?;
     let mut reader = io::BufReader::with_capacity(1 << 20, &mut *file);
     let mut payload = Vec::new();
-    let mut pos: u64 = 0;
+    let mut pos: u64 = start;
     loop {
         let mut header = [0u8; HEADER];
         if !read_full(&mut reader, &mut header)? {
@@ -347,6 +358,7 @@ mod tests {
         let j = Arc::new(
             Journal::open_applying(
                 &dir.path().join("a.log"),
+                0,
                 |_, _| Ok(()),
                 Some(Box::new(move |group: &[(u64, &[u8])]| {
                     let mut seen = sink.lock().unwrap();

@@ -82,3 +82,108 @@ async fn a_second_opener_is_refused_and_a_wrong_key_is_detected() {
         other => panic!("expected WrongMasterKey, got {:?}", other.err()),
     }
 }
+
+fn event(id: &str, user: &str, score: f64) -> phoenix_core::event::Event {
+    let now = jiff::Timestamp::now();
+    phoenix_core::event::Event::from_json(
+        &serde_json::json!({
+            "event_id": id, "type": "match.completed", "actor": {"user_id": user},
+            "occurred_at": now.to_string(), "attrs": {"score": score}
+        }),
+        phoenix_core::event::EventRules {
+            now,
+            dedupe_horizon: jiff::SignedDuration::from_hours(24),
+        },
+    )
+    .unwrap()
+}
+
+async fn top(store: &EmbeddedStore) -> Vec<(String, f64)> {
+    store
+        .standings("emb-score", "points", None, 1, 100)
+        .await
+        .unwrap()
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| (e.user_id, e.score))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_snapshot_plus_the_log_tail_recovers_everything() {
+    use phoenix_store::IngestStatus::{Accepted, Duplicate};
+    let dir = tempfile::tempdir().unwrap();
+    let expected = {
+        let store = EmbeddedStore::open_initialized(dir.path(), key())
+            .await
+            .unwrap();
+        conformance::run_all(&store, "emb").await;
+        store
+            .ingest("emb-score", &[event("s1", "cat", 7.0)])
+            .await
+            .unwrap();
+        store.checkpoint().await.unwrap();
+        assert_eq!(store.events_since_snapshot(), 0);
+        // After the snapshot: more events and a metadata change, found in the log's tail.
+        store
+            .ingest(
+                "emb-score",
+                &[event("s2", "cat", 1.0), event("s3", "dan", 50.0)],
+            )
+            .await
+            .unwrap();
+        store.revoke_api_key("emb-key-1").await.unwrap();
+        (top(&store).await, store.list_api_keys().await.unwrap())
+    };
+    let snapshots: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("snapshot-"))
+        .collect();
+    assert_eq!(snapshots.len(), 1);
+    let store = EmbeddedStore::open_initialized(dir.path(), key())
+        .await
+        .unwrap();
+    assert_eq!(top(&store).await, expected.0);
+    assert_eq!(store.list_api_keys().await.unwrap(), expected.1);
+    // Ids from before and after the snapshot are still remembered.
+    let again = store
+        .ingest(
+            "emb-score",
+            &[
+                event("s1", "cat", 7.0),
+                event("s3", "dan", 50.0),
+                event("s4", "cat", 1.0),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, vec![Duplicate, Duplicate, Accepted]);
+    drop(store);
+
+    // A damaged snapshot is ignored: the full log gives the same answer.
+    let path = snapshots[0].path();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&path, bytes).unwrap();
+    let store = EmbeddedStore::open_initialized(dir.path(), key())
+        .await
+        .unwrap();
+    let mut with_s4 = expected.0.clone();
+    with_s4.iter_mut().for_each(|(u, s)| {
+        if u == "cat" {
+            *s += 1.0;
+        }
+    });
+    assert_eq!(top(&store).await, with_s4);
+    store.checkpoint().await.unwrap();
+    drop(store);
+    // And a snapshot still refuses another master key.
+    let other = MasterKey::from_hex(&"cd".repeat(32)).unwrap();
+    assert!(matches!(
+        EmbeddedStore::open(dir.path(), other),
+        Err(OpenError::WrongMasterKey)
+    ));
+}

@@ -1,6 +1,7 @@
 //! Configuration: every setting of SPEC §1 as a global flag, an environment variable and a `.env` entry,
 //! parsed once into typed values. A bad value stops start-up with one line naming the variable.
 
+use crate::bench::BenchCommand;
 use clap::{Args, Parser, Subcommand};
 use jiff::SignedDuration;
 use phoenix_server::{GatewayListen, ServerConfig};
@@ -22,6 +23,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the Admin, Ingestion and Query gateways.
     Serve,
+    /// Load generators that drive a running server over HTTP.
+    #[command(subcommand)]
+    Bench(BenchCommand),
 }
 
 /// Raw settings as given; `Settings::resolve` checks them.
@@ -122,6 +126,15 @@ pub struct Settings {
         default_value = "7d"
     )]
     pub dedupe_horizon: String,
+    /// How often the embedded store snapshots its state (when it changed), so a restart replays only the
+    /// log after the snapshot; it also snapshots after every million events.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_SNAPSHOT_INTERVAL",
+        default_value = "5m"
+    )]
+    pub snapshot_interval: String,
     /// How long shutdown waits for in-flight requests, in seconds.
     #[arg(
         long,
@@ -146,6 +159,7 @@ pub struct Resolved {
     pub log: String,
     pub log_format: LogFormat,
     pub shutdown_timeout: std::time::Duration,
+    pub snapshot_interval: std::time::Duration,
 }
 
 /// A configuration error: one line naming the variable.
@@ -268,6 +282,8 @@ impl Settings {
             30 * 86_400,
         )? as i64);
         server.dedupe_horizon = parse_duration("PHOENIX_DEDUPE_HORIZON", &self.dedupe_horizon)?;
+        let snapshot_interval =
+            parse_duration("PHOENIX_SNAPSHOT_INTERVAL", &self.snapshot_interval)?.unsigned_abs();
         let shutdown_timeout = std::time::Duration::from_secs(parse_u64(
             "PHOENIX_SHUTDOWN_TIMEOUT_SECONDS",
             &self.shutdown_timeout_seconds,
@@ -307,6 +323,7 @@ impl Settings {
             log: self.log.clone(),
             log_format,
             shutdown_timeout,
+            snapshot_interval,
         })
     }
 }

@@ -1,6 +1,8 @@
 //! The `phoenix` binary: parses configuration once, sets up logging, opens the store, and runs the
-//! server until SIGTERM or Ctrl-C. Thin by design: everything else lives in the library crates.
+//! server until SIGTERM or Ctrl-C; `phoenix bench` runs a load generator against a running server.
+//! Thin by design: everything else lives in the library crates.
 
+mod bench;
 mod config;
 
 use anyhow::Context;
@@ -11,6 +13,7 @@ use phoenix_store::embedded::EmbeddedOptions;
 use phoenix_store::{EmbeddedStore, MasterKey};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -21,8 +24,12 @@ fn main() -> ExitCode {
         eprintln!("phoenix: invalid configuration: .env: {e}");
         return ExitCode::from(2);
     }
-    let cli = Cli::parse();
-    let resolved = match cli.settings.resolve() {
+    let Cli { settings, command } = Cli::parse();
+    if let Command::Bench(bench) = command {
+        // A client of some server: the server settings (listeners, data dir, ...) are not its concern.
+        return block_on(bench::run(bench, settings.admin_secret));
+    }
+    let resolved = match settings.resolve() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("phoenix: invalid configuration: {e}");
@@ -30,6 +37,11 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&resolved);
+    block_on(serve(resolved))
+}
+
+/// Runs `task` on a multi-threaded runtime; an error becomes one line on stderr and exit status 1.
+fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,12 +52,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve => serve(resolved).await,
-        }
-    });
-    match result {
+    match runtime.block_on(task) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("phoenix: {e:#}");
@@ -100,6 +107,7 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
     .await
     .context("opening the store")??;
     store.initialize().await?;
+    let store = Arc::new(store);
     tracing::info!(data_dir = %resolved.data_dir.display(), "embedded store open");
     if config.admin_secret.is_none() && config.auth_enabled {
         use phoenix_store::Store;
@@ -109,15 +117,51 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
             );
         }
     }
-    let app = Application::build(config, Arc::new(store)).await?;
+    let app = Application::build(config, store.clone()).await?;
     for (name, addr) in app.addrs() {
         tracing::info!(listener = name, %addr, "listening");
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
+    let snapshots = tokio::spawn(take_snapshots(
+        store.clone(),
+        resolved.snapshot_interval,
+        shutdown.clone(),
+    ));
     app.run(shutdown, resolved.shutdown_timeout).await;
+    let _ = snapshots.await;
+    // A last snapshot makes the next start quick; correctness never depends on it.
+    if store.events_since_snapshot() > 0
+        && let Err(e) = store.checkpoint().await
+    {
+        tracing::warn!(error = %e, "final snapshot failed; the next start replays more of the log");
+    }
     tracing::info!("stopped; every acknowledged write is on disk");
     Ok(())
+}
+
+/// Snapshots the store every `interval` when anything changed, and after every million events.
+async fn take_snapshots(
+    store: Arc<EmbeddedStore>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    const EVENTS_PER_SNAPSHOT: u64 = 1_000_000;
+    let tick = Duration::from_secs(5).min(interval);
+    let mut last = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(tick) => {}
+        }
+        let pending = store.events_since_snapshot();
+        if pending >= EVENTS_PER_SNAPSHOT || (pending > 0 && last.elapsed() >= interval) {
+            if let Err(e) = store.checkpoint().await {
+                tracing::warn!(error = %e, "snapshot failed; will retry");
+            }
+            last = tokio::time::Instant::now();
+        }
+    }
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

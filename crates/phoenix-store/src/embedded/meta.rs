@@ -74,12 +74,17 @@ pub(super) struct State {
     pub(super) deleted: BTreeMap<u64, (Leaderboard, Timestamp)>,
     pub(super) next_uid: u64,
     pub(super) initialized: bool,
+    /// The sealed known value of the `Init` record, kept so a snapshot can check the master key too.
+    pub(super) key_check: Option<String>,
 }
 
 impl State {
     pub(super) fn apply(&mut self, record: MetaRecord) -> Result<(), String> {
         match record {
-            MetaRecord::Init { .. } => self.initialized = true,
+            MetaRecord::Init { key_check } => {
+                self.initialized = true;
+                self.key_check = Some(key_check);
+            }
             MetaRecord::TenantCreated {
                 tenant,
                 sealed_secret,
@@ -183,5 +188,130 @@ impl State {
             LeaderboardId::parse(leaderboard_id).ok()?,
         );
         self.leaderboards.get(&key)
+    }
+}
+
+/// A tenant entry as snapshot data (sealed blobs hex-encoded, as in the log).
+#[derive(Serialize, Deserialize)]
+struct TenantSnap {
+    tenant: Tenant,
+    sealed_current: String,
+    sealed_previous: Option<(String, Timestamp)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeySnap {
+    key: ApiKey,
+    key_hash: String,
+    sealed_key: String,
+}
+
+/// The metadata state as snapshot data.
+#[derive(Serialize, Deserialize)]
+pub(super) struct MetaSnapshot {
+    tenants: Vec<TenantSnap>,
+    keys: Vec<KeySnap>,
+    /// `(uid, record)`: the uid is not part of the record's wire form.
+    leaderboards: Vec<(u64, Leaderboard)>,
+    deleted: Vec<(u64, Leaderboard, Timestamp)>,
+    next_uid: u64,
+    initialized: bool,
+    key_check: Option<String>,
+}
+
+impl State {
+    pub(super) fn snapshot(&self) -> MetaSnapshot {
+        let hash_of: HashMap<&str, &[u8; 32]> = self
+            .key_by_hash
+            .iter()
+            .map(|(hash, id)| (id.as_str(), hash))
+            .collect();
+        MetaSnapshot {
+            tenants: self
+                .tenants
+                .values()
+                .map(|e| TenantSnap {
+                    tenant: e.tenant.clone(),
+                    sealed_current: hex::encode(&e.sealed_current),
+                    sealed_previous: e
+                        .sealed_previous
+                        .as_ref()
+                        .map(|(s, until)| (hex::encode(s), *until)),
+                })
+                .collect(),
+            keys: self
+                .keys
+                .values()
+                .map(|e| KeySnap {
+                    key: e.key.clone(),
+                    key_hash: hash_of
+                        .get(e.key.key_id.as_str())
+                        .map(hex::encode)
+                        .unwrap_or_default(),
+                    sealed_key: hex::encode(&e.sealed_key),
+                })
+                .collect(),
+            leaderboards: self
+                .leaderboards
+                .values()
+                .map(|lb| (lb.uid, lb.clone()))
+                .collect(),
+            deleted: self
+                .deleted
+                .iter()
+                .map(|(uid, (lb, at))| (*uid, lb.clone(), *at))
+                .collect(),
+            next_uid: self.next_uid,
+            initialized: self.initialized,
+            key_check: self.key_check.clone(),
+        }
+    }
+
+    pub(super) fn restore(snap: MetaSnapshot) -> Result<State, String> {
+        let unhex = |s: &str| hex::decode(s).map_err(|e| e.to_string());
+        let mut state = State {
+            next_uid: snap.next_uid,
+            initialized: snap.initialized,
+            key_check: snap.key_check,
+            ..State::default()
+        };
+        for t in snap.tenants {
+            let sealed_previous = match t.sealed_previous {
+                Some((s, until)) => Some((unhex(&s)?, until)),
+                None => None,
+            };
+            state.tenants.insert(
+                t.tenant.tenant_id.clone(),
+                TenantEntry {
+                    sealed_current: unhex(&t.sealed_current)?,
+                    sealed_previous,
+                    tenant: t.tenant,
+                },
+            );
+        }
+        for k in snap.keys {
+            let hash: [u8; 32] = unhex(&k.key_hash)?
+                .try_into()
+                .map_err(|_| "key hash is not 32 bytes")?;
+            state.key_by_hash.insert(hash, k.key.key_id.clone());
+            state.keys.insert(
+                k.key.key_id.clone(),
+                KeyEntry {
+                    sealed_key: unhex(&k.sealed_key)?,
+                    key: k.key,
+                },
+            );
+        }
+        for (uid, mut lb) in snap.leaderboards {
+            lb.uid = uid;
+            state
+                .leaderboards
+                .insert((lb.tenant_id.clone(), lb.leaderboard_id.clone()), lb);
+        }
+        for (uid, mut lb, at) in snap.deleted {
+            lb.uid = uid;
+            state.deleted.insert(uid, (lb, at));
+        }
+        Ok(state)
     }
 }

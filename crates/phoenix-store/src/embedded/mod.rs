@@ -6,6 +6,7 @@
 
 mod dedupe;
 mod meta;
+mod snapshot;
 mod wal;
 
 use crate::journal::Journal;
@@ -23,7 +24,7 @@ use phoenix_core::ids::TenantId;
 use phoenix_core::window::{WindowId, WindowStatus};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use wal::{Folded, WalRecord};
 
@@ -72,6 +73,11 @@ pub struct EmbeddedStore {
     folded: Arc<Folded>,
     wal: Journal,
     dedupe: Mutex<Dedupe>,
+    /// Held shared by every ingestion from claim to durable append, and exclusively by a snapshot, so a
+    /// snapshot never sees a dedupe claim whose event is not yet in the state it captures.
+    ingest_gate: tokio::sync::RwLock<()>,
+    /// `applied_events` when the last snapshot was taken (or at start).
+    events_at_snapshot: AtomicU64,
     signatures: SignatureLog,
     /// Serializes metadata writers across check → durable append → apply. Metadata writes are rare; the
     /// gate is never held by readers or by ingestion, so neither waits on it.
@@ -113,8 +119,14 @@ impl EmbeddedStore {
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
 
-        let folded = Arc::new(Folded::default());
-        let mut dedupe = Dedupe::new(options.dedupe_horizon);
+        let (folded, mut dedupe, start) = match Self::restore_snapshot(dir, &master, &options)? {
+            Some(restored) => restored,
+            None => (
+                Arc::new(Folded::default()),
+                Dedupe::new(options.dedupe_horizon),
+                0,
+            ),
+        };
         // Replay errors are kept aside: the journal's replay callback speaks io::Error.
         let mut failure: Option<OpenError> = None;
         let replay = |offset: u64, payload: &[u8]| -> std::io::Result<()> {
@@ -156,7 +168,8 @@ impl EmbeddedStore {
                 }
                 WalRecord::Meta(_) => {}
             }
-            folded.apply(offset, record, false).map_err(|detail| {
+            let end = offset + (crate::journal::HEADER + payload.len()) as u64;
+            folded.apply(offset, end, record, false).map_err(|detail| {
                 fail(
                     OpenError::Corrupt {
                         path: dir.display().to_string(),
@@ -169,30 +182,127 @@ impl EmbeddedStore {
         let live = folded.clone();
         let apply: crate::journal::ApplyFn = Box::new(move |group: &[(u64, &[u8])]| {
             for (offset, payload) in group {
-                let outcome = wal::decode(payload).and_then(|r| live.apply(*offset, r, true));
+                let end = offset + (crate::journal::HEADER + payload.len()) as u64;
+                let outcome = wal::decode(payload).and_then(|r| live.apply(*offset, end, r, true));
                 if let Err(e) = outcome {
                     // A record we just wrote ourselves cannot be unreadable: this is a bug, not input.
                     tracing::error!(offset, error = %e, "could not apply a durable record");
                 }
             }
         });
-        let opened = Journal::open_applying(&dir.join(WAL), replay, Some(apply));
+        let opened = Journal::open_applying(&dir.join(WAL), start, replay, Some(apply));
         if let Some(e) = failure {
             return Err(e);
         }
         let wal = opened.map_err(io)?;
         dedupe.prune(Timestamp::now());
         let signatures = SignatureLog::open(dir, Timestamp::now().as_second()).map_err(io)?;
+        let snapshot_at = AtomicU64::new(folded.applied_events.load(Ordering::Relaxed));
         Ok(EmbeddedStore {
             dir: dir.to_owned(),
             folded,
             wal,
             dedupe: Mutex::new(dedupe),
+            ingest_gate: tokio::sync::RwLock::new(()),
+            events_at_snapshot: snapshot_at,
             signatures,
             write_gate: tokio::sync::Mutex::new(()),
             master,
             _lock: lock,
         })
+    }
+
+    /// Loads the newest readable snapshot: the folded state, the dedupe index, and the log offset to
+    /// replay from. A damaged snapshot is skipped (with a warning) for an older one or a full replay.
+    #[allow(clippy::type_complexity)]
+    fn restore_snapshot(
+        dir: &Path,
+        master: &MasterKey,
+        options: &EmbeddedOptions,
+    ) -> Result<Option<(Arc<Folded>, Dedupe, u64)>, OpenError> {
+        let io = |source| OpenError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
+        let wal_len = fs::metadata(dir.join(WAL)).map(|m| m.len()).unwrap_or(0);
+        for (offset, path) in snapshot::list(dir).map_err(io)? {
+            let decoded = fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| snapshot::decode(&bytes))
+                .and_then(|snap| {
+                    if snap.wal_offset != offset || snap.wal_offset > wal_len {
+                        return Err("its offset is beyond the end of the log".into());
+                    }
+                    let state = meta::State::restore(snap.meta)?;
+                    let engine = phoenix_core::engine::Engine::restore(snap.engine)?;
+                    Ok((state, engine, snap.dedupe, snap.wal_offset))
+                });
+            match decoded {
+                Ok((state, engine, dedupe, offset)) => {
+                    if let Some(check) = &state.key_check {
+                        let sealed = hex::decode(check).unwrap_or_default();
+                        if master.unseal("key-check", &sealed).as_deref() != Some(KEY_CHECK) {
+                            return Err(OpenError::WrongMasterKey);
+                        }
+                    }
+                    let folded = Folded::default();
+                    *folded.meta.write().unwrap_or_else(|p| p.into_inner()) = state;
+                    *folded.engine.write().unwrap_or_else(|p| p.into_inner()) = engine;
+                    folded.applied_upto.store(offset, Ordering::Release);
+                    tracing::info!(path = %path.display(), "restored snapshot; replaying the log after it");
+                    return Ok(Some((
+                        Arc::new(folded),
+                        Dedupe::restore(dedupe, options.dedupe_horizon),
+                        offset,
+                    )));
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable snapshot");
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Events applied since the last snapshot (or since start).
+    pub fn events_since_snapshot(&self) -> u64 {
+        self.folded
+            .applied_events
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.events_at_snapshot.load(Ordering::Relaxed))
+    }
+
+    /// Writes a snapshot of the whole state, so the next start replays only the log after it. Ingestion
+    /// pauses while the state is copied (not while it is written).
+    pub async fn checkpoint(&self) -> StoreResult<()> {
+        let snap = {
+            let _ingest = self.ingest_gate.write().await;
+            let _meta_writes = self.write_gate.lock().await;
+            let meta = self.folded.meta();
+            let engine = self.folded.engine();
+            let snap = snapshot::Snapshot {
+                wal_offset: self.folded.applied_upto.load(Ordering::Acquire),
+                meta: meta.snapshot(),
+                engine: engine.snapshot(),
+                dedupe: self.lock_dedupe().snapshot(),
+            };
+            self.events_at_snapshot.store(
+                self.folded.applied_events.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+            snap
+        };
+        let dir = self.dir.clone();
+        let wal_offset = snap.wal_offset;
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let bytes = snapshot::encode(snap)?;
+            snapshot::write(&dir, wal_offset, &bytes, 2).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map_err(|e| StoreError::Unavailable(format!("snapshot: {e}")))?;
+        tracing::info!(wal_offset, "snapshot written");
+        Ok(())
     }
 
     /// Writes the `Init` record on a new data dir. Separate from `open` because it awaits the journal.
@@ -269,6 +379,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn ingest(&self, tenant_id: &str, events: &[Event]) -> StoreResult<Vec<IngestStatus>> {
+        let _gate = self.ingest_gate.read().await;
         let accepted_at = now();
         let mut statuses = Vec::with_capacity(events.len());
         let mut claimed = Vec::new();

@@ -93,6 +93,10 @@ pub(super) struct Folded {
     pub meta: RwLock<State>,
     pub engine: RwLock<Engine>,
     pub counters: Counters,
+    /// The log offset just past the last applied record: where a snapshot taken now ends.
+    pub applied_upto: AtomicU64,
+    /// Events applied since start (replayed or live), to decide when a snapshot is worth taking.
+    pub applied_events: AtomicU64,
 }
 
 impl Folded {
@@ -106,20 +110,23 @@ impl Folded {
         self.engine.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies one decoded record at log `offset`. `live` is false during replay (counters untouched).
+    /// Applies one decoded record found at log `offset` and ending at `end`. `live` is false during
+    /// replay (counters untouched).
     pub(super) fn apply(
         &self,
         offset: u64,
+        end: u64,
         record: WalRecord<'_>,
         live: bool,
     ) -> Result<(), String> {
         match record {
-            WalRecord::Meta(record) => self.apply_meta(record),
+            WalRecord::Meta(record) => self.apply_meta(record, end),
             WalRecord::Events(batch) => {
                 let accepted_at = Timestamp::from_microsecond(batch.accepted_at)
                     .map_err(|e| format!("event record time: {e}"))?;
                 let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
                 let (mut scored, mut late) = (0u64, 0u64);
+                let batch_len = batch.events.len() as u64;
                 for (i, body) in batch.events.into_iter().enumerate() {
                     let Some(event) = Event::from_stored(body) else {
                         return Err("event record holds an unreadable event".into());
@@ -135,12 +142,15 @@ impl Folded {
                     self.counters.scored.fetch_add(scored, Ordering::Relaxed);
                     self.counters.late.fetch_add(late, Ordering::Relaxed);
                 }
+                self.applied_events.fetch_add(batch_len, Ordering::Relaxed);
+                // Set under the engine lock, so a snapshot reads an offset that matches its state.
+                self.applied_upto.store(end, Ordering::Release);
                 Ok(())
             }
         }
     }
 
-    fn apply_meta(&self, record: MetaRecord) -> Result<(), String> {
+    fn apply_meta(&self, record: MetaRecord, end: u64) -> Result<(), String> {
         let mut state = self.meta.write().unwrap_or_else(|p| p.into_inner());
         let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
         match &record {
@@ -187,7 +197,9 @@ impl Folded {
             }
             _ => {}
         }
-        state.apply(record)
+        let applied = state.apply(record);
+        self.applied_upto.store(end, Ordering::Release);
+        applied
     }
 }
 

@@ -1,0 +1,315 @@
+//! Snapshots of the folded state, so recovery reads a snapshot plus the log's tail instead of the whole
+//! log. A snapshot records the log offset it covers; everything after it is replayed. Metadata and the
+//! shape of the standings go in a JSON header; the bulk (user ids, per-player rows, dedupe digests) in
+//! fixed-width binary sections. A CRC over the file catches a torn or damaged snapshot, which is then
+//! ignored in favour of an older one or a full replay: a snapshot is only ever a shortcut.
+
+use super::dedupe::DedupeSnapshot;
+use super::meta::MetaSnapshot;
+use jiff::Timestamp;
+use phoenix_core::engine::{
+    EngineSnapshot, LeaderboardSnapshot, PlayerSnapshot, TenantSnapshot, WindowSnapshot,
+};
+use phoenix_core::ids::LeaderboardId;
+use phoenix_core::window::{Window, WindowId};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"PHXSNAP1";
+const PREFIX: &str = "snapshot-";
+const SUFFIX: &str = ".bin";
+
+/// Everything a snapshot holds.
+pub(super) struct Snapshot {
+    /// The log offset up to which the snapshot covers (the next record to replay starts here).
+    pub wal_offset: u64,
+    pub meta: MetaSnapshot,
+    pub engine: EngineSnapshot,
+    pub dedupe: DedupeSnapshot,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WindowHeader {
+    id: String,
+    starts_at: Option<i64>,
+    ends_at: Option<i64>,
+    players: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LeaderboardHeader {
+    uid: u64,
+    leaderboard_id: LeaderboardId,
+    config: serde_json::Value,
+    active: bool,
+    windows: Vec<WindowHeader>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TenantHeader {
+    tenant_id: String,
+    users: u64,
+    leaderboards: Vec<LeaderboardHeader>,
+    retired: Vec<LeaderboardHeader>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    meta: MetaSnapshot,
+    tenants: Vec<TenantHeader>,
+    dedupe_key: [u64; 2],
+    dedupe_entries: u64,
+}
+
+fn lb_header(lb: &LeaderboardSnapshot) -> LeaderboardHeader {
+    LeaderboardHeader {
+        uid: lb.uid,
+        leaderboard_id: lb.leaderboard_id.clone(),
+        config: lb.config.clone(),
+        active: lb.active,
+        windows: lb
+            .windows
+            .iter()
+            .map(|w| WindowHeader {
+                id: w.window.id.as_str().to_owned(),
+                starts_at: w.window.starts_at.map(|t| t.as_microsecond()),
+                ends_at: w.window.ends_at.map(|t| t.as_microsecond()),
+                players: w.players.len() as u64,
+            })
+            .collect(),
+    }
+}
+
+fn put_players(out: &mut Vec<u8>, lb: &LeaderboardSnapshot) {
+    for w in &lb.windows {
+        for p in &w.players {
+            out.extend_from_slice(&p.user.to_le_bytes());
+            out.extend_from_slice(&p.score.to_le_bytes());
+            out.extend_from_slice(&p.seq.to_le_bytes());
+            out.extend_from_slice(&p.updated_at.to_le_bytes());
+            out.extend_from_slice(&p.latest_occurred_at.to_le_bytes());
+        }
+    }
+}
+
+/// Encodes a snapshot to bytes.
+pub(super) fn encode(snapshot: Snapshot) -> Result<Vec<u8>, String> {
+    let Snapshot {
+        wal_offset,
+        meta,
+        engine,
+        dedupe,
+    } = snapshot;
+    let header = Header {
+        meta,
+        tenants: engine
+            .tenants
+            .iter()
+            .map(|t| TenantHeader {
+                tenant_id: t.tenant_id.clone(),
+                users: t.users.len() as u64,
+                leaderboards: t.leaderboards.iter().map(lb_header).collect(),
+                retired: t.retired.iter().map(lb_header).collect(),
+            })
+            .collect(),
+        dedupe_key: dedupe.key,
+        dedupe_entries: dedupe.entries.len() as u64,
+    };
+    let header = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(64 + header.len() + dedupe.entries.len() * 24);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&wal_offset.to_le_bytes());
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    for t in &engine.tenants {
+        for user in &t.users {
+            out.extend_from_slice(&(user.len() as u32).to_le_bytes());
+            out.extend_from_slice(user.as_bytes());
+        }
+        for lb in t.leaderboards.iter().chain(&t.retired) {
+            put_players(&mut out, lb);
+        }
+    }
+    for (digest, occurred) in &dedupe.entries {
+        out.extend_from_slice(&digest.to_le_bytes());
+        out.extend_from_slice(&occurred.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// A cursor over the snapshot's bytes that fails instead of panicking on short input.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or("snapshot is truncated")?;
+        let slice = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        self.take(N)?
+            .try_into()
+            .map_err(|_| "snapshot is truncated".to_owned())
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+}
+
+fn read_lb(r: &mut Reader<'_>, h: LeaderboardHeader) -> Result<LeaderboardSnapshot, String> {
+    let mut windows = Vec::with_capacity(h.windows.len());
+    for w in h.windows {
+        let id = WindowId::parse(&w.id).ok_or_else(|| format!("bad window id '{}'", w.id))?;
+        let time = |us: Option<i64>| -> Result<Option<Timestamp>, String> {
+            us.map(|us| Timestamp::from_microsecond(us).map_err(|e| e.to_string()))
+                .transpose()
+        };
+        let window = Window {
+            id,
+            starts_at: time(w.starts_at)?,
+            ends_at: time(w.ends_at)?,
+        };
+        let count = usize::try_from(w.players).map_err(|e| e.to_string())?;
+        let mut players = Vec::with_capacity(count.min(r.bytes.len() / 36));
+        for _ in 0..count {
+            players.push(PlayerSnapshot {
+                user: r.u32()?,
+                score: f64::from_le_bytes(r.array()?),
+                seq: r.u64()?,
+                updated_at: r.i64()?,
+                latest_occurred_at: r.i64()?,
+            });
+        }
+        windows.push(WindowSnapshot { window, players });
+    }
+    Ok(LeaderboardSnapshot {
+        uid: h.uid,
+        leaderboard_id: h.leaderboard_id,
+        config: h.config,
+        active: h.active,
+        windows,
+    })
+}
+
+/// Decodes bytes made by [`encode`]; an error for anything damaged.
+pub(super) fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
+    if bytes.len() < MAGIC.len() + 20 || &bytes[..MAGIC.len()] != MAGIC {
+        return Err("not a snapshot".into());
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    let crc = u32::from_le_bytes(crc.try_into().map_err(|_| "short")?);
+    if crc32fast::hash(body) != crc {
+        return Err("snapshot checksum mismatch".into());
+    }
+    let mut r = Reader {
+        bytes: body,
+        pos: MAGIC.len(),
+    };
+    let wal_offset = r.u64()?;
+    let header_len = usize::try_from(r.u64()?).map_err(|e| e.to_string())?;
+    let header: Header =
+        serde_json::from_slice(r.take(header_len)?).map_err(|e| format!("header: {e}"))?;
+    let mut tenants = Vec::with_capacity(header.tenants.len());
+    for t in header.tenants {
+        let count = usize::try_from(t.users).map_err(|e| e.to_string())?;
+        let mut users = Vec::with_capacity(count.min(body.len() / 4));
+        for _ in 0..count {
+            let len = r.u32()? as usize;
+            let raw = r.take(len)?;
+            users.push(String::from_utf8(raw.to_vec()).map_err(|e| e.to_string())?);
+        }
+        let mut leaderboards = Vec::with_capacity(t.leaderboards.len());
+        for lb in t.leaderboards {
+            leaderboards.push(read_lb(&mut r, lb)?);
+        }
+        let mut retired = Vec::with_capacity(t.retired.len());
+        for lb in t.retired {
+            retired.push(read_lb(&mut r, lb)?);
+        }
+        tenants.push(TenantSnapshot {
+            tenant_id: t.tenant_id,
+            users,
+            leaderboards,
+            retired,
+        });
+    }
+    let count = usize::try_from(header.dedupe_entries).map_err(|e| e.to_string())?;
+    let mut entries = Vec::with_capacity(count.min(body.len() / 24));
+    for _ in 0..count {
+        let digest = u128::from_le_bytes(r.array()?);
+        entries.push((digest, r.i64()?));
+    }
+    if r.pos != body.len() {
+        return Err("snapshot has trailing bytes".into());
+    }
+    Ok(Snapshot {
+        wal_offset,
+        meta: header.meta,
+        engine: EngineSnapshot { tenants },
+        dedupe: DedupeSnapshot {
+            key: header.dedupe_key,
+            entries,
+        },
+    })
+}
+
+fn path_for(dir: &Path, wal_offset: u64) -> PathBuf {
+    dir.join(format!("{PREFIX}{wal_offset:020}{SUFFIX}"))
+}
+
+/// Snapshot files in `dir`, newest (largest offset) first.
+pub(super) fn list(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if let Some(offset) = name.to_str().and_then(|n| {
+            n.strip_prefix(PREFIX)?
+                .strip_suffix(SUFFIX)?
+                .parse::<u64>()
+                .ok()
+        }) {
+            found.push((offset, entry.path()));
+        }
+    }
+    found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
+    Ok(found)
+}
+
+/// Writes `bytes` as the snapshot for `wal_offset` (temp file, fsync, rename, fsync dir) and keeps only
+/// the newest `keep` snapshots.
+pub(super) fn write(dir: &Path, wal_offset: u64, bytes: &[u8], keep: usize) -> std::io::Result<()> {
+    let tmp = dir.join("snapshot.tmp");
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, path_for(dir, wal_offset))?;
+    crate::journal::sync_dir(dir)?;
+    for (_, old) in list(dir)?.into_iter().skip(keep) {
+        crate::journal::remove_if_exists(&old)?;
+    }
+    Ok(())
+}
