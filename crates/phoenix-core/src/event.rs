@@ -33,21 +33,18 @@ fn is_event_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')
 }
 
-fn required<'a>(
-    obj: &'a Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<&'a Value, ValidationError> {
-    match obj.get(key) {
+/// Takes a required member out of `obj`: missing or `null` is "is required".
+fn take(obj: &mut Map<String, Value>, key: &str, path: &str) -> Result<Value, ValidationError> {
+    match obj.remove(key) {
         None | Some(Value::Null) => Err(ValidationError::field(path, "is required")),
         Some(v) => Ok(v),
     }
 }
 
-fn bounded_string(path: &str, value: &Value) -> Result<String, ValidationError> {
-    let s = value
-        .as_str()
-        .ok_or_else(|| ValidationError::field(path, "expected a string"))?;
+fn bounded_string(path: &str, value: Value) -> Result<String, ValidationError> {
+    let Value::String(s) = value else {
+        return Err(ValidationError::field(path, "expected a string"));
+    };
     let n = s.chars().count();
     if n == 0 || n > MAX_ID_CHARS {
         return Err(ValidationError::field(
@@ -55,7 +52,7 @@ fn bounded_string(path: &str, value: &Value) -> Result<String, ValidationError> 
             format!("must be 1 to {MAX_ID_CHARS} characters long"),
         ));
     }
-    Ok(s.to_owned())
+    Ok(s)
 }
 
 /// Formats a horizon for messages: whole days when it is, else seconds.
@@ -73,12 +70,18 @@ impl Event {
     /// Parses one event. Every failure names its field: `occurred_at: is more than 5 minutes in the
     /// future`, `actor.user_id: is required`, ...
     pub fn from_json(value: &Value, rules: EventRules) -> Result<Event, ValidationError> {
-        let obj = value
-            .as_object()
-            .ok_or_else(|| ValidationError::new("event: expected a JSON object"))?;
+        Self::from_value(value.clone(), rules)
+    }
 
-        let event_id = match required(obj, "event_id", "event_id")? {
-            Value::String(s) => s.clone(),
+    /// [`Event::from_json`] taking the value by ownership: its maps move into the event, nothing is
+    /// copied (the ingest hot path).
+    pub fn from_value(value: Value, rules: EventRules) -> Result<Event, ValidationError> {
+        let Value::Object(mut obj) = value else {
+            return Err(ValidationError::new("event: expected a JSON object"));
+        };
+
+        let event_id = match take(&mut obj, "event_id", "event_id")? {
+            Value::String(s) => s,
             _ => return Err(ValidationError::field("event_id", "expected a string")),
         };
         if event_id.is_empty()
@@ -92,18 +95,18 @@ impl Event {
                 ),
             ));
         }
-        let event_type = bounded_string("type", required(obj, "type", "type")?)?;
+        let event_type = bounded_string("type", take(&mut obj, "type", "type")?)?;
 
-        let actor = required(obj, "actor", "actor")?
-            .as_object()
-            .ok_or_else(|| ValidationError::field("actor", "expected an object"))?;
+        let Value::Object(mut actor) = take(&mut obj, "actor", "actor")? else {
+            return Err(ValidationError::field("actor", "expected an object"));
+        };
         let user_id = bounded_string(
             "actor.user_id",
-            required(actor, "user_id", "actor.user_id")?,
+            take(&mut actor, "user_id", "actor.user_id")?,
         )?;
-        let metadata = match actor.get("metadata") {
+        let metadata = match actor.remove("metadata") {
             None | Some(Value::Null) => None,
-            Some(Value::Object(m)) => Some(m.clone()),
+            Some(Value::Object(m)) => Some(m),
             Some(_) => {
                 return Err(ValidationError::field(
                     "actor.metadata",
@@ -112,11 +115,12 @@ impl Event {
             }
         };
 
-        let occurred_raw = required(obj, "occurred_at", "occurred_at")?
-            .as_str()
-            .ok_or_else(|| {
-                ValidationError::field("occurred_at", "expected an RFC 3339 timestamp string")
-            })?;
+        let Value::String(occurred_raw) = take(&mut obj, "occurred_at", "occurred_at")? else {
+            return Err(ValidationError::field(
+                "occurred_at",
+                "expected an RFC 3339 timestamp string",
+            ));
+        };
         let occurred_at: Timestamp = occurred_raw.parse().map_err(|_| {
             ValidationError::field(
                 "occurred_at",
@@ -151,8 +155,8 @@ impl Event {
             ));
         }
 
-        let attrs = match required(obj, "attrs", "attrs")? {
-            Value::Object(m) => m.clone(),
+        let attrs = match take(&mut obj, "attrs", "attrs")? {
+            Value::Object(m) => m,
             _ => return Err(ValidationError::field("attrs", "expected an object")),
         };
 

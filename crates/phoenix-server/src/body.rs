@@ -67,6 +67,26 @@ fn content_type(headers: &HeaderMap) -> Option<String> {
 impl JsonBody {
     /// Checks the content type and deserializes, naming the field on failure (400, never 415/422).
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        self.check()?;
+        let mut de = serde_json::Deserializer::from_slice(&self.bytes);
+        let value: T = serde_path_to_error::deserialize(&mut de).map_err(describe)?;
+        de.end().map_err(|e| {
+            ApiError::Validation(format!("invalid JSON: {}", strip_location(&e.to_string())))
+        })?;
+        Ok(value)
+    }
+
+    /// Parses the body as a JSON value (content type checked). No field paths are tracked, since a
+    /// value can only fail on syntax; this is the ingest hot path.
+    pub fn value(&self) -> Result<serde_json::Value, ApiError> {
+        self.check()?;
+        serde_json::from_slice(&self.bytes).map_err(|e| {
+            ApiError::Validation(format!("invalid JSON: {}", strip_location(&e.to_string())))
+        })
+    }
+
+    /// A JSON content type and a non-empty body.
+    fn check(&self) -> Result<(), ApiError> {
         let is_json = self.content_type.as_deref().is_some_and(|ct| {
             let mime = ct.split(';').next().unwrap_or("").trim();
             mime == "application/json"
@@ -77,17 +97,12 @@ impl JsonBody {
                 "Content-Type must be application/json".into(),
             ));
         }
-        if self.bytes.iter().all(u8::is_ascii_whitespace) {
+        if self.is_empty() {
             return Err(ApiError::Validation(
                 "request body must be a JSON object".into(),
             ));
         }
-        let mut de = serde_json::Deserializer::from_slice(&self.bytes);
-        let value: T = serde_path_to_error::deserialize(&mut de).map_err(describe)?;
-        de.end().map_err(|e| {
-            ApiError::Validation(format!("invalid JSON: {}", strip_location(&e.to_string())))
-        })?;
-        Ok(value)
+        Ok(())
     }
 
     /// True when the request carried no body at all.

@@ -110,7 +110,7 @@ fn main() {
                     Event::from_json(&body, rules).unwrap()
                 })
                 .collect();
-            store.ingest("bench", &batch).await.unwrap();
+            store.ingest("bench", batch).await.unwrap();
             sent += n;
         }
         let ingest_secs = started.elapsed().as_secs_f64();

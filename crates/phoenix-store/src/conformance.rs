@@ -275,9 +275,9 @@ pub async fn scoring(store: &dyn Store, prefix: &str) {
         event("e1", "ann", 10.0),
         event("e3", "ann", 5.0),
     ];
-    let statuses = store.ingest(t.as_str(), &batch).await.unwrap();
+    let statuses = store.ingest(t.as_str(), batch.to_vec()).await.unwrap();
     assert_eq!(statuses, vec![Accepted, Accepted, Duplicate, Accepted]);
-    let again = store.ingest(t.as_str(), &batch[..2]).await.unwrap();
+    let again = store.ingest(t.as_str(), batch[..2].to_vec()).await.unwrap();
     assert_eq!(again, vec![Duplicate, Duplicate]);
 
     let page = store

@@ -32,6 +32,7 @@ pub enum JournalError {
 
 struct Append {
     frame: Vec<u8>,
+    attachment: Option<Attachment>,
     done: oneshot::Sender<Result<u64, JournalError>>,
 }
 
@@ -56,7 +57,18 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Called by the writer thread, in log order, with each durable group of `(offset, payload)` records,
 /// after the group's fsync and before any of its callers is answered. This is how a state machine built
 /// on the journal stays exactly the fold of the durable log: live state and replayed state cannot differ.
-pub type ApplyFn = Box<dyn FnMut(&[(u64, &[u8])]) + Send>;
+pub type ApplyFn = Box<dyn FnMut(&mut [Durable<'_>]) + Send>;
+
+/// What the appender already knows about its record in decoded form (e.g. the parsed events), handed to
+/// the [`ApplyFn`] so the live path need not decode what it just encoded. Replay decodes the bytes.
+pub type Attachment = Box<dyn std::any::Any + Send>;
+
+/// One durable record as the [`ApplyFn`] sees it.
+pub struct Durable<'a> {
+    pub offset: u64,
+    pub payload: &'a [u8],
+    pub attachment: Option<Attachment>,
+}
 
 impl Journal {
     /// Opens (creating if needed) the journal at `path`, hands every intact record to `replay` in order
@@ -130,6 +142,15 @@ impl Journal {
     /// Appends one record; resolves with its offset once it is on disk (fsync'd, and applied when the
     /// journal has an [`ApplyFn`]) together with whatever else was queued.
     pub async fn append(&self, payload: &[u8]) -> Result<u64, JournalError> {
+        self.append_with(payload, None).await
+    }
+
+    /// [`Journal::append`], handing `attachment` to the [`ApplyFn`] with the record.
+    pub async fn append_with(
+        &self,
+        payload: &[u8],
+        attachment: Option<Attachment>,
+    ) -> Result<u64, JournalError> {
         if payload.len() > MAX_RECORD {
             return Err(JournalError::TooLarge(payload.len()));
         }
@@ -142,6 +163,7 @@ impl Journal {
         self.tx
             .send(Append {
                 frame: encode_frame(payload),
+                attachment,
                 done,
             })
             .map_err(|_| JournalError::Unavailable("journal writer has stopped".into()))?;
@@ -221,17 +243,23 @@ fn writer_loop(
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
     let mut waiters: Vec<(u64, oneshot::Sender<Result<u64, JournalError>>)> = Vec::new();
-    let take = |append: Append, buf: &mut Vec<u8>, waiters: &mut Vec<_>, base: u64| {
+    let mut attachments: Vec<Option<Attachment>> = Vec::new();
+    let take = |append: Append,
+                buf: &mut Vec<u8>,
+                waiters: &mut Vec<_>,
+                attachments: &mut Vec<Option<Attachment>>,
+                base: u64| {
         waiters.push((base + buf.len() as u64, append.done));
+        attachments.push(append.attachment);
         buf.extend_from_slice(&append.frame);
     };
     // `recv` returns Err once every `Journal` handle is dropped: everything queued has been written.
     while let Ok(first) = rx.recv() {
         buf.clear();
-        take(first, &mut buf, &mut waiters, file_len);
+        take(first, &mut buf, &mut waiters, &mut attachments, file_len);
         while buf.len() < MAX_GROUP_BYTES {
             match rx.try_recv() {
-                Ok(next) => take(next, &mut buf, &mut waiters, file_len),
+                Ok(next) => take(next, &mut buf, &mut waiters, &mut attachments, file_len),
                 Err(_) => break,
             }
         }
@@ -243,9 +271,10 @@ fn writer_loop(
         let outcome = match result {
             Ok(()) => {
                 if let Some(apply) = apply.as_mut() {
-                    let records: Vec<(u64, &[u8])> = waiters
+                    let mut records: Vec<Durable<'_>> = waiters
                         .iter()
-                        .map(|(offset, _)| {
+                        .zip(attachments.drain(..))
+                        .map(|((offset, _), attachment)| {
                             let at = (offset - file_len) as usize;
                             let len = u32::from_le_bytes([
                                 buf[at],
@@ -253,10 +282,14 @@ fn writer_loop(
                                 buf[at + 2],
                                 buf[at + 3],
                             ]) as usize;
-                            (*offset, &buf[at + HEADER..at + HEADER + len])
+                            Durable {
+                                offset: *offset,
+                                payload: &buf[at + HEADER..at + HEADER + len],
+                                attachment,
+                            }
                         })
                         .collect();
-                    apply(&records);
+                    apply(&mut records);
                 }
                 file_len += buf.len() as u64;
                 Ok(())
@@ -267,6 +300,7 @@ fn writer_loop(
                 Err(JournalError::Unavailable(e.to_string()))
             }
         };
+        attachments.clear();
         for (offset, done) in waiters.drain(..) {
             // The caller may have gone away (request cancelled); the record is durable regardless.
             let _ = done.send(outcome.clone().map(|()| offset));
@@ -360,10 +394,10 @@ mod tests {
                 &dir.path().join("a.log"),
                 0,
                 |_, _| Ok(()),
-                Some(Box::new(move |group: &[(u64, &[u8])]| {
+                Some(Box::new(move |group: &mut [Durable<'_>]| {
                     let mut seen = sink.lock().unwrap();
-                    for (offset, payload) in group {
-                        seen.push((*offset, payload.to_vec()));
+                    for record in group.iter() {
+                        seen.push((record.offset, record.payload.to_vec()));
                     }
                 })),
             )

@@ -85,7 +85,7 @@ pub trait Store: Send + Sync + 'static {
     /// Makes `events` durable (one group-committed write) and applies them to every active leaderboard
     /// of the tenant, answering per event in order. Idempotent on `(tenant, event_id)`: an id seen before
     /// (within the dedupe horizon), or earlier in the same call, is `Duplicate` and counts nothing.
-    async fn ingest(&self, tenant_id: &str, events: &[Event]) -> StoreResult<Vec<IngestStatus>>;
+    async fn ingest(&self, tenant_id: &str, events: Vec<Event>) -> StoreResult<Vec<IngestStatus>>;
 
     /// Ranked entries `from_rank ..` (1-based, at most `count`) of a window: the given one, or the one
     /// readers see now. `None` when the leaderboard (or the given window) is unknown.

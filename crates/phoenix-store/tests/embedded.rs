@@ -120,7 +120,7 @@ async fn a_snapshot_plus_the_log_tail_recovers_everything() {
             .unwrap();
         conformance::run_all(&store, "emb").await;
         store
-            .ingest("emb-score", &[event("s1", "cat", 7.0)])
+            .ingest("emb-score", vec![event("s1", "cat", 7.0)])
             .await
             .unwrap();
         store.checkpoint().await.unwrap();
@@ -129,7 +129,7 @@ async fn a_snapshot_plus_the_log_tail_recovers_everything() {
         store
             .ingest(
                 "emb-score",
-                &[event("s2", "cat", 1.0), event("s3", "dan", 50.0)],
+                vec![event("s2", "cat", 1.0), event("s3", "dan", 50.0)],
             )
             .await
             .unwrap();
@@ -151,7 +151,7 @@ async fn a_snapshot_plus_the_log_tail_recovers_everything() {
     let again = store
         .ingest(
             "emb-score",
-            &[
+            vec![
                 event("s1", "cat", 7.0),
                 event("s3", "dan", 50.0),
                 event("s4", "cat", 1.0),

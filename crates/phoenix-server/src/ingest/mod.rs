@@ -95,11 +95,11 @@ pub async fn ingest_one(
     auth: TenantAuth,
     body: JsonBody,
 ) -> Result<(StatusCode, Json<EventResult>), ApiError> {
-    let value: Value = body.parse()?;
-    let event = Event::from_json(&value, rules(&state))?;
+    let event = Event::from_value(body.value()?, rules(&state))?;
+    let event_id = event.event_id.clone();
     let statuses = state
         .store
-        .ingest(auth.tenant_id.as_str(), std::slice::from_ref(&event))
+        .ingest(auth.tenant_id.as_str(), vec![event])
         .await?;
     let status = statuses
         .first()
@@ -108,7 +108,7 @@ pub async fn ingest_one(
     Ok((
         StatusCode::ACCEPTED,
         Json(EventResult {
-            event_id: Some(event.event_id),
+            event_id: Some(event_id),
             status: status_str(status),
             error: None,
         }),
@@ -146,8 +146,8 @@ async fn batch(
     auth: TenantAuth,
     body: JsonBody,
 ) -> Result<(StatusCode, Json<BatchResult>), ApiError> {
-    let value: Value = body.parse()?;
-    let items = match value.as_object().map(|o| o.get("events")) {
+    let mut value = body.value()?;
+    let items = match value.as_object_mut().map(|o| o.remove("events")) {
         None => {
             return Err(ApiError::Validation(
                 "body must be a JSON object with an 'events' array".into(),
@@ -173,12 +173,12 @@ async fn batch(
     let mut valid: Vec<Event> = Vec::with_capacity(items.len());
     // Which result each valid event answers.
     let mut slots: Vec<usize> = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.into_iter().enumerate() {
         let event_id = item
             .get("event_id")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        match Event::from_json(item, rules) {
+        match Event::from_value(item, rules) {
             Ok(event) => {
                 slots.push(i);
                 valid.push(event);
@@ -203,9 +203,10 @@ async fn batch(
         }
     }
     let rejected = results.len() - valid.len();
+    let accepted_or_duplicate = valid.len();
     let mut duplicates = 0;
     if !valid.is_empty() {
-        let statuses = state.store.ingest(auth.tenant_id.as_str(), &valid).await?;
+        let statuses = state.store.ingest(auth.tenant_id.as_str(), valid).await?;
         for (slot, status) in slots.iter().zip(statuses) {
             results[*slot].status = status_str(status);
             if status == IngestStatus::Duplicate {
@@ -216,7 +217,7 @@ async fn batch(
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchResult {
-            accepted: valid.len() - duplicates,
+            accepted: accepted_or_duplicate - duplicates,
             duplicates,
             rejected,
             results,

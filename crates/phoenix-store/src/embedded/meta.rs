@@ -57,6 +57,9 @@ pub(super) struct TenantEntry {
     pub(super) tenant: Tenant,
     pub(super) sealed_current: Vec<u8>,
     pub(super) sealed_previous: Option<(Vec<u8>, Timestamp)>,
+    /// The secrets unsealed on first use (every tenant JWT needs them; unsealing each time showed in
+    /// profiles). Memory only, never persisted; reset when the secret rotates.
+    pub(super) unsealed: std::sync::OnceLock<TenantSecrets>,
 }
 
 pub(super) struct KeyEntry {
@@ -96,6 +99,7 @@ impl State {
                         tenant,
                         sealed_current,
                         sealed_previous: None,
+                        unsealed: Default::default(),
                     },
                 );
             }
@@ -111,6 +115,7 @@ impl State {
                 let new = hex::decode(sealed_secret).map_err(|e| e.to_string())?;
                 let old = std::mem::replace(&mut entry.sealed_current, new);
                 entry.sealed_previous = Some((old, previous_valid_until));
+                entry.unsealed = Default::default();
             }
             MetaRecord::ApiKeyCreated {
                 key,
@@ -286,6 +291,7 @@ impl State {
                     sealed_current: unhex(&t.sealed_current)?,
                     sealed_previous,
                     tenant: t.tenant,
+                    unsealed: Default::default(),
                 },
             );
         }

@@ -180,16 +180,37 @@ impl EmbeddedStore {
             })
         };
         let live = folded.clone();
-        let apply: crate::journal::ApplyFn = Box::new(move |group: &[(u64, &[u8])]| {
-            for (offset, payload) in group {
-                let end = offset + (crate::journal::HEADER + payload.len()) as u64;
-                let outcome = wal::decode(payload).and_then(|r| live.apply(*offset, end, r, true));
-                if let Err(e) = outcome {
-                    // A record we just wrote ourselves cannot be unreadable: this is a bug, not input.
-                    tracing::error!(offset, error = %e, "could not apply a durable record");
+        let apply: crate::journal::ApplyFn = Box::new(
+            move |group: &mut [crate::journal::Durable<'_>]| {
+                for record in group.iter_mut() {
+                    let end =
+                        record.offset + (crate::journal::HEADER + record.payload.len()) as u64;
+                    let live_events = record
+                        .attachment
+                        .take()
+                        .and_then(|a| a.downcast::<wal::LiveEvents>().ok());
+                    let outcome = match live_events {
+                        Some(batch) => {
+                            live.apply_events(
+                                record.offset,
+                                end,
+                                &batch.tenant_id,
+                                batch.accepted_at,
+                                &batch.events,
+                                true,
+                            );
+                            Ok(())
+                        }
+                        None => wal::decode(record.payload)
+                            .and_then(|r| live.apply(record.offset, end, r, true)),
+                    };
+                    if let Err(e) = outcome {
+                        // A record we just wrote ourselves cannot be unreadable: a bug, not input.
+                        tracing::error!(offset = record.offset, error = %e, "could not apply a durable record");
+                    }
                 }
-            }
-        });
+            },
+        );
         let opened = Journal::open_applying(&dir.join(WAL), start, replay, Some(apply));
         if let Some(e) = failure {
             return Err(e);
@@ -378,12 +399,13 @@ impl Store for EmbeddedStore {
         }
     }
 
-    async fn ingest(&self, tenant_id: &str, events: &[Event]) -> StoreResult<Vec<IngestStatus>> {
+    async fn ingest(&self, tenant_id: &str, events: Vec<Event>) -> StoreResult<Vec<IngestStatus>> {
         let _gate = self.ingest_gate.read().await;
         let accepted_at = now();
-        let mut statuses = Vec::with_capacity(events.len());
+        let total = events.len();
+        let mut statuses = Vec::with_capacity(total);
         let mut claimed = Vec::new();
-        let mut bodies = Vec::new();
+        let mut accepted = Vec::with_capacity(total);
         {
             let mut dedupe = self.lock_dedupe();
             dedupe.prune(accepted_at);
@@ -391,7 +413,7 @@ impl Store for EmbeddedStore {
                 let key = dedupe.key(tenant_id, &event.event_id);
                 if dedupe.claim(key, event.occurred_at) {
                     claimed.push(key);
-                    bodies.push(event.body());
+                    accepted.push(event);
                     statuses.push(IngestStatus::Accepted);
                 } else {
                     statuses.push(IngestStatus::Duplicate);
@@ -401,12 +423,25 @@ impl Store for EmbeddedStore {
         let counters = &self.folded.counters;
         counters
             .duplicates
-            .fetch_add((events.len() - bodies.len()) as u64, Ordering::Relaxed);
-        if bodies.is_empty() {
+            .fetch_add((total - accepted.len()) as u64, Ordering::Relaxed);
+        if accepted.is_empty() {
             return Ok(statuses);
         }
+        let n = accepted.len() as u64;
+        let bodies: Vec<&serde_json::Value> = accepted.iter().map(Event::body).collect();
         let written = match wal::encode_events(tenant_id, accepted_at, &bodies) {
-            Ok(payload) => self.wal.append(&payload).await.map_err(StoreError::from),
+            Ok(payload) => {
+                drop(bodies);
+                let live = wal::LiveEvents {
+                    tenant_id: tenant_id.to_owned(),
+                    accepted_at,
+                    events: accepted,
+                };
+                self.wal
+                    .append_with(&payload, Some(Box::new(live)))
+                    .await
+                    .map_err(StoreError::from)
+            }
             Err(e) => Err(StoreError::Unavailable(e)),
         };
         if let Err(e) = written {
@@ -417,9 +452,7 @@ impl Store for EmbeddedStore {
             }
             return Err(e);
         }
-        counters
-            .accepted
-            .fetch_add(bodies.len() as u64, Ordering::Relaxed);
+        counters.accepted.fetch_add(n, Ordering::Relaxed);
         Ok(statuses)
     }
 
@@ -539,6 +572,9 @@ impl Store for EmbeddedStore {
         let Some(entry) = state.tenants.get(tenant_id) else {
             return Ok(None);
         };
+        if let Some(secrets) = entry.unsealed.get() {
+            return Ok(Some(secrets.clone()));
+        }
         let ctx = Self::tenant_context(tenant_id);
         let open = |sealed: &[u8]| {
             self.master
@@ -553,7 +589,9 @@ impl Store for EmbeddedStore {
             Some((sealed, until)) => Some((open(sealed)?, *until)),
             None => None,
         };
-        Ok(Some(TenantSecrets { current, previous }))
+        let secrets = TenantSecrets { current, previous };
+        let _ = entry.unsealed.set(secrets.clone());
+        Ok(Some(secrets))
     }
 
     async fn rotate_tenant_secret(

@@ -60,6 +60,14 @@ pub(super) fn encode_events(
     Ok(out)
 }
 
+/// The accepted events of an ingest call, handed to the writer thread with their record so the live
+/// path applies them without decoding the bytes it just encoded. They are exactly what the record holds.
+pub(super) struct LiveEvents {
+    pub tenant_id: String,
+    pub accepted_at: Timestamp,
+    pub events: Vec<Event>,
+}
+
 /// A decoded record.
 pub(super) enum WalRecord<'a> {
     Meta(MetaRecord),
@@ -124,30 +132,47 @@ impl Folded {
             WalRecord::Events(batch) => {
                 let accepted_at = Timestamp::from_microsecond(batch.accepted_at)
                     .map_err(|e| format!("event record time: {e}"))?;
-                let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
-                let (mut scored, mut late) = (0u64, 0u64);
-                let batch_len = batch.events.len() as u64;
-                for (i, body) in batch.events.into_iter().enumerate() {
-                    let Some(event) = Event::from_stored(body) else {
-                        return Err("event record holds an unreadable event".into());
-                    };
-                    // Offsets are byte positions and every event takes bytes, so offset + i is unique
-                    // and increases in acceptance order.
-                    let outcome =
-                        engine.apply(&batch.tenant_id, &event, offset + i as u64, accepted_at);
-                    scored += u64::from(outcome.scored);
-                    late += u64::from(outcome.late);
-                }
-                if live {
-                    self.counters.scored.fetch_add(scored, Ordering::Relaxed);
-                    self.counters.late.fetch_add(late, Ordering::Relaxed);
-                }
-                self.applied_events.fetch_add(batch_len, Ordering::Relaxed);
-                // Set under the engine lock, so a snapshot reads an offset that matches its state.
-                self.applied_upto.store(end, Ordering::Release);
+                let events = batch
+                    .events
+                    .into_iter()
+                    .map(|body| {
+                        Event::from_stored(body)
+                            .ok_or_else(|| "event record holds an unreadable event".to_owned())
+                    })
+                    .collect::<Result<Vec<Event>, String>>()?;
+                self.apply_events(offset, end, &batch.tenant_id, accepted_at, &events, live);
                 Ok(())
             }
         }
+    }
+
+    /// Applies the events of one record (decoded, or handed over by the appender).
+    pub(super) fn apply_events(
+        &self,
+        offset: u64,
+        end: u64,
+        tenant_id: &str,
+        accepted_at: Timestamp,
+        events: &[Event],
+        live: bool,
+    ) {
+        let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
+        let (mut scored, mut late) = (0u64, 0u64);
+        for (i, event) in events.iter().enumerate() {
+            // Offsets are byte positions and every event takes bytes, so offset + i is unique and
+            // increases in acceptance order.
+            let outcome = engine.apply(tenant_id, event, offset + i as u64, accepted_at);
+            scored += u64::from(outcome.scored);
+            late += u64::from(outcome.late);
+        }
+        if live {
+            self.counters.scored.fetch_add(scored, Ordering::Relaxed);
+            self.counters.late.fetch_add(late, Ordering::Relaxed);
+        }
+        self.applied_events
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        // Set under the engine lock, so a snapshot reads an offset that matches its state.
+        self.applied_upto.store(end, Ordering::Release);
     }
 
     fn apply_meta(&self, record: MetaRecord, end: u64) -> Result<(), String> {
