@@ -29,6 +29,9 @@ pub struct Standing {
     pub user_id: String,
     pub score: f64,
     pub updated_at: Timestamp,
+    /// When the player reached this score (acceptance order): with the score, the entry's unique key
+    /// in the ranking, which paging cursors resume after.
+    pub seq: u64,
 }
 
 /// Per-player facts beside the rank index: when the score last changed, and for `latest` the
@@ -285,9 +288,35 @@ impl Engine {
         let page = standings
             .index
             .range(from_rank, count)
-            .map(|e| to_standing(users, standings, e.rank, e.user, e.score))
+            .map(|e| to_standing(users, standings, e.rank, e.user, e.score, e.seq))
             .collect();
         Some((page, standings.index.ranked_len()))
+    }
+
+    /// The rank a page resumes at after the entry keyed `(score, seq, user_id)`: exact even if that
+    /// player has moved since, because the ranking order is by that key. `None` for an unknown
+    /// leaderboard.
+    pub fn rank_after(
+        &self,
+        tenant_id: &str,
+        uid: u64,
+        window: &WindowId,
+        score: f64,
+        seq: u64,
+        user_id: &str,
+    ) -> Option<u32> {
+        let (users, lb) = self.leaderboard(tenant_id, uid)?;
+        let Some(standings) = lb.windows.get(window) else {
+            return Some(1);
+        };
+        // (score, seq) is unique in a window, so the handle only matters for a key never seen.
+        let user = users.get(user_id).unwrap_or(UserHandle(u32::MAX));
+        Some(
+            standings
+                .index
+                .position_after(score, seq, user)
+                .saturating_add(1),
+        )
     }
 
     /// One player's ranked entry in a window; `None` when unranked or without a score.
@@ -302,8 +331,8 @@ impl Engine {
         let standings = lb.windows.get(window)?;
         let user = users.get(user_id)?;
         let rank = standings.index.rank_of(user)?;
-        let (score, _) = standings.index.get(user)?;
-        Some(to_standing(users, standings, rank, user, score))
+        let (score, seq) = standings.index.get(user)?;
+        Some(to_standing(users, standings, rank, user, score, seq))
     }
 }
 
@@ -313,9 +342,11 @@ fn to_standing(
     rank: u32,
     user: UserHandle,
     score: f64,
+    seq: u64,
 ) -> Standing {
     Standing {
         rank,
+        seq,
         user_id: users.resolve(user).to_owned(),
         score,
         updated_at: standings

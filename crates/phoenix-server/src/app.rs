@@ -5,7 +5,7 @@
 use crate::error::ApiError;
 use crate::ops::{self, OpenApiJson};
 use crate::state::{AppState, GatewayListen, ServerConfig};
-use crate::{admin, body, error, ingest};
+use crate::{admin, body, error, ingest, query};
 use axum::Router;
 use axum::extract::Request;
 use axum::http::HeaderName;
@@ -49,13 +49,12 @@ impl Gateway {
         }
     }
 
-    /// The gateway's documented routes. Query (`/v1/...` reads) gains its routes with the issue that
-    /// builds it; its listener already works.
+    /// The gateway's documented routes.
     fn routes(self) -> OpenApiRouter<AppState> {
         match self {
             Gateway::Admin => admin::router(),
             Gateway::Ingestion => ingest::router(),
-            Gateway::Query => OpenApiRouter::new(),
+            Gateway::Query => query::router(),
         }
     }
 }

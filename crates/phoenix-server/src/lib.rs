@@ -9,6 +9,7 @@ pub mod body;
 pub mod error;
 pub mod ingest;
 pub mod ops;
+pub mod query;
 pub mod state;
 
 pub use app::{Application, BindError, Gateway, openapi};

@@ -36,7 +36,7 @@ async fn standings(store: &EmbeddedStore) -> Vec<(String, f64)> {
     let mut out = Vec::new();
     for lb in ["xp", "matches"] {
         let page = store
-            .standings("bench", lb, None, 1, 100)
+            .standings("bench", lb, None, phoenix_store::PageStart::Rank(1), 100)
             .await
             .unwrap()
             .unwrap();

@@ -281,7 +281,7 @@ pub async fn scoring(store: &dyn Store, prefix: &str) {
     assert_eq!(again, vec![Duplicate, Duplicate]);
 
     let page = store
-        .standings(t.as_str(), "points", None, 1, 10)
+        .standings(t.as_str(), "points", None, crate::PageStart::Rank(1), 10)
         .await
         .unwrap()
         .expect("the leaderboard exists");
@@ -307,7 +307,7 @@ pub async fn scoring(store: &dyn Store, prefix: &str) {
     );
     assert!(
         store
-            .standings(t.as_str(), "missing", None, 1, 10)
+            .standings(t.as_str(), "missing", None, crate::PageStart::Rank(1), 10)
             .await
             .unwrap()
             .is_none()

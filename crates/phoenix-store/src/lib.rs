@@ -62,6 +62,19 @@ pub struct StoreStats {
     pub dedupe_entries: u64,
 }
 
+/// Where a page of standings starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PageStart {
+    /// At this 1-based rank.
+    Rank(u32),
+    /// Right after the entry with this key (a keyset cursor: stays exact while scores change).
+    After {
+        score: f64,
+        seq: u64,
+        user_id: String,
+    },
+}
+
 /// A page of one window's ranked standings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StandingsPage {
@@ -87,14 +100,14 @@ pub trait Store: Send + Sync + 'static {
     /// (within the dedupe horizon), or earlier in the same call, is `Duplicate` and counts nothing.
     async fn ingest(&self, tenant_id: &str, events: Vec<Event>) -> StoreResult<Vec<IngestStatus>>;
 
-    /// Ranked entries `from_rank ..` (1-based, at most `count`) of a window: the given one, or the one
-    /// readers see now. `None` when the leaderboard (or the given window) is unknown.
+    /// At most `count` ranked entries of a window (the given one, or the one readers see now), from
+    /// `start`. `None` when the leaderboard (or the given window) is unknown.
     async fn standings(
         &self,
         tenant_id: &str,
         leaderboard_id: &str,
         window: Option<&WindowId>,
-        from_rank: u32,
+        start: PageStart,
         count: u32,
     ) -> StoreResult<Option<StandingsPage>>;
 

@@ -21,7 +21,13 @@ async fn embedded_store_passes_conformance_and_survives_reopen() {
             store.list_api_keys().await.unwrap(),
             store.list_leaderboards(None).await.unwrap(),
             store
-                .standings("emb-score", "points", None, 1, 10)
+                .standings(
+                    "emb-score",
+                    "points",
+                    None,
+                    phoenix_store::PageStart::Rank(1),
+                    10,
+                )
                 .await
                 .unwrap()
                 .unwrap(),
@@ -53,7 +59,13 @@ async fn embedded_store_passes_conformance_and_survives_reopen() {
     // Standings are rebuilt from the log exactly, and ids stay deduplicated.
     assert_eq!(
         store
-            .standings("emb-score", "points", None, 1, 10)
+            .standings(
+                "emb-score",
+                "points",
+                None,
+                phoenix_store::PageStart::Rank(1),
+                10
+            )
             .await
             .unwrap()
             .unwrap(),
@@ -100,7 +112,13 @@ fn event(id: &str, user: &str, score: f64) -> phoenix_core::event::Event {
 
 async fn top(store: &EmbeddedStore) -> Vec<(String, f64)> {
     store
-        .standings("emb-score", "points", None, 1, 100)
+        .standings(
+            "emb-score",
+            "points",
+            None,
+            phoenix_store::PageStart::Rank(1),
+            100,
+        )
         .await
         .unwrap()
         .unwrap()

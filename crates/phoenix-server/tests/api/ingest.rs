@@ -86,7 +86,7 @@ async fn a_tenant_jwt_ingests_and_the_event_is_scored() {
     assert_eq!(score_of(&app, "t-ing", "alice").await, Some(75.5));
     let page = app
         .store()
-        .standings("t-ing", "lb", None, 1, 10)
+        .standings("t-ing", "lb", None, phoenix_store::PageStart::Rank(1), 10)
         .await
         .unwrap()
         .unwrap();
@@ -572,7 +572,7 @@ async fn concurrent_clients_give_exact_totals() {
     join_all(handles).await;
     let page = app
         .store()
-        .standings("t-conc", "lb", None, 1, 100)
+        .standings("t-conc", "lb", None, phoenix_store::PageStart::Rank(1), 100)
         .await
         .unwrap()
         .unwrap();

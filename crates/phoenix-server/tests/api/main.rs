@@ -8,6 +8,7 @@ mod keys;
 mod leaderboards;
 mod ops;
 mod order;
+mod query;
 mod support;
 mod tenants;
 mod validation;

@@ -13,7 +13,9 @@ use crate::journal::Journal;
 use crate::model::*;
 use crate::seal::MasterKey;
 use crate::signatures::SignatureLog;
-use crate::{IngestStatus, StandingsPage, Store, StoreError, StoreResult, StoreStats, now};
+use crate::{
+    IngestStatus, PageStart, StandingsPage, Store, StoreError, StoreResult, StoreStats, now,
+};
 use async_trait::async_trait;
 use dedupe::Dedupe;
 use jiff::{SignedDuration, Timestamp};
@@ -461,7 +463,7 @@ impl Store for EmbeddedStore {
         tenant_id: &str,
         leaderboard_id: &str,
         window: Option<&WindowId>,
-        from_rank: u32,
+        start: PageStart,
         count: u32,
     ) -> StoreResult<Option<StandingsPage>> {
         let Some(uid) = self.uid_of(tenant_id, leaderboard_id) else {
@@ -485,8 +487,18 @@ impl Store for EmbeddedStore {
                 None => return Ok(None),
             },
         };
+        let from_rank = match start {
+            PageStart::Rank(rank) => rank.max(1),
+            PageStart::After {
+                score,
+                seq,
+                user_id,
+            } => engine
+                .rank_after(tenant_id, uid, &window.id, score, seq, &user_id)
+                .unwrap_or(1),
+        };
         let (entries, total_entries) = engine
-            .page(tenant_id, uid, &window.id, from_rank.max(1), count)
+            .page(tenant_id, uid, &window.id, from_rank, count)
             .unwrap_or_default();
         Ok(Some(StandingsPage {
             window,
