@@ -160,6 +160,9 @@ pub struct Engine {
     tenants: HashMap<String, TenantState>,
     /// Deleted leaderboards by uid: their windows stay readable.
     retired: HashMap<u64, (String, LeaderboardState)>,
+    /// Leaderboards whose standings changed since the last [`Engine::take_changed`]: live readers are
+    /// told once per batch of changes, not once per event.
+    changed: Vec<u64>,
 }
 
 impl Engine {
@@ -252,9 +255,17 @@ impl Engine {
                 accepted_at,
             ) {
                 outcome.scored += 1;
+                if !self.changed.contains(&lb.uid) {
+                    self.changed.push(lb.uid);
+                }
             }
         }
         outcome
+    }
+
+    /// The uids of the leaderboards whose standings changed since the last call.
+    pub fn take_changed(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.changed)
     }
 
     fn leaderboard(&self, tenant_id: &str, uid: u64) -> Option<(&UserInterner, &LeaderboardState)> {

@@ -275,7 +275,17 @@ pub async fn scoring(store: &dyn Store, prefix: &str) {
         event("e1", "ann", 10.0),
         event("e3", "ann", 5.0),
     ];
+    let mut watcher = store
+        .watch_leaderboard(t.as_str(), "points")
+        .expect("the leaderboard exists");
+    assert!(store.watch_leaderboard(t.as_str(), "missing").is_none());
+    let before = watcher.borrow_and_update().version;
     let statuses = store.ingest(t.as_str(), batch.to_vec()).await.unwrap();
+    assert!(
+        watcher.has_changed().unwrap(),
+        "an applied change signals watchers before the ingest returns"
+    );
+    assert!(watcher.borrow_and_update().version > before);
     assert_eq!(statuses, vec![Accepted, Accepted, Duplicate, Accepted]);
     let again = store.ingest(t.as_str(), batch[..2].to_vec()).await.unwrap();
     assert_eq!(again, vec![Duplicate, Duplicate]);
@@ -311,5 +321,46 @@ pub async fn scoring(store: &dyn Store, prefix: &str) {
             .await
             .unwrap()
             .is_none()
+    );
+
+    // Watchers learn when a board stops being live.
+    store
+        .create_leaderboard(NewLeaderboard {
+            leaderboard_id: LeaderboardId::parse("watched").unwrap(),
+            tenant_id: t.clone(),
+            name: "Watched".into(),
+            description: None,
+            status: LeaderboardStatus::Active,
+            config: serde_json::json!({
+                "timeframe": {"type": "all_time"},
+                "scoring": {"rules": [{"event_type": "*", "points_expression": "1"}]}
+            }),
+        })
+        .await
+        .unwrap();
+    let mut watcher = store.watch_leaderboard(t.as_str(), "watched").unwrap();
+    assert_eq!(watcher.borrow_and_update().state, crate::BoardState::Active);
+    store
+        .update_leaderboard(
+            t.as_str(),
+            "watched",
+            LeaderboardPatch {
+                status: Some(LeaderboardStatus::Inactive),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        watcher.borrow_and_update().state,
+        crate::BoardState::Inactive
+    );
+    store
+        .delete_leaderboard(t.as_str(), "watched")
+        .await
+        .unwrap();
+    assert_eq!(
+        watcher.borrow_and_update().state,
+        crate::BoardState::Deleted
     );
 }

@@ -62,6 +62,24 @@ pub struct StoreStats {
     pub dedupe_entries: u64,
 }
 
+/// Whether a watched leaderboard still serves live standings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoardState {
+    Active,
+    /// Deactivated or archived: live watchers should be closed (SPEC §10: 4404).
+    Inactive,
+    /// Deleted: live watchers should be closed (SPEC §10: 4410).
+    Deleted,
+}
+
+/// What a leaderboard watcher is told: `version` grows whenever the standings changed (at most once per
+/// durable group of writes, however many events it held), `state` when the leaderboard stops being live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoardSignal {
+    pub version: u64,
+    pub state: BoardState,
+}
+
 /// Where a page of standings starts.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PageStart {
@@ -110,6 +128,15 @@ pub trait Store: Send + Sync + 'static {
         start: PageStart,
         count: u32,
     ) -> StoreResult<Option<StandingsPage>>;
+
+    /// Watches a live leaderboard for changes (see [`BoardSignal`]); `None` when the tenant has no such
+    /// leaderboard. The cost of a change does not grow with the number of watchers: one signal is set,
+    /// and each watcher reads the standings it needs when it wakes.
+    fn watch_leaderboard(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+    ) -> Option<tokio::sync::watch::Receiver<BoardSignal>>;
 
     /// One player's ranked entry in a window (the current one when `None`); `None` when the player has
     /// no rank there.

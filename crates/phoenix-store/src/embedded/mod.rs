@@ -508,6 +508,18 @@ impl Store for EmbeddedStore {
         }))
     }
 
+    fn watch_leaderboard(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+    ) -> Option<tokio::sync::watch::Receiver<crate::BoardSignal>> {
+        let (uid, active) = self
+            .read()
+            .leaderboard(tenant_id, leaderboard_id)
+            .map(|lb| (lb.uid, lb.status == LeaderboardStatus::Active))?;
+        Some(self.folded.watch(uid, active))
+    }
+
     async fn standing_of(
         &self,
         tenant_id: &str,

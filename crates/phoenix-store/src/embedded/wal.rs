@@ -6,6 +6,7 @@
 
 use super::meta::{MetaRecord, State};
 use crate::model::LeaderboardStatus;
+use crate::{BoardSignal, BoardState};
 use jiff::Timestamp;
 use phoenix_core::config::LeaderboardConfig;
 use phoenix_core::engine::Engine;
@@ -105,6 +106,9 @@ pub(super) struct Folded {
     pub applied_upto: AtomicU64,
     /// Events applied since start (replayed or live), to decide when a snapshot is worth taking.
     pub applied_events: AtomicU64,
+    /// Live watchers' signals by leaderboard uid (created when someone watches).
+    pub signals:
+        std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::watch::Sender<BoardSignal>>>,
 }
 
 impl Folded {
@@ -173,6 +177,50 @@ impl Folded {
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         // Set under the engine lock, so a snapshot reads an offset that matches its state.
         self.applied_upto.store(end, Ordering::Release);
+        let changed = engine.take_changed();
+        drop(engine);
+        if live && !changed.is_empty() {
+            self.signal(&changed, None);
+        }
+    }
+
+    /// Tells the watchers of `uids` that their standings changed, or that the board left `Active`.
+    pub(super) fn signal(&self, uids: &[u64], state: Option<BoardState>) {
+        let signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        for uid in uids {
+            if let Some(tx) = signals.get(uid) {
+                tx.send_modify(|s| {
+                    s.version += 1;
+                    if let Some(state) = state {
+                        s.state = state;
+                    }
+                });
+            }
+        }
+    }
+
+    /// A receiver for a live leaderboard's signal.
+    pub(super) fn watch(
+        &self,
+        uid: u64,
+        active: bool,
+    ) -> tokio::sync::watch::Receiver<BoardSignal> {
+        let mut signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        signals.retain(|_, tx| tx.receiver_count() > 0);
+        signals
+            .entry(uid)
+            .or_insert_with(|| {
+                tokio::sync::watch::channel(BoardSignal {
+                    version: 0,
+                    state: if active {
+                        BoardState::Active
+                    } else {
+                        BoardState::Inactive
+                    },
+                })
+                .0
+            })
+            .subscribe()
     }
 
     fn apply_meta(&self, record: MetaRecord, end: u64) -> Result<(), String> {
@@ -204,11 +252,14 @@ impl Folded {
                 ..
             } => {
                 if let Some(uid) = uid_of(&state, tenant_id, leaderboard_id) {
-                    engine.set_active(
-                        tenant_id.as_str(),
-                        uid,
-                        *status == LeaderboardStatus::Active,
-                    );
+                    let active = *status == LeaderboardStatus::Active;
+                    engine.set_active(tenant_id.as_str(), uid, active);
+                    let board = if active {
+                        BoardState::Active
+                    } else {
+                        BoardState::Inactive
+                    };
+                    self.signal(&[uid], Some(board));
                 }
             }
             MetaRecord::LeaderboardDeleted {
@@ -218,6 +269,7 @@ impl Folded {
             } => {
                 if let Some(uid) = uid_of(&state, tenant_id, leaderboard_id) {
                     engine.retire_leaderboard(tenant_id.as_str(), uid);
+                    self.signal(&[uid], Some(BoardState::Deleted));
                 }
             }
             _ => {}
