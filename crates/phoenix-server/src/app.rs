@@ -247,7 +247,11 @@ impl Application {
         shutdown.cancelled().await;
         self.state.start_draining();
         tracing::info!("shutting down: finishing in-flight requests");
-        let all = futures_join(tasks);
+        // WebSockets are no longer the listeners' connections once upgraded: wait for their 1001 too.
+        let all = async {
+            futures_join(tasks).await;
+            self.state.sockets_closed().await;
+        };
         if tokio::time::timeout(drain_timeout, all).await.is_err() {
             tracing::warn!("in-flight requests did not finish in time; stopping anyway");
         }

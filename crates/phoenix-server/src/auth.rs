@@ -154,7 +154,11 @@ pub fn secrets_equal(a: &str, b: &str) -> bool {
 }
 
 /// A token from `X-API-Key` or `Authorization: Bearer`: the admin secret, an API key, or an admin JWT.
-async fn token_auth(token: &str, state: &AppState, bearer: bool) -> Result<AdminAuth, ApiError> {
+pub(crate) async fn token_auth(
+    token: &str,
+    state: &AppState,
+    bearer: bool,
+) -> Result<AdminAuth, ApiError> {
     if let Some(secret) = &state.config.admin_secret
         && secrets_equal(token, secret)
     {
@@ -426,7 +430,7 @@ impl FromRequestParts<AppState> for TenantAuth {
     }
 }
 
-async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<TenantAuth, ApiError> {
+pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<TenantAuth, ApiError> {
     let bad = || ApiError::Unauthorized("invalid token".into());
     if token.split('.').count() != 3 {
         return Err(bad());

@@ -1,11 +1,13 @@
-//! `AppState`: what every handler shares: the store, the server's settings, and the draining flag
-//! raised at shutdown.
+//! `AppState`: what every handler shares: the store, the server's settings, the draining flag raised at
+//! shutdown, and the count of open WebSockets (which shutdown waits for).
 
 use jiff::SignedDuration;
 use phoenix_store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Where a gateway listens: on the combined listener, on its own address, or not at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +35,10 @@ pub struct ServerConfig {
     pub hmac_window_secs: i64,
     /// Events older than this are refused; within it, event ids are deduplicated (SPEC §5).
     pub dedupe_horizon: SignedDuration,
+    /// Least time between two WebSocket updates to one client (SPEC §6.1: 100 ms); zero sends each change.
+    pub ws_coalesce: Duration,
+    /// How long one WebSocket send may wait for a slow client before it is closed with 1013.
+    pub ws_send_timeout: Duration,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -64,6 +70,8 @@ impl ServerConfig {
             jwt_leeway_secs: 30,
             hmac_window_secs: 300,
             dedupe_horizon: SignedDuration::from_hours(24 * 7),
+            ws_coalesce: Duration::from_millis(100),
+            ws_send_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -73,6 +81,19 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<ServerConfig>,
     draining: Arc<AtomicBool>,
+    /// Cancelled when draining starts: open WebSockets close with 1001.
+    shutdown: CancellationToken,
+    /// How many WebSockets are open (see [`AppState::socket_opened`]).
+    sockets: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+/// Counts one open WebSocket until dropped.
+pub struct SocketGuard(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl AppState {
@@ -81,11 +102,31 @@ impl AppState {
             store,
             config: Arc::new(config),
             draining: Arc::new(AtomicBool::new(false)),
+            shutdown: CancellationToken::new(),
+            sockets: Arc::new(tokio::sync::watch::channel(0).0),
         }
     }
 
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
+        self.shutdown.cancel();
+    }
+
+    /// Fires when the server starts shutting down.
+    pub fn shutdown_signal(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Registers an open WebSocket for as long as the guard lives.
+    pub fn socket_opened(&self) -> SocketGuard {
+        self.sockets.send_modify(|n| *n += 1);
+        SocketGuard(self.sockets.clone())
+    }
+
+    /// Resolves once no WebSocket is open.
+    pub async fn sockets_closed(&self) {
+        let mut open = self.sockets.subscribe();
+        let _ = open.wait_for(|n| *n == 0).await;
     }
 
     pub fn is_draining(&self) -> bool {

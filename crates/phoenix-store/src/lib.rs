@@ -129,6 +129,25 @@ pub trait Store: Send + Sync + 'static {
         count: u32,
     ) -> StoreResult<Option<StandingsPage>>;
 
+    /// The windows of a leaderboard that have ended, newest first: live, inactive, or deleted (then the
+    /// most recently deleted one with this id). `None` when there never was such a leaderboard.
+    async fn past_windows(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+    ) -> StoreResult<Option<Vec<Window>>>;
+
+    /// The final standings of an ended window (see [`Store::past_windows`] for which leaderboard).
+    /// `None` when the leaderboard or the window is unknown, or the window has not ended.
+    async fn window_standings(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+        window: &WindowId,
+        start: PageStart,
+        count: u32,
+    ) -> StoreResult<Option<StandingsPage>>;
+
     /// Watches a live leaderboard for changes (see [`BoardSignal`]); `None` when the tenant has no such
     /// leaderboard. The cost of a change does not grow with the number of watchers: one signal is set,
     /// and each watcher reads the standings it needs when it wakes.

@@ -20,6 +20,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub mod windows;
+pub mod ws;
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list))
@@ -27,6 +30,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(me))
         .routes(routes!(around))
         .routes(routes!(user))
+        .routes(routes!(windows::list))
+        .routes(routes!(windows::get))
+        .routes(routes!(ws::watch))
 }
 
 /// A `/v1` caller for reads: a tenant JWT must name the player in `sub` (SPEC §3.2).

@@ -12,3 +12,5 @@ mod query;
 mod support;
 mod tenants;
 mod validation;
+mod windows;
+mod ws;

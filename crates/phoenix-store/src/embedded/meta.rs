@@ -183,6 +183,21 @@ impl State {
         Ok(())
     }
 
+    /// The uid of a live leaderboard, or else of the most recently deleted one with this id: its
+    /// history stays readable.
+    pub(super) fn uid_with_history(&self, tenant_id: &str, leaderboard_id: &str) -> Option<u64> {
+        if let Some(lb) = self.leaderboard(tenant_id, leaderboard_id) {
+            return Some(lb.uid);
+        }
+        self.deleted
+            .iter()
+            .rev()
+            .find(|(_, (lb, _))| {
+                lb.tenant_id.as_str() == tenant_id && lb.leaderboard_id.as_str() == leaderboard_id
+            })
+            .map(|(uid, _)| *uid)
+    }
+
     pub(super) fn leaderboard(
         &self,
         tenant_id: &str,

@@ -23,7 +23,7 @@ use meta::MetaRecord;
 use phoenix_core::engine::Standing;
 use phoenix_core::event::Event;
 use phoenix_core::ids::TenantId;
-use phoenix_core::window::{WindowId, WindowStatus};
+use phoenix_core::window::{Window, WindowId, WindowStatus};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +52,26 @@ pub enum OpenError {
     WrongMasterKey,
     #[error("data dir {path} holds a record this version cannot read: {detail}")]
     Corrupt { path: String, detail: String },
+}
+
+/// The 1-based rank a page starting at `start` begins with.
+fn start_rank(
+    engine: &phoenix_core::engine::Engine,
+    tenant_id: &str,
+    uid: u64,
+    window: &WindowId,
+    start: PageStart,
+) -> u32 {
+    match start {
+        PageStart::Rank(rank) => rank.max(1),
+        PageStart::After {
+            score,
+            seq,
+            user_id,
+        } => engine
+            .rank_after(tenant_id, uid, window, score, seq, &user_id)
+            .unwrap_or(1),
+    }
 }
 
 /// Settings of the embedded store.
@@ -487,22 +507,68 @@ impl Store for EmbeddedStore {
                 None => return Ok(None),
             },
         };
-        let from_rank = match start {
-            PageStart::Rank(rank) => rank.max(1),
-            PageStart::After {
-                score,
-                seq,
-                user_id,
-            } => engine
-                .rank_after(tenant_id, uid, &window.id, score, seq, &user_id)
-                .unwrap_or(1),
-        };
+        let from_rank = start_rank(&engine, tenant_id, uid, &window.id, start);
         let (entries, total_entries) = engine
             .page(tenant_id, uid, &window.id, from_rank, count)
             .unwrap_or_default();
         Ok(Some(StandingsPage {
             window,
             status,
+            total_entries,
+            entries,
+        }))
+    }
+
+    async fn past_windows(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+    ) -> StoreResult<Option<Vec<Window>>> {
+        let Some(uid) = self.read().uid_with_history(tenant_id, leaderboard_id) else {
+            return Ok(None);
+        };
+        let now = Timestamp::now();
+        let engine = self.folded.engine();
+        let Some(lb) = engine.leaderboard_state(tenant_id, uid) else {
+            return Ok(Some(Vec::new()));
+        };
+        let mut windows: Vec<Window> = lb
+            .windows()
+            .filter(|w| w.window.is_closed_at(now))
+            .map(|w| w.window.clone())
+            .collect();
+        windows.sort_by_key(|w| std::cmp::Reverse(w.starts_at));
+        Ok(Some(windows))
+    }
+
+    async fn window_standings(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+        window: &WindowId,
+        start: PageStart,
+        count: u32,
+    ) -> StoreResult<Option<StandingsPage>> {
+        let Some(uid) = self.read().uid_with_history(tenant_id, leaderboard_id) else {
+            return Ok(None);
+        };
+        let now = Timestamp::now();
+        let engine = self.folded.engine();
+        let Some(found) = engine
+            .leaderboard_state(tenant_id, uid)
+            .and_then(|lb| lb.window(window))
+            .filter(|w| w.window.is_closed_at(now))
+            .map(|w| w.window.clone())
+        else {
+            return Ok(None);
+        };
+        let from_rank = start_rank(&engine, tenant_id, uid, window, start);
+        let (entries, total_entries) = engine
+            .page(tenant_id, uid, window, from_rank, count)
+            .unwrap_or_default();
+        Ok(Some(StandingsPage {
+            window: found,
+            status: WindowStatus::Closed,
             total_entries,
             entries,
         }))

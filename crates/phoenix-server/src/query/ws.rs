@@ -1,0 +1,624 @@
+//! The live view of one leaderboard over a WebSocket (SPEC §6.1): auth on the upgrade, a snapshot of the
+//! top N, then coalesced diffs so the client holds an exact copy, window roll-overs, pages on request, and
+//! closes with a reason. One task per socket; the scoring path only bumps the store's watch signal, and
+//! each socket reads the standings it needs when it wakes, so a slow client gets fewer, larger updates.
+
+use super::{EntryView, Player, WindowView, active, not_found, window_view};
+use crate::auth::{AdminAuth, TenantAuth, TenantVia};
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::state::AppState;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::response::Response;
+use jiff::Timestamp;
+use phoenix_core::access::Scope;
+use phoenix_core::engine::Standing;
+use phoenix_core::window::{Window, WindowId, WindowStatus};
+use phoenix_store::model::LeaderboardStatus;
+use phoenix_store::{BoardSignal, BoardState, PageStart, StandingsPage};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Top N when the client has not subscribed (SPEC §10).
+const DEFAULT_TOP: u32 = 10;
+/// The largest `top` and `page_size` a client may ask for.
+const MAX_TOP: u32 = 100;
+/// A socket with nothing sent for this long gets a ping.
+const IDLE_PING: Duration = Duration::from_secs(30);
+/// Re-check the current window this often when its end is unknown or already passed.
+const WINDOW_RECHECK: Duration = Duration::from_secs(1);
+/// How long a closing frame may wait behind a slow client's backlog before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// The largest client message read.
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
+/// Who watches: a tenant, and the player for `me` (none for admin watchers).
+pub struct Watcher {
+    tenant: String,
+    me: Option<String>,
+}
+
+impl FromRequestParts<AppState> for Watcher {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let params: HashMap<String, String> = Query::try_from_uri(&parts.uri)
+            .map(|Query(p)| p)
+            .unwrap_or_default();
+        let query_token = params
+            .get("access_token")
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        let has_header = parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+            || parts.headers.contains_key("x-api-key")
+            || parts.headers.contains_key("x-signature");
+        if let Some(tenant) = params.get("tenant_id") {
+            // An admin watcher: any admin credential with `leaderboards:read` on that tenant.
+            let admin = match (&query_token, has_header) {
+                (Some(token), false) if state.config.auth_enabled => {
+                    crate::auth::token_auth(token, state, true).await?
+                }
+                _ => AdminAuth::from_request_parts(parts, state).await?,
+            };
+            admin.require_tenant(Scope::LeaderboardsRead, tenant)?;
+            return Ok(Watcher {
+                tenant: tenant.clone(),
+                me: None,
+            });
+        }
+        let auth = match (&query_token, has_header) {
+            (Some(token), false) if state.config.auth_enabled => {
+                let auth: TenantAuth = crate::auth::tenant_jwt_auth(token, state).await?;
+                if auth.user_id.is_none() {
+                    return Err(ApiError::Unauthorized(
+                        "the token must name the player in 'sub' on Query routes".into(),
+                    ));
+                }
+                auth
+            }
+            _ => Player::from_request_parts(parts, state).await?.0,
+        };
+        let me = match auth.via {
+            TenantVia::TenantJwt => auth.user_id,
+            _ => auth.user_id.filter(|u| !u.is_empty()),
+        };
+        Ok(Watcher {
+            tenant: auth.tenant_id.to_string(),
+            me,
+        })
+    }
+}
+
+/// Live updates of a leaderboard's current window (SPEC §6.1). Authenticate with `Authorization:
+/// Bearer <tenant JWT>` or `?access_token=`; admin credentials with `leaderboards:read` watch with
+/// `?tenant_id=` (and `me` is always null). Server messages: `snapshot`, `update`, `window_closed`,
+/// `page`, `pong`, `error`; client messages: `subscribe`, `request_page`, `ping`.
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/ws", tag = "query",
+    params(("id" = String, Path),
+           ("access_token" = Option<String>, Query, description = "the token, for clients that cannot set headers"),
+           ("tenant_id" = Option<String>, Query, description = "the tenant, for admin watchers")),
+    responses((status = 101, description = "switched to the WebSocket protocol"),
+              (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+              (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn watch(
+    State(state): State<AppState>,
+    watcher: Watcher,
+    Path(id): Path<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    active(&state, &watcher.tenant, &id).await?;
+    let signal = state
+        .store
+        .watch_leaderboard(&watcher.tenant, &id)
+        .ok_or_else(|| not_found(&id))?;
+    let upgrade = upgrade
+        .map_err(|e| ApiError::Validation(format!("this route needs a WebSocket upgrade: {e}")))?;
+    let guard = state.socket_opened();
+    Ok(upgrade
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            let session = Session {
+                socket,
+                state,
+                tenant: watcher.tenant,
+                leaderboard: id,
+                me: watcher.me,
+                top: DEFAULT_TOP,
+                seq: 0,
+                sent_count: 0,
+                sent: Vec::new(),
+                sent_me: None,
+                window: None,
+            };
+            session.run(signal).await;
+            drop(guard);
+        }))
+}
+
+/// What the server sends (SPEC §6.1).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ServerMessage {
+    Snapshot {
+        seq: u64,
+        window: WindowView,
+        entries: Vec<EntryView>,
+        me: Option<EntryView>,
+    },
+    Update {
+        seq: u64,
+        entries: Vec<EntryView>,
+        removed: Vec<String>,
+        me: Option<EntryView>,
+    },
+    WindowClosed {
+        seq: u64,
+        window: WindowView,
+        entries: Vec<EntryView>,
+    },
+    Page {
+        seq: u64,
+        page: u32,
+        entries: Vec<EntryView>,
+    },
+    Pong,
+    Error {
+        error: crate::error::ErrorBody,
+    },
+}
+
+/// Why a session ends, and the close frame it gets.
+enum Ending {
+    /// The client closed or the connection broke: nothing more to send.
+    Gone,
+    Close(u16, &'static str),
+    /// A send did not complete in time: the client is too slow (1013).
+    TooSlow,
+}
+
+impl From<axum::Error> for Ending {
+    fn from(_: axum::Error) -> Self {
+        Ending::Gone
+    }
+}
+
+impl From<ApiError> for Ending {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::NotFound(_) => Ending::Close(4404, "leaderboard is no longer active"),
+            ApiError::Unavailable(_) => Ending::Close(1011, "the store is unavailable"),
+            _ => Ending::Close(1011, "internal error"),
+        }
+    }
+}
+
+/// One socket's state: what the client was last sent, so updates are exact diffs.
+struct Session {
+    socket: WebSocket,
+    state: AppState,
+    tenant: String,
+    leaderboard: String,
+    me: Option<String>,
+    top: u32,
+    seq: u64,
+    /// Messages sent so far (of any kind), for the idle ping.
+    sent_count: u64,
+    /// The top N as the client holds it.
+    sent: Vec<Standing>,
+    sent_me: Option<Standing>,
+    /// The window the client's copy belongs to.
+    window: Option<(Window, WindowStatus)>,
+}
+
+impl Session {
+    async fn run(mut self, signal: watch::Receiver<BoardSignal>) {
+        let ending = self.serve(signal).await.err().unwrap_or(Ending::Gone);
+        let frame = match ending {
+            Ending::Gone => return,
+            Ending::TooSlow => {
+                tracing::info!(leaderboard = %self.leaderboard, "closing a WebSocket client that cannot keep up");
+                metrics::counter!("phoenix_ws_slow_closed_total").increment(1);
+                (1013, "client cannot keep up with updates")
+            }
+            Ending::Close(code, reason) => (code, reason),
+        };
+        let close = Message::Close(Some(CloseFrame {
+            code: frame.0,
+            reason: frame.1.into(),
+        }));
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.socket.send(close)).await;
+    }
+
+    async fn serve(&mut self, mut signal: watch::Receiver<BoardSignal>) -> Result<(), Ending> {
+        let shutdown = self.state.shutdown_signal();
+        let coalesce = self.state.config.ws_coalesce;
+        signal.borrow_and_update();
+        check_live(&signal.borrow())?;
+        self.send_snapshot().await?;
+        let mut last_update = Instant::now();
+        let mut update_due: Option<Instant> = None;
+        let idle = tokio::time::sleep(IDLE_PING);
+        tokio::pin!(idle);
+        let window_check = tokio::time::sleep(self.window_deadline());
+        tokio::pin!(window_check);
+        loop {
+            let seq_before = self.seq;
+            let count_before = self.sent_count;
+            tokio::select! {
+                _ = shutdown.cancelled() => return Err(Ending::Close(1001, "server is shutting down")),
+                changed = signal.changed() => {
+                    if changed.is_err() {
+                        return Err(self.board_gone().await);
+                    }
+                    check_live(&signal.borrow_and_update())?;
+                    update_due.get_or_insert_with(|| (last_update + coalesce).max(Instant::now()));
+                }
+                _ = async { tokio::time::sleep_until(update_due.unwrap_or_else(Instant::now)).await },
+                    if update_due.is_some() => {
+                    update_due = None;
+                    last_update = Instant::now();
+                    self.send_update().await?;
+                }
+                _ = &mut window_check => {
+                    self.check_window().await?;
+                }
+                incoming = self.socket.recv() => match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err(Ending::Gone),
+                    Some(Ok(Message::Text(text))) => self.answer(text.as_str()).await?,
+                    Some(Ok(Message::Binary(_))) => {
+                        self.send_error("messages must be JSON text".into()).await?;
+                    }
+                    // Pongs need no answer; pings are answered by the protocol layer.
+                    Some(Ok(_)) => {}
+                },
+                _ = &mut idle => {
+                    self.send(Message::Ping(Default::default())).await?;
+                }
+            }
+            // Every message sent resets the idle timer; a new snapshot re-arms the window's deadline.
+            if self.sent_count != count_before {
+                idle.as_mut().reset(Instant::now() + IDLE_PING);
+            }
+            if self.seq != seq_before {
+                window_check
+                    .as_mut()
+                    .reset(Instant::now() + self.window_deadline());
+            } else if window_check.is_elapsed() {
+                window_check
+                    .as_mut()
+                    .reset(Instant::now() + self.window_deadline().max(WINDOW_RECHECK));
+            }
+        }
+    }
+
+    /// Sends one message, giving a slow client at most `ws_send_timeout`.
+    async fn send(&mut self, message: Message) -> Result<(), Ending> {
+        self.sent_count += 1;
+        match tokio::time::timeout(self.state.config.ws_send_timeout, self.socket.send(message))
+            .await
+        {
+            Ok(sent) => Ok(sent?),
+            Err(_) => Err(Ending::TooSlow),
+        }
+    }
+
+    async fn send_json(&mut self, message: &ServerMessage) -> Result<(), Ending> {
+        let text =
+            serde_json::to_string(message).map_err(|_| Ending::Close(1011, "internal error"))?;
+        self.send(Message::Text(text.into())).await
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    async fn read_top(&mut self, window: Option<&WindowId>) -> Result<StandingsPage, Ending> {
+        Ok(self
+            .state
+            .store
+            .standings(
+                &self.tenant,
+                &self.leaderboard,
+                window,
+                PageStart::Rank(1),
+                self.top,
+            )
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| not_found(&self.leaderboard))?)
+    }
+
+    async fn read_me(&mut self, window: Option<&WindowId>) -> Result<Option<Standing>, Ending> {
+        match &self.me {
+            None => Ok(None),
+            Some(user) => Ok(self
+                .state
+                .store
+                .standing_of(&self.tenant, &self.leaderboard, window, user)
+                .await
+                .map_err(ApiError::from)?),
+        }
+    }
+
+    async fn send_snapshot(&mut self) -> Result<(), Ending> {
+        let page = self.read_top(None).await?;
+        let me = self.read_me(Some(&page.window.id)).await?;
+        let seq = self.next_seq();
+        let message = ServerMessage::Snapshot {
+            seq,
+            window: window_view(&page.window, page.status),
+            entries: page.entries.iter().cloned().map(Into::into).collect(),
+            me: me.clone().map(Into::into),
+        };
+        self.sent = page.entries;
+        self.sent_me = me;
+        self.window = Some((page.window, page.status));
+        self.send_json(&message).await
+    }
+
+    /// The entries of the top N that changed since the client's copy, and who left it.
+    async fn send_update(&mut self) -> Result<(), Ending> {
+        let page = self.read_top(None).await?;
+        if self.window.as_ref().map(|(w, _)| &w.id) != Some(&page.window.id) {
+            return self.roll_over().await;
+        }
+        let me = self.read_me(Some(&page.window.id)).await?;
+        let before: HashMap<&str, &Standing> =
+            self.sent.iter().map(|s| (s.user_id.as_str(), s)).collect();
+        let entries: Vec<EntryView> = page
+            .entries
+            .iter()
+            .filter(|s| {
+                before
+                    .get(s.user_id.as_str())
+                    .is_none_or(|old| !same(old, s))
+            })
+            .cloned()
+            .map(Into::into)
+            .collect();
+        let now: std::collections::HashSet<&str> =
+            page.entries.iter().map(|s| s.user_id.as_str()).collect();
+        let removed: Vec<String> = self
+            .sent
+            .iter()
+            .filter(|s| !now.contains(s.user_id.as_str()))
+            .map(|s| s.user_id.clone())
+            .collect();
+        let me_changed = match (&self.sent_me, &me) {
+            (None, None) => false,
+            (Some(a), Some(b)) => !same(a, b),
+            _ => true,
+        };
+        if entries.is_empty() && removed.is_empty() && !me_changed {
+            return Ok(());
+        }
+        let seq = self.next_seq();
+        let message = ServerMessage::Update {
+            seq,
+            entries,
+            removed,
+            me: me.clone().map(Into::into),
+        };
+        self.sent = page.entries;
+        self.sent_me = me;
+        self.window = Some((page.window, page.status));
+        self.send_json(&message).await
+    }
+
+    /// When the current window is due to change: at its end (or start, while upcoming).
+    fn window_deadline(&self) -> Duration {
+        let at = match &self.window {
+            Some((w, WindowStatus::Open)) => w.ends_at,
+            Some((w, WindowStatus::Upcoming)) => w.starts_at,
+            _ => None,
+        };
+        match at {
+            // Windows without an end never roll over; check rarely in case the board is re-created.
+            None => Duration::from_secs(3600),
+            Some(at) => {
+                let left = at.as_millisecond() - Timestamp::now().as_millisecond();
+                Duration::from_millis(u64::try_from(left).unwrap_or(0)) + Duration::from_millis(10)
+            }
+        }
+    }
+
+    async fn check_window(&mut self) -> Result<(), Ending> {
+        let page = self.read_top(None).await?;
+        match &self.window {
+            Some((w, status)) if w.id == page.window.id => {
+                if *status != page.status {
+                    // An upcoming window that opened: same id, nothing closed.
+                    self.window = Some((page.window, page.status));
+                }
+                Ok(())
+            }
+            _ => self.roll_over().await,
+        }
+    }
+
+    /// The window rolled over: the closed window's final top N, then a snapshot of the new one.
+    async fn roll_over(&mut self) -> Result<(), Ending> {
+        if let Some((closed, _)) = self.window.take() {
+            let final_top = self.read_top(Some(&closed.id)).await?;
+            let seq = self.next_seq();
+            let message = ServerMessage::WindowClosed {
+                seq,
+                window: window_view(&closed, WindowStatus::Closed),
+                entries: final_top.entries.into_iter().map(Into::into).collect(),
+            };
+            self.send_json(&message).await?;
+        }
+        self.send_snapshot().await
+    }
+
+    /// Why the store stopped signalling: the board was deleted, deactivated, or the store is closing.
+    async fn board_gone(&mut self) -> Ending {
+        match self
+            .state
+            .store
+            .get_leaderboard(&self.tenant, &self.leaderboard)
+            .await
+        {
+            Ok(None) => Ending::Close(4410, "leaderboard was deleted"),
+            Ok(Some(lb)) if lb.status != LeaderboardStatus::Active => {
+                Ending::Close(4404, "leaderboard was deactivated")
+            }
+            _ => Ending::Close(1001, "server is shutting down"),
+        }
+    }
+
+    async fn send_error(&mut self, message: String) -> Result<(), Ending> {
+        let error = ApiError::Validation(message).envelope().error;
+        self.send_json(&ServerMessage::Error { error }).await
+    }
+
+    /// Answers one client message; a malformed one gets an `error` and the socket stays open.
+    async fn answer(&mut self, text: &str) -> Result<(), Ending> {
+        match parse_client_message(text) {
+            Err(message) => self.send_error(message).await,
+            Ok(ClientMessage::Ping) => self.send_json(&ServerMessage::Pong).await,
+            Ok(ClientMessage::Subscribe { top }) => {
+                self.top = top;
+                self.send_snapshot().await
+            }
+            Ok(ClientMessage::RequestPage { page, page_size }) => {
+                let Some(from) = (page - 1)
+                    .checked_mul(page_size)
+                    .and_then(|n| n.checked_add(1))
+                else {
+                    return self.send_error("page: is too large".into()).await;
+                };
+                let read = self
+                    .state
+                    .store
+                    .standings(
+                        &self.tenant,
+                        &self.leaderboard,
+                        None,
+                        PageStart::Rank(from),
+                        page_size,
+                    )
+                    .await
+                    .map_err(ApiError::from)?
+                    .ok_or_else(|| not_found(&self.leaderboard))?;
+                let seq = self.next_seq();
+                let message = ServerMessage::Page {
+                    seq,
+                    page,
+                    entries: read.entries.into_iter().map(Into::into).collect(),
+                };
+                self.send_json(&message).await
+            }
+        }
+    }
+}
+
+/// Same rank, score and time: the client's copy of the entry is current.
+fn same(a: &Standing, b: &Standing) -> bool {
+    a.rank == b.rank && a.score == b.score && a.updated_at == b.updated_at
+}
+
+fn check_live(signal: &BoardSignal) -> Result<(), Ending> {
+    match signal.state {
+        BoardState::Active => Ok(()),
+        BoardState::Inactive => Err(Ending::Close(4404, "leaderboard was deactivated")),
+        BoardState::Deleted => Err(Ending::Close(4410, "leaderboard was deleted")),
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum ClientMessage {
+    Subscribe { top: u32 },
+    RequestPage { page: u32, page_size: u32 },
+    Ping,
+}
+
+/// A whole number in `min..=max`, `default` when absent; the error names the field.
+fn field(
+    object: &serde_json::Map<String, Value>,
+    name: &str,
+    default: Option<u32>,
+    min: u32,
+    max: u32,
+) -> Result<u32, String> {
+    let range = || format!("{name}: must be a whole number between {min} and {max}");
+    match object.get(name) {
+        None => default.ok_or_else(|| format!("{name}: is required")),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(range),
+    }
+}
+
+fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| format!("message is not valid JSON: {e}"))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| "message must be a JSON object".to_owned())?;
+    let kind = object
+        .get("type")
+        .ok_or_else(|| "type: is required".to_owned())?
+        .as_str()
+        .ok_or_else(|| "type: must be a string".to_owned())?;
+    match kind {
+        "ping" => Ok(ClientMessage::Ping),
+        "subscribe" => Ok(ClientMessage::Subscribe {
+            top: field(object, "top", Some(DEFAULT_TOP), 1, MAX_TOP)?,
+        }),
+        "request_page" => Ok(ClientMessage::RequestPage {
+            page: field(object, "page", None, 1, u32::MAX)?,
+            page_size: field(object, "page_size", Some(DEFAULT_TOP), 1, MAX_TOP)?,
+        }),
+        other => Err(format!(
+            "type: must be one of 'subscribe', 'request_page', 'ping' (got '{other}')"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_parse_and_name_the_bad_field() {
+        assert_eq!(
+            parse_client_message(r#"{"type":"ping"}"#),
+            Ok(ClientMessage::Ping)
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"subscribe"}"#),
+            Ok(ClientMessage::Subscribe { top: 10 })
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"request_page","page":2,"page_size":5}"#),
+            Ok(ClientMessage::RequestPage {
+                page: 2,
+                page_size: 5
+            })
+        );
+        let err = |t: &str| parse_client_message(t).err().unwrap_or_default();
+        assert!(err(r#"{"type":"subscribe","top":101}"#).starts_with("top:"));
+        assert!(err(r#"{"type":"subscribe","top":0}"#).starts_with("top:"));
+        assert!(err(r#"{"type":"request_page","page":0}"#).starts_with("page:"));
+        assert!(err(r#"{"type":"request_page"}"#).starts_with("page:"));
+        assert!(
+            err(r#"{"type":"request_page","page":1,"page_size":-1}"#).starts_with("page_size:")
+        );
+        assert!(err(r#"{"type":"dance"}"#).starts_with("type:"));
+        assert!(err(r#"{"top":3}"#).starts_with("type:"));
+        assert!(err("not json").contains("JSON"));
+        assert!(err("[1]").contains("object"));
+    }
+}

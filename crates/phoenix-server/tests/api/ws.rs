@@ -1,0 +1,597 @@
+//! The live WebSocket over real sockets (SPEC §6.1, §10): refusal before the upgrade, the snapshot and
+//! `me`, updates that keep an exact copy of the top N, client messages, admin watchers, close codes for
+//! deactivation, deletion, slow clients and shutdown.
+
+use crate::support::*;
+use futures_util::{SinkExt, StreamExt};
+use jiff::Timestamp;
+use phoenix_server::ServerConfig;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+fn jwt(secret: &str, tenant: &str, sub: &str) -> String {
+    let now = now_secs();
+    admin_jwt(
+        secret,
+        &json!({"sub": sub, "sub_type": "tenant", "sub_id": tenant, "iat": now, "exp": now + 3600}),
+    )
+}
+
+fn fast_config() -> ServerConfig {
+    let mut config = test_config();
+    config.ws_coalesce = Duration::ZERO;
+    config
+}
+
+/// A tenant with an active all-time `max` leaderboard `id`; returns its secret.
+async fn board(app: &TestApp, tenant: &str, id: &str) -> String {
+    let secret = match send(admin(app.get(&format!("/tenants/{tenant}"))))
+        .await
+        .status
+    {
+        StatusCode::OK => String::new(),
+        _ => app.create_tenant(tenant).await,
+    };
+    app.admin_json(
+        Method::POST,
+        &format!("/tenants/{tenant}/leaderboards"),
+        &json!({
+            "leaderboard_id": id,
+            "name": "Best score",
+            "config": {
+                "timeframe": {"type": "all_time"},
+                "scoring": {"rules": [{"event_type": "*", "points_expression": "attrs.score"}],
+                            "aggregation": "max"}
+            }
+        }),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    secret
+}
+
+async fn post_scores(app: &TestApp, token: &str, scores: &[(&str, f64)], tag: &str) {
+    let events: Vec<Value> = scores
+        .iter()
+        .enumerate()
+        .map(|(i, (user, score))| {
+            json!({"event_id": format!("{tag}-{i}"), "type": "match", "actor": {"user_id": user},
+                   "occurred_at": Timestamp::now().to_string(), "attrs": {"score": score}})
+        })
+        .collect();
+    let reply = send(
+        app.json(Method::POST, "/v1/events/batch", &json!({"events": events}))
+            .bearer_auth(token),
+    )
+    .await;
+    reply.expect(StatusCode::ACCEPTED);
+    assert_eq!(reply.body["rejected"], 0, "{}", reply.text);
+}
+
+fn ws_url(app: &TestApp, path: &str) -> String {
+    format!("{}{path}", app.base.replacen("http://", "ws://", 1))
+}
+
+/// Opens a WebSocket at `path` with these extra headers, or returns the refusal's status.
+async fn try_connect(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Socket, StatusCode> {
+    let mut request = ws_url(app, path)
+        .into_client_request()
+        .expect("a WebSocket request");
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
+            value.parse().expect("a header value"),
+        );
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, response)) => {
+            assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+            Ok(socket)
+        }
+        Err(WsError::Http(response)) => {
+            Err(StatusCode::from_u16(response.status().as_u16()).expect("a status"))
+        }
+        Err(e) => panic!("the WebSocket handshake failed unexpectedly: {e}"),
+    }
+}
+
+async fn connect(app: &TestApp, path: &str, token: &str) -> Socket {
+    let bearer = format!("Bearer {token}");
+    try_connect(app, path, &[("authorization", &bearer)])
+        .await
+        .expect("the upgrade is accepted")
+}
+
+/// The next JSON message (skipping protocol pings and pongs).
+async fn next_json(socket: &mut Socket) -> Value {
+    let read = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str::<Value>(text.as_str()).expect("JSON text");
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text message, got {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("a message within the deadline")
+}
+
+/// Reads until the server's close frame; returns its code and reason.
+async fn close_of(socket: &mut Socket) -> (u16, String) {
+    let read = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (u16::from(frame.code), frame.reason.as_str().to_owned());
+                }
+                Some(Ok(Message::Close(None))) | None => panic!("closed without a code"),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("the socket failed before its close frame: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("a close frame within the deadline")
+}
+
+async fn send_json(socket: &mut Socket, value: Value) {
+    socket
+        .send(Message::Text(value.to_string().into()))
+        .await
+        .expect("the message is sent");
+}
+
+/// A client's copy of the top N, kept from snapshots and updates.
+#[derive(Default)]
+struct Copy {
+    entries: HashMap<String, Value>,
+    last_seq: u64,
+}
+
+impl Copy {
+    /// Applies one server message, checking that `seq` grows strictly.
+    fn apply(&mut self, message: &Value) {
+        if let Some(seq) = message["seq"].as_u64() {
+            assert!(
+                seq > self.last_seq,
+                "seq must grow: {seq} after {}",
+                self.last_seq
+            );
+            self.last_seq = seq;
+        }
+        match message["type"].as_str() {
+            Some("snapshot") => {
+                self.entries.clear();
+                self.upsert(&message["entries"]);
+            }
+            Some("update") => {
+                for user in message["removed"].as_array().expect("removed") {
+                    self.entries.remove(user.as_str().expect("a user id"));
+                }
+                self.upsert(&message["entries"]);
+            }
+            other => panic!("unexpected message {other:?}: {message}"),
+        }
+    }
+
+    fn upsert(&mut self, entries: &Value) {
+        for entry in entries.as_array().expect("entries") {
+            let user = entry["user_id"].as_str().expect("user_id").to_owned();
+            self.entries.insert(user, entry.clone());
+        }
+    }
+
+    fn sorted(&self) -> Vec<Value> {
+        let mut all: Vec<Value> = self.entries.values().cloned().collect();
+        all.sort_by_key(|e| e["rank"].as_u64());
+        all
+    }
+}
+
+async fn rest_top(app: &TestApp, token: &str, n: u32) -> Vec<Value> {
+    let reply = send(
+        app.get(&format!("/v1/leaderboards/lb?limit={n}"))
+            .bearer_auth(token),
+    )
+    .await;
+    reply.expect(StatusCode::OK);
+    reply.body["entries"].as_array().expect("entries").clone()
+}
+
+#[tokio::test]
+async fn bad_credentials_and_unknown_boards_are_refused_before_the_upgrade() {
+    let app = spawn_app_with(fast_config()).await;
+    let secret = board(&app, "ws-auth", "lb").await;
+    let token = jwt(&secret, "ws-auth", "ann");
+    let (_, no_tenant_key) = app.create_key(&["leaderboards:read"], &["other"]).await;
+
+    assert_eq!(
+        try_connect(&app, "/v1/leaderboards/lb/ws", &[]).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(
+        try_connect(
+            &app,
+            "/v1/leaderboards/lb/ws",
+            &[("authorization", "Bearer nope")]
+        )
+        .await
+        .err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(
+        try_connect(&app, "/v1/leaderboards/lb/ws?access_token=nope", &[])
+            .await
+            .err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        try_connect(
+            &app,
+            "/v1/leaderboards/nope/ws",
+            &[("authorization", &bearer)]
+        )
+        .await
+        .err(),
+        Some(StatusCode::NOT_FOUND)
+    );
+    assert_eq!(
+        try_connect(
+            &app,
+            "/v1/leaderboards/lb/ws?tenant_id=ws-auth",
+            &[("x-api-key", &no_tenant_key)]
+        )
+        .await
+        .err(),
+        Some(StatusCode::FORBIDDEN)
+    );
+    // The same refusals carry the error envelope.
+    send(app.get("/v1/leaderboards/lb/ws"))
+        .await
+        .expect_unauthorized();
+    send(app.get("/v1/leaderboards/nope/ws").bearer_auth(&token))
+        .await
+        .expect_not_found();
+    send(with_key(
+        app.get("/v1/leaderboards/lb/ws?tenant_id=ws-auth"),
+        &no_tenant_key,
+    ))
+    .await
+    .expect_forbidden();
+    // Documented, with its refusals.
+    let doc = send(app.get("/openapi.json")).await;
+    let route = &doc.body["paths"]["/v1/leaderboards/{id}/ws"]["get"]["responses"];
+    for status in ["101", "401", "403", "404"] {
+        assert!(route[status].is_object(), "{status} in {route}");
+    }
+    // A plain GET with good credentials is not an upgrade.
+    send(app.get("/v1/leaderboards/lb/ws").bearer_auth(&token))
+        .await
+        .expect_validation();
+}
+
+#[tokio::test]
+async fn the_snapshot_holds_the_top_n_and_me() {
+    let app = spawn_app_with(fast_config()).await;
+    let secret = board(&app, "ws-snap", "lb").await;
+    let token = jwt(&secret, "ws-snap", "u03");
+    let scores: Vec<(String, f64)> = (0..15)
+        .map(|i| (format!("u{i:02}"), f64::from(100 - i)))
+        .collect();
+    let refs: Vec<(&str, f64)> = scores.iter().map(|(u, s)| (u.as_str(), *s)).collect();
+    post_scores(&app, &token, &refs, "s").await;
+
+    let mut socket = connect(&app, "/v1/leaderboards/lb/ws", &token).await;
+    let snapshot = next_json(&mut socket).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["seq"], 1);
+    assert_eq!(snapshot["window"]["status"], "open");
+    assert!(snapshot["window"]["id"].is_string());
+    assert_eq!(
+        snapshot["entries"].as_array().map(Vec::len),
+        Some(10),
+        "default top 10"
+    );
+    assert_eq!(
+        snapshot["entries"].as_array().cloned(),
+        Some(rest_top(&app, &token, 10).await)
+    );
+    let me = send(app.get("/v1/leaderboards/lb/me").bearer_auth(&token)).await;
+    assert_eq!(snapshot["me"], me.body);
+    assert_eq!(snapshot["me"]["rank"], 4);
+
+    // A player without a score has `me: null`; `?access_token=` works like the header.
+    let newcomer = jwt(&secret, "ws-snap", "newcomer");
+    let mut socket = try_connect(
+        &app,
+        &format!("/v1/leaderboards/lb/ws?access_token={newcomer}"),
+        &[],
+    )
+    .await
+    .expect("the query token is accepted");
+    let snapshot = next_json(&mut socket).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert!(snapshot["me"].is_null());
+}
+
+#[tokio::test]
+async fn snapshot_plus_updates_is_an_exact_copy_of_the_top_n_after_a_burst() {
+    let mut config = test_config();
+    config.ws_coalesce = Duration::from_millis(20);
+    let app = spawn_app_with(config).await;
+    let secret = board(&app, "ws-burst", "lb").await;
+    let token = jwt(&secret, "ws-burst", "p05");
+    post_scores(&app, &token, &[("p00", 10.0), ("p01", 20.0)], "seed").await;
+
+    let mut socket = connect(&app, "/v1/leaderboards/lb/ws", &token).await;
+    let mut copy = Copy::default();
+    copy.apply(&next_json(&mut socket).await);
+    let mut me_seen = Value::Null;
+
+    // Many batches: newcomers push others out of the top 10, scores rise, ranks shuffle.
+    for round in 0..12u32 {
+        let scores: Vec<(String, f64)> = (0..8u32)
+            .map(|i| {
+                let user = format!("p{:02}", (round * 3 + i * 5) % 30);
+                (user, f64::from(round * 7 + i * 11 % 50))
+            })
+            .collect();
+        let refs: Vec<(&str, f64)> = scores.iter().map(|(u, s)| (u.as_str(), *s)).collect();
+        post_scores(&app, &token, &refs, &format!("r{round}")).await;
+    }
+    let expected = rest_top(&app, &token, 10).await;
+    let expected_me = send(app.get("/v1/leaderboards/lb/me").bearer_auth(&token)).await;
+    let started = std::time::Instant::now();
+    while copy.sorted() != expected || me_seen != expected_me.body {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the copy never matched: {:?} vs {expected:?}",
+            copy.sorted()
+        );
+        let message = next_json(&mut socket).await;
+        copy.apply(&message);
+        if message["me"].is_object() {
+            me_seen = message["me"].clone();
+        }
+    }
+    assert!(copy.last_seq >= 2, "updates were sent");
+}
+
+#[tokio::test]
+async fn subscribe_pages_pings_and_malformed_messages() {
+    let app = spawn_app_with(fast_config()).await;
+    let secret = board(&app, "ws-msg", "lb").await;
+    let token = jwt(&secret, "ws-msg", "viewer");
+    let scores: Vec<(String, f64)> = (0..12)
+        .map(|i| (format!("m{i:02}"), f64::from(50 - i)))
+        .collect();
+    let refs: Vec<(&str, f64)> = scores.iter().map(|(u, s)| (u.as_str(), *s)).collect();
+    post_scores(&app, &token, &refs, "m").await;
+
+    let mut socket = connect(&app, "/v1/leaderboards/lb/ws", &token).await;
+    let mut seq = next_json(&mut socket).await["seq"].as_u64().expect("seq");
+
+    send_json(&mut socket, json!({"type": "subscribe", "top": 3})).await;
+    let snapshot = next_json(&mut socket).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["entries"].as_array().map(Vec::len), Some(3));
+    assert!(snapshot["seq"].as_u64() > Some(seq));
+    seq = snapshot["seq"].as_u64().expect("seq");
+
+    send_json(
+        &mut socket,
+        json!({"type": "request_page", "page": 2, "page_size": 5}),
+    )
+    .await;
+    let page = next_json(&mut socket).await;
+    assert_eq!(page["type"], "page");
+    assert_eq!(page["page"], 2);
+    assert!(page["seq"].as_u64() > Some(seq));
+    let ranks: Vec<u64> = page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["rank"].as_u64())
+        .collect();
+    assert_eq!(ranks, vec![6, 7, 8, 9, 10]);
+
+    send_json(&mut socket, json!({"type": "ping"})).await;
+    assert_eq!(next_json(&mut socket).await, json!({"type": "pong"}));
+
+    for bad in [
+        "not json".to_owned(),
+        json!({"type": "dance"}).to_string(),
+        json!({"type": "subscribe", "top": 101}).to_string(),
+        json!({"type": "request_page", "page": 0, "page_size": 5}).to_string(),
+        json!({"type": "request_page", "page": 1, "page_size": 500}).to_string(),
+    ] {
+        socket
+            .send(Message::Text(bad.clone().into()))
+            .await
+            .expect("sent");
+        let error = next_json(&mut socket).await;
+        assert_eq!(error["type"], "error", "for {bad}");
+        assert_eq!(error["error"]["code"], "VALIDATION_ERROR");
+        assert_eq!(error["error"]["status"], 400);
+        assert!(error["error"]["message"].is_string());
+    }
+    // Still open and answering.
+    send_json(&mut socket, json!({"type": "ping"})).await;
+    assert_eq!(next_json(&mut socket).await, json!({"type": "pong"}));
+    post_scores(&app, &token, &[("m11", 99.0)], "late").await;
+    let update = next_json(&mut socket).await;
+    assert_eq!(update["type"], "update");
+    assert_eq!(update["entries"][0]["user_id"], "m11");
+    assert_eq!(update["entries"][0]["rank"], 1);
+}
+
+#[tokio::test]
+async fn admin_watchers_name_the_tenant_and_have_no_me() {
+    let app = spawn_app_with(fast_config()).await;
+    let secret = board(&app, "ws-admin", "lb").await;
+    let token = jwt(&secret, "ws-admin", "a");
+    post_scores(&app, &token, &[("a", 5.0)], "a").await;
+    let (_, key) = app.create_key(&["leaderboards:read"], &["ws-admin"]).await;
+
+    let mut socket = try_connect(
+        &app,
+        "/v1/leaderboards/lb/ws?tenant_id=ws-admin",
+        &[("x-api-key", &key)],
+    )
+    .await
+    .expect("the key watches");
+    let snapshot = next_json(&mut socket).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["entries"][0]["user_id"], "a");
+    assert!(snapshot["me"].is_null());
+
+    let mut socket = try_connect(
+        &app,
+        &format!("/v1/leaderboards/lb/ws?tenant_id=ws-admin&access_token={key}"),
+        &[],
+    )
+    .await
+    .expect("the key works as access_token");
+    assert!(next_json(&mut socket).await["me"].is_null());
+    let (_, writer) = app.create_key(&["leaderboards:write"], &["ws-admin"]).await;
+    assert_eq!(
+        try_connect(
+            &app,
+            "/v1/leaderboards/lb/ws?tenant_id=ws-admin",
+            &[("x-api-key", &writer)]
+        )
+        .await
+        .err(),
+        Some(StatusCode::FORBIDDEN)
+    );
+}
+
+#[tokio::test]
+async fn deactivation_closes_with_4404_and_deletion_with_4410() {
+    let app = spawn_app_with(fast_config()).await;
+    let secret = board(&app, "ws-end", "lb").await;
+    board(&app, "ws-end", "gone").await;
+    let token = jwt(&secret, "ws-end", "x");
+
+    let mut deactivated = connect(&app, "/v1/leaderboards/lb/ws", &token).await;
+    let mut deleted = connect(&app, "/v1/leaderboards/gone/ws", &token).await;
+    next_json(&mut deactivated).await;
+    next_json(&mut deleted).await;
+
+    app.admin_json(
+        Method::PATCH,
+        "/tenants/ws-end/leaderboards/lb",
+        &json!({"status": "inactive"}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let (code, reason) = close_of(&mut deactivated).await;
+    assert_eq!(code, 4404);
+    assert!(!reason.is_empty());
+
+    send(admin(app.request(
+        Method::DELETE,
+        "/tenants/ws-end/leaderboards/gone",
+    )))
+    .await
+    .expect(StatusCode::OK);
+    let (code, reason) = close_of(&mut deleted).await;
+    assert_eq!(code, 4410);
+    assert!(!reason.is_empty());
+
+    // An inactive board is refused before the upgrade.
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        try_connect(
+            &app,
+            "/v1/leaderboards/lb/ws",
+            &[("authorization", &bearer)]
+        )
+        .await
+        .err(),
+        Some(StatusCode::NOT_FOUND)
+    );
+}
+
+async fn slow_closes(app: &TestApp) -> u64 {
+    let reply = send(app.get("/metrics")).await;
+    reply
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("phoenix_ws_slow_closed_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_with_1013_and_others_keep_receiving() {
+    let mut config = fast_config();
+    config.ws_send_timeout = Duration::from_millis(300);
+    let app = spawn_app_with(config).await;
+    let secret = board(&app, "ws-slow", "lb").await;
+    let token = jwt(&secret, "ws-slow", "fast");
+    // 100 entries with long ids: each page of 100 is well over 10 KB.
+    let scores: Vec<(String, f64)> = (0..100)
+        .map(|i| (format!("{i:03}-{}", "x".repeat(120)), f64::from(1000 - i)))
+        .collect();
+    let refs: Vec<(&str, f64)> = scores.iter().map(|(u, s)| (u.as_str(), *s)).collect();
+    post_scores(&app, &token, &refs, "big").await;
+
+    let mut fast = connect(&app, "/v1/leaderboards/lb/ws", &token).await;
+    next_json(&mut fast).await;
+    let mut slow = connect(&app, "/v1/leaderboards/lb/ws", &token).await;
+    // Ask for far more than the socket buffers hold (~600 x 17 KB), and read none of it.
+    let request = json!({"type": "request_page", "page": 1, "page_size": 100}).to_string();
+    for _ in 0..600 {
+        slow.feed(Message::Text(request.clone().into()))
+            .await
+            .expect("queued");
+    }
+    slow.flush().await.expect("the requests are sent");
+
+    post_scores(&app, &token, &[("fast", 5000.0)], "f").await;
+    let update = next_json(&mut fast).await;
+    assert_eq!(update["type"], "update");
+    assert_eq!(update["entries"][0]["user_id"], "fast");
+    eventually("the slow client is given up", || async {
+        slow_closes(&app).await > 0
+    })
+    .await;
+    // Its backlog drains, then the close frame arrives.
+    let (code, _) = close_of(&mut slow).await;
+    assert_eq!(code, 1013);
+    // The other client is unaffected.
+    post_scores(&app, &token, &[("fast", 6000.0)], "g").await;
+    let update = next_json(&mut fast).await;
+    assert_eq!(update["entries"][0]["score"], 6000.0);
+}
+
+#[tokio::test]
+async fn shutdown_closes_sockets_with_1001() {
+    let mut app = spawn_app_with(fast_config()).await;
+    let secret = board(&app, "ws-stop", "lb").await;
+    let token = jwt(&secret, "ws-stop", "x");
+    let mut socket = connect(&app, "/v1/leaderboards/lb/ws", &token).await;
+    next_json(&mut socket).await;
+    app.stop().await;
+    let (code, _) = close_of(&mut socket).await;
+    assert_eq!(code, 1001);
+}
