@@ -434,6 +434,12 @@ impl Session {
     async fn check_window(&mut self) -> Result<(), Ending> {
         let page = self.read_top(None).await?;
         match &self.window {
+            // A window that ends without a successor (a custom timeframe) closes in place.
+            Some((w, WindowStatus::Open))
+                if w.id == page.window.id && page.status == WindowStatus::Closed =>
+            {
+                self.roll_over().await
+            }
             Some((w, status)) if w.id == page.window.id => {
                 if *status != page.status {
                     // An upcoming window that opened: same id, nothing closed.

@@ -595,3 +595,55 @@ async fn shutdown_closes_sockets_with_1001() {
     let (code, _) = close_of(&mut socket).await;
     assert_eq!(code, 1001);
 }
+
+#[tokio::test]
+async fn a_window_that_ends_sends_window_closed_with_its_final_top_then_a_snapshot() {
+    let app = spawn_app_with(fast_config()).await;
+    let secret = app.create_tenant("ws-roll").await;
+    let now = Timestamp::now();
+    app.admin_json(
+        Method::POST,
+        "/tenants/ws-roll/leaderboards",
+        &json!({
+            "leaderboard_id": "sprint",
+            "name": "Sprint",
+            "config": {
+                "timeframe": {"type": "custom",
+                              "starts_at": (now - jiff::SignedDuration::from_hours(1)).to_string(),
+                              "ends_at": (now + jiff::SignedDuration::from_millis(1500)).to_string()},
+                "scoring": {"rules": [{"event_type": "*", "points_expression": "attrs.score"}],
+                            "aggregation": "max"}
+            }
+        }),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let token = jwt(&secret, "ws-roll", "amy");
+    let mut socket = connect(&app, "/v1/leaderboards/sprint/ws", &token).await;
+    let snapshot = next_json(&mut socket).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["window"]["status"], "open");
+    post_scores(&app, &token, &[("amy", 3.0), ("ben", 8.0)], "r").await;
+    // Updates until the window ends, then window_closed with the final standings, then a snapshot.
+    let closed = loop {
+        let message = next_json(&mut socket).await;
+        match message["type"].as_str() {
+            Some("update") => continue,
+            Some("window_closed") => break message,
+            other => panic!("unexpected {other:?}: {message}"),
+        }
+    };
+    assert_eq!(closed["window"]["id"], "custom");
+    assert_eq!(closed["window"]["status"], "closed");
+    let users: Vec<&str> = closed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["ben", "amy"]);
+    let after = next_json(&mut socket).await;
+    assert_eq!(after["type"], "snapshot");
+    assert_eq!(after["window"]["status"], "closed");
+    assert!(after["seq"].as_u64() > closed["seq"].as_u64());
+}
