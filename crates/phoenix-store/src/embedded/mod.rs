@@ -278,10 +278,16 @@ impl EmbeddedStore {
                     }
                     let state = meta::State::restore(snap.meta)?;
                     let engine = phoenix_core::engine::Engine::restore(snap.engine)?;
-                    Ok((state, engine, snap.dedupe, snap.wal_offset))
+                    Ok((
+                        state,
+                        engine,
+                        snap.dedupe,
+                        snap.wal_offset,
+                        snap.accepted_high_water,
+                    ))
                 });
             match decoded {
-                Ok((state, engine, dedupe, offset)) => {
+                Ok((state, engine, dedupe, offset, high_water)) => {
                     if let Some(check) = &state.key_check {
                         let sealed = hex::decode(check).unwrap_or_default();
                         if master.unseal("key-check", &sealed).as_deref() != Some(KEY_CHECK) {
@@ -292,6 +298,9 @@ impl EmbeddedStore {
                     *folded.meta.write().unwrap_or_else(|p| p.into_inner()) = state;
                     *folded.engine.write().unwrap_or_else(|p| p.into_inner()) = engine;
                     folded.applied_upto.store(offset, Ordering::Release);
+                    folded
+                        .accepted_high_water
+                        .store(high_water, Ordering::Release);
                     tracing::info!(path = %path.display(), "restored snapshot; replaying the log after it");
                     return Ok(Some((
                         Arc::new(folded),
@@ -328,6 +337,7 @@ impl EmbeddedStore {
                 meta: meta.snapshot(),
                 engine: engine.snapshot(),
                 dedupe: self.lock_dedupe().snapshot(),
+                accepted_high_water: self.folded.accepted_high_water.load(Ordering::Acquire),
             };
             self.events_at_snapshot.store(
                 self.folded.applied_events.load(Ordering::Relaxed),

@@ -28,6 +28,8 @@ pub(super) struct Snapshot {
     pub meta: MetaSnapshot,
     pub engine: EngineSnapshot,
     pub dedupe: DedupeSnapshot,
+    /// The acceptance-time high-water mark (Unix µs) at `wal_offset`.
+    pub accepted_high_water: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -61,6 +63,7 @@ struct Header {
     tenants: Vec<TenantHeader>,
     dedupe_key: [u64; 2],
     dedupe_entries: u64,
+    accepted_high_water: i64,
 }
 
 fn lb_header(lb: &LeaderboardSnapshot) -> LeaderboardHeader {
@@ -101,6 +104,7 @@ pub(super) fn encode(snapshot: Snapshot) -> Result<Vec<u8>, String> {
         meta,
         engine,
         dedupe,
+        accepted_high_water,
     } = snapshot;
     let header = Header {
         meta,
@@ -116,6 +120,7 @@ pub(super) fn encode(snapshot: Snapshot) -> Result<Vec<u8>, String> {
             .collect(),
         dedupe_key: dedupe.key,
         dedupe_entries: dedupe.entries.len() as u64,
+        accepted_high_water,
     };
     let header = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(64 + header.len() + dedupe.entries.len() * 24);
@@ -272,6 +277,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
             key: header.dedupe_key,
             entries,
         },
+        accepted_high_water: header.accepted_high_water,
     })
 }
 

@@ -106,6 +106,11 @@ pub(super) struct Folded {
     pub applied_upto: AtomicU64,
     /// Events applied since start (replayed or live), to decide when a snapshot is worth taking.
     pub applied_events: AtomicU64,
+    /// The latest acceptance time applied so far (Unix µs). Acceptance times are clamped to it, so they
+    /// never go backwards in log order: once any record accepted at or after a window's end has been
+    /// applied, no later record can score in that window, and the window is frozen for good. Kept in
+    /// snapshots, so replay clamps exactly as the live run did.
+    pub accepted_high_water: std::sync::atomic::AtomicI64,
     /// Live watchers' signals by leaderboard uid (created when someone watches).
     pub signals:
         std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::watch::Sender<BoardSignal>>>,
@@ -161,6 +166,13 @@ impl Folded {
         live: bool,
     ) {
         let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
+        let high_water = self
+            .accepted_high_water
+            .load(Ordering::Relaxed)
+            .max(accepted_at.as_microsecond());
+        self.accepted_high_water
+            .store(high_water, Ordering::Relaxed);
+        let accepted_at = Timestamp::from_microsecond(high_water).unwrap_or(accepted_at);
         let (mut scored, mut late) = (0u64, 0u64);
         for (i, event) in events.iter().enumerate() {
             // Offsets are byte positions and every event takes bytes, so offset + i is unique and
