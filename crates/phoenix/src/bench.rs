@@ -26,7 +26,29 @@ pub enum BenchCommand {
     /// non-zero if there was any.
     #[command(verbatim_doc_comment)]
     Ingest(IngestArgs),
+    /// Read top-100 pages and around-me windows over authenticated HTTP and report reads/s and latency.
+    ///
+    /// With --admin-secret it creates a fresh tenant with one all-time leaderboard (ranking.size
+    /// --ranked, default 100000) and loads --players players (`u0`, `u1`, ...; player `uK` scores
+    /// players - K, so `uK` has rank K+1) through /v1/events/batch; with --tenant and --tenant-secret it
+    /// reuses a board loaded that way earlier (--leaderboard, --players, --ranked must match). Then, for
+    /// each --read kind, --concurrency connections read for --duration seconds with player JWTs whose
+    /// `sub` is a random ranked player. Any answer other than 200 is an error (non-zero exit).
+    #[command(verbatim_doc_comment)]
+    Query(query::QueryArgs),
+    /// Measure the delay from an event's 202 to the WebSocket frame that shows it.
+    ///
+    /// Creates a fresh tenant and all-time leaderboard (needs --admin-secret), opens --subscribers
+    /// sockets to its /ws (the default top 10; raise the open-file limit first, e.g. `ulimit -n 20000`),
+    /// reports the server's memory per idle subscriber when --server-pid is given, then posts --rate
+    /// events/s for --duration seconds, one per request, each giving a new player a new top score that
+    /// encodes the event's index. --sample subscribers time every frame; the rest read and discard.
+    #[command(verbatim_doc_comment)]
+    Ws(ws::WsArgs),
 }
+
+mod query;
+mod ws;
 
 /// One event per request, or batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -83,6 +105,8 @@ const LATENCY_MAX_MICROS: u64 = 60_000_000;
 pub async fn run(command: BenchCommand, admin_secret: Option<String>) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest(args, admin_secret).await,
+        BenchCommand::Query(args) => query::run(args, admin_secret).await,
+        BenchCommand::Ws(args) => ws::run(args, admin_secret).await,
     }
 }
 
@@ -129,7 +153,7 @@ async fn ingest(args: IngestArgs, admin_secret: Option<String>) -> anyhow::Resul
         ),
         (None, _) => {
             let admin = admin_secret.unwrap_or_default();
-            create_bench_tenant(&client, &base, &admin, &run_id).await?
+            create_bench_tenant(&client, &base, &admin, &run_id, None).await?
         }
     };
 
@@ -140,7 +164,7 @@ async fn ingest(args: IngestArgs, admin_secret: Option<String>) -> anyhow::Resul
     // Parsed once: workers clone it instead of parsing a string per request.
     let endpoint = reqwest::Url::parse(&endpoint)
         .with_context(|| format!("--url: '{endpoint}' is not a URL"))?;
-    let token = tenant_jwt(&target.tenant, &target.secret)?;
+    let token = tenant_jwt(&target.tenant, &target.secret, "phoenix-bench")?;
     let spec = Arc::new(WorkerSpec {
         client,
         endpoint,
@@ -228,12 +252,14 @@ fn run_id() -> String {
     format!("{:x}", nanos ^ (u64::from(std::process::id()) << 40))
 }
 
-/// Creates tenant `bench-<run>` and its all-time `sum` leaderboard; returns where to post as it.
+/// Creates tenant `bench-<run>` and its all-time `sum` leaderboard `bench` (ranking `size`
+/// `ranking_size`, or the default); returns where to post as it.
 async fn create_bench_tenant(
     client: &reqwest::Client,
     base: &str,
     admin_secret: &str,
     run_id: &str,
+    ranking_size: Option<u32>,
 ) -> anyhow::Result<Target> {
     let tenant = format!("bench-{run_id}");
     let created = admin_post(
@@ -248,6 +274,16 @@ async fn create_bench_tenant(
         .as_str()
         .context("bench ingest: the tenant creation answer has no hmac_secret")?
         .to_owned();
+    let mut config = json!({
+        "timeframe": {"type": "all_time"},
+        "scoring": {
+            "rules": [{"event_type": "match.*", "points_expression": "attrs.score"}],
+            "aggregation": "sum"
+        }
+    });
+    if let Some(size) = ranking_size {
+        config["ranking"] = json!({"method": "score_desc", "size": size});
+    }
     admin_post(
         client,
         &format!("{base}/tenants/{tenant}/leaderboards"),
@@ -255,13 +291,7 @@ async fn create_bench_tenant(
         &json!({
             "leaderboard_id": "bench",
             "name": "Benchmark score",
-            "config": {
-                "timeframe": {"type": "all_time"},
-                "scoring": {
-                    "rules": [{"event_type": "match.*", "points_expression": "attrs.score"}],
-                    "aggregation": "sum"
-                }
-            }
+            "config": config,
         }),
         "creating the bench leaderboard",
     )
@@ -304,11 +334,11 @@ async fn admin_post(
         .with_context(|| format!("bench ingest: {what}: the answer is not JSON"))
 }
 
-/// An HS256 tenant JWT valid for an hour (the longest run plus warm-up fits).
-fn tenant_jwt(tenant: &str, secret: &str) -> anyhow::Result<String> {
+/// An HS256 tenant JWT for caller `sub`, valid for an hour (the longest run plus warm-up fits).
+fn tenant_jwt(tenant: &str, secret: &str, sub: &str) -> anyhow::Result<String> {
     let now = jiff::Timestamp::now().as_second();
     let claims = json!({
-        "sub": "phoenix-bench",
+        "sub": sub,
         "sub_type": "tenant",
         "sub_id": tenant,
         "iat": now,
@@ -567,6 +597,18 @@ fn push_event(
 ) {
     let user = rng.next() % users;
     let score = 1 + rng.next() % 100;
+    push_event_for(body, id_prefix, seq, occurred_at, user, score);
+}
+
+/// Appends the event `<id_prefix>-<seq>` giving player `u<user>` `score` points.
+fn push_event_for(
+    body: &mut String,
+    id_prefix: &str,
+    seq: u64,
+    occurred_at: &str,
+    user: u64,
+    score: u64,
+) {
     // Writing to a String cannot fail.
     let _ = write!(
         body,

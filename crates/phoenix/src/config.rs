@@ -143,6 +143,15 @@ pub struct Settings {
         default_value = "30"
     )]
     pub shutdown_timeout_seconds: String,
+    /// Least time between two WebSocket updates to one client, in milliseconds (0 = send each change
+    /// as soon as it is scored).
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_WS_COALESCE_MS",
+        default_value = "100"
+    )]
+    pub ws_coalesce_ms: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,6 +293,12 @@ impl Settings {
         server.dedupe_horizon = parse_duration("PHOENIX_DEDUPE_HORIZON", &self.dedupe_horizon)?;
         let snapshot_interval =
             parse_duration("PHOENIX_SNAPSHOT_INTERVAL", &self.snapshot_interval)?.unsigned_abs();
+        server.ws_coalesce = std::time::Duration::from_millis(parse_u64(
+            "PHOENIX_WS_COALESCE_MS",
+            &self.ws_coalesce_ms,
+            0,
+            60_000,
+        )?);
         let shutdown_timeout = std::time::Duration::from_secs(parse_u64(
             "PHOENIX_SHUTDOWN_TIMEOUT_SECONDS",
             &self.shutdown_timeout_seconds,

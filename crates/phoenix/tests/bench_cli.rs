@@ -67,8 +67,12 @@ impl Server {
     }
 
     fn bench(&self, args: &[&str]) -> Output {
+        self.bench_kind("ingest", args)
+    }
+
+    fn bench_kind(&self, kind: &str, args: &[&str]) -> Output {
         phoenix()
-            .args(["bench", "ingest", "--url", &self.url])
+            .args(["bench", kind, "--url", &self.url])
             .args(args)
             .env("PHOENIX_ADMIN_SECRET", SECRET)
             .output()
@@ -177,4 +181,77 @@ fn bench_ingest_without_credentials_or_with_a_bad_url_stops_with_one_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--url"), "{stderr}");
+}
+
+fn assert_success(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+#[test]
+fn bench_query_and_bench_ws_drive_a_real_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+
+    let out = server.bench_kind(
+        "query",
+        &[
+            "--players",
+            "2000",
+            "--ranked",
+            "1500",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--concurrency",
+            "4",
+            "--jwt-pool",
+            "20",
+        ],
+    );
+    let report = assert_success(&out);
+    assert!(report.contains("loaded        2000 players"), "{report}");
+    assert!(report.contains("ranked        1500 entries"), "{report}");
+    assert!(report.contains("read          top"), "{report}");
+    assert!(report.contains("read          around"), "{report}");
+    for errors in report.lines().filter_map(|l| l.strip_prefix("errors")) {
+        assert_eq!(errors.trim(), "0", "{report}");
+    }
+    for rate in report.lines().filter_map(|l| l.strip_prefix("reads/s")) {
+        let rate: f64 = rate.trim().parse().expect("reads/s is a number");
+        assert!(rate > 0.0, "{report}");
+    }
+
+    let pid = server.child.id().to_string();
+    let out = server.bench_kind(
+        "ws",
+        &[
+            "--subscribers",
+            "20",
+            "--sample",
+            "5",
+            "--rate",
+            "50",
+            "--duration",
+            "1",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    let report = assert_success(&out);
+    assert!(report.contains("connected     20 of 20"), "{report}");
+    assert!(report.contains("bytes per subscriber"), "{report}");
+    assert_eq!(report_line(&report, "errors"), "0", "{report}");
+    assert!(
+        report.contains("pairs         250 (timed subscriber, event); 0 never shown"),
+        "{report}"
+    );
+    assert!(report_line(&report, "latency").contains("p99"), "{report}");
 }
