@@ -226,6 +226,26 @@ async fn players_see_only_their_tenants_active_leaderboards() {
     get(&app, "/v1/leaderboards/only-theirs/me", &token)
         .await
         .expect_not_found();
+    // Every player route, and the socket, answer 404 for another tenant's board: never leak existence.
+    for path in [
+        "/v1/leaderboards/only-theirs/around/me",
+        "/v1/leaderboards/only-theirs/around/u",
+        "/v1/leaderboards/only-theirs/users/u",
+        "/v1/leaderboards/only-theirs/windows",
+        "/v1/leaderboards/only-theirs/windows/all",
+    ] {
+        get(&app, path, &token).await.expect_not_found();
+    }
+    let ws = send(
+        app.get("/v1/leaderboards/only-theirs/ws")
+            .bearer_auth(&token)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    )
+    .await;
+    ws.expect_not_found();
     let list = get(&app, "/v1/leaderboards", &token).await;
     list.expect(StatusCode::OK);
     assert_eq!(list.body["total"], 1);
