@@ -6,8 +6,10 @@ use crate::auth::TenantAuth;
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::state::AppState;
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use jiff::Timestamp;
 use phoenix_core::engine::Standing;
@@ -20,6 +22,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub mod cache;
 pub mod windows;
 pub mod ws;
 
@@ -266,15 +269,34 @@ pub async fn standings(
     player: Player,
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<StandingsView>, ApiError> {
+) -> Result<Response, ApiError> {
+    let limit = int_param(&params, "limit", 50, 1, 200);
+    let cursor = params.get("cursor");
+    // A first page without a cursor may come from the cache (it is exact: see `cache`).
+    if let (Ok(limit), None) = (&limit, cursor)
+        && let Some(body) = state.query_cache.get(player.tenant(), &id, *limit)
+    {
+        return Ok(json_bytes(body));
+    }
     active(&state, player.tenant(), &id).await?;
-    let limit = int_param(&params, "limit", 50, 1, 200)?;
-    let (window, start) = match params.get("cursor") {
+    let limit = limit?;
+    let (window, start) = match cursor {
         Some(raw) => {
             let (window, start) = decode_cursor(raw)?;
             (Some(window), start)
         }
         None => (None, PageStart::Rank(1)),
+    };
+    // Read the board's signal before the page, so a change while building invalidates the entry.
+    let signal = match cursor {
+        None => state
+            .store
+            .watch_leaderboard(player.tenant(), &id)
+            .map(|mut rx| {
+                rx.borrow_and_update();
+                rx
+            }),
+        Some(_) => None,
     };
     let p = page(&state, player.tenant(), &id, window.as_ref(), start, limit).await?;
     let next_cursor = match p.entries.last() {
@@ -283,13 +305,39 @@ pub async fn standings(
         }
         _ => None,
     };
-    Ok(Json(StandingsView {
+    let valid_until = match p.status {
+        WindowStatus::Open => p.window.ends_at,
+        WindowStatus::Upcoming => p.window.starts_at,
+        WindowStatus::Closed => None,
+    };
+    let view = StandingsView {
         leaderboard_id: id,
         window: window_view(&p.window, p.status),
         total_entries: p.total_entries,
         entries: p.entries.into_iter().map(Into::into).collect(),
         next_cursor,
-    }))
+    };
+    let body =
+        Bytes::from(serde_json::to_vec(&view).map_err(|e| ApiError::Internal(e.to_string()))?);
+    if let Some(signal) = signal {
+        state.query_cache.put(
+            player.tenant(),
+            &view.leaderboard_id,
+            limit,
+            signal,
+            valid_until,
+            body.clone(),
+        );
+    }
+    Ok(json_bytes(body))
+}
+
+fn json_bytes(body: Bytes) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 /// A player's entry in the current window of a leaderboard already checked with [`active`].

@@ -273,3 +273,47 @@ async fn players_see_only_their_tenants_active_leaderboards() {
         .await
         .expect_unauthorized();
 }
+
+#[tokio::test]
+async fn a_repeated_first_page_is_never_stale() {
+    let app = spawn_app().await;
+    let secret = board(&app, "q-cache").await;
+    let token = jwt(&secret, "q-cache", Some("u"));
+    post_scores(&app, &token, &[("a".into(), 1.0), ("b".into(), 2.0)], "c1").await;
+    for round in 0..5 {
+        let first = get(&app, "/v1/leaderboards/lb?limit=10", &token).await;
+        let again = get(&app, "/v1/leaderboards/lb?limit=10", &token).await;
+        assert_eq!(first.body, again.body, "nothing changed in between");
+        let top = format!("new{round}");
+        post_scores(
+            &app,
+            &token,
+            &[(top.clone(), 100.0 + f64::from(round))],
+            &format!("c2-{round}"),
+        )
+        .await;
+        let after = get(&app, "/v1/leaderboards/lb?limit=10", &token).await;
+        assert_eq!(
+            after.body["entries"][0]["user_id"],
+            top.as_str(),
+            "round {round}"
+        );
+    }
+    app.admin_json(
+        Method::PATCH,
+        "/tenants/q-cache/leaderboards/lb",
+        &json!({"status": "inactive"}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    get(&app, "/v1/leaderboards/lb?limit=10", &token)
+        .await
+        .expect_not_found();
+    let other = jwt(&board(&app, "q-cache-2").await, "q-cache-2", Some("u"));
+    let theirs = get(&app, "/v1/leaderboards/lb?limit=10", &other).await;
+    theirs.expect(StatusCode::OK);
+    assert_eq!(
+        theirs.body["total_entries"], 0,
+        "another tenant's cache entry is its own"
+    );
+}
