@@ -225,6 +225,49 @@ async fn ingest(args: IngestArgs, admin_secret: Option<String>) -> anyhow::Resul
     Ok(())
 }
 
+/// Sends `request`, counts it, and records its latency when it answers `expect`; any other outcome is
+/// counted as a failure (with the first error kept) and gives `None`.
+async fn timed_exchange(
+    tally: &mut Tally,
+    request: reqwest::RequestBuilder,
+    expect: reqwest::StatusCode,
+) -> Option<impl AsRef<[u8]> + use<>> {
+    let started = Instant::now();
+    let sent = request.send().await;
+    tally.requests += 1;
+    let failed = |tally: &mut Tally, message: String| {
+        tally.failed_requests += 1;
+        tally.fail(|| message);
+    };
+    let reply = match sent {
+        Ok(reply) => reply,
+        Err(e) => {
+            failed(tally, error_chain(&e));
+            return None;
+        }
+    };
+    let status = reply.status();
+    let answer = match reply.bytes().await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            failed(tally, error_chain(&e));
+            return None;
+        }
+    };
+    let micros = started.elapsed().as_micros() as u64;
+    if status != expect {
+        let text = format!(
+            "HTTP {}: {}",
+            status.as_u16(),
+            one_line(&String::from_utf8_lossy(&answer))
+        );
+        failed(tally, text);
+        return None;
+    }
+    tally.latency.saturating_record(micros.max(1));
+    Some(answer)
+}
+
 fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Single => "single",
@@ -521,54 +564,25 @@ async fn run_worker(
             body.push_str("]}");
         }
 
-        let started = Instant::now();
-        let sent = spec
+        let request = spec
             .client
             .post(spec.endpoint.clone())
             .header(AUTHORIZATION, spec.auth.clone())
             .header(CONTENT_TYPE, json_type.clone())
-            .body(body)
-            .send()
-            .await;
-        tally.requests += 1;
-        let reply = match sent {
-            Ok(reply) => reply,
-            Err(e) => {
-                tally.failed_requests += 1;
-                tally.fail(|| error_chain(&e));
-                continue;
-            }
-        };
-        let status = reply.status();
-        let answer = match reply.bytes().await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tally.failed_requests += 1;
-                tally.fail(|| error_chain(&e));
-                continue;
-            }
-        };
-        let micros = started.elapsed().as_micros() as u64;
-        if status != reqwest::StatusCode::ACCEPTED {
-            tally.failed_requests += 1;
-            tally.fail(|| {
-                format!(
-                    "HTTP {}: {}",
-                    status.as_u16(),
-                    one_line(&String::from_utf8_lossy(&answer))
-                )
-            });
+            .body(body);
+        let Some(answer) = timed_exchange(&mut tally, request, reqwest::StatusCode::ACCEPTED).await
+        else {
             continue;
-        }
-        tally.latency.saturating_record(micros.max(1));
+        };
+        let answer = answer.as_ref();
         if spec.batch_size == 1 {
-            if contains(&answer, br#""status":"duplicate""#) {
+            if contains(answer, br#""status":"duplicate""#) {
                 tally.duplicates += 1;
             } else {
                 tally.accepted += 1;
             }
         } else {
-            let count = |key: &[u8]| count_after(&answer, key).unwrap_or(0);
+            let count = |key: &[u8]| count_after(answer, key).unwrap_or(0);
             tally.accepted += count(br#""accepted":"#);
             tally.duplicates += count(br#""duplicates":"#);
             let rejected = count(br#""rejected":"#);
@@ -577,7 +591,7 @@ async fn run_worker(
                 tally.fail(|| {
                     format!(
                         "{rejected} events of a batch rejected: {}",
-                        one_line(&String::from_utf8_lossy(&answer))
+                        one_line(&String::from_utf8_lossy(answer))
                     )
                 });
             }

@@ -4,7 +4,7 @@
 
 use super::{
     REQUEST_TIMEOUT, SplitMix64, Tally, Target, base_url, create_bench_tenant, error_chain,
-    one_line, push_event_for, run_id, seed, tenant_jwt,
+    one_line, push_event_for, run_id, seed, tenant_jwt, timed_exchange,
 };
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
@@ -335,45 +335,17 @@ async fn read_worker(spec: Arc<ReadSpec>, deadline: Instant, index: u64) -> anyh
     let mut rng = SplitMix64(seed() ^ index.wrapping_mul(0xbf58_476d_1ce4_e5b9));
     while Instant::now() < deadline {
         let token = &spec.tokens[(rng.next() % spec.tokens.len() as u64) as usize];
-        let started = Instant::now();
-        let sent = spec
+        let request = spec
             .client
             .get(spec.url.clone())
-            .header(AUTHORIZATION, token.clone())
-            .send()
-            .await;
-        tally.requests += 1;
-        let reply = match sent {
-            Ok(reply) => reply,
-            Err(e) => {
-                tally.failed_requests += 1;
-                tally.fail(|| error_chain(&e));
-                continue;
-            }
-        };
-        let status = reply.status();
-        let answer = match reply.bytes().await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tally.failed_requests += 1;
-                tally.fail(|| error_chain(&e));
-                continue;
-            }
-        };
-        let micros = started.elapsed().as_micros() as u64;
-        if status != reqwest::StatusCode::OK {
-            tally.failed_requests += 1;
-            tally.fail(|| {
-                format!(
-                    "HTTP {}: {}",
-                    status.as_u16(),
-                    one_line(&String::from_utf8_lossy(&answer))
-                )
-            });
+            .header(AUTHORIZATION, token.clone());
+        if timed_exchange(&mut tally, request, reqwest::StatusCode::OK)
+            .await
+            .is_none()
+        {
             continue;
         }
         tally.accepted += 1;
-        tally.latency.saturating_record(micros.max(1));
     }
     Ok(tally)
 }
