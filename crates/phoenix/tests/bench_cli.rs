@@ -2,88 +2,30 @@
 //! exactly the events asked for with real tenant JWTs and reports events/s with zero errors; without
 //! credentials it stops with one clear line.
 
-use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Output;
 
-const SECRET: &str = "bench-test-admin-secret";
+mod common;
 
-fn phoenix() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoenix"));
-    // No inherited PHOENIX_* settings, no .env from the working directory.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PHOENIX_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.current_dir(std::env::temp_dir());
-    cmd
+use common::{SECRET, Server, phoenix};
+
+/// Runs `phoenix bench` against a test server.
+trait Bench {
+    fn bench(&self, args: &[&str]) -> Output;
+    fn bench_kind(&self, kind: &str, args: &[&str]) -> Output;
 }
 
-/// A running `phoenix serve` on a free port; killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let mut child = phoenix()
-            .arg("serve")
-            .env("PHOENIX_LISTEN", "127.0.0.1:0")
-            .env("PHOENIX_DATA_DIR", data_dir)
-            .env("PHOENIX_ADMIN_SECRET", SECRET)
-            .env("PHOENIX_LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn phoenix serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Keep draining after the address is known, so the server never blocks on a full pipe.
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("server did not report its address within 30 s");
-            let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if v["fields"]["message"] == "listening" && v["fields"]["listener"] == "combined" {
-                break v["fields"]["addr"].as_str().expect("addr").to_owned();
-            }
-        };
-        Server {
-            child,
-            url: format!("http://{addr}"),
-        }
-    }
-
+impl Bench for Server {
     fn bench(&self, args: &[&str]) -> Output {
         self.bench_kind("ingest", args)
     }
 
     fn bench_kind(&self, kind: &str, args: &[&str]) -> Output {
         phoenix()
-            .args(["bench", kind, "--url", &self.url])
+            .args(["bench", kind, "--url", &self.url("")])
             .args(args)
             .env("PHOENIX_ADMIN_SECRET", SECRET)
             .output()
             .expect("run phoenix bench ingest")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

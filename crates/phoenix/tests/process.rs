@@ -2,88 +2,12 @@
 //! shutdown on SIGTERM, and durability across `kill -9` right after a 201.
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-const SECRET: &str = "process-test-admin-secret";
+mod common;
 
-fn phoenix() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoenix"));
-    // Start from a clean slate: no inherited PHOENIX_* settings, no .env from the working directory.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PHOENIX_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.current_dir(std::env::temp_dir());
-    cmd
-}
-
-/// A running `phoenix serve` whose address was read from its JSON log.
-struct Server {
-    child: Child,
-    addr: String,
-    log: mpsc::Receiver<String>,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let mut child = phoenix()
-            .args(["serve"])
-            .env("PHOENIX_LISTEN", "127.0.0.1:0")
-            .env("PHOENIX_DATA_DIR", data_dir)
-            .env("PHOENIX_ADMIN_SECRET", SECRET)
-            .env("PHOENIX_LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn phoenix");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("server did not report its address within 30 s");
-            let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if v["fields"]["message"] == "listening" && v["fields"]["listener"] == "combined" {
-                break v["fields"]["addr"].as_str().expect("addr").to_owned();
-            }
-        };
-        Server {
-            child,
-            addr,
-            log: rx,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill(); // SIGKILL on unix
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{SECRET, Server, phoenix};
 
 fn client() -> reqwest::Client {
     reqwest::Client::new()
