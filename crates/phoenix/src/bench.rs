@@ -268,6 +268,21 @@ async fn timed_exchange(
     Some(answer)
 }
 
+/// `p50 …, p90 …, p99 …, max …` in milliseconds, or `empty` when nothing was recorded.
+fn latency_line(latency: &Histogram<u64>, empty: &str) -> String {
+    if latency.is_empty() {
+        return empty.to_owned();
+    }
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    format!(
+        "p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        ms(latency.value_at_quantile(0.50)),
+        ms(latency.value_at_quantile(0.90)),
+        ms(latency.value_at_quantile(0.99)),
+        ms(latency.max())
+    )
+}
+
 fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Single => "single",
@@ -710,7 +725,6 @@ impl std::fmt::Display for Report<'_> {
         } else {
             "the time limit"
         };
-        let ms = |q: f64| t.latency.value_at_quantile(q) as f64 / 1000.0;
         writeln!(f, "mode          {}", mode_name(self.mode))?;
         writeln!(f, "concurrency   {}", self.concurrency)?;
         writeln!(f, "batch size    {}", self.batch_size)?;
@@ -738,19 +752,11 @@ impl std::fmt::Display for Report<'_> {
         }
         writeln!(f, "events/s      {:.0}", answered_events as f64 / secs)?;
         writeln!(f, "requests/s    {:.0}", answered_requests as f64 / secs)?;
-        if t.latency.is_empty() {
-            writeln!(f, "latency       no request answered")?;
-        } else {
-            writeln!(
-                f,
-                "latency       p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-                ms(0.50),
-                ms(0.90),
-                ms(0.99),
-                t.latency.max() as f64 / 1000.0
-            )?;
-        }
-        Ok(())
+        writeln!(
+            f,
+            "latency       {}",
+            latency_line(&t.latency, "no request answered")
+        )
     }
 }
 

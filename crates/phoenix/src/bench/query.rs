@@ -4,7 +4,7 @@
 
 use super::{
     REQUEST_TIMEOUT, SplitMix64, Tally, Target, base_url, create_bench_tenant, error_chain,
-    one_line, push_event_for, run_id, seed, tenant_jwt, timed_exchange,
+    latency_line, one_line, push_event_for, run_id, seed, tenant_jwt, timed_exchange,
 };
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
@@ -362,7 +362,6 @@ impl std::fmt::Display for ReadReport<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = self.tally;
         let secs = self.elapsed.as_secs_f64().max(1e-9);
-        let ms = |q: f64| t.latency.value_at_quantile(q) as f64 / 1000.0;
         writeln!(f, "read          {} ({})", self.kind.name(), self.url)?;
         writeln!(f, "concurrency   {}", self.concurrency)?;
         writeln!(f, "measured      {secs:.2} s")?;
@@ -376,18 +375,10 @@ impl std::fmt::Display for ReadReport<'_> {
             writeln!(f, "first error   {first}")?;
         }
         writeln!(f, "reads/s       {:.0}", t.accepted as f64 / secs)?;
-        if t.latency.is_empty() {
-            writeln!(f, "latency       no request answered")?;
-        } else {
-            writeln!(
-                f,
-                "latency       p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-                ms(0.50),
-                ms(0.90),
-                ms(0.99),
-                t.latency.max() as f64 / 1000.0
-            )?;
-        }
-        Ok(())
+        writeln!(
+            f,
+            "latency       {}",
+            latency_line(&t.latency, "no request answered")
+        )
     }
 }

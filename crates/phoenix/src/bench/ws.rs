@@ -8,8 +8,8 @@
 //! of the top N includes event `i` (or already shows it pushed out by later ones).
 
 use super::{
-    LATENCY_MAX_MICROS, REQUEST_TIMEOUT, base_url, create_bench_tenant, error_chain, one_line,
-    push_event_for, run_id, tenant_jwt,
+    LATENCY_MAX_MICROS, REQUEST_TIMEOUT, base_url, create_bench_tenant, error_chain, latency_line,
+    one_line, push_event_for, run_id, tenant_jwt,
 };
 use anyhow::{Context, bail};
 use clap::Args;
@@ -253,7 +253,6 @@ pub async fn run(args: WsArgs, admin_secret: Option<String>) -> anyhow::Result<(
         }
     }
     let errors = post_errors.load(Ordering::Relaxed);
-    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "events        {} posted in {ingest_secs:.2} s ({:.0}/s), {errors} errors",
         total_events - errors,
@@ -263,17 +262,7 @@ pub async fn run(args: WsArgs, admin_secret: Option<String>) -> anyhow::Result<(
     println!(
         "pairs         {pairs} (timed subscriber, event); {missing} never shown, {early} shown before the 202"
     );
-    if latency.is_empty() {
-        println!("latency       no event shown");
-    } else {
-        println!(
-            "latency       p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-            ms(0.50),
-            ms(0.90),
-            ms(0.99),
-            latency.max() as f64 / 1000.0
-        );
-    }
+    println!("latency       {}", latency_line(&latency, "no event shown"));
     println!("closed early  {closed_early}");
     let errors_total = errors + missing + closed_early;
     println!("errors        {errors_total}");
