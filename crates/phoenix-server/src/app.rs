@@ -10,6 +10,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::HeaderName;
 use axum::middleware;
+use axum::serve::ListenerExt;
 use phoenix_store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -236,7 +237,14 @@ impl Application {
         for bound in self.bound {
             let token = shutdown.clone();
             tasks.push(tokio::spawn(async move {
-                let served = axum::serve(bound.listener, bound.router)
+                // Small frames (WebSocket updates, 202s) must not wait behind Nagle and the peer's
+                // delayed ACK.
+                let listener = bound.listener.tap_io(|tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                });
+                let served = axum::serve(listener, bound.router)
                     .with_graceful_shutdown(token.cancelled_owned())
                     .await;
                 if let Err(e) = served {

@@ -91,6 +91,8 @@ pub struct Shared {
     sockets: Arc<tokio::sync::watch::Sender<usize>>,
     /// Serialized first pages of live standings (see `query::cache`).
     pub query_cache: crate::query::cache::PageCache,
+    /// What the live sockets of each watched leaderboard share.
+    pub feeds: crate::query::feed::Feeds,
 }
 
 impl std::ops::Deref for AppState {
@@ -119,6 +121,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             sockets: Arc::new(tokio::sync::watch::channel(0).0),
             query_cache: Default::default(),
+            feeds: Default::default(),
         }))
     }
 

@@ -23,6 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub mod cache;
+pub mod feed;
 pub mod windows;
 pub mod ws;
 

@@ -1,8 +1,10 @@
 //! The live view of one leaderboard over a WebSocket (SPEC §6.1): auth on the upgrade, a snapshot of the
 //! top N, then coalesced diffs so the client holds an exact copy, window roll-overs, pages on request, and
 //! closes with a reason. One task per socket; the scoring path only bumps the store's watch signal, and
-//! each socket reads the standings it needs when it wakes, so a slow client gets fewer, larger updates.
+//! each socket catches up when it wakes, so a slow client gets fewer, larger updates. What every socket
+//! of a board would compute alike (the top entries, the serialized diff) is computed once (`feed`).
 
+use super::feed::{BoardFeed, EntryRef, TopFrame, same};
 use super::{EntryView, Player, WindowView, active, not_found, window_view};
 use crate::auth::{AdminAuth, TenantAuth, TenantVia};
 use crate::error::{ApiError, ErrorEnvelope};
@@ -21,6 +23,8 @@ use phoenix_store::{BoardSignal, BoardState, PageStart, StandingsPage};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -130,6 +134,7 @@ pub async fn watch(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| async move {
+            let feed = state.feeds.feed(&watcher.tenant, &id);
             let session = Session {
                 socket,
                 state,
@@ -138,17 +143,20 @@ pub async fn watch(
                 me: watcher.me,
                 top: DEFAULT_TOP,
                 seq: 0,
-                sent_count: 0,
-                sent: Vec::new(),
+                board: signal.clone(),
+                feed,
+                last_sent: Instant::now(),
+                sent: None,
                 sent_me: None,
                 window: None,
+                window_epoch: 0,
             };
             session.run(signal).await;
             drop(guard);
         }))
 }
 
-/// What the server sends (SPEC §6.1).
+/// What the server sends (SPEC §6.1); `update` is written by `send_update` from the board's shared diff.
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ServerMessage {
@@ -156,12 +164,6 @@ enum ServerMessage {
         seq: u64,
         window: WindowView,
         entries: Vec<EntryView>,
-        me: Option<EntryView>,
-    },
-    Update {
-        seq: u64,
-        entries: Vec<EntryView>,
-        removed: Vec<String>,
         me: Option<EntryView>,
     },
     WindowClosed {
@@ -214,13 +216,31 @@ struct Session {
     me: Option<String>,
     top: u32,
     seq: u64,
-    /// Messages sent so far (of any kind), for the idle ping.
-    sent_count: u64,
-    /// The top N as the client holds it.
-    sent: Vec<Standing>,
+    /// The board's signal, to read its version without waiting on it.
+    board: watch::Receiver<BoardSignal>,
+    /// What this board's sockets share.
+    feed: Arc<BoardFeed>,
+    /// When the last message of any kind went out, for the idle ping.
+    last_sent: Instant,
+    /// The frame the client's copy of the top N was taken from.
+    sent: Option<Arc<TopFrame>>,
     sent_me: Option<Standing>,
     /// The window the client's copy belongs to.
     window: Option<(Window, WindowStatus)>,
+    /// Bumped whenever `window` changes, to re-arm the window's deadline only then.
+    window_epoch: u64,
+}
+
+/// Waits for the board's next change; owns the receiver so the wait survives across `select!` rounds.
+async fn next_change(
+    mut signal: watch::Receiver<BoardSignal>,
+) -> (Option<BoardSignal>, watch::Receiver<BoardSignal>) {
+    let changed = signal
+        .changed()
+        .await
+        .ok()
+        .map(|_| *signal.borrow_and_update());
+    (changed, signal)
 }
 
 impl Session {
@@ -243,11 +263,14 @@ impl Session {
     }
 
     async fn serve(&mut self, mut signal: watch::Receiver<BoardSignal>) -> Result<(), Ending> {
-        let shutdown = self.state.shutdown_signal();
+        let shutdown = self.state.shutdown_signal().cancelled_owned();
+        tokio::pin!(shutdown);
         let coalesce = self.state.config.ws_coalesce;
-        signal.borrow_and_update();
-        check_live(&signal.borrow())?;
+        check_live(&signal.borrow_and_update())?;
         self.send_snapshot().await?;
+        // The waits below live across rounds of the loop: re-creating them every round would re-register
+        // every socket of the board with the same notifier each time one of them wakes.
+        let mut changes = Box::pin(next_change(signal));
         let mut last_update = Instant::now();
         let mut update_due: Option<Instant> = None;
         let idle = tokio::time::sleep(IDLE_PING);
@@ -255,16 +278,25 @@ impl Session {
         let window_check = tokio::time::sleep(self.window_deadline());
         tokio::pin!(window_check);
         loop {
-            let seq_before = self.seq;
-            let count_before = self.sent_count;
+            let epoch_before = self.window_epoch;
             tokio::select! {
-                _ = shutdown.cancelled() => return Err(Ending::Close(1001, "server is shutting down")),
-                changed = signal.changed() => {
-                    if changed.is_err() {
+                _ = &mut shutdown => return Err(Ending::Close(1001, "server is shutting down")),
+                (changed, signal) = &mut changes => {
+                    let Some(changed) = changed else {
                         return Err(self.board_gone().await);
+                    };
+                    check_live(&changed)?;
+                    changes.set(next_change(signal));
+                    if update_due.is_none() {
+                        let due = last_update + coalesce;
+                        let now = Instant::now();
+                        if due <= now {
+                            last_update = now;
+                            self.send_update().await?;
+                        } else {
+                            update_due = Some(due);
+                        }
                     }
-                    check_live(&signal.borrow_and_update())?;
-                    update_due.get_or_insert_with(|| (last_update + coalesce).max(Instant::now()));
                 }
                 _ = async { tokio::time::sleep_until(update_due.unwrap_or_else(Instant::now)).await },
                     if update_due.is_some() => {
@@ -285,14 +317,14 @@ impl Session {
                     Some(Ok(_)) => {}
                 },
                 _ = &mut idle => {
-                    self.send(Message::Ping(Default::default())).await?;
+                    if self.last_sent.elapsed() >= IDLE_PING {
+                        self.send(Message::Ping(Default::default())).await?;
+                    }
+                    idle.as_mut().reset(self.last_sent + IDLE_PING);
                 }
             }
-            // Every message sent resets the idle timer; a new snapshot re-arms the window's deadline.
-            if self.sent_count != count_before {
-                idle.as_mut().reset(Instant::now() + IDLE_PING);
-            }
-            if self.seq != seq_before {
+            // A new window (or status) re-arms its deadline; an elapsed check re-arms itself.
+            if self.window_epoch != epoch_before {
                 window_check
                     .as_mut()
                     .reset(Instant::now() + self.window_deadline());
@@ -306,7 +338,7 @@ impl Session {
 
     /// Sends one message, giving a slow client at most `ws_send_timeout`.
     async fn send(&mut self, message: Message) -> Result<(), Ending> {
-        self.sent_count += 1;
+        self.last_sent = Instant::now();
         match tokio::time::timeout(self.state.config.ws_send_timeout, self.socket.send(message))
             .await
         {
@@ -326,6 +358,14 @@ impl Session {
         self.seq
     }
 
+    fn set_window(&mut self, window: &Window, status: WindowStatus) {
+        let same = matches!(&self.window, Some((w, s)) if w.id == window.id && *s == status);
+        if !same {
+            self.window = Some((window.clone(), status));
+            self.window_epoch += 1;
+        }
+    }
+
     async fn read_top(&mut self, window: Option<&WindowId>) -> Result<StandingsPage, Ending> {
         Ok(self
             .state
@@ -342,6 +382,31 @@ impl Session {
             .ok_or_else(|| not_found(&self.leaderboard))?)
     }
 
+    /// The board's current top entries: shared with the other sockets when one of them already read
+    /// them at the board's current version, otherwise read once and shared.
+    async fn frame(&mut self) -> Result<Arc<TopFrame>, Ending> {
+        let version = self.board.borrow().version;
+        if let Some(frame) = self.feed.latest(version) {
+            return Ok(frame);
+        }
+        let page = self
+            .state
+            .store
+            .standings(
+                &self.tenant,
+                &self.leaderboard,
+                None,
+                PageStart::Rank(1),
+                MAX_TOP,
+            )
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| not_found(&self.leaderboard))?;
+        Ok(self
+            .feed
+            .install(version, page.window, page.status, page.entries))
+    }
+
     async fn read_me(&mut self, window: Option<&WindowId>) -> Result<Option<Standing>, Ending> {
         match &self.me {
             None => Ok(None),
@@ -355,68 +420,64 @@ impl Session {
     }
 
     async fn send_snapshot(&mut self) -> Result<(), Ending> {
-        let page = self.read_top(None).await?;
-        let me = self.read_me(Some(&page.window.id)).await?;
+        let frame = self.frame().await?;
+        let me = self.read_me(Some(&frame.window.id)).await?;
         let seq = self.next_seq();
         let message = ServerMessage::Snapshot {
             seq,
-            window: window_view(&page.window, page.status),
-            entries: page.entries.iter().cloned().map(Into::into).collect(),
+            window: window_view(&frame.window, frame.status),
+            entries: frame
+                .top(self.top)
+                .iter()
+                .cloned()
+                .map(Into::into)
+                .collect(),
             me: me.clone().map(Into::into),
         };
-        self.sent = page.entries;
         self.sent_me = me;
-        self.window = Some((page.window, page.status));
+        self.set_window(&frame.window, frame.status);
+        self.sent = Some(frame);
         self.send_json(&message).await
     }
 
     /// The entries of the top N that changed since the client's copy, and who left it.
     async fn send_update(&mut self) -> Result<(), Ending> {
-        let page = self.read_top(None).await?;
-        if self.window.as_ref().map(|(w, _)| &w.id) != Some(&page.window.id) {
+        let frame = self.frame().await?;
+        let (Some(sent), Some((window, _))) = (&self.sent, &self.window) else {
+            return self.send_snapshot().await;
+        };
+        if window.id != frame.window.id {
             return self.roll_over().await;
         }
-        let me = self.read_me(Some(&page.window.id)).await?;
-        let before: HashMap<&str, &Standing> =
-            self.sent.iter().map(|s| (s.user_id.as_str(), s)).collect();
-        let entries: Vec<EntryView> = page
-            .entries
-            .iter()
-            .filter(|s| {
-                before
-                    .get(s.user_id.as_str())
-                    .is_none_or(|old| !same(old, s))
-            })
-            .cloned()
-            .map(Into::into)
-            .collect();
-        let now: std::collections::HashSet<&str> =
-            page.entries.iter().map(|s| s.user_id.as_str()).collect();
-        let removed: Vec<String> = self
-            .sent
-            .iter()
-            .filter(|s| !now.contains(s.user_id.as_str()))
-            .map(|s| s.user_id.clone())
-            .collect();
+        let body = self.feed.diff(sent, &frame, self.top);
+        let me = self.read_me(Some(&frame.window.id)).await?;
         let me_changed = match (&self.sent_me, &me) {
             (None, None) => false,
             (Some(a), Some(b)) => !same(a, b),
             _ => true,
         };
-        if entries.is_empty() && removed.is_empty() && !me_changed {
+        self.set_window(&frame.window, frame.status);
+        self.sent = Some(frame);
+        if body.is_none() && !me_changed {
             return Ok(());
         }
         let seq = self.next_seq();
-        let message = ServerMessage::Update {
-            seq,
-            entries,
-            removed,
-            me: me.clone().map(Into::into),
+        let me_json = match &me {
+            None => "null".to_owned(),
+            Some(m) => serde_json::to_string(&EntryRef(m))
+                .map_err(|_| Ending::Close(1011, "internal error"))?,
         };
-        self.sent = page.entries;
+        let body = body.as_deref().unwrap_or("\"entries\":[],\"removed\":[]");
+        let mut text = String::with_capacity(body.len() + me_json.len() + 48);
+        // `{"type":"update","seq":N,"entries":[...],"removed":[...],"me":...}`: the shared middle is
+        // serialized once per board change (see `feed`).
+        let _ = write!(text, "{{\"type\":\"update\",\"seq\":{seq},");
+        text.push_str(body);
+        text.push_str(",\"me\":");
+        text.push_str(&me_json);
+        text.push('}');
         self.sent_me = me;
-        self.window = Some((page.window, page.status));
-        self.send_json(&message).await
+        self.send(Message::Text(text.into())).await
     }
 
     /// When the current window is due to change: at its end (or start, while upcoming).
@@ -448,7 +509,7 @@ impl Session {
             Some((w, status)) if w.id == page.window.id => {
                 if *status != page.status {
                     // An upcoming window that opened: same id, nothing closed.
-                    self.window = Some((page.window, page.status));
+                    self.set_window(&page.window, page.status);
                 }
                 Ok(())
             }
@@ -531,11 +592,6 @@ impl Session {
             }
         }
     }
-}
-
-/// Same rank, score and time: the client's copy of the entry is current.
-fn same(a: &Standing, b: &Standing) -> bool {
-    a.rank == b.rank && a.score == b.score && a.updated_at == b.updated_at
 }
 
 fn check_live(signal: &BoardSignal) -> Result<(), Ending> {
