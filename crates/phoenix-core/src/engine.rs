@@ -46,7 +46,8 @@ struct PlayerStat {
 pub struct WindowStandings {
     pub window: Window,
     index: RankIndex,
-    players: HashMap<UserHandle, PlayerStat>,
+    /// Keyed by dense handles: a cheap hash instead of SipHash (every read entry looks its player up).
+    players: hashbrown::HashMap<UserHandle, PlayerStat>,
 }
 
 impl WindowStandings {
@@ -58,7 +59,7 @@ impl WindowStandings {
                 config.ranking.size,
                 config.ranking.min_score,
             ),
-            players: HashMap::new(),
+            players: hashbrown::HashMap::new(),
         }
     }
 
@@ -328,6 +329,19 @@ impl Engine {
                 .position_after(score, seq, user)
                 .saturating_add(1),
         )
+    }
+
+    /// One player's rank in a window; `None` when unranked or without a score.
+    pub fn rank_of(
+        &self,
+        tenant_id: &str,
+        uid: u64,
+        window: &WindowId,
+        user_id: &str,
+    ) -> Option<u32> {
+        let (users, lb) = self.leaderboard(tenant_id, uid)?;
+        let standings = lb.windows.get(window)?;
+        standings.index.rank_of(users.get(user_id)?)
     }
 
     /// One player's ranked entry in a window; `None` when unranked or without a score.

@@ -15,6 +15,7 @@ use phoenix_core::access::{Scope, Scopes, TenantAccess};
 use phoenix_core::ids::TenantId;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use subtle::ConstantTimeEq;
 
 /// Who is calling, for logs and audit (never a secret).
@@ -376,6 +377,39 @@ struct TenantClaims {
     sub: Option<String>,
     sub_type: String,
     sub_id: String,
+    exp: i64,
+}
+
+/// Tenant JWTs verified recently on this worker thread, so a client that sends the same token on every
+/// request (every game client does) pays for parsing and the HMAC once. A hit is re-checked against
+/// the clock (`exp`) and against the tenant's secrets (the one that verified it must still be valid),
+/// so expiry and secret rotation work exactly as without the cache.
+struct VerifiedToken {
+    tenant_id: TenantId,
+    user_id: Option<String>,
+    exp: i64,
+    /// A keyed hash of the secret that verified the token (not the secret itself).
+    secret: u64,
+}
+
+/// Tokens kept per thread; the cache starts over when full.
+const VERIFIED_TOKENS: usize = 4096;
+
+thread_local! {
+    static VERIFIED: std::cell::RefCell<HashMap<Box<str>, VerifiedToken>> =
+        std::cell::RefCell::new(HashMap::new());
+    static SECRET_HASH: std::collections::hash_map::RandomState =
+        std::collections::hash_map::RandomState::new();
+}
+
+fn secret_hash(secret: &str) -> u64 {
+    use std::hash::BuildHasher;
+    SECRET_HASH.with(|h| h.hash_one(secret))
+}
+
+/// Whether `exp` (seconds) has not passed at `now`, with `leeway` seconds of clock skew.
+fn not_expired(exp: i64, leeway: u64, now: Timestamp) -> bool {
+    now.as_second() <= exp.saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX))
 }
 
 impl FromRequestParts<AppState> for TenantAuth {
@@ -432,6 +466,27 @@ impl FromRequestParts<AppState> for TenantAuth {
 
 pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<TenantAuth, ApiError> {
     let bad = || ApiError::Unauthorized("invalid token".into());
+    let leeway = state.config.jwt_leeway_secs.min(60);
+    let now = Timestamp::now();
+    let known = VERIFIED.with_borrow(|cache| {
+        cache
+            .get(token)
+            .filter(|v| not_expired(v.exp, leeway, now))
+            .map(|v| (v.tenant_id.clone(), v.user_id.clone(), v.secret))
+    });
+    if let Some((tenant_id, user_id, secret)) = known {
+        let secrets = state.store.tenant_secrets(tenant_id.as_str()).await?;
+        let still_valid =
+            secrets.is_some_and(|s| s.valid_at(now).any(|k| secret_hash(k) == secret));
+        if still_valid {
+            return Ok(TenantAuth {
+                tenant_id,
+                user_id,
+                via: TenantVia::TenantJwt,
+            });
+        }
+        VERIFIED.with_borrow_mut(|cache| cache.remove(token));
+    }
     if token.split('.').count() != 3 {
         return Err(bad());
     }
@@ -448,7 +503,7 @@ pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<Ten
         .await?
         .ok_or_else(|| ApiError::Unauthorized(format!("unknown tenant '{tenant}'")))?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    validation.leeway = state.config.jwt_leeway_secs.min(60);
+    validation.leeway = leeway;
     validation.validate_exp = true;
     validation.validate_nbf = true;
     validation.validate_aud = false;
@@ -469,9 +524,22 @@ pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<Ten
                     ));
                 }
                 let tenant_id = TenantId::parse(&claims.sub_id).map_err(|_| bad())?;
+                let user_id = claims.sub.filter(|s| !s.is_empty());
+                let verified = VerifiedToken {
+                    tenant_id: tenant_id.clone(),
+                    user_id: user_id.clone(),
+                    exp: claims.exp,
+                    secret: secret_hash(secret),
+                };
+                VERIFIED.with_borrow_mut(|cache| {
+                    if cache.len() >= VERIFIED_TOKENS {
+                        cache.clear();
+                    }
+                    cache.insert(token.into(), verified);
+                });
                 return Ok(TenantAuth {
                     tenant_id,
-                    user_id: claims.sub.filter(|s| !s.is_empty()),
+                    user_id,
                     via: TenantVia::TenantJwt,
                 });
             }
@@ -494,6 +562,16 @@ pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<Ten
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remembered_token_expires_with_its_exp_and_leeway() {
+        let now = Timestamp::from_second(1_000_000).unwrap_or(Timestamp::UNIX_EPOCH);
+        assert!(not_expired(1_000_000, 0, now));
+        assert!(!not_expired(999_999, 0, now));
+        assert!(not_expired(999_970, 30, now));
+        assert!(!not_expired(999_969, 30, now));
+        assert!(not_expired(i64::MAX, u64::MAX, now));
+    }
 
     #[test]
     fn secrets_compare_by_value() {

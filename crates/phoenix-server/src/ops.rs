@@ -5,11 +5,14 @@ use crate::error::{ApiError, ErrorEnvelope};
 use crate::state::AppState;
 use axum::Extension;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use utoipa::ToSchema;
@@ -109,14 +112,11 @@ pub fn prometheus() -> &'static PrometheusHandle {
 
 /// The route template a request matched, carried on the response for the metrics middleware.
 #[derive(Clone)]
-struct RouteLabel(String);
+struct RouteLabel(MatchedPath);
 
 /// Route layer: records which route template matched.
 pub(crate) async fn tag_route(req: Request, next: Next) -> Response {
-    let label = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
+    let label = req.extensions().get::<MatchedPath>().cloned();
     let mut response = next.run(req).await;
     if let Some(label) = label {
         response.extensions_mut().insert(RouteLabel(label));
@@ -124,19 +124,97 @@ pub(crate) async fn tag_route(req: Request, next: Next) -> Response {
     response
 }
 
+/// One route's metric handles for one method, by status.
+struct RouteMetrics {
+    method: Method,
+    latency: Histogram,
+    by_status: Vec<(u16, Counter)>,
+}
+
+thread_local! {
+    /// Metric handles by route, per worker thread: registering labels costs allocations and a shared
+    /// registry lookup, which every request would otherwise pay.
+    static HANDLES: RefCell<HashMap<String, Vec<RouteMetrics>>> = RefCell::new(HashMap::new());
+}
+
 /// Outer middleware: counts every request by route and status and observes its latency.
 pub(crate) async fn track_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = req.method().clone();
     let response = next.run(req).await;
     let route = response
         .extensions()
         .get::<RouteLabel>()
-        .map_or_else(|| "unmatched".to_owned(), |r| r.0.clone());
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!(LATENCY, "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+        .map_or("unmatched", |r| r.0.as_str());
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed().as_secs_f64();
+    HANDLES.with_borrow_mut(|handles| {
+        if !handles.contains_key(route) {
+            handles.insert(route.to_owned(), Vec::new());
+        }
+        let Some(by_method) = handles.get_mut(route) else {
+            return;
+        };
+        let index = match by_method.iter().position(|m| m.method == method) {
+            Some(i) => i,
+            None => {
+                by_method.push(RouteMetrics {
+                    latency: metrics::histogram!(LATENCY, "method" => method.as_str().to_owned(),
+                        "route" => route.to_owned()),
+                    method: method.clone(),
+                    by_status: Vec::new(),
+                });
+                by_method.len() - 1
+            }
+        };
+        let m = &mut by_method[index];
+        m.latency.record(elapsed);
+        match m.by_status.iter().find(|(s, _)| *s == status) {
+            Some((_, counter)) => counter.increment(1),
+            None => {
+                let counter = metrics::counter!(REQUESTS, "method" => method.as_str().to_owned(),
+                    "route" => route.to_owned(), "status" => status.to_string());
+                counter.increment(1);
+                m.by_status.push((status, counter));
+            }
+        }
+    });
     response
+}
+
+/// Request ids for requests that come without one: a random per-process prefix and a counter. Unique,
+/// and unlike a random UUID per request, no system call on every request.
+#[derive(Clone)]
+pub(crate) struct RequestIds {
+    prefix: Arc<str>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RequestIds {
+    pub(crate) fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        RequestIds {
+            prefix: format!("{:016x}", h.finish()).into(),
+            next: Arc::default(),
+        }
+    }
+}
+
+impl tower_http::request_id::MakeRequestId for RequestIds {
+    fn make_request_id<B>(
+        &mut self,
+        _: &axum::http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
 }

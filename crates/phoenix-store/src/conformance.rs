@@ -195,6 +195,13 @@ pub async fn leaderboards(store: &dyn Store, prefix: &str) {
     assert_eq!(patched.status, LeaderboardStatus::Inactive);
     assert_eq!(patched.description, None);
     assert_eq!(patched.name, "XP");
+    assert_eq!(
+        store
+            .leaderboard_status(t.as_str(), "xp-weekly")
+            .await
+            .unwrap(),
+        Some(LeaderboardStatus::Inactive)
+    );
     assert!(patched.updated_at >= lb.updated_at);
 
     let removed = store
@@ -209,6 +216,13 @@ pub async fn leaderboards(store: &dyn Store, prefix: &str) {
             .await
             .unwrap()
             .is_none()
+    );
+    assert_eq!(
+        store
+            .leaderboard_status(t.as_str(), "xp-weekly")
+            .await
+            .unwrap(),
+        None
     );
     // A deleted id can be created again: version 1 and a new uid, so its windows never mix.
     let again = store.create_leaderboard(new).await.unwrap();
@@ -315,6 +329,30 @@ pub async fn scoring(store: &dyn Store, prefix: &str) {
             .unwrap()
             .is_none()
     );
+    let around = |user: &str, radius: u32, count: u32| {
+        let start = crate::PageStart::Around {
+            user_id: user.into(),
+            radius,
+        };
+        let store = &store;
+        let t = t.as_str();
+        async move {
+            store
+                .standings(t, "points", None, start, count)
+                .await
+                .unwrap()
+                .expect("the leaderboard exists")
+                .entries
+                .iter()
+                .map(|e| e.user_id.clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(around("ann", 5, 11).await, ["ben", "ann"]);
+    assert_eq!(around("ben", 0, 1).await, ["ben"]);
+    assert_eq!(around("ben", 1, 3).await, ["ben", "ann"]);
+    assert_eq!(around("ann", 1, 1).await, ["ben"]);
+    assert!(around("nobody", 5, 11).await.is_empty());
     assert!(
         store
             .standings(t.as_str(), "missing", None, crate::PageStart::Rank(1), 10)

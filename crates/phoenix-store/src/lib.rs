@@ -12,7 +12,8 @@ mod signatures;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use model::{
-    ApiKey, Leaderboard, LeaderboardPatch, NewApiKey, NewLeaderboard, Tenant, TenantSecrets,
+    ApiKey, Leaderboard, LeaderboardPatch, LeaderboardStatus, NewApiKey, NewLeaderboard, Tenant,
+    TenantSecrets,
 };
 use phoenix_core::engine::Standing;
 use phoenix_core::event::Event;
@@ -91,6 +92,9 @@ pub enum PageStart {
         seq: u64,
         user_id: String,
     },
+    /// Around this player: from `radius` ranks above to `radius` below (fewer at the edges), at most
+    /// `count` entries. No entries when the player has no rank in the window.
+    Around { user_id: String, radius: u32 },
 }
 
 /// A page of one window's ranked standings.
@@ -214,6 +218,17 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &str,
         leaderboard_id: &str,
     ) -> StoreResult<Option<Leaderboard>>;
+    /// A live leaderboard's status, without its record (the check every player read makes).
+    async fn leaderboard_status(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+    ) -> StoreResult<Option<LeaderboardStatus>> {
+        Ok(self
+            .get_leaderboard(tenant_id, leaderboard_id)
+            .await?
+            .map(|lb| lb.status))
+    }
     /// Applies a metadata patch, bumping `version` and `updated_at`.
     async fn update_leaderboard(
         &self,

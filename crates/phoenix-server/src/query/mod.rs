@@ -211,8 +211,8 @@ fn not_found(id: &str) -> ApiError {
 
 /// The leaderboard if the tenant has it and it is active (players see nothing else).
 async fn active(state: &AppState, tenant: &str, id: &str) -> Result<(), ApiError> {
-    match state.store.get_leaderboard(tenant, id).await? {
-        Some(lb) if lb.status == LeaderboardStatus::Active => Ok(()),
+    match state.store.leaderboard_status(tenant, id).await? {
+        Some(LeaderboardStatus::Active) => Ok(()),
         _ => Err(not_found(id)),
     }
 }
@@ -353,7 +353,11 @@ async fn entry_of(
         .standing_of(tenant, id, None, user)
         .await?
         .map(Into::into)
-        .ok_or_else(|| ApiError::NotFound(format!("'{user}' has no rank on leaderboard '{id}'")))
+        .ok_or_else(|| no_rank(user, id))
+}
+
+fn no_rank(user: &str, id: &str) -> ApiError {
+    ApiError::NotFound(format!("'{user}' has no rank on leaderboard '{id}'"))
 }
 
 /// The caller's entry in the current window, or 404.
@@ -406,18 +410,21 @@ pub async fn around(
     } else {
         user_id
     };
-    let center = entry_of(&state, player.tenant(), &id, &user_id).await?;
-    let from = center.rank.saturating_sub(radius).max(1);
-    let count = center.rank - from + radius + 1;
     let p = page(
         &state,
         player.tenant(),
         &id,
         None,
-        PageStart::Rank(from),
-        count,
+        PageStart::Around {
+            user_id: user_id.clone(),
+            radius,
+        },
+        radius * 2 + 1,
     )
     .await?;
+    if p.entries.is_empty() {
+        return Err(no_rank(&user_id, &id));
+    }
     Ok(Json(AroundView {
         leaderboard_id: id,
         window: window_view(&p.window, p.status),

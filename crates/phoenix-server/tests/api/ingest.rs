@@ -189,6 +189,31 @@ async fn the_previous_secret_signs_during_the_grace_period_only() {
         .expect_unauthorized();
 }
 
+/// Verified tokens are remembered per thread: the same token string must still be refused once the
+/// secret that signed it is rotated out.
+#[tokio::test]
+async fn a_token_that_verified_is_refused_once_its_secret_is_rotated_out() {
+    let app = spawn_app().await;
+    let old = tenant_with_board(&app, "t-rot2", "sum").await;
+    let token = tenant_jwt(&old, "t-rot2", "s", 60);
+    for id in ["h1", "h2"] {
+        post(&app, "/v1/events", &token, &event(id, "carol", 1.0))
+            .await
+            .expect(StatusCode::ACCEPTED);
+    }
+    app.admin_json(
+        Method::POST,
+        "/tenants/t-rot2/secret:rotate",
+        &json!({"grace_period_seconds": 0}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    post(&app, "/v1/events", &token, &event("h3", "carol", 1.0))
+        .await
+        .expect_unauthorized();
+    assert_eq!(score_of(&app, "t-rot2", "carol").await, Some(2.0));
+}
+
 #[tokio::test]
 async fn the_admin_secret_ingests_for_the_tenant_named_in_x_tenant_id() {
     let app = spawn_app().await;

@@ -55,22 +55,34 @@ pub enum OpenError {
 }
 
 /// The 1-based rank a page starting at `start` begins with.
-fn start_rank(
+/// Where a page starts and how many entries it may hold; `None` when it is empty by definition (around
+/// a player without a rank).
+fn page_bounds(
     engine: &phoenix_core::engine::Engine,
     tenant_id: &str,
     uid: u64,
     window: &WindowId,
     start: PageStart,
-) -> u32 {
+    count: u32,
+) -> Option<(u32, u32)> {
     match start {
-        PageStart::Rank(rank) => rank.max(1),
+        PageStart::Rank(rank) => Some((rank.max(1), count)),
         PageStart::After {
             score,
             seq,
             user_id,
-        } => engine
-            .rank_after(tenant_id, uid, window, score, seq, &user_id)
-            .unwrap_or(1),
+        } => Some((
+            engine
+                .rank_after(tenant_id, uid, window, score, seq, &user_id)
+                .unwrap_or(1),
+            count,
+        )),
+        PageStart::Around { user_id, radius } => {
+            let rank = engine.rank_of(tenant_id, uid, window, &user_id)?;
+            let from = rank.saturating_sub(radius).max(1);
+            let span = (rank - from).saturating_add(radius).saturating_add(1);
+            Some((from, span.min(count)))
+        }
     }
 }
 
@@ -517,7 +529,8 @@ impl Store for EmbeddedStore {
                 None => return Ok(None),
             },
         };
-        let from_rank = start_rank(&engine, tenant_id, uid, &window.id, start);
+        let (from_rank, count) =
+            page_bounds(&engine, tenant_id, uid, &window.id, start, count).unwrap_or((1, 0));
         let (entries, total_entries) = engine
             .page(tenant_id, uid, &window.id, from_rank, count)
             .unwrap_or_default();
@@ -572,7 +585,8 @@ impl Store for EmbeddedStore {
         else {
             return Ok(None);
         };
-        let from_rank = start_rank(&engine, tenant_id, uid, window, start);
+        let (from_rank, count) =
+            page_bounds(&engine, tenant_id, uid, window, start, count).unwrap_or((1, 0));
         let (entries, total_entries) = engine
             .page(tenant_id, uid, window, from_rank, count)
             .unwrap_or_default();
@@ -852,6 +866,17 @@ impl Store for EmbeddedStore {
         leaderboard_id: &str,
     ) -> StoreResult<Option<Leaderboard>> {
         Ok(self.read().leaderboard(tenant_id, leaderboard_id).cloned())
+    }
+
+    async fn leaderboard_status(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: &str,
+    ) -> StoreResult<Option<LeaderboardStatus>> {
+        Ok(self
+            .read()
+            .leaderboard(tenant_id, leaderboard_id)
+            .map(|lb| lb.status))
     }
 
     async fn update_leaderboard(

@@ -21,6 +21,8 @@ pub enum ReadKind {
     Top,
     /// `GET /v1/leaderboards/{id}/around/me?radius=<radius>` as a random ranked player.
     Around,
+    /// `GET /livez`: no auth, no store, a tiny body; the HTTP floor the other reads stand on.
+    Livez,
 }
 
 impl ReadKind {
@@ -28,6 +30,7 @@ impl ReadKind {
         match self {
             ReadKind::Top => "top",
             ReadKind::Around => "around",
+            ReadKind::Livez => "livez",
         }
     }
 }
@@ -169,6 +172,7 @@ pub async fn run(args: QueryArgs, admin_secret: Option<String>) -> anyhow::Resul
         let url = match kind {
             ReadKind::Top => format!("{board_url}?limit={}", args.limit),
             ReadKind::Around => format!("{board_url}/around/me?radius={}", args.radius),
+            ReadKind::Livez => format!("{}/livez", target.base),
         };
         let url = reqwest::Url::parse(&url).with_context(|| format!("'{url}' is not a URL"))?;
         let spec = Arc::new(ReadSpec {
