@@ -45,8 +45,15 @@ pub enum BenchCommand {
     /// encodes the event's index. --sample subscribers time every frame; the rest read and discard.
     #[command(verbatim_doc_comment)]
     Ws(ws::WsArgs),
+    /// Measure one small write to each of many loopback TCP sockets: the floor under `bench ws`.
+    ///
+    /// Needs no server. Opens --sockets connected pairs on 127.0.0.1, then writes --bytes to every
+    /// socket, --rounds times, from one thread, and reports the median and best round.
+    #[command(verbatim_doc_comment)]
+    SendFloor(floor::FloorArgs),
 }
 
+mod floor;
 mod query;
 mod ws;
 
@@ -107,6 +114,7 @@ pub async fn run(command: BenchCommand, admin_secret: Option<String>) -> anyhow:
         BenchCommand::Ingest(args) => ingest(args, admin_secret).await,
         BenchCommand::Query(args) => query::run(args, admin_secret).await,
         BenchCommand::Ws(args) => ws::run(args, admin_secret).await,
+        BenchCommand::SendFloor(args) => floor::run(args).await,
     }
 }
 

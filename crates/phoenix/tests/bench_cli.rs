@@ -156,6 +156,8 @@ fn bench_query_and_bench_ws_drive_a_real_server() {
             "4",
             "--jwt-pool",
             "20",
+            "--read",
+            "top,around,livez",
         ],
     );
     let report = assert_success(&out);
@@ -163,6 +165,7 @@ fn bench_query_and_bench_ws_drive_a_real_server() {
     assert!(report.contains("ranked        1500 entries"), "{report}");
     assert!(report.contains("read          top"), "{report}");
     assert!(report.contains("read          around"), "{report}");
+    assert!(report.contains("read          livez"), "{report}");
     for errors in report.lines().filter_map(|l| l.strip_prefix("errors")) {
         assert_eq!(errors.trim(), "0", "{report}");
     }
@@ -196,4 +199,21 @@ fn bench_query_and_bench_ws_drive_a_real_server() {
         "{report}"
     );
     assert!(report_line(&report, "latency").contains("p99"), "{report}");
+}
+
+#[test]
+fn bench_send_floor_needs_no_server() {
+    let out = phoenix()
+        .args(["bench", "send-floor", "--sockets", "50", "--rounds", "3"])
+        .output()
+        .expect("run phoenix bench send-floor");
+    let report = assert_success(&out);
+    assert!(
+        report.contains("send floor    50 sockets, 3 rounds"),
+        "{report}"
+    );
+    assert!(
+        report_line(&report, "round").contains("per write"),
+        "{report}"
+    );
 }

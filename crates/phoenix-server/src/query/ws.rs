@@ -272,7 +272,12 @@ impl Session {
         // every socket of the board with the same notifier each time one of them wakes.
         let mut changes = Box::pin(next_change(signal));
         let mut last_update = Instant::now();
-        let mut update_due: Option<Instant> = None;
+        // Armed while an update waits out the coalescing interval. Meanwhile the socket does not wake
+        // for further changes (the update reads the latest state anyway): at 1000 changes/s and
+        // thousands of sockets, those wake-ups alone would saturate the server.
+        let mut update_pending = false;
+        let coalescing = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(coalescing);
         let idle = tokio::time::sleep(IDLE_PING);
         tokio::pin!(idle);
         let window_check = tokio::time::sleep(self.window_deadline());
@@ -281,26 +286,29 @@ impl Session {
             let epoch_before = self.window_epoch;
             tokio::select! {
                 _ = &mut shutdown => return Err(Ending::Close(1001, "server is shutting down")),
-                (changed, signal) = &mut changes => {
+                (changed, signal) = &mut changes, if !update_pending => {
                     let Some(changed) = changed else {
                         return Err(self.board_gone().await);
                     };
                     check_live(&changed)?;
                     changes.set(next_change(signal));
-                    if update_due.is_none() {
-                        let due = last_update + coalesce;
-                        let now = Instant::now();
-                        if due <= now {
-                            last_update = now;
-                            self.send_update().await?;
-                        } else {
-                            update_due = Some(due);
-                        }
+                    let due = last_update + coalesce;
+                    let now = Instant::now();
+                    if due <= now {
+                        last_update = now;
+                        self.send_update().await?;
+                    } else {
+                        update_pending = true;
+                        coalescing.as_mut().reset(due);
                     }
                 }
-                _ = async { tokio::time::sleep_until(update_due.unwrap_or_else(Instant::now)).await },
-                    if update_due.is_some() => {
-                    update_due = None;
+                _ = &mut coalescing, if update_pending => {
+                    update_pending = false;
+                    // What happened to the board while this socket was not listening.
+                    if self.board.has_changed().is_err() {
+                        return Err(self.board_gone().await);
+                    }
+                    check_live(&self.board.borrow())?;
                     last_update = Instant::now();
                     self.send_update().await?;
                 }
