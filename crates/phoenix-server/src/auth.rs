@@ -445,6 +445,10 @@ impl FromRequestParts<AppState> for TenantAuth {
                 ));
             }
         };
+        // A tenant JWT this thread verified recently: no need to compare it with the admin secret.
+        if let Some(auth) = remembered_tenant_jwt(token, state).await? {
+            return Ok(auth);
+        }
         if let Some(secret) = &state.config.admin_secret
             && secrets_equal(token, secret)
         {
@@ -464,8 +468,12 @@ impl FromRequestParts<AppState> for TenantAuth {
     }
 }
 
-pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<TenantAuth, ApiError> {
-    let bad = || ApiError::Unauthorized("invalid token".into());
+/// The tenant JWT if this thread verified exactly this token before and it still holds: not expired,
+/// and the secret that verified it is still one of the tenant's valid secrets.
+async fn remembered_tenant_jwt(
+    token: &str,
+    state: &AppState,
+) -> Result<Option<TenantAuth>, ApiError> {
     let leeway = state.config.jwt_leeway_secs.min(60);
     let now = Timestamp::now();
     let known = VERIFIED.with_borrow(|cache| {
@@ -474,19 +482,27 @@ pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<Ten
             .filter(|v| not_expired(v.exp, leeway, now))
             .map(|v| (v.tenant_id.clone(), v.user_id.clone(), v.secret))
     });
-    if let Some((tenant_id, user_id, secret)) = known {
-        let secrets = state.store.tenant_secrets(tenant_id.as_str()).await?;
-        let still_valid =
-            secrets.is_some_and(|s| s.valid_at(now).any(|k| secret_hash(k) == secret));
-        if still_valid {
-            return Ok(TenantAuth {
-                tenant_id,
-                user_id,
-                via: TenantVia::TenantJwt,
-            });
-        }
-        VERIFIED.with_borrow_mut(|cache| cache.remove(token));
+    let Some((tenant_id, user_id, secret)) = known else {
+        return Ok(None);
+    };
+    let secrets = state.store.tenant_secrets(tenant_id.as_str()).await?;
+    if secrets.is_some_and(|s| s.valid_at(now).any(|k| secret_hash(k) == secret)) {
+        return Ok(Some(TenantAuth {
+            tenant_id,
+            user_id,
+            via: TenantVia::TenantJwt,
+        }));
     }
+    VERIFIED.with_borrow_mut(|cache| cache.remove(token));
+    Ok(None)
+}
+
+pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<TenantAuth, ApiError> {
+    if let Some(auth) = remembered_tenant_jwt(token, state).await? {
+        return Ok(auth);
+    }
+    let bad = || ApiError::Unauthorized("invalid token".into());
+    let leeway = state.config.jwt_leeway_secs.min(60);
     if token.split('.').count() != 3 {
         return Err(bad());
     }
