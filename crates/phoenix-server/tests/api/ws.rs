@@ -375,6 +375,76 @@ async fn snapshot_plus_updates_is_an_exact_copy_of_the_top_n_after_a_burst() {
     assert!(copy.last_seq >= 2, "updates were sent");
 }
 
+/// Sockets of one board share the top read and the serialized diffs (`query/feed.rs`): clients that
+/// watch different N, read at different paces, or re-subscribe mid-burst must each still end with an
+/// exact copy of their own top N.
+#[tokio::test]
+async fn clients_with_different_n_and_pace_each_keep_an_exact_copy() {
+    let mut config = test_config();
+    config.ws_coalesce = Duration::from_millis(5);
+    let app = spawn_app_with(config).await;
+    let secret = board(&app, "ws-shared", "lb").await;
+    let token = jwt(&secret, "ws-shared", "q07");
+    post_scores(&app, &token, &[("q00", 5.0), ("q01", 6.0)], "seed").await;
+
+    let path = "/v1/leaderboards/lb/ws";
+    let mut clients = Vec::new();
+    for top in [3u32, 10, 25, 10] {
+        let mut socket = connect(&app, path, &token).await;
+        let mut copy = Copy::default();
+        copy.apply(&next_json(&mut socket).await);
+        if top != 10 {
+            send_json(&mut socket, json!({"type": "subscribe", "top": top})).await;
+            copy.apply(&next_json(&mut socket).await);
+        }
+        clients.push((top, socket, copy));
+    }
+    for round in 0..10u32 {
+        let scores: Vec<(String, f64)> = (0..6u32)
+            .map(|i| {
+                let user = format!("q{:02}", (round * 7 + i * 3) % 40);
+                (user, f64::from((round * 13 + i * 29) % 97))
+            })
+            .collect();
+        let refs: Vec<(&str, f64)> = scores.iter().map(|(u, s)| (u.as_str(), *s)).collect();
+        post_scores(&app, &token, &refs, &format!("s{round}")).await;
+        // The first three clients read as they go; the last one only at the end (it lags behind).
+        for (_, socket, copy) in clients.iter_mut().take(3) {
+            while let Ok(Some(Ok(Message::Text(text)))) =
+                tokio::time::timeout(Duration::from_millis(30), socket.next()).await
+            {
+                copy.apply(&serde_json::from_str(text.as_str()).expect("JSON"));
+            }
+        }
+        if round == 4 {
+            // A re-subscription mid-burst starts the client over from a fresh snapshot.
+            let (top, socket, copy) = &mut clients[1];
+            *top = 7;
+            send_json(socket, json!({"type": "subscribe", "top": 7})).await;
+            loop {
+                let message = next_json(socket).await;
+                let snapshot = message["type"] == "snapshot";
+                copy.apply(&message);
+                if snapshot {
+                    break;
+                }
+            }
+        }
+    }
+    for (top, socket, copy) in &mut clients {
+        let expected = rest_top(&app, &token, *top).await;
+        let started = std::time::Instant::now();
+        while copy.sorted() != expected {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "top {top}: the copy never matched: {:?} vs {expected:?}",
+                copy.sorted()
+            );
+            copy.apply(&next_json(socket).await);
+        }
+    }
+}
+
 #[tokio::test]
 async fn subscribe_pages_pings_and_malformed_messages() {
     let app = spawn_app_with(fast_config()).await;
