@@ -377,7 +377,8 @@ struct TenantClaims {
     sub: Option<String>,
     sub_type: String,
     sub_id: String,
-    exp: i64,
+    /// A NumericDate: RFC 7519 allows fractions (validation has already checked it).
+    exp: f64,
 }
 
 /// Tenant JWTs verified recently on this worker thread, so a client that sends the same token on every
@@ -544,7 +545,8 @@ pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<Ten
                 let verified = VerifiedToken {
                     tenant_id: tenant_id.clone(),
                     user_id: user_id.clone(),
-                    exp: claims.exp,
+                    // Rounded down: the remembered token never outlives the real `exp`.
+                    exp: claims.exp.floor() as i64,
                     secret: secret_hash(secret),
                 };
                 VERIFIED.with_borrow_mut(|cache| {

@@ -79,6 +79,10 @@ pub enum BoardState {
 pub struct BoardSignal {
     pub version: u64,
     pub state: BoardState,
+    /// How many times the board left `Active` since the signal was created: a watcher that compares it
+    /// with what it saw first notices a deactivation even if the board was active again by the time it
+    /// looked.
+    pub deactivations: u64,
 }
 
 /// Where a page of standings starts.

@@ -8,11 +8,13 @@ use phoenix_core::engine::Standing;
 #[cfg(test)]
 use phoenix_core::window::WindowId;
 use phoenix_core::window::{Window, WindowStatus};
+use phoenix_store::BoardSignal;
 use serde::Serialize;
 use serde::ser::SerializeStruct;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::watch;
 
 /// Serialized diffs kept per board; enough for every copy the board's sockets hold while they catch up.
 const MAX_DIFFS: usize = 1024;
@@ -24,16 +26,24 @@ pub struct Feeds {
 }
 
 impl Feeds {
-    /// The feed of a board, shared with every other socket on it.
-    pub fn feed(&self, tenant: &str, leaderboard: &str) -> Arc<BoardFeed> {
+    /// The feed of a board, shared with every other socket watching the same board: the same signal
+    /// channel (a leaderboard deleted and created again under the same id is another board).
+    pub fn feed(
+        &self,
+        tenant: &str,
+        leaderboard: &str,
+        signal: &watch::Receiver<BoardSignal>,
+    ) -> Arc<BoardFeed> {
         let mut boards = self.boards.lock().unwrap_or_else(|p| p.into_inner());
         let key = (tenant.to_owned(), leaderboard.to_owned());
-        if let Some(feed) = boards.get(&key).and_then(Weak::upgrade) {
+        if let Some(feed) = boards.get(&key).and_then(Weak::upgrade)
+            && feed.signal.same_channel(signal)
+        {
             return feed;
         }
         // Forget boards nobody watches any more before adding one.
         boards.retain(|_, feed| feed.strong_count() > 0);
-        let feed = Arc::new(BoardFeed::default());
+        let feed = Arc::new(BoardFeed::new(signal.clone()));
         boards.insert(key, Arc::downgrade(&feed));
         feed
     }
@@ -78,14 +88,24 @@ struct Diffs {
 }
 
 /// One board's shared state for its live sockets.
-#[derive(Default)]
 pub struct BoardFeed {
+    /// The board's signal: frame versions are versions of this channel.
+    signal: watch::Receiver<BoardSignal>,
     latest: Mutex<Option<Arc<TopFrame>>>,
     diffs: Mutex<Diffs>,
     next_id: AtomicU64,
 }
 
 impl BoardFeed {
+    pub fn new(signal: watch::Receiver<BoardSignal>) -> Self {
+        BoardFeed {
+            signal,
+            latest: Mutex::default(),
+            diffs: Mutex::default(),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
     /// The newest frame if it reflects at least `version` and its window is still current.
     pub fn latest(&self, version: u64) -> Option<Arc<TopFrame>> {
         let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
@@ -230,9 +250,31 @@ mod tests {
         assert_eq!(diff_body(&after, &after), None);
     }
 
+    fn channel() -> (watch::Sender<BoardSignal>, watch::Receiver<BoardSignal>) {
+        watch::channel(BoardSignal {
+            version: 0,
+            state: phoenix_store::BoardState::Active,
+            deactivations: 0,
+        })
+    }
+
+    #[test]
+    fn a_board_created_again_under_the_same_id_gets_a_new_feed() {
+        let feeds = Feeds::default();
+        let (_old_tx, old) = channel();
+        let first = feeds.feed("t", "lb", &old);
+        assert!(Arc::ptr_eq(&first, &feeds.feed("t", "lb", &old.clone())));
+        // The old board's feed is still held (by a socket that is closing) when the id is reused.
+        let (_new_tx, new) = channel();
+        let second = feeds.feed("t", "lb", &new);
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(Arc::ptr_eq(&second, &feeds.feed("t", "lb", &new)));
+    }
+
     #[test]
     fn a_diff_is_computed_once_and_shared() {
-        let feed = BoardFeed::default();
+        let (_tx, rx) = channel();
+        let feed = BoardFeed::new(rx);
         let window = Window {
             id: WindowId::parse("all").unwrap_or_else(|| unreachable!()),
             starts_at: None,

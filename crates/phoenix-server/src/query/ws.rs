@@ -134,7 +134,7 @@ pub async fn watch(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| async move {
-            let feed = state.feeds.feed(&watcher.tenant, &id);
+            let feed = state.feeds.feed(&watcher.tenant, &id, &signal);
             let session = Session {
                 socket,
                 state,
@@ -150,6 +150,7 @@ pub async fn watch(
                 sent_me: None,
                 window: None,
                 window_epoch: 0,
+                deactivations: 0,
             };
             session.run(signal).await;
             drop(guard);
@@ -229,6 +230,8 @@ struct Session {
     window: Option<(Window, WindowStatus)>,
     /// Bumped whenever `window` changes, to re-arm the window's deadline only then.
     window_epoch: u64,
+    /// The board signal's deactivation count when the socket opened.
+    deactivations: u64,
 }
 
 /// Waits for the board's next change; owns the receiver so the wait survives across `select!` rounds.
@@ -266,7 +269,9 @@ impl Session {
         let shutdown = self.state.shutdown_signal().cancelled_owned();
         tokio::pin!(shutdown);
         let coalesce = self.state.config.ws_coalesce;
-        check_live(&signal.borrow_and_update())?;
+        let opened = *signal.borrow_and_update();
+        self.deactivations = opened.deactivations;
+        check_live(&opened, self.deactivations)?;
         self.send_snapshot().await?;
         // The waits below live across rounds of the loop: re-creating them every round would re-register
         // every socket of the board with the same notifier each time one of them wakes.
@@ -290,7 +295,7 @@ impl Session {
                     let Some(changed) = changed else {
                         return Err(self.board_gone().await);
                     };
-                    check_live(&changed)?;
+                    check_live(&changed, self.deactivations)?;
                     changes.set(next_change(signal));
                     let due = last_update + coalesce;
                     let now = Instant::now();
@@ -308,7 +313,7 @@ impl Session {
                     if self.board.has_changed().is_err() {
                         return Err(self.board_gone().await);
                     }
-                    check_live(&self.board.borrow())?;
+                    check_live(&self.board.borrow(), self.deactivations)?;
                     last_update = Instant::now();
                     self.send_update().await?;
                 }
@@ -457,6 +462,13 @@ impl Session {
         if window.id != frame.window.id {
             return self.roll_over().await;
         }
+        // Two reads at the same signal version may hold different states (a durable group is visible a
+        // moment before its signal): never step back to the older one; the next version brings the rest.
+        let frame = if frame.version == sent.version && frame.id != sent.id {
+            Arc::clone(sent)
+        } else {
+            frame
+        };
         let body = self.feed.diff(sent, &frame, self.top);
         let me = self.read_me(Some(&frame.window.id)).await?;
         let me_changed = match (&self.sent_me, &me) {
@@ -602,11 +614,16 @@ impl Session {
     }
 }
 
-fn check_live(signal: &BoardSignal) -> Result<(), Ending> {
+/// Whether the board is still live for a socket that saw `deactivations` when it opened: one that was
+/// deactivated since, even if active again by now, closes the socket.
+fn check_live(signal: &BoardSignal, deactivations: u64) -> Result<(), Ending> {
     match signal.state {
-        BoardState::Active => Ok(()),
-        BoardState::Inactive => Err(Ending::Close(4404, "leaderboard was deactivated")),
         BoardState::Deleted => Err(Ending::Close(4410, "leaderboard was deleted")),
+        BoardState::Inactive => Err(Ending::Close(4404, "leaderboard was deactivated")),
+        BoardState::Active if signal.deactivations != deactivations => {
+            Err(Ending::Close(4404, "leaderboard was deactivated"))
+        }
+        BoardState::Active => Ok(()),
     }
 }
 

@@ -594,3 +594,28 @@ async fn auth_disabled_lets_health_through_without_credentials() {
     let reply = send(app.get("/health")).await;
     assert_health(&reply, "unauthenticated");
 }
+
+/// RFC 7519 NumericDates may carry fractions (JavaScript backends often sign `Date.now() / 1000 + 3600`).
+#[tokio::test]
+async fn a_tenant_jwt_with_a_fractional_exp_is_accepted_and_still_expires() {
+    let app = spawn_app().await;
+    let secret = app.create_tenant("t-frac").await;
+    let now = now_secs() as f64;
+    let token = |exp: f64| {
+        admin_jwt(
+            &secret,
+            &json!({"sub": "p1", "sub_type": "tenant", "sub_id": "t-frac", "iat": now, "exp": exp}),
+        )
+    };
+    for _ in 0..2 {
+        send(
+            app.get("/v1/leaderboards")
+                .bearer_auth(token(now + 3600.25)),
+        )
+        .await
+        .expect(StatusCode::OK);
+    }
+    send(app.get("/v1/leaderboards").bearer_auth(token(now - 3600.5)))
+        .await
+        .expect_unauthorized();
+}

@@ -204,6 +204,9 @@ impl Folded {
                 tx.send_modify(|s| {
                     s.version += 1;
                     if let Some(state) = state {
+                        if state != BoardState::Active && s.state == BoardState::Active {
+                            s.deactivations += 1;
+                        }
                         s.state = state;
                     }
                 });
@@ -229,6 +232,7 @@ impl Folded {
                     } else {
                         BoardState::Inactive
                     },
+                    deactivations: 0,
                 })
                 .0
             })
