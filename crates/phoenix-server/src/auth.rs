@@ -399,13 +399,16 @@ const VERIFIED_TOKENS: usize = 4096;
 thread_local! {
     static VERIFIED: std::cell::RefCell<HashMap<Box<str>, VerifiedToken>> =
         std::cell::RefCell::new(HashMap::new());
-    static SECRET_HASH: std::collections::hash_map::RandomState =
-        std::collections::hash_map::RandomState::new();
 }
+
+/// One key for the whole process: a request that moves to another worker thread between looking a token
+/// up and checking its secret must compute the same hash.
+static SECRET_HASH: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+    std::sync::OnceLock::new();
 
 fn secret_hash(secret: &str) -> u64 {
     use std::hash::BuildHasher;
-    SECRET_HASH.with(|h| h.hash_one(secret))
+    SECRET_HASH.get_or_init(Default::default).hash_one(secret)
 }
 
 /// Whether `exp` (seconds) has not passed at `now`, with `leeway` seconds of clock skew.
