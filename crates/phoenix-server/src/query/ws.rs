@@ -379,20 +379,24 @@ impl Session {
         }
     }
 
-    async fn read_top(&mut self, window: Option<&WindowId>) -> Result<StandingsPage, Ending> {
+    /// One page of the board's standings (the current window when `window` is `None`).
+    async fn read_page(
+        &mut self,
+        window: Option<&WindowId>,
+        start: PageStart,
+        count: u32,
+    ) -> Result<StandingsPage, Ending> {
         Ok(self
             .state
             .store
-            .standings(
-                &self.tenant,
-                &self.leaderboard,
-                window,
-                PageStart::Rank(1),
-                self.top,
-            )
+            .standings(&self.tenant, &self.leaderboard, window, start, count)
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| not_found(&self.leaderboard))?)
+    }
+
+    async fn read_top(&mut self, window: Option<&WindowId>) -> Result<StandingsPage, Ending> {
+        self.read_page(window, PageStart::Rank(1), self.top).await
     }
 
     /// The board's current top entries: shared with the other sockets when one of them already read
@@ -402,19 +406,7 @@ impl Session {
         if let Some(frame) = self.feed.latest(version) {
             return Ok(frame);
         }
-        let page = self
-            .state
-            .store
-            .standings(
-                &self.tenant,
-                &self.leaderboard,
-                None,
-                PageStart::Rank(1),
-                MAX_TOP,
-            )
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| not_found(&self.leaderboard))?;
+        let page = self.read_page(None, PageStart::Rank(1), MAX_TOP).await?;
         Ok(self
             .feed
             .install(version, page.window, page.status, page.entries))
@@ -590,18 +582,8 @@ impl Session {
                     return self.send_error("page: is too large".into()).await;
                 };
                 let read = self
-                    .state
-                    .store
-                    .standings(
-                        &self.tenant,
-                        &self.leaderboard,
-                        None,
-                        PageStart::Rank(from),
-                        page_size,
-                    )
-                    .await
-                    .map_err(ApiError::from)?
-                    .ok_or_else(|| not_found(&self.leaderboard))?;
+                    .read_page(None, PageStart::Rank(from), page_size)
+                    .await?;
                 let seq = self.next_seq();
                 let message = ServerMessage::Page {
                     seq,
