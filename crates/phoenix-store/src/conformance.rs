@@ -1,7 +1,10 @@
 //! The conformance suite every [`Store`] backend must pass. Each check uses fresh ids (with `prefix`), so
 //! the suite can run against a shared database as well as a fresh embedded data dir.
 
-use crate::model::{LeaderboardPatch, LeaderboardStatus, NewApiKey, NewLeaderboard};
+use crate::model::{
+    LeaderboardPatch, LeaderboardStatus, NewApiKey, NewLeaderboard, NewUser, RefreshOutcome, Role,
+    SessionTokens, UserPatch,
+};
 use crate::{Store, StoreError};
 use jiff::{SignedDuration, Timestamp};
 use phoenix_core::access::{Scope, Scopes, TenantAccess};
@@ -19,6 +22,179 @@ pub async fn run_all(store: &dyn Store, prefix: &str) {
     api_keys(store, prefix).await;
     leaderboards(store, prefix).await;
     scoring(store, prefix).await;
+    users_and_sessions(store, prefix).await;
+}
+
+fn token_pair(seed: &str, access_for: SignedDuration) -> SessionTokens {
+    let now = Timestamp::now();
+    SessionTokens {
+        access_hash: Sha256::digest(format!("access-{seed}")).into(),
+        access_expires_at: now + access_for,
+        refresh_hash: Sha256::digest(format!("refresh-{seed}")).into(),
+        refresh_expires_at: now + SignedDuration::from_hours(1),
+    }
+}
+
+/// Console users, and sessions whose refresh tokens work once: reuse revokes the family; a new password
+/// or deleting the user ends every session.
+pub async fn users_and_sessions(store: &dyn Store, prefix: &str) {
+    let name = format!("{prefix}-alice");
+    let new = |role| NewUser {
+        username: name.clone(),
+        role,
+        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+    };
+    let alice = store
+        .create_user(new(Role::Admin))
+        .await
+        .expect("create user");
+    assert_eq!(alice.role, Role::Admin);
+    let dup = store.create_user(new(Role::Viewer)).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert!(store.list_users().await.unwrap().contains(&alice));
+    assert_eq!(
+        store.user_password_hash(&name).await.unwrap().as_deref(),
+        Some("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA")
+    );
+
+    // Login, then a refresh: the old pair stops working, the new one works.
+    let first = token_pair(&format!("{prefix}-1"), SignedDuration::from_mins(15));
+    let session = store
+        .start_session(&name, first.clone())
+        .await
+        .unwrap()
+        .expect("user exists");
+    assert_eq!(session.user.username, name);
+    let by_access = store.session_by_access(&first.access_hash).await.unwrap();
+    assert_eq!(
+        by_access.map(|s| s.family_id),
+        Some(session.family_id.clone())
+    );
+    let second = token_pair(&format!("{prefix}-2"), SignedDuration::from_mins(15));
+    let outcome = store
+        .refresh_session(&first.refresh_hash, second.clone())
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, RefreshOutcome::Rotated(ref u) if u.username == name),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        store.session_by_access(&first.access_hash).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .session_by_access(&second.access_hash)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Reusing the spent refresh token revokes the whole family, the new pair included.
+    let third = token_pair(&format!("{prefix}-3"), SignedDuration::from_mins(15));
+    let reuse = store
+        .refresh_session(&first.refresh_hash, third.clone())
+        .await
+        .unwrap();
+    assert_eq!(reuse, RefreshOutcome::Reused);
+    assert_eq!(
+        store.session_by_access(&second.access_hash).await.unwrap(),
+        None
+    );
+    let after = store
+        .refresh_session(&second.refresh_hash, third)
+        .await
+        .unwrap();
+    assert_eq!(after, RefreshOutcome::Invalid);
+
+    // Expired access tokens do not work; a role change applies to live sessions at once.
+    let expired = token_pair(&format!("{prefix}-4"), SignedDuration::from_secs(-1));
+    store.start_session(&name, expired.clone()).await.unwrap();
+    assert_eq!(
+        store.session_by_access(&expired.access_hash).await.unwrap(),
+        None
+    );
+    let live = token_pair(&format!("{prefix}-5"), SignedDuration::from_mins(15));
+    store.start_session(&name, live.clone()).await.unwrap();
+    let patched = store
+        .update_user(
+            &name,
+            UserPatch {
+                role: Some(Role::Viewer),
+                password_hash: None,
+            },
+        )
+        .await
+        .unwrap()
+        .expect("user exists");
+    assert_eq!(patched.role, Role::Viewer);
+    let now_viewer = store.session_by_access(&live.access_hash).await.unwrap();
+    assert_eq!(now_viewer.map(|s| s.user.role), Some(Role::Viewer));
+
+    // Logout (revoke by either token) ends the family.
+    assert!(store.revoke_session(&live.refresh_hash).await.unwrap());
+    assert!(!store.revoke_session(&live.access_hash).await.unwrap());
+    assert_eq!(
+        store.session_by_access(&live.access_hash).await.unwrap(),
+        None
+    );
+
+    // A new password ends every session; so does deleting the user.
+    let six = token_pair(&format!("{prefix}-6"), SignedDuration::from_mins(15));
+    store.start_session(&name, six.clone()).await.unwrap();
+    store
+        .update_user(
+            &name,
+            UserPatch {
+                role: None,
+                password_hash: Some("$argon2id$new".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.session_by_access(&six.access_hash).await.unwrap(),
+        None
+    );
+    let seven = token_pair(&format!("{prefix}-7"), SignedDuration::from_mins(15));
+    store.start_session(&name, seven.clone()).await.unwrap();
+    let removed = store
+        .delete_user(&name)
+        .await
+        .unwrap()
+        .expect("user exists");
+    assert_eq!(removed.username, name);
+    assert_eq!(
+        store.session_by_access(&seven.access_hash).await.unwrap(),
+        None
+    );
+    assert_eq!(store.get_user(&name).await.unwrap(), None);
+    assert!(
+        store
+            .start_session(&name, token_pair("gone", SignedDuration::from_mins(1)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .update_user(&name, UserPatch::default())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.delete_user(&name).await.unwrap(), None);
+
+    // A user kept for the persistence checks.
+    store
+        .create_user(NewUser {
+            username: format!("{prefix}-kept"),
+            role: Role::Viewer,
+            password_hash: "$argon2id$kept".into(),
+        })
+        .await
+        .unwrap();
 }
 
 pub async fn tenants(store: &dyn Store, prefix: &str) {

@@ -12,8 +12,8 @@ mod signatures;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use model::{
-    ApiKey, Leaderboard, LeaderboardPatch, LeaderboardStatus, NewApiKey, NewLeaderboard, Tenant,
-    TenantSecrets,
+    ApiKey, ConsoleSession, Leaderboard, LeaderboardPatch, LeaderboardStatus, NewApiKey,
+    NewLeaderboard, NewUser, RefreshOutcome, SessionTokens, Tenant, TenantSecrets, User, UserPatch,
 };
 use phoenix_core::engine::Standing;
 use phoenix_core::event::Event;
@@ -246,6 +246,41 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &str,
         leaderboard_id: &str,
     ) -> StoreResult<Option<Leaderboard>>;
+
+    /// Creates a console user. Conflict if the username exists.
+    async fn create_user(&self, new: NewUser) -> StoreResult<User>;
+    /// Users ordered by username.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    async fn get_user(&self, username: &str) -> StoreResult<Option<User>>;
+    /// The user's password hash (a PHC string), for verifying a login only.
+    async fn user_password_hash(&self, username: &str) -> StoreResult<Option<String>>;
+    /// Applies a patch, bumping `updated_at`. A new password revokes every session of the user.
+    async fn update_user(&self, username: &str, patch: UserPatch) -> StoreResult<Option<User>>;
+    /// Deletes a user and revokes every session of theirs; returns the removed record.
+    async fn delete_user(&self, username: &str) -> StoreResult<Option<User>>;
+
+    /// Starts a session family for `username` with its first token pair. `None` if the user is gone.
+    async fn start_session(
+        &self,
+        username: &str,
+        tokens: SessionTokens,
+    ) -> StoreResult<Option<ConsoleSession>>;
+    /// The live session an access token (by its hash) belongs to: not expired, family not revoked, user
+    /// still there.
+    async fn session_by_access(
+        &self,
+        access_hash: &[u8; 32],
+    ) -> StoreResult<Option<ConsoleSession>>;
+    /// Spends a refresh token (by its hash) and installs `tokens` in its family, exactly once: a
+    /// second use of the same token revokes the family.
+    async fn refresh_session(
+        &self,
+        refresh_hash: &[u8; 32],
+        tokens: SessionTokens,
+    ) -> StoreResult<RefreshOutcome>;
+    /// Revokes the family of an access or refresh token (by hash): its access and refresh tokens stop
+    /// working at once. False when no live session had that token.
+    async fn revoke_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool>;
 }
 
 /// Wall-clock time for record timestamps, at microsecond precision so it round-trips through any backend.

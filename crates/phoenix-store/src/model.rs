@@ -126,3 +126,82 @@ pub struct LeaderboardPatch {
     pub description: Option<Option<String>>,
     pub status: Option<LeaderboardStatus>,
 }
+
+/// A console user's role (SPEC §3.6): `ADMIN` may do everything, `VIEWER` only read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Role {
+    Admin,
+    Viewer,
+}
+
+impl Role {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "ADMIN" => Some(Self::Admin),
+            "VIEWER" => Some(Self::Viewer),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "ADMIN",
+            Role::Viewer => "VIEWER",
+        }
+    }
+}
+
+/// A console user as listed and read. The password hash is kept apart and never serialized here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub username: String,
+    pub role: Role,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What creating a user needs: the password already hashed (a PHC string, e.g. argon2id).
+#[derive(Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub role: Role,
+    pub password_hash: String,
+}
+
+/// A change to a user. A new password ends every session the user has.
+#[derive(Clone, Default)]
+pub struct UserPatch {
+    pub role: Option<Role>,
+    pub password_hash: Option<String>,
+}
+
+/// One pair of console tokens, kept by their SHA-256 only. A login starts a family; each refresh
+/// replaces the pair within the family.
+#[derive(Debug, Clone)]
+pub struct SessionTokens {
+    pub access_hash: [u8; 32],
+    pub access_expires_at: Timestamp,
+    pub refresh_hash: [u8; 32],
+    pub refresh_expires_at: Timestamp,
+}
+
+/// The session an access token belongs to, with the user as they are now (a role change applies at
+/// once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsoleSession {
+    pub user: User,
+    pub family_id: String,
+    pub expires_at: Timestamp,
+}
+
+/// What became of a refresh.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefreshOutcome {
+    /// The old refresh token is spent and the new pair is live.
+    Rotated(User),
+    /// The token was already spent: its whole family is now revoked.
+    Reused,
+    /// Unknown, expired, or of a revoked family (or its user is gone).
+    Invalid,
+}

@@ -20,6 +20,7 @@ async fn embedded_store_passes_conformance_and_survives_reopen() {
             store.list_tenants().await.unwrap(),
             store.list_api_keys().await.unwrap(),
             store.list_leaderboards(None).await.unwrap(),
+            store.list_users().await.unwrap(),
             store
                 .standings(
                     "emb-score",
@@ -47,6 +48,8 @@ async fn embedded_store_passes_conformance_and_survives_reopen() {
     let lbs = store.list_leaderboards(None).await.unwrap();
     assert_eq!(lbs, before.2);
     assert_eq!(lbs[0].uid, before.2[0].uid);
+    assert_eq!(store.list_users().await.unwrap(), before.3);
+    assert!(!before.3.is_empty());
     assert_eq!(
         store
             .tenant_secrets("emb-t1")
@@ -54,7 +57,7 @@ async fn embedded_store_passes_conformance_and_survives_reopen() {
             .unwrap()
             .unwrap()
             .current,
-        before.4
+        before.5
     );
     // Standings are rebuilt from the log exactly, and ids stay deduplicated.
     assert_eq!(
@@ -69,7 +72,7 @@ async fn embedded_store_passes_conformance_and_survives_reopen() {
             .await
             .unwrap()
             .unwrap(),
-        before.3
+        before.4
     );
     // Secrets are sealed: the plaintext never reaches the disk.
     let log = std::fs::read(dir.path().join("wal.log")).unwrap();

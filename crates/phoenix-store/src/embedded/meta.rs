@@ -1,6 +1,7 @@
 //! The metadata state machine of the embedded store: tenants, API keys and leaderboards as the fold of
 //! their change records. Sealed secrets stay sealed here; only the store's accessors unseal them.
 
+use super::console::{Console, ConsoleSnapshot, parse_hash};
 use crate::model::*;
 use jiff::Timestamp;
 use phoenix_core::ids::{LeaderboardId, TenantId};
@@ -51,6 +52,40 @@ pub(super) enum MetaRecord {
         leaderboard_id: LeaderboardId,
         at: Timestamp,
     },
+    UserCreated {
+        user: User,
+        password_hash: String,
+    },
+    UserUpdated {
+        username: String,
+        role: Option<Role>,
+        password_hash: Option<String>,
+        at: Timestamp,
+    },
+    UserDeleted {
+        username: String,
+    },
+    /// A login: a new session family with its first token pair (hashes, hex).
+    SessionStarted {
+        family_id: String,
+        username: String,
+        access_hash: String,
+        access_expires_at: Timestamp,
+        refresh_hash: String,
+        refresh_expires_at: Timestamp,
+    },
+    /// A refresh: `spent` is used up and the new pair replaces the family's tokens.
+    SessionRefreshed {
+        family_id: String,
+        spent: String,
+        access_hash: String,
+        access_expires_at: Timestamp,
+        refresh_hash: String,
+        refresh_expires_at: Timestamp,
+    },
+    SessionRevoked {
+        family_id: String,
+    },
 }
 
 pub(super) struct TenantEntry {
@@ -79,6 +114,8 @@ pub(super) struct State {
     pub(super) initialized: bool,
     /// The sealed known value of the `Init` record, kept so a snapshot can check the master key too.
     pub(super) key_check: Option<String>,
+    /// Console users and their sessions.
+    pub(super) console: Console,
 }
 
 impl State {
@@ -179,6 +216,53 @@ impl State {
                     .ok_or("delete of unknown leaderboard")?;
                 self.deleted.insert(lb.uid, (lb, at));
             }
+            MetaRecord::UserCreated {
+                user,
+                password_hash,
+            } => self.console.create_user(user, password_hash),
+            MetaRecord::UserUpdated {
+                username,
+                role,
+                password_hash,
+                at,
+            } => self
+                .console
+                .update_user(&username, role, password_hash, at)?,
+            MetaRecord::UserDeleted { username } => self.console.delete_user(&username)?,
+            MetaRecord::SessionStarted {
+                family_id,
+                username,
+                access_hash,
+                access_expires_at,
+                refresh_hash,
+                refresh_expires_at,
+            } => {
+                let tokens = SessionTokens {
+                    access_hash: parse_hash(&access_hash)?,
+                    access_expires_at,
+                    refresh_hash: parse_hash(&refresh_hash)?,
+                    refresh_expires_at,
+                };
+                self.console.start_session(family_id, username, &tokens);
+            }
+            MetaRecord::SessionRefreshed {
+                family_id,
+                spent,
+                access_hash,
+                access_expires_at,
+                refresh_hash,
+                refresh_expires_at,
+            } => {
+                let tokens = SessionTokens {
+                    access_hash: parse_hash(&access_hash)?,
+                    access_expires_at,
+                    refresh_hash: parse_hash(&refresh_hash)?,
+                    refresh_expires_at,
+                };
+                self.console
+                    .refresh_session(family_id, parse_hash(&spent)?, &tokens)?;
+            }
+            MetaRecord::SessionRevoked { family_id } => self.console.revoke_family(&family_id),
         }
         Ok(())
     }
@@ -237,6 +321,9 @@ pub(super) struct MetaSnapshot {
     next_uid: u64,
     initialized: bool,
     key_check: Option<String>,
+    /// Absent in snapshots written before console users existed.
+    #[serde(default)]
+    console: ConsoleSnapshot,
 }
 
 impl State {
@@ -284,6 +371,7 @@ impl State {
             next_uid: self.next_uid,
             initialized: self.initialized,
             key_check: self.key_check.clone(),
+            console: self.console.snapshot(),
         }
     }
 
@@ -293,6 +381,7 @@ impl State {
             next_uid: snap.next_uid,
             initialized: snap.initialized,
             key_check: snap.key_check,
+            console: Console::restore(snap.console)?,
             ..State::default()
         };
         for t in snap.tenants {

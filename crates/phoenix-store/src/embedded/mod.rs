@@ -4,6 +4,7 @@
 //! thread, and only then acknowledged, so readers never see a change that is not yet durable. The data
 //! dir is locked so a second process cannot open it.
 
+mod console;
 mod dedupe;
 mod meta;
 mod snapshot;
@@ -930,5 +931,144 @@ impl Store for EmbeddedStore {
         })
         .await?;
         Ok(Some(lb))
+    }
+
+    async fn create_user(&self, new: NewUser) -> StoreResult<User> {
+        let _gate = self.write_gate.lock().await;
+        if self.read().console.user(&new.username).is_some() {
+            return Err(StoreError::Conflict(format!(
+                "user '{}' already exists",
+                new.username
+            )));
+        }
+        let at = now();
+        let user = User {
+            username: new.username,
+            role: new.role,
+            created_at: at,
+            updated_at: at,
+        };
+        self.commit(MetaRecord::UserCreated {
+            user: user.clone(),
+            password_hash: new.password_hash,
+        })
+        .await?;
+        Ok(user)
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        Ok(self.read().console.users().cloned().collect())
+    }
+
+    async fn get_user(&self, username: &str) -> StoreResult<Option<User>> {
+        Ok(self.read().console.user(username).cloned())
+    }
+
+    async fn user_password_hash(&self, username: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .read()
+            .console
+            .password_hash(username)
+            .map(str::to_owned))
+    }
+
+    async fn update_user(&self, username: &str, patch: UserPatch) -> StoreResult<Option<User>> {
+        let _gate = self.write_gate.lock().await;
+        if self.read().console.user(username).is_none() {
+            return Ok(None);
+        }
+        self.commit(MetaRecord::UserUpdated {
+            username: username.to_owned(),
+            role: patch.role,
+            password_hash: patch.password_hash,
+            at: now(),
+        })
+        .await?;
+        Ok(self.read().console.user(username).cloned())
+    }
+
+    async fn delete_user(&self, username: &str) -> StoreResult<Option<User>> {
+        let _gate = self.write_gate.lock().await;
+        let Some(user) = self.read().console.user(username).cloned() else {
+            return Ok(None);
+        };
+        self.commit(MetaRecord::UserDeleted {
+            username: username.to_owned(),
+        })
+        .await?;
+        Ok(Some(user))
+    }
+
+    async fn start_session(
+        &self,
+        username: &str,
+        tokens: SessionTokens,
+    ) -> StoreResult<Option<ConsoleSession>> {
+        let _gate = self.write_gate.lock().await;
+        let Some(user) = self.read().console.user(username).cloned() else {
+            return Ok(None);
+        };
+        let family_id = crate::seal::random_hex::<16>();
+        self.commit(MetaRecord::SessionStarted {
+            family_id: family_id.clone(),
+            username: username.to_owned(),
+            access_hash: console::hash_hex(&tokens.access_hash),
+            access_expires_at: tokens.access_expires_at,
+            refresh_hash: console::hash_hex(&tokens.refresh_hash),
+            refresh_expires_at: tokens.refresh_expires_at,
+        })
+        .await?;
+        Ok(Some(ConsoleSession {
+            user,
+            family_id,
+            expires_at: tokens.access_expires_at,
+        }))
+    }
+
+    async fn session_by_access(
+        &self,
+        access_hash: &[u8; 32],
+    ) -> StoreResult<Option<ConsoleSession>> {
+        Ok(self.read().console.session_by_access(access_hash, now()))
+    }
+
+    async fn refresh_session(
+        &self,
+        refresh_hash: &[u8; 32],
+        tokens: SessionTokens,
+    ) -> StoreResult<RefreshOutcome> {
+        // Under the write gate: two refreshes with the same token cannot both see it unspent.
+        let _gate = self.write_gate.lock().await;
+        let lookup = self.read().console.lookup_refresh(refresh_hash, now());
+        match lookup {
+            console::RefreshLookup::Unknown => Ok(RefreshOutcome::Invalid),
+            console::RefreshLookup::Spent { family_id } => {
+                self.commit(MetaRecord::SessionRevoked { family_id })
+                    .await?;
+                Ok(RefreshOutcome::Reused)
+            }
+            console::RefreshLookup::Live { family_id, user } => {
+                self.commit(MetaRecord::SessionRefreshed {
+                    family_id,
+                    spent: console::hash_hex(refresh_hash),
+                    access_hash: console::hash_hex(&tokens.access_hash),
+                    access_expires_at: tokens.access_expires_at,
+                    refresh_hash: console::hash_hex(&tokens.refresh_hash),
+                    refresh_expires_at: tokens.refresh_expires_at,
+                })
+                .await?;
+                Ok(RefreshOutcome::Rotated(user))
+            }
+        }
+    }
+
+    async fn revoke_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {
+        let _gate = self.write_gate.lock().await;
+        let Some(family_id) = self.read().console.live_family_of(token_hash) else {
+            return Ok(false);
+        };
+        self.commit(MetaRecord::SessionRevoked { family_id })
+            .await?;
+        Ok(true)
     }
 }
