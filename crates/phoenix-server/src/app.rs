@@ -244,7 +244,11 @@ impl Application {
                         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                     }
                 });
-                let served = axum::serve(listener, bound.router)
+                // The peer's address reaches handlers as `ConnectInfo` (login throttling by address).
+                let service = bound
+                    .router
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                let served = axum::serve(listener, service)
                     .with_graceful_shutdown(token.cancelled_owned())
                     .await;
                 if let Err(e) = served {

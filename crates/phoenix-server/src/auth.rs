@@ -5,6 +5,7 @@
 
 use crate::body::RawBody;
 use crate::error::ApiError;
+use crate::session;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::{HeaderMap, header, request::Parts};
@@ -13,6 +14,7 @@ use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use phoenix_core::access::{Scope, Scopes, TenantAccess};
 use phoenix_core::ids::TenantId;
+use phoenix_store::model::Role;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -32,6 +34,11 @@ pub enum Principal {
     TenantHmac {
         tenant_id: String,
     },
+    /// A console user's session (access token as Bearer or cookie).
+    ConsoleUser {
+        username: String,
+        role: Role,
+    },
     /// `PHOENIX_AUTH_ENABLED=false`: nobody was checked.
     Unauthenticated,
 }
@@ -43,6 +50,7 @@ impl Principal {
             Principal::ApiKey { .. } => "api_key",
             Principal::AdminJwt { .. } => "admin_jwt",
             Principal::TenantHmac { .. } => "tenant_hmac",
+            Principal::ConsoleUser { .. } => "console_user",
             Principal::Unauthenticated => "unauthenticated",
         }
     }
@@ -54,6 +62,8 @@ pub struct AdminAuth {
     pub principal: Principal,
     pub scopes: Scopes,
     pub tenants: TenantAccess,
+    /// A console VIEWER: reads everything, writes nothing (every write is 403).
+    pub read_only: bool,
 }
 
 impl AdminAuth {
@@ -62,7 +72,26 @@ impl AdminAuth {
             principal,
             scopes: Scopes::all(),
             tenants: TenantAccess::All,
+            read_only: false,
         }
+    }
+
+    /// What a console user's role grants: an ADMIN everything; a VIEWER every read.
+    fn console(username: String, role: Role) -> Self {
+        AdminAuth {
+            read_only: role == Role::Viewer,
+            ..AdminAuth::full(Principal::ConsoleUser { username, role })
+        }
+    }
+
+    /// 403 unless the caller may manage console users (SPEC §10: a console ADMIN or the `admin` scope).
+    pub fn require_user_admin(&self) -> Result<(), ApiError> {
+        if self.read_only {
+            return Err(ApiError::Forbidden(
+                "managing users needs the ADMIN role".into(),
+            ));
+        }
+        self.require(Scope::Admin)
     }
 
     /// 403 unless the caller holds `scope`.
@@ -103,6 +132,9 @@ impl FromRequestParts<AppState> for AdminAuth {
         }
         let auth = authenticate(parts, state).await?;
         tracing::debug!(principal = auth.principal.kind(), "authenticated");
+        if auth.read_only && !session::is_read(&parts.method) {
+            return Err(ApiError::Forbidden("the VIEWER role is read-only".into()));
+        }
         Ok(auth)
     }
 }
@@ -117,6 +149,15 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiE
     }
     if let Some(value) = header_str(headers, header::AUTHORIZATION.as_str())? {
         return token_auth(bearer_token(value)?, state, true).await;
+    }
+    // A console session by cookie: a browser sends it on its own, so writes must prove they come from
+    // the console's page (double-submit CSRF token).
+    if let Some(token) = session::cookie(headers, session::ACCESS_COOKIE) {
+        let auth = console_auth(token, state).await?;
+        if !session::is_read(&parts.method) {
+            session::check_csrf(headers)?;
+        }
+        return Ok(auth);
     }
     Err(ApiError::Unauthorized(
         "missing credentials: send X-API-Key, Authorization: Bearer, or an HMAC signature".into(),
@@ -168,10 +209,25 @@ pub(crate) async fn token_auth(
     if token.starts_with("pk_") {
         return api_key_auth(token, state).await;
     }
+    if token.starts_with(session::ACCESS_PREFIX) {
+        return console_auth(token, state).await;
+    }
     if bearer && token.split('.').count() == 3 {
         return admin_jwt_auth(token, state).await;
     }
     Err(ApiError::Unauthorized("invalid credentials".into()))
+}
+
+/// A console access token: its session must be live; the user's current role applies.
+async fn console_auth(token: &str, state: &AppState) -> Result<AdminAuth, ApiError> {
+    let found = state
+        .store
+        .session_by_access(&session::token_hash(token))
+        .await?;
+    let session = found.ok_or_else(|| {
+        ApiError::Unauthorized("the session has expired or was ended; log in again".into())
+    })?;
+    Ok(AdminAuth::console(session.user.username, session.user.role))
 }
 
 async fn api_key_auth(key: &str, state: &AppState) -> Result<AdminAuth, ApiError> {
@@ -185,6 +241,7 @@ async fn api_key_auth(key: &str, state: &AppState) -> Result<AdminAuth, ApiError
         principal: Principal::ApiKey { key_id: key.key_id },
         scopes: key.scopes,
         tenants: key.tenant_ids,
+        read_only: false,
     })
 }
 
@@ -270,6 +327,7 @@ async fn admin_jwt_auth(token: &str, state: &AppState) -> Result<AdminAuth, ApiE
         },
         scopes: key.scopes,
         tenants: key.tenant_ids,
+        read_only: false,
     })
 }
 
@@ -352,6 +410,7 @@ async fn hmac_auth(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiErro
         },
         scopes: hmac_scopes(),
         tenants: TenantAccess::one(tenant_id),
+        read_only: false,
     })
 }
 
@@ -431,8 +490,14 @@ impl FromRequestParts<AppState> for TenantAuth {
             Ok(header_str(headers, "x-user-id")?.map(|u| u.trim().to_owned()))
         };
         if !state.config.auth_enabled {
+            // Development mode: X-Tenant-Id, or else (for events) the body's `tenant_id`.
+            let tenant_id = match (header_str(headers, "x-tenant-id")?, body_tenant(parts)) {
+                (None, Some(raw)) => TenantId::parse(raw.trim())
+                    .map_err(|e| ApiError::Unauthorized(format!("tenant_id: {}", e.0)))?,
+                _ => named_tenant()?,
+            };
             return Ok(TenantAuth {
-                tenant_id: named_tenant()?,
+                tenant_id,
                 user_id: named_user()?,
                 via: TenantVia::Unauthenticated,
             });
@@ -470,6 +535,18 @@ impl FromRequestParts<AppState> for TenantAuth {
         }
         tenant_jwt_auth(token, state).await
     }
+}
+
+/// In development mode, the tenant an event body names: its `tenant_id`, or for a batch the top-level
+/// `tenant_id` or else the first event's (the whole batch goes to that tenant).
+fn body_tenant(parts: &Parts) -> Option<String> {
+    if !parts.uri.path().starts_with("/v1/events") {
+        return None;
+    }
+    let body = parts.extensions.get::<RawBody>()?;
+    let value: serde_json::Value = serde_json::from_slice(&body.0).ok()?;
+    let named = |v: &serde_json::Value| v.get("tenant_id")?.as_str().map(str::to_owned);
+    named(&value).or_else(|| named(value.get("events")?.get(0)?))
 }
 
 /// The tenant JWT if this thread verified exactly this token before and it still holds: not expired,

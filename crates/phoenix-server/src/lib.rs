@@ -1,16 +1,20 @@
-//! The Phoenix server: axum gateways (Admin now; Ingestion and Query with their issues), auth
-//! extractors, the error envelope, and the application that binds listeners and shuts down gracefully.
+//! The Phoenix server: the Admin, Ingestion and Query gateways (axum), the web console, auth
+//! extractors and console sessions, the error envelope, and the application that binds listeners and
+//! shuts down gracefully.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod error;
 pub mod ingest;
 pub mod ops;
 pub mod query;
+pub mod session;
 pub mod state;
+pub mod throttle;
 
 pub use app::{Application, BindError, Gateway, openapi};
 pub use error::ApiError;

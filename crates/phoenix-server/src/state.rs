@@ -39,6 +39,10 @@ pub struct ServerConfig {
     pub ws_coalesce: Duration,
     /// How long one WebSocket send may wait for a slow client before it is closed with 1013.
     pub ws_send_timeout: Duration,
+    /// Lifetime of a console access token (SPEC §3.6: 15 min).
+    pub access_token_ttl: SignedDuration,
+    /// Lifetime of a console refresh token (SPEC §3.6: 7 days).
+    pub refresh_token_ttl: SignedDuration,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -72,6 +76,8 @@ impl ServerConfig {
             dedupe_horizon: SignedDuration::from_hours(24 * 7),
             ws_coalesce: Duration::from_millis(100),
             ws_send_timeout: Duration::from_secs(5),
+            access_token_ttl: SignedDuration::from_mins(15),
+            refresh_token_ttl: SignedDuration::from_hours(24 * 7),
         }
     }
 }
@@ -93,6 +99,8 @@ pub struct Shared {
     pub query_cache: crate::query::cache::PageCache,
     /// What the live sockets of each watched leaderboard share.
     pub feeds: crate::query::feed::Feeds,
+    /// Failed console logins, per username and address.
+    pub login_throttle: crate::throttle::LoginThrottle,
 }
 
 impl std::ops::Deref for AppState {
@@ -122,6 +130,7 @@ impl AppState {
             sockets: Arc::new(tokio::sync::watch::channel(0).0),
             query_cache: Default::default(),
             feeds: Default::default(),
+            login_throttle: Default::default(),
         }))
     }
 

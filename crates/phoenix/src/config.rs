@@ -23,6 +23,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the Admin, Ingestion and Query gateways.
     Serve,
+    /// Run a demo: the server on a fresh embedded store with a demo tenant, leaderboards, console
+    /// logins and simulated players sending events; prints where to look and what to paste.
+    Demo(crate::demo::DemoArgs),
+    /// Manage console users on a running server (with the admin secret).
+    #[command(subcommand)]
+    Users(crate::users::UsersCommand),
     /// Load generators that drive a running server over HTTP.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -91,6 +97,30 @@ pub struct Settings {
         default_value = "true"
     )]
     pub auth_enabled: String,
+    /// Allow development mode (`PHOENIX_AUTH_ENABLED=false`) on a non-loopback address.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_ALLOW_UNAUTHENTICATED_PUBLIC",
+        default_value = "false"
+    )]
+    pub allow_unauthenticated_public: String,
+    /// Lifetime of a console access token (e.g. `15m`, `1h`, or seconds).
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_ACCESS_TOKEN_TTL",
+        default_value = "15m"
+    )]
+    pub access_token_ttl: String,
+    /// Lifetime of a console refresh token (e.g. `7d`, `12h`, or seconds).
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_REFRESH_TOKEN_TTL",
+        default_value = "7d"
+    )]
+    pub refresh_token_ttl: String,
     /// Log filter (e.g. `info`, `phoenix=debug,tower_http=info`).
     #[arg(long, global = true, env = "PHOENIX_LOG", default_value = "info")]
     pub log: String,
@@ -247,6 +277,31 @@ fn parse_u64(var: &str, raw: &str, min: u64, max: u64) -> Result<u64, ConfigErro
     }
 }
 
+/// Development mode answers anyone without credentials, so it stays on this machine unless forced.
+fn refuse_public_dev_mode(server: &ServerConfig) -> Result<(), ConfigError> {
+    let own = [
+        ("PHOENIX_ADMIN_LISTEN", server.admin_listen),
+        ("PHOENIX_INGESTION_LISTEN", server.ingestion_listen),
+        ("PHOENIX_QUERY_LISTEN", server.query_listen),
+    ]
+    .into_iter()
+    .filter_map(|(var, g)| match g {
+        GatewayListen::Own(addr) => Some((var, addr)),
+        _ => None,
+    });
+    for (var, addr) in std::iter::once(("PHOENIX_LISTEN", server.listen)).chain(own) {
+        if !addr.ip().is_loopback() {
+            return Err(bad(
+                "PHOENIX_AUTH_ENABLED",
+                format!(
+                    "development mode (false) serves without credentials, so it only listens on loopback, but {var} is {addr}; use 127.0.0.1, or set PHOENIX_ALLOW_UNAUTHENTICATED_PUBLIC=true to force it"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Settings {
     pub fn resolve(&self) -> Result<Resolved, ConfigError> {
         if self.database_url.as_deref().is_some_and(|s| !s.is_empty()) {
@@ -278,6 +333,23 @@ impl Settings {
             Some(s) => Some(s.to_owned()),
         };
         server.auth_enabled = parse_bool("PHOENIX_AUTH_ENABLED", &self.auth_enabled)?;
+        let allow_public = parse_bool(
+            "PHOENIX_ALLOW_UNAUTHENTICATED_PUBLIC",
+            &self.allow_unauthenticated_public,
+        )?;
+        if !server.auth_enabled && !allow_public {
+            refuse_public_dev_mode(&server)?;
+        }
+        server.access_token_ttl =
+            parse_duration("PHOENIX_ACCESS_TOKEN_TTL", &self.access_token_ttl)?;
+        server.refresh_token_ttl =
+            parse_duration("PHOENIX_REFRESH_TOKEN_TTL", &self.refresh_token_ttl)?;
+        if server.refresh_token_ttl < server.access_token_ttl {
+            return Err(bad(
+                "PHOENIX_REFRESH_TOKEN_TTL",
+                "must not be shorter than PHOENIX_ACCESS_TOKEN_TTL",
+            ));
+        }
         server.max_body_bytes = parse_u64(
             "PHOENIX_MAX_BODY_BYTES",
             &self.max_body_bytes,

@@ -4,6 +4,8 @@
 
 mod bench;
 mod config;
+mod demo;
+mod users;
 
 use anyhow::Context;
 use clap::Parser;
@@ -30,19 +32,38 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let Cli { settings, command } = Cli::parse();
-    if let Command::Bench(bench) = command {
-        // A client of some server: the server settings (listeners, data dir, ...) are not its concern.
-        return block_on(bench::run(bench, settings.admin_secret));
-    }
-    let resolved = match settings.resolve() {
+    let demo_args = match command {
+        // Clients of some server: the server settings (listeners, data dir, ...) are not their concern.
+        Command::Bench(bench) => return block_on(bench::run(bench, settings.admin_secret)),
+        Command::Users(users) => {
+            return block_on(users::run(users, settings.listen, settings.admin_secret));
+        }
+        Command::Demo(args) => Some(args),
+        Command::Serve => None,
+    };
+    let mut resolved = match settings.resolve() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("phoenix: invalid configuration: {e}");
             return ExitCode::from(2);
         }
     };
-    init_logging(&resolved);
-    block_on(serve(resolved))
+    match demo_args {
+        Some(args) => {
+            // The demo shows sign-in for real, keeps its data apart, and logs only what goes wrong
+            // (unless PHOENIX_LOG asks for more), so its banner stays readable.
+            resolved.server.auth_enabled = true;
+            if std::env::var_os("PHOENIX_LOG").is_none() {
+                resolved.log = "warn".into();
+            }
+            init_logging(&resolved);
+            block_on(run_demo(resolved, args))
+        }
+        None => {
+            init_logging(&resolved);
+            block_on(serve(resolved))
+        }
+    }
 }
 
 /// Runs `task` on a multi-threaded runtime; an error becomes one line on stderr and exit status 1.
@@ -84,6 +105,65 @@ fn init_logging(resolved: &Resolved) {
 }
 
 async fn serve(resolved: Resolved) -> anyhow::Result<()> {
+    let started = start(resolved).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    run(started, shutdown).await
+}
+
+/// `phoenix demo`: a fresh store (removed at exit unless `--demo-dir`), seeded through the API, with
+/// players simulated until Ctrl-C.
+async fn run_demo(mut resolved: Resolved, args: demo::DemoArgs) -> anyhow::Result<()> {
+    let (data_dir, temporary) = match &args.demo_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("phoenix-demo-{}", std::process::id())),
+            true,
+        ),
+    };
+    resolved.data_dir = data_dir.clone();
+    let admin_secret = resolved
+        .server
+        .admin_secret
+        .get_or_insert_with(|| format!("demo-{}", demo::random_password()))
+        .clone();
+    let started = start(resolved).await?;
+    let base = format!("http://{}", started.app.addr());
+    let addr = started.app.addr();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    let stop = shutdown.clone();
+    let players = tokio::spawn(async move {
+        let result = async {
+            let access = demo::seed(&base, &admin_secret).await?;
+            println!("{}", demo::banner(&access, addr)?);
+            demo::simulate(&access, args.rate, args.players, stop.clone()).await
+        }
+        .await;
+        if let Err(e) = &result {
+            eprintln!("phoenix: {e:#}");
+            stop.cancel();
+        }
+        result
+    });
+    run(started, shutdown).await?;
+    let simulated = players.await;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    simulated.context("the demo players stopped unexpectedly")?
+}
+
+/// An open store and a bound (not yet serving) server.
+struct Started {
+    store: Arc<EmbeddedStore>,
+    app: Application,
+    snapshot_interval: Duration,
+    shutdown_timeout: Duration,
+}
+
+/// Opens the store and binds the listeners.
+async fn start(resolved: Resolved) -> anyhow::Result<Started> {
     let config = resolved.server.clone();
     if !config.auth_enabled {
         tracing::warn!(
@@ -126,14 +206,28 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
     for (name, addr) in app.addrs() {
         tracing::info!(listener = name, %addr, "listening");
     }
-    let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signal(shutdown.clone()));
+    Ok(Started {
+        store,
+        app,
+        snapshot_interval: resolved.snapshot_interval,
+        shutdown_timeout: resolved.shutdown_timeout,
+    })
+}
+
+/// Serves until `shutdown`, snapshotting along the way and once more at the end.
+async fn run(started: Started, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let Started {
+        store,
+        app,
+        snapshot_interval,
+        shutdown_timeout,
+    } = started;
     let snapshots = tokio::spawn(take_snapshots(
         store.clone(),
-        resolved.snapshot_interval,
+        snapshot_interval,
         shutdown.clone(),
     ));
-    app.run(shutdown, resolved.shutdown_timeout).await;
+    app.run(shutdown, shutdown_timeout).await;
     let _ = snapshots.await;
     // A last snapshot makes the next start quick; correctness never depends on it.
     if store.events_since_snapshot() > 0

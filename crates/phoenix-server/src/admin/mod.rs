@@ -1,12 +1,15 @@
-//! The Admin gateway (SPEC §3–4): health, tenants, API keys and leaderboards. Routes carry no `/v1`
-//! prefix. Every handler takes an [`AdminAuth`](crate::auth::AdminAuth) and checks, in this order,
+//! The Admin gateway (SPEC §3–4): health, tenants, API keys, leaderboards and their window history,
+//! console users and sign-in, and the web console itself. Routes carry no `/v1` prefix. Every handler takes an [`AdminAuth`](crate::auth::AdminAuth) and checks, in this order,
 //! permission (403), existence (404), then the body (400).
 
 pub mod health;
 pub mod keys;
 pub mod leaderboards;
+pub mod sessions;
 pub mod tenants;
+pub mod users;
 pub mod views;
+pub mod windows;
 
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -28,4 +31,18 @@ pub fn router() -> OpenApiRouter<AppState> {
             leaderboards::patch,
             leaderboards::delete
         ))
+        .routes(routes!(windows::list))
+        .routes(routes!(windows::get))
+        .routes(routes!(users::list_users, users::create_user))
+        .routes(routes!(
+            users::get_user,
+            users::patch_user,
+            users::delete_user
+        ))
+        .routes(routes!(sessions::config))
+        .routes(routes!(sessions::login))
+        .routes(routes!(sessions::refresh))
+        .routes(routes!(sessions::logout))
+        .routes(routes!(sessions::me))
+        .merge(crate::console::router())
 }

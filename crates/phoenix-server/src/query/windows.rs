@@ -32,19 +32,28 @@ pub async fn list(
     player: Player,
     Path(id): Path<String>,
 ) -> Result<Json<WindowList>, ApiError> {
+    list_of(&state, player.tenant(), &id).await.map(Json)
+}
+
+/// The ended windows of a tenant's leaderboard (also used by the Admin gateway).
+pub(crate) async fn list_of(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<WindowList, ApiError> {
     let windows = state
         .store
-        .past_windows(player.tenant(), &id)
+        .past_windows(tenant, id)
         .await?
-        .ok_or_else(|| super::not_found(&id))?;
+        .ok_or_else(|| super::not_found(id))?;
     let windows: Vec<super::WindowView> = windows
         .iter()
         .map(|w| window_view(w, WindowStatus::Closed))
         .collect();
-    Ok(Json(WindowList {
+    Ok(WindowList {
         total: windows.len(),
         windows,
-    }))
+    })
 }
 
 /// The frozen final standings of an ended window, `limit` (1–200, default 50) at a time.
@@ -59,21 +68,29 @@ pub async fn get(
     Path((id, window_id)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<StandingsView>, ApiError> {
+    page_of(&state, player.tenant(), id, &window_id, &params)
+        .await
+        .map(Json)
+}
+
+/// A page of an ended window's final standings (also used by the Admin gateway).
+pub(crate) async fn page_of(
+    state: &AppState,
+    tenant: &str,
+    id: String,
+    window_id: &str,
+    params: &HashMap<String, String>,
+) -> Result<StandingsView, ApiError> {
     let unknown = || {
         ApiError::NotFound(format!(
             "no ended window '{window_id}' on leaderboard '{id}'"
         ))
     };
-    let window = WindowId::parse(&window_id).ok_or_else(unknown)?;
-    if state
-        .store
-        .past_windows(player.tenant(), &id)
-        .await?
-        .is_none()
-    {
+    let window = WindowId::parse(window_id).ok_or_else(unknown)?;
+    if state.store.past_windows(tenant, &id).await?.is_none() {
         return Err(super::not_found(&id));
     }
-    let limit = int_param(&params, "limit", 50, 1, 200)?;
+    let limit = int_param(params, "limit", 50, 1, 200)?;
     let start = match params.get("cursor") {
         Some(raw) => {
             let (cursor_window, start) = decode_cursor(raw)?;
@@ -88,7 +105,7 @@ pub async fn get(
     };
     let page = state
         .store
-        .window_standings(player.tenant(), &id, &window, start, limit)
+        .window_standings(tenant, &id, &window, start, limit)
         .await?
         .ok_or_else(unknown)?;
     let next_cursor = match page.entries.last() {
@@ -97,11 +114,11 @@ pub async fn get(
         }
         _ => None,
     };
-    Ok(Json(StandingsView {
+    Ok(StandingsView {
         leaderboard_id: id,
         window: window_view(&page.window, page.status),
         total_entries: page.total_entries,
         entries: page.entries.into_iter().map(EntryView::from).collect(),
         next_cursor,
-    }))
+    })
 }

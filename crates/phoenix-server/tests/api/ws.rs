@@ -554,6 +554,59 @@ async fn admin_watchers_name_the_tenant_and_have_no_me() {
     );
 }
 
+/// The console's live view: a console session watches by its cookie (what a browser sends on the
+/// upgrade) or by `?access_token=`; after logout the upgrade is refused.
+#[tokio::test]
+async fn console_sessions_watch_as_admin_watchers() {
+    let app = spawn_app_with(fast_config()).await;
+    let secret = board(&app, "ws-console", "lb").await;
+    let token = jwt(&secret, "ws-console", "a");
+    post_scores(&app, &token, &[("a", 7.0)], "a").await;
+    app.admin_json(
+        Method::POST,
+        "/users",
+        &json!({"username": "watcher", "password": "watcher-password", "role": "VIEWER"}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let login = send(app.json(
+        Method::POST,
+        "/auth/login",
+        &json!({"username": "watcher", "password": "watcher-password"}),
+    ))
+    .await;
+    login.expect(StatusCode::OK);
+    let access = login.body["access_token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    let cookie = format!("phoenix-access-token={access}");
+    let path = "/v1/leaderboards/lb/ws?tenant_id=ws-console";
+
+    let mut by_cookie = try_connect(&app, path, &[("cookie", &cookie)])
+        .await
+        .expect("the session cookie watches");
+    let snapshot = next_json(&mut by_cookie).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["entries"][0]["user_id"], "a");
+    assert!(snapshot["me"].is_null());
+    let mut by_query = try_connect(&app, &format!("{path}&access_token={access}"), &[])
+        .await
+        .expect("the access token works as access_token");
+    assert_eq!(next_json(&mut by_query).await["type"], "snapshot");
+
+    send(
+        app.request(Method::POST, "/auth/logout")
+            .bearer_auth(&access),
+    )
+    .await
+    .expect(StatusCode::OK);
+    assert_eq!(
+        try_connect(&app, path, &[("cookie", &cookie)]).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+}
+
 #[tokio::test]
 async fn deactivation_closes_with_4404_and_deletion_with_4410() {
     let app = spawn_app_with(fast_config()).await;

@@ -1,0 +1,237 @@
+// Browser tests of the Phoenix web console, driven with playwright-core against a running server.
+//
+// Inputs (environment): PHOENIX_URL, ADMIN_USER, ADMIN_PASSWORD, VIEWER_USER, VIEWER_PASSWORD,
+// TENANT_ID (an existing tenant without leaderboards), PLAYER_TOKEN (a tenant JWT for TENANT_ID),
+// SCREENSHOT_DIR (where PNGs go), CHROMIUM (optional browser path, default /usr/bin/chromium).
+//
+// Prints `ok - <step>` / `not ok - <step>: <error>` and exits non-zero when a step failed.
+// Waiting is done with Playwright's auto-waiting locators and in-page polling, never fixed sleeps.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+
+const TIMEOUT = 15_000;
+const REQUIRED = ['PHOENIX_URL', 'ADMIN_USER', 'ADMIN_PASSWORD', 'VIEWER_USER', 'VIEWER_PASSWORD', 'TENANT_ID', 'PLAYER_TOKEN', 'SCREENSHOT_DIR'];
+const missing = REQUIRED.filter((name) => !process.env[name]);
+if (missing.length) {
+  console.error(`missing environment: ${missing.join(', ')}`);
+  process.exit(2);
+}
+const env = Object.fromEntries(REQUIRED.map((name) => [name, process.env[name]]));
+const BASE = env.PHOENIX_URL.replace(/\/+$/, '');
+const LB_ID = 'live-test';
+mkdirSync(env.SCREENSHOT_DIR, { recursive: true });
+
+// ------------------------------------------------------------------ helpers
+function fail(message) { throw new Error(message); }
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(env.SCREENSHOT_DIR, name) });
+}
+
+/** Waits until `selector` exists and its trimmed text equals `text` (polled in the page). */
+async function waitForText(page, selector, text, what) {
+  try {
+    await page.waitForFunction(([sel, want]) => {
+      const node = document.querySelector(sel);
+      return !!node && node.textContent.trim() === want;
+    }, [selector, text], { timeout: TIMEOUT, polling: 100 });
+  } catch {
+    const actual = await page.locator(selector).first().textContent({ timeout: 500 }).catch(() => null);
+    fail(`${what}: expected "${text}" in ${selector}, found ${actual === null ? 'no element' : `"${actual.trim()}"`}`);
+  }
+}
+
+async function visible(locator, what) {
+  try {
+    await locator.first().waitFor({ state: 'visible', timeout: TIMEOUT });
+  } catch {
+    fail(`${what} did not become visible within ${TIMEOUT / 1000} s`);
+  }
+}
+
+/** Waits for the routed view to finish loading (the console sets data-state on #view). */
+async function viewSettled(page, route) {
+  await visible(page.locator(`#view[data-route="${route}"]:is([data-state="ready"], [data-state="error"])`), `the ${route} page`);
+}
+
+async function logIn(page, user, password) {
+  await visible(page.locator('#login-username'), 'the login form');
+  await page.fill('#login-username', user);
+  await page.fill('#login-password', password);
+  await page.click('#login-submit');
+}
+
+/** After submitting the login form: waits for the tenants page, or fails with the login error shown. */
+async function expectSignedIn(page, who) {
+  await page.waitForFunction(() => {
+    const error = document.querySelector('#login-error');
+    return location.hash === '#/tenants' || (error && !error.hidden && error.textContent.trim() !== '');
+  }, null, { timeout: TIMEOUT, polling: 100 }).catch(() => fail(`${who} was neither signed in nor shown an error`));
+  if (!/#\/tenants$/.test(page.url())) fail(`${who} could not sign in: ${(await page.textContent('#login-error')).trim()}`);
+}
+
+async function postScore(user, score) {
+  const res = await fetch(`${BASE}/v1/events`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${env.PLAYER_TOKEN}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      event_id: `console-test-${randomUUID()}`,
+      type: 'match.completed',
+      actor: { user_id: user },
+      occurred_at: new Date().toISOString(),
+      attrs: { score },
+    }),
+  });
+  if (res.status !== 202) fail(`POST /v1/events for ${user} answered ${res.status}: ${await res.text()}`);
+}
+
+const rankCell = (user) => `#live-table tr[data-user="${user}"] td.rank`;
+const WRITE_WORDS = /create|new|delete|revoke|rotate|activate|deactivate|archive/i;
+
+async function assertNoWriteControls(page, where) {
+  const marked = await page.locator('[data-write]').count();
+  if (marked !== 0) fail(`${where}: ${marked} element(s) marked data-write are rendered for a VIEWER`);
+  const buttons = await page.locator('button').allTextContents();
+  const offending = buttons.map((t) => t.trim()).filter((t) => WRITE_WORDS.test(t));
+  if (offending.length) fail(`${where}: write buttons rendered for a VIEWER: ${offending.join(', ')}`);
+  if (await page.locator('a[href="#/users"]').count()) fail(`${where}: the Users link is shown to a VIEWER`);
+}
+
+// ------------------------------------------------------------------ steps
+async function login_rejects_wrong_password(page) {
+  await page.goto(`${BASE}/console`);
+  await logIn(page, env.ADMIN_USER, `wrong-${randomUUID()}`);
+  const error = page.locator('#login-error');
+  await visible(error, '#login-error');
+  const text = (await error.textContent()).trim();
+  if (!text) fail('#login-error is visible but empty');
+  await shot(page, '01-login-error.png');
+}
+
+async function admin_logs_in(page) {
+  await logIn(page, env.ADMIN_USER, env.ADMIN_PASSWORD);
+  await expectSignedIn(page, 'the ADMIN');
+  await visible(page.locator(`#tenants-table tr[data-tenant="${env.TENANT_ID}"]`), `tenant ${env.TENANT_ID} in the tenants table`);
+  await shot(page, '02-tenants.png');
+}
+
+async function create_leaderboard_shows_field_error_first(page) {
+  await page.click('a[href="#/leaderboards"]');
+  await viewSettled(page, 'leaderboards');
+  await page.click('#lb-new');
+  const form = page.locator('#lb-form');
+  await visible(form, 'the leaderboard form');
+  await form.locator('[name="tenant_id"]').selectOption(env.TENANT_ID);
+  await form.locator('[name="leaderboard_id"]').fill(LB_ID);
+  await form.locator('[name="name"]').fill('Live test');
+  await form.locator('[name="description"]').fill('Created by the console browser test');
+  await form.locator('[name="config.timeframe.type"]').selectOption('daily');
+  await form.locator('[name="config.timeframe.timezone"]').fill('UTC');
+  await form.locator('[name="config.timeframe.reset_time"]').fill('00:00');
+  await form.locator('[name="config.scoring.rules[0].event_type"]').fill('match.completed');
+  await form.locator('[name="config.scoring.rules[0].points_expression"]').fill('attrs.score');
+  await form.locator('[name="config.scoring.aggregation"]').selectOption('sum');
+  await form.locator('[name="config.ranking.size"]').fill('0');
+  await page.click('#lb-create-submit');
+
+  const fieldError = page.locator('.field-error[data-field="config.ranking.size"]');
+  await visible(fieldError, 'the field error under config.ranking.size');
+  if (!(await fieldError.textContent()).trim()) fail('the config.ranking.size field error is empty');
+  await shot(page, '03-validation-error.png');
+
+  await form.locator('[name="config.ranking.size"]').fill('100');
+  await page.click('#lb-create-submit');
+  await visible(page.locator(`#lb-table tr[data-tenant="${env.TENANT_ID}"][data-id="${LB_ID}"]`), `${LB_ID} in the leaderboard list`);
+  if (await fieldError.count()) fail('the field error is still shown after a successful create');
+  await shot(page, '04-created.png');
+}
+
+async function live_view_moves(page) {
+  await page.click(`#lb-table tr[data-tenant="${env.TENANT_ID}"][data-id="${LB_ID}"] a.lb-open`);
+  await viewSettled(page, 'leaderboard');
+  await waitForText(page, '#live-status', 'live', 'the connection status pill');
+  await page.evaluate(() => { window.__consoleTestMarker = 'no-reload'; });
+
+  await postScore('alice', 50);
+  await postScore('bob', 80);
+  await waitForText(page, rankCell('bob'), '1', 'bob after scoring 80');
+  await waitForText(page, rankCell('alice'), '2', 'alice after scoring 50');
+
+  await postScore('carol', 200);
+  await waitForText(page, rankCell('carol'), '1', 'carol after scoring 200');
+  await waitForText(page, rankCell('bob'), '2', 'bob after carol overtook him');
+  await waitForText(page, rankCell('alice'), '3', 'alice after carol overtook her');
+  await waitForText(page, '#live-table tr[data-user="carol"] td.score', '200', "carol's score");
+  if ((await page.evaluate(() => window.__consoleTestMarker)) !== 'no-reload') fail('the page reloaded during the live update');
+  await shot(page, '05-live.png');
+}
+
+async function viewer_sees_no_write_controls(page) {
+  await page.click('#logout');
+  await logIn(page, env.VIEWER_USER, env.VIEWER_PASSWORD);
+  await expectSignedIn(page, 'the VIEWER');
+  await viewSettled(page, 'tenants');
+  await visible(page.locator(`#tenants-table tr[data-tenant="${env.TENANT_ID}"]`), `tenant ${env.TENANT_ID} for the VIEWER`);
+  await assertNoWriteControls(page, 'tenants page');
+
+  if (await page.locator('a[href="#/keys"]').count()) {
+    await page.click('a[href="#/keys"]');
+    await viewSettled(page, 'keys');
+    await assertNoWriteControls(page, 'API keys page');
+  }
+
+  await page.click('a[href="#/leaderboards"]');
+  await viewSettled(page, 'leaderboards');
+  await visible(page.locator(`#lb-table tr[data-id="${LB_ID}"]`), `${LB_ID} for the VIEWER`);
+  await assertNoWriteControls(page, 'leaderboards page');
+
+  await page.click(`#lb-table tr[data-tenant="${env.TENANT_ID}"][data-id="${LB_ID}"] a.lb-open`);
+  await viewSettled(page, 'leaderboard');
+  await waitForText(page, '#live-status', 'live', 'the VIEWER live view');
+  await assertNoWriteControls(page, 'leaderboard page');
+  await shot(page, '06-viewer.png');
+}
+
+const STEPS = [
+  login_rejects_wrong_password,
+  admin_logs_in,
+  create_leaderboard_shows_field_error_first,
+  live_view_moves,
+  viewer_sees_no_write_controls,
+];
+
+// ------------------------------------------------------------------ runner
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+let failed = 0;
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  const consoleErrors = [];
+  page.on('pageerror', (err) => consoleErrors.push(err.message));
+  for (const step of STEPS) {
+    try {
+      await step(page);
+      console.log(`ok - ${step.name}`);
+    } catch (err) {
+      failed += 1;
+      console.log(`not ok - ${step.name}: ${String(err && err.message ? err.message : err).split('\n')[0]}`);
+      await shot(page, `fail-${step.name}.png`).catch(() => {});
+    }
+  }
+  if (consoleErrors.length) {
+    failed += 1;
+    console.log(`not ok - no_script_errors: ${consoleErrors.join(' | ')}`);
+  } else {
+    console.log('ok - no_script_errors');
+  }
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);

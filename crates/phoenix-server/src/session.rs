@@ -1,0 +1,220 @@
+//! Console sessions on the wire (SPEC §3.6): opaque access and refresh tokens (the store keeps their
+//! SHA-256 only), the three cookies a login sets, the double-submit CSRF check for cookie-authenticated
+//! writes, and argon2id password hashing off the async workers.
+
+use crate::error::ApiError;
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use base64::Engine;
+use jiff::{SignedDuration, Timestamp};
+use phoenix_store::model::SessionTokens;
+use phoenix_store::seal::{random_bytes, random_hex};
+use sha2::{Digest, Sha256};
+
+pub const ACCESS_COOKIE: &str = "phoenix-access-token";
+pub const REFRESH_COOKIE: &str = "phoenix-refresh-token";
+pub const CSRF_COOKIE: &str = "phoenix-csrf-token";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Console access tokens start with this, so a Bearer token is told apart from keys and JWTs at once.
+pub const ACCESS_PREFIX: &str = "phx_at_";
+pub const REFRESH_PREFIX: &str = "phx_rt_";
+
+/// A freshly issued token pair in plaintext (sent to the client once) and what the store keeps.
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub stored: SessionTokens,
+}
+
+fn new_token(prefix: &str) -> String {
+    let raw = random_bytes::<32>();
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    )
+}
+
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A new access/refresh pair expiring after the given lifetimes.
+pub fn issue(access_ttl: SignedDuration, refresh_ttl: SignedDuration) -> IssuedTokens {
+    let now = Timestamp::now();
+    let access_token = new_token(ACCESS_PREFIX);
+    let refresh_token = new_token(REFRESH_PREFIX);
+    IssuedTokens {
+        stored: SessionTokens {
+            access_hash: token_hash(&access_token),
+            access_expires_at: now.saturating_add(access_ttl).unwrap_or(now),
+            refresh_hash: token_hash(&refresh_token),
+            refresh_expires_at: now.saturating_add(refresh_ttl).unwrap_or(now),
+        },
+        access_token,
+        refresh_token,
+    }
+}
+
+/// A fresh CSRF token (the value of the readable cookie that writes must echo in `X-CSRF-Token`).
+pub fn new_csrf_token() -> String {
+    random_hex::<32>()
+}
+
+/// The value of cookie `name` in the request, if sent.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether a method only reads (no CSRF check, allowed for VIEWERs).
+pub fn is_read(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// 403 unless the request's `X-CSRF-Token` equals its `phoenix-csrf-token` cookie.
+pub fn check_csrf(headers: &HeaderMap) -> Result<(), ApiError> {
+    let refused = || {
+        ApiError::Forbidden(
+            "cookie-authenticated writes must send X-CSRF-Token equal to the phoenix-csrf-token cookie"
+                .into(),
+        )
+    };
+    let expected = cookie(headers, CSRF_COOKIE).ok_or_else(refused)?;
+    let sent = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .ok_or_else(refused)?;
+    if crate::auth::secrets_equal(expected, sent) {
+        Ok(())
+    } else {
+        Err(refused())
+    }
+}
+
+/// Whether the request was addressed to this machine's loopback (`localhost`, `127.x.y.z`, `[::1]`):
+/// cookies then go without `Secure`, since local development is plain HTTP.
+pub fn on_loopback(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// One `Set-Cookie` value. `http_only` is false only for the CSRF cookie, which the console reads.
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: i64,
+    http_only: bool,
+    secure: bool,
+) -> HeaderValue {
+    let mut cookie = format!("{name}={value}; Path={path}; Max-Age={max_age}; SameSite=Strict");
+    if http_only {
+        cookie.push_str("; HttpOnly");
+    }
+    if secure {
+        cookie.push_str("; Secure");
+    }
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Hashes a password with argon2id (default parameters: 19 MiB, 2 passes) on a blocking thread.
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| ApiError::Internal(format!("password hashing failed: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("password hashing task failed: {e}")))?
+}
+
+/// A hash of a password nobody knows, verified when the user does not exist, so a login for an
+/// unknown name costs as much as one with a wrong password (no user enumeration by timing).
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        Argon2::default()
+            .hash_password(random_hex::<16>().as_bytes())
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Whether `password` matches `hash` (or, with no hash, spends the same time and answers false).
+pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| decoy_hash().to_owned());
+        let matches = Argon2::default()
+            .verify_password(password.as_bytes(), hash.as_str())
+            .is_ok();
+        known && matches
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; phoenix-access-token=phx_at_x; phoenix-csrf-token=c"),
+        );
+        assert_eq!(cookie(&headers, ACCESS_COOKIE), Some("phx_at_x"));
+        assert_eq!(cookie(&headers, CSRF_COOKIE), Some("c"));
+        assert_eq!(cookie(&headers, "phoenix"), None);
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        let host = |h: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_static(h));
+            on_loopback(&headers)
+        };
+        assert!(host("127.0.0.1:8080"));
+        assert!(host("localhost"));
+        assert!(host("[::1]:8080"));
+        assert!(!host("phoenix.example.com"));
+        assert!(!host("10.0.0.5:8080"));
+    }
+
+    #[test]
+    fn csrf_needs_header_equal_to_cookie() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("phoenix-csrf-token=abc"),
+        );
+        assert!(check_csrf(&headers).is_err());
+        headers.insert(CSRF_HEADER, HeaderValue::from_static("abd"));
+        assert!(check_csrf(&headers).is_err());
+        headers.insert(CSRF_HEADER, HeaderValue::from_static("abc"));
+        assert!(check_csrf(&headers).is_ok());
+    }
+}
