@@ -1,5 +1,6 @@
 //! The `phoenix` binary as a user runs it: configuration errors, `--help`, the data-dir lock, graceful
-//! shutdown on SIGTERM, and durability across `kill -9` right after a 201.
+//! shutdown on SIGTERM, durability across `kill -9` right after a 201, development mode's guard,
+//! `phoenix users create`, and `phoenix demo`.
 
 use serde_json::{Value, json};
 use std::process::Command;
@@ -31,6 +32,9 @@ fn help_lists_every_configuration_variable() {
         "PHOENIX_AUTH_ENABLED",
         "PHOENIX_LOG",
         "PHOENIX_LOG_FORMAT",
+        "PHOENIX_ALLOW_UNAUTHENTICATED_PUBLIC",
+        "PHOENIX_ACCESS_TOKEN_TTL",
+        "PHOENIX_REFRESH_TOKEN_TTL",
     ] {
         assert!(help.contains(var), "--help does not mention {var}");
     }
@@ -48,6 +52,8 @@ fn invalid_configuration_stops_start_up_with_one_line_naming_the_variable() {
         ("PHOENIX_DATABASE_URL", "postgres://localhost/test"),
         ("PHOENIX_REDIS_URL", "redis://localhost"),
         ("PHOENIX_MAX_BODY_BYTES", "lots"),
+        ("PHOENIX_ACCESS_TOKEN_TTL", "soon"),
+        ("PHOENIX_REFRESH_TOKEN_TTL", "0"),
     ];
     for (var, value) in cases {
         let out = phoenix()
@@ -357,4 +363,271 @@ async fn sigterm_shuts_down_gracefully() {
         log.iter().any(|l| l.contains("shutdown signal received")),
         "{log:?}"
     );
+}
+
+#[test]
+fn development_mode_stays_on_loopback_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    for listen in [
+        ("PHOENIX_LISTEN", "0.0.0.0:0"),
+        ("PHOENIX_QUERY_LISTEN", "0.0.0.0:0"),
+    ] {
+        let out = phoenix()
+            .arg("serve")
+            .env("PHOENIX_DATA_DIR", dir.path())
+            .env("PHOENIX_AUTH_ENABLED", "false")
+            .env(listen.0, listen.1)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{listen:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("PHOENIX_AUTH_ENABLED"), "{stderr}");
+        assert!(stderr.contains(listen.0), "{stderr}");
+        assert!(
+            stderr.contains("PHOENIX_ALLOW_UNAUTHENTICATED_PUBLIC"),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn development_mode_warns_loudly_and_answers_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &[
+            ("PHOENIX_AUTH_ENABLED", "false"),
+            ("PHOENIX_LISTEN", "0.0.0.0:0"),
+            ("PHOENIX_ALLOW_UNAUTHENTICATED_PUBLIC", "true"),
+        ],
+    );
+    let port = server.addr.rsplit(':').next().unwrap().to_owned();
+    let reply = client()
+        .get(format!("http://127.0.0.1:{port}/auth/config"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = reply.json().await.unwrap();
+    assert_eq!(body, json!({"authentication_enabled": false}));
+    let health = client()
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let log = &server.startup;
+    assert!(
+        log.iter()
+            .any(|l| l.contains("WARN") && l.contains("AUTHENTICATION IS DISABLED")),
+        "{log:?}"
+    );
+}
+
+#[tokio::test]
+async fn users_create_talks_to_the_running_server_with_the_admin_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let base = server.url("");
+    let out = phoenix()
+        .args([
+            "users",
+            "create",
+            "--username",
+            "ops",
+            "--role",
+            "ADMIN",
+            "--server",
+        ])
+        .arg(&base)
+        .env("PHOENIX_ADMIN_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("created ops (ADMIN)"), "{stdout}");
+    let password = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("a generated password")
+        .to_owned();
+    let login = client()
+        .post(server.url("/auth/login"))
+        .json(&json!({"username": "ops", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+
+    // A password from standard input; a second user of the same name is refused with the reason.
+    let mut child = phoenix()
+        .args([
+            "users",
+            "create",
+            "--username",
+            "viewer",
+            "--password-stdin",
+            "--server",
+        ])
+        .arg(&base)
+        .env("PHOENIX_ADMIN_SECRET", SECRET)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"viewer-password-1\n").unwrap();
+    }
+    assert!(child.wait_with_output().unwrap().status.success());
+    let login = client()
+        .post(server.url("/auth/login"))
+        .json(&json!({"username": "viewer", "password": "viewer-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    assert_eq!(login.json::<Value>().await.unwrap()["role"], "VIEWER");
+    let again = phoenix()
+        .args(["users", "create", "--username", "ops", "--server"])
+        .arg(&base)
+        .env("PHOENIX_ADMIN_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("409"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    // Without the admin secret the command says what it needs.
+    let bare = phoenix()
+        .args(["users", "create", "--username", "x", "--server"])
+        .arg(&base)
+        .output()
+        .unwrap();
+    assert!(!bare.status.success());
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("PHOENIX_ADMIN_SECRET"));
+}
+
+/// What `phoenix demo` printed, read from its standard output as it goes.
+struct Demo {
+    child: std::process::Child,
+    lines: Vec<String>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Demo {
+    fn start() -> Demo {
+        use std::io::BufRead;
+        let mut child = phoenix()
+            .args(["--listen", "127.0.0.1:0", "demo", "--rate", "40"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let mut lines = Vec::new();
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the demo prints its banner within 60 s");
+            let ready = line.starts_with("phoenix demo ready: ");
+            lines.push(line);
+            if ready {
+                return Demo { child, lines };
+            }
+        }
+    }
+
+    /// The value after `label` on the banner line that starts with it.
+    fn value(&self, label: &str) -> String {
+        self.lines
+            .iter()
+            .find_map(|l| l.trim_start().strip_prefix(label))
+            .unwrap_or_else(|| panic!("no '{label}' in {:#?}", self.lines))
+            .trim()
+            .to_owned()
+    }
+}
+
+#[tokio::test]
+async fn demo_prints_working_credentials_and_the_rankings_move() {
+    let demo = Demo::start();
+    let console = demo.value("phoenix demo ready: ");
+    let base = console.trim_end_matches("/console").to_owned();
+    let page = client().get(&console).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<html"));
+
+    for (label, username) in [("ADMIN login", "admin"), ("VIEWER login", "viewer")] {
+        let login = demo.value(label);
+        let password = login
+            .strip_prefix(&format!("{username} / "))
+            .unwrap_or_else(|| panic!("{label}: {login}"));
+        let reply = client()
+            .post(format!("{base}/auth/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200, "{label}");
+    }
+
+    let player = demo.value("Player JWT");
+    let read = || async {
+        let reply = client()
+            .get(format!("{base}/v1/leaderboards/daily-arena?limit=100"))
+            .bearer_auth(&player)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+        reply.json::<Value>().await.unwrap()
+    };
+    let first = read().await;
+    assert_eq!(first["window"]["status"], "open");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = read().await;
+        if now["total_entries"].as_u64() > Some(0) && now["entries"] != first["entries"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo's rankings did not change: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every demo leaderboard is there for the player.
+    let boards: Value = client()
+        .get(format!("{base}/v1/leaderboards"))
+        .bearer_auth(&player)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(boards["total"], 3, "{boards}");
 }

@@ -3,6 +3,7 @@
 //! it with `reqwest` only. One test binary, so everything is compiled and linked once.
 
 mod auth;
+mod browser;
 mod console;
 mod ingest;
 mod keys;

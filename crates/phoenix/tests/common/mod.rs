@@ -30,16 +30,28 @@ pub struct Server {
     pub addr: String,
     /// Every line the server logs (JSON), read in the background so it never blocks on a full pipe.
     pub log: mpsc::Receiver<String>,
+    /// The lines logged up to and including the address.
+    pub startup: Vec<String>,
 }
 
 impl Server {
     pub fn start(data_dir: &Path) -> Server {
-        let mut child = phoenix()
+        Server::start_with(data_dir, &[])
+    }
+
+    /// `phoenix serve` with extra environment settings.
+    pub fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut command = phoenix();
+        command
             .args(["serve"])
             .env("PHOENIX_LISTEN", "127.0.0.1:0")
             .env("PHOENIX_DATA_DIR", data_dir)
             .env("PHOENIX_ADMIN_SECRET", SECRET)
-            .env("PHOENIX_LOG_FORMAT", "json")
+            .env("PHOENIX_LOG_FORMAT", "json");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -51,10 +63,12 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
+        let mut startup = Vec::new();
         let addr = loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(30))
                 .expect("server did not report its address within 30 s");
+            startup.push(line.clone());
             let Ok(v) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
@@ -66,6 +80,7 @@ impl Server {
             child,
             addr,
             log: rx,
+            startup,
         }
     }
 

@@ -1,0 +1,117 @@
+//! The web console in real headless Chromium: this test starts the real server, makes a tenant, an
+//! ADMIN and a VIEWER and a player token, then runs `console-tests/console.test.mjs` (playwright-core)
+//! against it: login errors, sign-in, a leaderboard created after a validation error shown by field,
+//! the live view moving as events are posted, and a VIEWER finding no write controls. Screenshots land
+//! in `target/console-screenshots/`.
+//!
+//! Needs Node.js, Chromium (`/usr/bin/chromium` or `$CHROMIUM`) and `npm ci --prefix console-tests`.
+//! Without them the test says so and is skipped, except under `CI=true`, where it fails.
+
+use crate::support::*;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root")
+}
+
+/// What is missing to run the browser tests, if anything.
+fn missing_tools(root: &Path, chromium: &Path) -> Option<String> {
+    let node = std::process::Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|o| o.status.success()) {
+        return Some("Node.js (`node`) is not installed".into());
+    }
+    if !chromium.exists() {
+        return Some(format!(
+            "Chromium is not at {} (apt-get install -y chromium, or set CHROMIUM)",
+            chromium.display()
+        ));
+    }
+    if !root
+        .join("console-tests/node_modules/playwright-core")
+        .exists()
+    {
+        return Some("playwright-core is not installed (npm ci --prefix console-tests)".into());
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_in_headless_chromium() {
+    let root = repo_root();
+    let chromium =
+        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    if let Some(missing) = missing_tools(&root, &chromium) {
+        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(!in_ci, "the browser tests cannot run in CI: {missing}");
+        eprintln!("SKIPPED the_console_works_in_headless_chromium: {missing}");
+        return;
+    }
+    let app = spawn_app().await;
+    let secret = app.create_tenant("t-browser").await;
+    let passwords =
+        [("console-admin", "ADMIN"), ("console-viewer", "VIEWER")].map(|(username, role)| {
+            let password = format!("{username}-password");
+            (username, role, password)
+        });
+    for (username, role, password) in &passwords {
+        app.admin_json(
+            Method::POST,
+            "/users",
+            &json!({"username": username, "password": password, "role": role}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    }
+    let now = now_secs();
+    let player_token = admin_jwt(
+        &secret,
+        &json!({"sub": "game-server", "sub_type": "tenant", "sub_id": "t-browser",
+                "iat": now, "exp": now + 3600}),
+    );
+    let screenshots = root.join("target/console-screenshots");
+    let run = tokio::process::Command::new("node")
+        .arg("console.test.mjs")
+        .current_dir(root.join("console-tests"))
+        .env("PHOENIX_URL", &app.base)
+        .env("ADMIN_USER", passwords[0].0)
+        .env("ADMIN_PASSWORD", &passwords[0].2)
+        .env("VIEWER_USER", passwords[1].0)
+        .env("VIEWER_PASSWORD", &passwords[1].2)
+        .env("TENANT_ID", "t-browser")
+        .env("PLAYER_TOKEN", &player_token)
+        .env("SCREENSHOT_DIR", &screenshots)
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("the browser tests finish within 3 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success(),
+        "the browser tests failed (screenshots in {}):\n{stdout}\n{stderr}",
+        screenshots.display()
+    );
+    for step in [
+        "login_rejects_wrong_password",
+        "admin_logs_in",
+        "create_leaderboard_shows_field_error_first",
+        "live_view_moves",
+        "viewer_sees_no_write_controls",
+    ] {
+        assert!(
+            stdout.contains(&format!("ok - {step}")),
+            "step {step} did not pass:\n{stdout}"
+        );
+    }
+}
