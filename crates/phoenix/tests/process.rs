@@ -538,6 +538,11 @@ impl Demo {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        // Owned by the guard from here on, so the process is killed and reaped whatever happens.
+        let mut demo = Demo {
+            child,
+            lines: Vec::new(),
+        };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout)
@@ -547,15 +552,14 @@ impl Demo {
                 let _ = tx.send(line);
             }
         });
-        let mut lines = Vec::new();
         loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(60))
                 .expect("the demo prints its banner within 60 s");
             let ready = line.starts_with("phoenix demo ready: ");
-            lines.push(line);
+            demo.lines.push(line);
             if ready {
-                return Demo { child, lines };
+                return demo;
             }
         }
     }
