@@ -168,6 +168,51 @@ async function live_view_moves(page) {
   await shot(page, '05-live.png');
 }
 
+async function tenant_secret_shown_once(page) {
+  await page.click('a[href="#/tenants"]');
+  await viewSettled(page, 'tenants');
+  await page.click('#tenant-new');
+  const form = page.locator('#tenant-form');
+  await visible(form, 'the new-tenant form');
+  await form.locator('input[name="tenant_id"]').fill('t-made-in-console');
+  await form.locator('input[name="name"]').fill('Made in the console');
+  await page.click('#tenant-create-submit');
+  const secret = page.locator('#secret-value');
+  await visible(secret, 'the new HMAC secret');
+  const value = (await secret.textContent()).trim();
+  if (!/^[0-9a-f]{64}$/.test(value)) fail(`the HMAC secret shown is not 64 hex characters: "${value}"`);
+  await visible(page.locator('#tenants-table tr[data-tenant="t-made-in-console"]'), 'the new tenant in the table');
+  await shot(page, '07-tenant-secret.png');
+  // Shown once: a fresh visit of the page no longer has it.
+  await page.click('a[href="#/leaderboards"]');
+  await viewSettled(page, 'leaderboards');
+  await page.click('a[href="#/tenants"]');
+  await viewSettled(page, 'tenants');
+  if (await page.locator('#secret-value').count()) fail('the HMAC secret is shown again');
+  if ((await page.content()).includes(value)) fail('the HMAC secret is still in the page');
+}
+
+/** PAST_LEADERBOARD's only window was open for a few seconds while the harness posted scores. */
+async function past_window_shows_final_standings(page) {
+  const board = process.env.PAST_LEADERBOARD;
+  if (!board) fail('PAST_LEADERBOARD is not set');
+  await page.goto(`${BASE}/console#/leaderboards/${env.TENANT_ID}/${board}`);
+  await viewSettled(page, 'leaderboard');
+  // The window may still be closing when the page opens: look again until it is listed.
+  const row = page.locator('#windows-table tr[data-window]');
+  const deadline = Date.now() + TIMEOUT;
+  while (!(await row.count())) {
+    if (Date.now() > deadline) fail('the ended window never showed under Past windows');
+    await page.waitForTimeout(250);
+    await page.reload();
+    await viewSettled(page, 'leaderboard');
+  }
+  await row.first().locator('a.window-link').click();
+  await waitForText(page, '#window-entries tr[data-user="ann"] td.rank', '1', 'ann in the final standings');
+  await visible(page.locator('#window-entries tr[data-user="ben"]'), 'ben in the final standings');
+  await shot(page, '08-past-window.png');
+}
+
 async function viewer_sees_no_write_controls(page) {
   await page.click('#logout');
   await logIn(page, env.VIEWER_USER, env.VIEWER_PASSWORD);
@@ -199,6 +244,8 @@ const STEPS = [
   admin_logs_in,
   create_leaderboard_shows_field_error_first,
   live_view_moves,
+  tenant_secret_shown_once,
+  past_window_shows_final_standings,
   viewer_sees_no_write_controls,
 ];
 

@@ -85,13 +85,21 @@ impl AdminAuth {
     }
 
     /// 403 unless the caller may manage console users (SPEC §10: a console ADMIN or the `admin` scope).
+    /// A console ADMIN reaches every tenant, so a credential limited to some tenants may not make one
+    /// (nor change anyone's password): only an `admin` credential for all tenants may.
     pub fn require_user_admin(&self) -> Result<(), ApiError> {
         if self.read_only {
             return Err(ApiError::Forbidden(
                 "managing users needs the ADMIN role".into(),
             ));
         }
-        self.require(Scope::Admin)
+        self.require(Scope::Admin)?;
+        if self.tenants != TenantAccess::All {
+            return Err(ApiError::Forbidden(
+                "managing users needs access to every tenant ('*')".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// 403 unless the caller holds `scope`.

@@ -100,9 +100,17 @@ pub fn check_csrf(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Whether the request was addressed to this machine's loopback (`localhost`, `127.x.y.z`, `[::1]`):
-/// cookies then go without `Secure`, since local development is plain HTTP.
+/// Whether cookies may go without `Secure`: the request was addressed to this machine's loopback
+/// (`localhost`, `127.x.y.z`, `[::1]`), since local development is plain HTTP, and no proxy in front
+/// says the client used HTTPS (`X-Forwarded-Proto: https`).
 pub fn on_loopback(headers: &HeaderMap) -> bool {
+    let forwarded_https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    if forwarded_https {
+        return false;
+    }
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -136,8 +144,30 @@ pub fn set_cookie(
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// Password hashes running at once. Each takes 19 MiB and a core for tens of milliseconds, so without a
+/// bound a burst of sign-ins (or of guesses) could take the machine's memory and starve scoring.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores.clamp(1, 8))
+    })
+}
+
+/// How long a sign-in waits for a hashing slot before it is told to come back.
+const HASHING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn hashing_slot() -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
+    let busy = || ApiError::Unavailable("too many sign-ins at once; try again shortly".into());
+    tokio::time::timeout(HASHING_WAIT, hashing_slots().acquire())
+        .await
+        .map_err(|_| busy())?
+        .map_err(|_| busy())
+}
+
 /// Hashes a password with argon2id (default parameters: 19 MiB, 2 passes) on a blocking thread.
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    let _slot = hashing_slot().await?;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
@@ -161,8 +191,9 @@ fn decoy_hash() -> &'static str {
 }
 
 /// Whether `password` matches `hash` (or, with no hash, spends the same time and answers false).
-pub async fn verify_password(password: String, hash: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
+pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool, ApiError> {
+    let _slot = hashing_slot().await?;
+    Ok(tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| decoy_hash().to_owned());
         let matches = Argon2::default()
@@ -171,7 +202,7 @@ pub async fn verify_password(password: String, hash: Option<String>) -> bool {
         known && matches
     })
     .await
-    .unwrap_or(false)
+    .unwrap_or(false))
 }
 
 #[cfg(test)]
@@ -202,6 +233,10 @@ mod tests {
         assert!(host("[::1]:8080"));
         assert!(!host("phoenix.example.com"));
         assert!(!host("10.0.0.5:8080"));
+        let mut proxied = HeaderMap::new();
+        proxied.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        proxied.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert!(!on_loopback(&proxied));
     }
 
     #[test]

@@ -1,13 +1,18 @@
-//! Slowing down password guessing (SPEC §3.6): failed logins are counted per username and per client
-//! address; past a few free failures each further one locks that key for a doubling delay (capped), and
-//! a locked key is answered 429 with `Retry-After` before any password is checked. In memory, per
-//! process: a restart forgets the counts, which only helps a guesser by the free failures.
+//! Slowing down password guessing (SPEC §3.6). Every login attempt counts against two keys before its
+//! password is checked: the (username, client address) pair and the client address alone; a success
+//! takes its attempt back. Past a few free failures, each further one locks that key for a doubling
+//! delay (capped), and a locked key is answered 429 with `Retry-After` without checking anything.
+//!
+//! Counting before checking means parallel guesses cannot all slip through while the first ones are
+//! still being verified. Keying the user's count by address means nobody can lock a user out from
+//! elsewhere by failing on purpose. In memory, per process, with a bounded number of keys: a restart
+//! forgets the counts, which only gives a guesser back the free attempts.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Failures a username may have before it is slowed down.
+/// Failures one username may have from one address before it is slowed down.
 const FREE_PER_USER: u32 = 5;
 /// Failures one client address may have (over any usernames) before it is slowed down.
 const FREE_PER_ADDRESS: u32 = 20;
@@ -15,8 +20,8 @@ const FREE_PER_ADDRESS: u32 = 20;
 const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 /// Counts are forgotten after this long without a failure.
 const FORGET_AFTER: Duration = Duration::from_secs(30 * 60);
-/// Above this many tracked keys, forgotten ones are swept on the next failure.
-const SWEEP_ABOVE: usize = 10_000;
+/// At most this many keys are tracked; beyond it the least recently failed ones are dropped.
+const MAX_KEYS: usize = 100_000;
 
 struct Failures {
     count: u32,
@@ -29,8 +34,8 @@ pub struct LoginThrottle {
     keys: Mutex<HashMap<String, Failures>>,
 }
 
-fn user_key(username: &str) -> String {
-    format!("user:{username}")
+fn user_key(username: &str, address: &str) -> String {
+    format!("user:{username}\u{0}{address}")
 }
 
 fn address_key(address: &str) -> String {
@@ -42,28 +47,30 @@ impl LoginThrottle {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// How long the caller must wait before trying this username from this address, if at all.
-    pub fn wait(&self, username: &str, address: Option<&str>) -> Option<Duration> {
-        let now = Instant::now();
-        let keys = self.lock();
-        let remaining = |key: String| {
-            keys.get(&key)
-                .and_then(|f| f.locked_until.checked_duration_since(now))
-                .filter(|d| !d.is_zero())
-        };
-        let by_user = remaining(user_key(username));
-        let by_address = address.and_then(|a| remaining(address_key(a)));
-        by_user.max(by_address)
-    }
-
-    /// Counts a failed login.
-    pub fn failed(&self, username: &str, address: Option<&str>) {
+    /// Starts an attempt for `username` from `address` (a client address, or a group of them): the
+    /// time to wait if either key is locked, else the attempt is counted as a failure until
+    /// [`LoginThrottle::succeeded`] takes it back.
+    pub fn attempt(&self, username: &str, address: &str) -> Result<(), Duration> {
         let now = Instant::now();
         let mut keys = self.lock();
-        if keys.len() > SWEEP_ABOVE {
-            keys.retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
+        let keys_of = [
+            (user_key(username, address), FREE_PER_USER),
+            (address_key(address), FREE_PER_ADDRESS),
+        ];
+        let wait = keys_of
+            .iter()
+            .filter_map(|(key, _)| keys.get(key))
+            .filter(|f| now.duration_since(f.last) < FORGET_AFTER)
+            .filter_map(|f| f.locked_until.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+            .max();
+        if let Some(wait) = wait {
+            return Err(wait);
         }
-        let mut count = |key: String, free: u32| {
+        if keys.len() + 2 > MAX_KEYS {
+            make_room(&mut keys, now);
+        }
+        for (key, free) in keys_of {
             let entry = keys.entry(key).or_insert(Failures {
                 count: 0,
                 last: now,
@@ -72,22 +79,40 @@ impl LoginThrottle {
             if now.duration_since(entry.last) >= FORGET_AFTER {
                 entry.count = 0;
             }
-            entry.count += 1;
+            entry.count = entry.count.saturating_add(1);
             entry.last = now;
             if entry.count >= free {
                 entry.locked_until = now + delay_after(entry.count - free);
             }
-        };
-        count(user_key(username), FREE_PER_USER);
-        if let Some(a) = address {
-            count(address_key(a), FREE_PER_ADDRESS);
         }
+        Ok(())
     }
 
-    /// A successful login clears the username's count (not the address's: one good account must not
-    /// reset a guesser's budget).
-    pub fn succeeded(&self, username: &str) {
-        self.lock().remove(&user_key(username));
+    /// The attempt succeeded: the user's count from this address is cleared, and the address gets its
+    /// attempt back (not more: one good account must not reset a guesser's budget).
+    pub fn succeeded(&self, username: &str, address: &str) {
+        let now = Instant::now();
+        let mut keys = self.lock();
+        keys.remove(&user_key(username, address));
+        if let Some(entry) = keys.get_mut(&address_key(address)) {
+            entry.count = entry.count.saturating_sub(1);
+            if entry.count < FREE_PER_ADDRESS {
+                entry.locked_until = now;
+            }
+        }
+    }
+}
+
+/// Forgets idle keys and, if that is not enough, the least recently failed ones.
+fn make_room(keys: &mut HashMap<String, Failures>, now: Instant) {
+    keys.retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
+    if keys.len() + 2 > MAX_KEYS {
+        let mut by_age: Vec<(Instant, String)> =
+            keys.iter().map(|(k, f)| (f.last, k.clone())).collect();
+        by_age.sort();
+        for (_, key) in by_age.into_iter().take(MAX_KEYS / 10) {
+            keys.remove(&key);
+        }
     }
 }
 
@@ -102,28 +127,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_username_is_locked_after_its_free_failures_with_a_doubling_delay() {
+    fn a_user_is_locked_from_one_address_after_its_free_failures() {
         let throttle = LoginThrottle::default();
         for _ in 0..FREE_PER_USER - 1 {
-            throttle.failed("alice", Some("10.0.0.1"));
-            assert_eq!(throttle.wait("alice", Some("10.0.0.1")), None);
+            assert!(throttle.attempt("alice", "10.0.0.1").is_ok());
         }
-        throttle.failed("alice", Some("10.0.0.1"));
-        let wait = throttle.wait("alice", Some("10.0.0.2")).expect("locked");
+        assert!(throttle.attempt("alice", "10.0.0.1").is_ok());
+        let wait = throttle.attempt("alice", "10.0.0.1").expect_err("locked");
         assert!(wait <= Duration::from_secs(2) && wait > Duration::from_secs(1));
-        assert_eq!(throttle.wait("bob", Some("10.0.0.1")), None);
-        throttle.succeeded("alice");
-        assert_eq!(throttle.wait("alice", None), None);
+        // Not from elsewhere: nobody can lock a user out by failing on purpose.
+        assert!(throttle.attempt("alice", "10.0.0.2").is_ok());
+        assert!(throttle.attempt("bob", "10.0.0.1").is_ok());
+    }
+
+    #[test]
+    fn parallel_attempts_are_counted_before_they_are_checked() {
+        let throttle = LoginThrottle::default();
+        // Five attempts in flight, none finished: the sixth is refused already.
+        for _ in 0..FREE_PER_USER {
+            assert!(throttle.attempt("carol", "10.0.0.3").is_ok());
+        }
+        assert!(throttle.attempt("carol", "10.0.0.3").is_err());
+    }
+
+    #[test]
+    fn a_success_takes_its_attempt_back() {
+        let throttle = LoginThrottle::default();
+        for _ in 0..FREE_PER_ADDRESS * 2 {
+            assert!(throttle.attempt("dave", "10.0.0.4").is_ok());
+            throttle.succeeded("dave", "10.0.0.4");
+        }
+        assert!(throttle.attempt("dave", "10.0.0.4").is_ok());
     }
 
     #[test]
     fn an_address_is_locked_across_usernames() {
         let throttle = LoginThrottle::default();
         for i in 0..FREE_PER_ADDRESS {
-            throttle.failed(&format!("user{i}"), Some("10.0.0.9"));
+            assert!(throttle.attempt(&format!("user{i}"), "10.0.0.9").is_ok());
         }
-        assert!(throttle.wait("someone-new", Some("10.0.0.9")).is_some());
-        assert_eq!(throttle.wait("someone-new", Some("10.0.0.8")), None);
+        assert!(throttle.attempt("someone-new", "10.0.0.9").is_err());
+        assert!(throttle.attempt("someone-new", "10.0.0.8").is_ok());
+    }
+
+    #[test]
+    fn the_number_of_keys_stays_bounded() {
+        let throttle = LoginThrottle::default();
+        for i in 0..(MAX_KEYS / 2 + 10) {
+            let _ = throttle.attempt("x", &format!("addr-{i}"));
+        }
+        assert!(throttle.lock().len() <= MAX_KEYS);
     }
 
     #[test]

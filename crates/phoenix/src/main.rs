@@ -36,7 +36,12 @@ fn main() -> ExitCode {
         // Clients of some server: the server settings (listeners, data dir, ...) are not their concern.
         Command::Bench(bench) => return block_on(bench::run(bench, settings.admin_secret)),
         Command::Users(users) => {
-            return block_on(users::run(users, settings.listen, settings.admin_secret));
+            // The Admin gateway's own listener when it has one, else the combined one.
+            let listen = match settings.admin_listen.as_deref().map(str::trim) {
+                Some(addr) if !addr.is_empty() && addr != "off" => addr.to_owned(),
+                _ => settings.listen,
+            };
+            return block_on(users::run(users, listen, settings.admin_secret));
         }
         Command::Demo(args) => Some(args),
         Command::Serve => None,
@@ -115,7 +120,18 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
 /// players simulated until Ctrl-C.
 async fn run_demo(mut resolved: Resolved, args: demo::DemoArgs) -> anyhow::Result<()> {
     let (data_dir, temporary) = match &args.demo_dir {
-        Some(dir) => (dir.clone(), false),
+        Some(dir) => {
+            // The demo seeds a fresh store; a kept one is looked at with `phoenix serve --data-dir`.
+            let used = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+            if used {
+                anyhow::bail!(
+                    "--demo-dir: {} is not empty; give a new directory (to look at a kept demo, run `phoenix --data-dir {} serve`)",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            (dir.clone(), false)
+        }
         None => (
             std::env::temp_dir().join(format!("phoenix-demo-{}", std::process::id())),
             true,
@@ -127,9 +143,24 @@ async fn run_demo(mut resolved: Resolved, args: demo::DemoArgs) -> anyhow::Resul
         .admin_secret
         .get_or_insert_with(|| format!("demo-{}", demo::random_password()))
         .clone();
-    let started = start(resolved).await?;
-    let base = format!("http://{}", started.app.addr());
-    let addr = started.app.addr();
+    let started = match start(resolved).await {
+        Ok(started) => started,
+        Err(e) => {
+            if temporary {
+                let _ = std::fs::remove_dir_all(&data_dir);
+            }
+            return Err(e);
+        }
+    };
+    // The console and the API on one origin: the Admin gateway's address (the combined listener
+    // unless it has its own).
+    let addr = started
+        .app
+        .addrs()
+        .into_iter()
+        .find(|(name, _)| *name == "admin")
+        .map_or(started.app.addr(), |(_, addr)| addr);
+    let base = format!("http://{addr}");
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
     let stop = shutdown.clone();

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{AppendHeaders, IntoResponse, Response};
 use phoenix_store::model::{RefreshOutcome, User};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use utoipa::ToSchema;
 
 /// `{"authentication_enabled": bool}`.
@@ -74,19 +74,26 @@ pub struct LoggedOut {
     pub status: &'static str,
 }
 
-/// The client's address, when the listener records it (for throttling by address).
-pub struct ClientAddr(pub Option<String>);
+/// The client's address as login throttling sees it: IPv4 addresses one by one, IPv6 by /64 (one
+/// host usually has a whole /64). `unknown` when the listener did not record the peer.
+pub struct ClientAddr(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string()),
-        ))
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_canonical());
+        Ok(ClientAddr(match ip {
+            Some(IpAddr::V4(v4)) => v4.to_string(),
+            Some(IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            None => "unknown".into(),
+        }))
     }
 }
 
@@ -187,18 +194,29 @@ pub async fn login(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let req: LoginRequest = body.parse()?;
+    // A name no user can have is checked like any other (same time, same answer), but never kept or
+    // logged as it was sent.
+    let valid_name = super::users::check_username(&req.username).is_ok();
+    let name = if valid_name {
+        req.username.as_str()
+    } else {
+        "<invalid>"
+    };
     let throttle = &state.login_throttle;
-    if let Some(wait) = throttle.wait(&req.username, addr.as_deref()) {
-        tracing::warn!(username = %req.username, "login refused while throttled");
+    if let Err(wait) = throttle.attempt(name, &addr) {
+        tracing::warn!(username = %name, "login refused while throttled");
         return Err(rate_limited(wait));
     }
-    let hash = state.store.user_password_hash(&req.username).await?;
-    if !session::verify_password(req.password, hash).await {
-        throttle.failed(&req.username, addr.as_deref());
-        tracing::warn!(username = %req.username, "failed login");
+    let hash = if valid_name {
+        state.store.user_password_hash(&req.username).await?
+    } else {
+        None
+    };
+    if !session::verify_password(req.password, hash).await? {
+        tracing::warn!(username = %name, "failed login");
         return Err(ApiError::Unauthorized("wrong username or password".into()));
     }
-    throttle.succeeded(&req.username);
+    throttle.succeeded(name, &addr);
     let tokens = session::issue(
         state.config.access_token_ttl,
         state.config.refresh_token_ttl,

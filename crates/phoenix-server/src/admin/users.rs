@@ -1,6 +1,6 @@
 //! Console users (SPEC §3.6), managed by console ADMINs or holders of the `admin` scope: create with a
 //! password (stored as an argon2id hash only), list, read, change role or password (a new password ends
-//! the user's sessions), delete (ends them too).
+//! the user's sessions), delete (ends them too). The last ADMIN can be neither demoted nor deleted.
 
 use crate::auth::AdminAuth;
 use crate::body::JsonBody;
@@ -100,6 +100,23 @@ fn parse_role(raw: &str) -> Result<Role, ApiError> {
     })
 }
 
+/// 409 if taking the ADMIN role from `username` would leave no console ADMIN (only the admin secret
+/// could then manage users).
+async fn keep_an_admin(state: &AppState, username: &str) -> Result<(), ApiError> {
+    let users = state.store.list_users().await?;
+    let is_admin = |u: &&User| u.role == Role::Admin;
+    let admins = users.iter().filter(is_admin).count();
+    let losing = users
+        .iter()
+        .any(|u| u.username == username && u.role == Role::Admin);
+    if losing && admins == 1 {
+        return Err(ApiError::Conflict(format!(
+            "'{username}' is the last ADMIN; make another user ADMIN first"
+        )));
+    }
+    Ok(())
+}
+
 fn not_found(username: &str) -> ApiError {
     ApiError::NotFound(format!("user '{username}' not found"))
 }
@@ -184,7 +201,7 @@ pub async fn get_user(
     params(("username" = String, Path)), request_body = PatchUser,
     responses((status = 200, body = UserView), (status = 400, body = ErrorEnvelope),
               (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-              (status = 404, body = ErrorEnvelope)))]
+              (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub async fn patch_user(
     State(state): State<AppState>,
     auth: AdminAuth,
@@ -197,6 +214,9 @@ pub async fn patch_user(
     }
     let req: PatchUser = body.parse()?;
     let role = req.role.as_deref().map(parse_role).transpose()?;
+    if role == Some(Role::Viewer) {
+        keep_an_admin(&state, &username).await?;
+    }
     let password_hash = match req.password {
         Some(password) => {
             check_password(&password)?;
@@ -223,13 +243,18 @@ pub async fn patch_user(
 #[utoipa::path(delete, path = "/users/{username}", tag = "users",
     params(("username" = String, Path)),
     responses((status = 200, body = UserView), (status = 401, body = ErrorEnvelope),
-              (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+              (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+              (status = 409, body = ErrorEnvelope)))]
 pub async fn delete_user(
     State(state): State<AppState>,
     auth: AdminAuth,
     Path(username): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
     auth.require_user_admin()?;
+    if state.store.get_user(&username).await?.is_none() {
+        return Err(not_found(&username));
+    }
+    keep_an_admin(&state, &username).await?;
     let user = state
         .store
         .delete_user(&username)

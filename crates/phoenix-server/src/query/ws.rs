@@ -48,6 +48,22 @@ pub struct Watcher {
     me: Option<String>,
 }
 
+/// No `Origin` (not a browser), or an `Origin` whose host and port are the request's `Host`.
+fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
+        return true;
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
 impl FromRequestParts<AppState> for Watcher {
     type Rejection = ApiError;
 
@@ -65,7 +81,18 @@ impl FromRequestParts<AppState> for Watcher {
             || parts.headers.contains_key("x-api-key")
             || parts.headers.contains_key("x-signature");
         if let Some(tenant) = params.get("tenant_id") {
-            // An admin watcher: any admin credential with `leaderboards:read` on that tenant.
+            // An admin watcher: any admin credential with `leaderboards:read` on that tenant. A
+            // browser sends the console's session cookie on any page's upgrade, so with the cookie
+            // as the credential the page must be this server's own (Origin = Host).
+            let by_cookie = query_token.is_none()
+                && !has_header
+                && crate::session::cookie(&parts.headers, crate::session::ACCESS_COOKIE).is_some();
+            if by_cookie && !same_origin(&parts.headers) {
+                return Err(ApiError::Forbidden(
+                    "a WebSocket authenticated by cookie must come from this server's own page (Origin)"
+                        .into(),
+                ));
+            }
             let admin = match (&query_token, has_header) {
                 (Some(token), false) if state.config.auth_enabled => {
                     crate::auth::token_auth(token, state, true).await?

@@ -1,7 +1,8 @@
 //! The web console in real headless Chromium: this test starts the real server, makes a tenant, an
 //! ADMIN and a VIEWER and a player token, then runs `console-tests/console.test.mjs` (playwright-core)
 //! against it: login errors, sign-in, a leaderboard created after a validation error shown by field,
-//! the live view moving as events are posted, and a VIEWER finding no write controls. Screenshots land
+//! the live view moving as events are posted, a new tenant's secret shown once, a past window's final
+//! standings, and a VIEWER finding no write controls. Screenshots land
 //! in `target/console-screenshots/`.
 //!
 //! Needs Node.js, Chromium (`/usr/bin/chromium` or `$CHROMIUM`) and `npm ci --prefix console-tests`.
@@ -74,6 +75,39 @@ async fn the_console_works_in_headless_chromium() {
         &json!({"sub": "game-server", "sub_type": "tenant", "sub_id": "t-browser",
                 "iat": now, "exp": now + 3600}),
     );
+    // A leaderboard whose only window closes a few seconds from now, with two scores in it: by the time
+    // the browser reaches its "past windows" step, the window has ended and its standings are final.
+    let ends_at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    app.admin_json(
+        Method::POST,
+        "/tenants/t-browser/leaderboards",
+        &json!({
+            "leaderboard_id": "short-window",
+            "name": "Short window",
+            "config": {
+                "timeframe": {"type": "custom",
+                              "starts_at": (ends_at - jiff::SignedDuration::from_hours(1)).to_string(),
+                              "ends_at": ends_at.to_string()},
+                "scoring": {"rules": [{"event_type": "*", "points_expression": "attrs.score"}]}
+            }
+        }),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    for (user, score) in [("ann", 30), ("ben", 20)] {
+        send(
+            app.json(
+                Method::POST,
+                "/v1/events",
+                &json!({"event_id": format!("past-{user}"), "type": "match.completed",
+                        "actor": {"user_id": user}, "occurred_at": jiff::Timestamp::now().to_string(),
+                        "attrs": {"score": score}}),
+            )
+            .bearer_auth(&player_token),
+        )
+        .await
+        .expect(StatusCode::ACCEPTED);
+    }
     let screenshots = root.join("target/console-screenshots");
     let run = tokio::process::Command::new("node")
         .arg("console.test.mjs")
@@ -84,6 +118,7 @@ async fn the_console_works_in_headless_chromium() {
         .env("VIEWER_USER", passwords[1].0)
         .env("VIEWER_PASSWORD", &passwords[1].2)
         .env("TENANT_ID", "t-browser")
+        .env("PAST_LEADERBOARD", "short-window")
         .env("PLAYER_TOKEN", &player_token)
         .env("SCREENSHOT_DIR", &screenshots)
         .env("CHROMIUM", &chromium)
@@ -107,7 +142,10 @@ async fn the_console_works_in_headless_chromium() {
         "admin_logs_in",
         "create_leaderboard_shows_field_error_first",
         "live_view_moves",
+        "tenant_secret_shown_once",
+        "past_window_shows_final_standings",
         "viewer_sees_no_write_controls",
+        "no_script_errors",
     ] {
         assert!(
             stdout.contains(&format!("ok - {step}")),

@@ -254,6 +254,8 @@ async fn users_are_validated_listed_patched_and_deleted() {
         .await
         .expect(StatusCode::OK);
 
+    // bob is the only ADMIN now: another one first, then bob may go.
+    create_user(&app, "keeper", "ADMIN").await;
     let deleted = send(admin(app.request(Method::DELETE, "/users/bob"))).await;
     deleted.expect(StatusCode::OK);
     assert_eq!(deleted.body["username"], "bob");
@@ -501,6 +503,7 @@ async fn a_viewer_reads_everything_and_gets_403_on_every_kind_of_write() {
 async fn a_role_change_applies_to_a_live_session() {
     let app = spawn_app().await;
     create_user(&app, "gil", "ADMIN").await;
+    create_user(&app, "second-admin", "ADMIN").await;
     let access = token(&login(&app, "gil").await, "access_token");
     let create = |id: &str| {
         app.json(
@@ -759,4 +762,57 @@ async fn operators_read_window_history_on_the_admin_gateway() {
     ))
     .await
     .expect_forbidden();
+}
+
+#[tokio::test]
+async fn only_a_credential_for_every_tenant_may_manage_users() {
+    let app = spawn_app().await;
+    app.create_tenant("t-one").await;
+    create_user(&app, "boss", "ADMIN").await;
+    // An `admin` key limited to one tenant must not mint a console ADMIN (who reaches every tenant) or
+    // take over an account by changing its password.
+    let (_, narrow) = app.create_key(&["admin"], &["t-one"]).await;
+    let body = json!({"username": "mallory", "password": PASSWORD, "role": "ADMIN"});
+    send(with_key(app.json(Method::POST, "/users", &body), &narrow))
+        .await
+        .expect_forbidden();
+    send(with_key(
+        app.json(
+            Method::PATCH,
+            "/users/boss",
+            &json!({"password": "taken over!"}),
+        ),
+        &narrow,
+    ))
+    .await
+    .expect_forbidden();
+    send(with_key(app.get("/users"), &narrow))
+        .await
+        .expect_forbidden();
+    let (_, wide) = app.create_key(&["admin"], &["*"]).await;
+    send(with_key(app.json(Method::POST, "/users", &body), &wide))
+        .await
+        .expect(StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn the_last_admin_can_be_neither_demoted_nor_deleted() {
+    let app = spawn_app().await;
+    create_user(&app, "only", "ADMIN").await;
+    create_user(&app, "watcher", "VIEWER").await;
+    let demote = app
+        .admin_json(Method::PATCH, "/users/only", &json!({"role": "VIEWER"}))
+        .await;
+    let message = demote.expect_error(StatusCode::CONFLICT, "CONFLICT");
+    assert!(message.contains("last ADMIN"), "{message}");
+    send(admin(app.request(Method::DELETE, "/users/only")))
+        .await
+        .expect_error(StatusCode::CONFLICT, "CONFLICT");
+    // With a second ADMIN, the first may go.
+    app.admin_json(Method::PATCH, "/users/watcher", &json!({"role": "ADMIN"}))
+        .await
+        .expect(StatusCode::OK);
+    send(admin(app.request(Method::DELETE, "/users/only")))
+        .await
+        .expect(StatusCode::OK);
 }

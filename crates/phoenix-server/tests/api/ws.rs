@@ -595,6 +595,23 @@ async fn console_sessions_watch_as_admin_watchers() {
         .expect("the access token works as access_token");
     assert_eq!(next_json(&mut by_query).await["type"], "snapshot");
 
+    // A browser sends the cookie on another site's page too: only this server's own page may use it.
+    let own = app.base.clone();
+    let mut same_page = try_connect(&app, path, &[("cookie", &cookie), ("origin", &own)])
+        .await
+        .expect("the console's own page watches");
+    assert_eq!(next_json(&mut same_page).await["type"], "snapshot");
+    assert_eq!(
+        try_connect(
+            &app,
+            path,
+            &[("cookie", &cookie), ("origin", "http://evil.example")]
+        )
+        .await
+        .err(),
+        Some(StatusCode::FORBIDDEN)
+    );
+
     send(
         app.request(Method::POST, "/auth/logout")
             .bearer_auth(&access),

@@ -29,10 +29,15 @@ struct UserEntry {
 struct Family {
     username: String,
     revoked: bool,
+    /// When the login happened (orders a user's sessions when the oldest must go).
+    started_at: Timestamp,
     /// When the newest refresh token expires: after that nothing of the family can work.
     expires_at: Timestamp,
     /// The family's access tokens (normally one: a refresh replaces it).
     access: Vec<String>,
+    /// The family's refresh tokens still remembered: the live one and the last spent one (enough to
+    /// detect the replay of a stolen token, and constant in size however often the family refreshes).
+    refresh: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -68,6 +73,8 @@ pub(super) struct Console {
 
 /// Sweep expired tokens after this many session records (keeps memory bounded by live sessions).
 const SWEEP_EVERY: u32 = 256;
+/// Sessions one user may have at once; a login beyond that ends the user's oldest session.
+pub(super) const SESSIONS_PER_USER: usize = 32;
 
 impl Console {
     pub(super) fn user(&self, username: &str) -> Option<&User> {
@@ -133,49 +140,94 @@ impl Console {
         }
     }
 
+    /// A login at `at` (the record's own time, so replaying the journal later gives the same state).
     pub(super) fn start_session(
         &mut self,
         family_id: String,
         username: String,
         tokens: &SessionTokens,
+        at: Timestamp,
     ) {
+        self.end_oldest_sessions(&username);
         self.families.insert(
             family_id.clone(),
             Family {
                 username,
                 revoked: false,
+                started_at: at,
                 expires_at: tokens.refresh_expires_at,
                 access: vec![hash_hex(&tokens.access_hash)],
+                refresh: vec![hash_hex(&tokens.refresh_hash)],
             },
         );
         self.insert_tokens(family_id, tokens);
-        self.maybe_sweep();
+        self.maybe_sweep(at);
     }
 
+    /// Makes room for one more session of `username` by removing their oldest ones.
+    fn end_oldest_sessions(&mut self, username: &str) {
+        let mut live: Vec<(Timestamp, String)> = self
+            .families
+            .iter()
+            .filter(|(_, f)| f.username == username && !f.revoked)
+            .map(|(id, f)| (f.started_at, id.clone()))
+            .collect();
+        if live.len() < SESSIONS_PER_USER {
+            return;
+        }
+        live.sort();
+        let excess = live.len() + 1 - SESSIONS_PER_USER;
+        for (_, family_id) in live.into_iter().take(excess) {
+            self.remove_family(&family_id);
+        }
+    }
+
+    fn remove_family(&mut self, family_id: &str) {
+        if let Some(family) = self.families.remove(family_id) {
+            for hash in family.access.iter().chain(&family.refresh) {
+                if let Ok(hash) = unhex_hash(hash) {
+                    self.access.remove(&hash);
+                    self.refresh.remove(&hash);
+                }
+            }
+        }
+    }
+
+    /// A refresh at `at`: `spent` is used up and the new pair replaces the family's tokens. A family
+    /// that is gone (it can only have expired) makes this a no-op rather than an unreadable journal.
     pub(super) fn refresh_session(
         &mut self,
         family_id: String,
         spent: [u8; 32],
         tokens: &SessionTokens,
-    ) -> Result<(), String> {
-        let family = self
-            .families
-            .get_mut(&family_id)
-            .ok_or("refresh of unknown session")?;
-        // The new pair replaces the old one: the previous access token stops working too.
-        for old in family.access.drain(..) {
+        at: Timestamp,
+    ) {
+        let Some(family) = self.families.get_mut(&family_id) else {
+            return;
+        };
+        let spent_hex = hash_hex(&spent);
+        // The new pair replaces the old one: the previous access token stops working too, and of the
+        // refresh tokens only the one just spent is remembered (for reuse detection).
+        let old_access = std::mem::take(&mut family.access);
+        let old_refresh = std::mem::take(&mut family.refresh);
+        family.access.push(hash_hex(&tokens.access_hash));
+        family.refresh = vec![spent_hex.clone(), hash_hex(&tokens.refresh_hash)];
+        family.expires_at = tokens.refresh_expires_at;
+        for old in old_access {
             if let Ok(hash) = unhex_hash(&old) {
                 self.access.remove(&hash);
             }
         }
-        family.access.push(hash_hex(&tokens.access_hash));
-        family.expires_at = tokens.refresh_expires_at;
+        for old in old_refresh.into_iter().filter(|h| *h != spent_hex) {
+            if let Ok(hash) = unhex_hash(&old) {
+                self.refresh.remove(&hash);
+            }
+        }
         if let Some(token) = self.refresh.get_mut(&spent) {
             token.spent = true;
         }
         self.insert_tokens(family_id, tokens);
-        self.maybe_sweep();
-        Ok(())
+        self.maybe_sweep(at);
     }
 
     pub(super) fn revoke_family(&mut self, family_id: &str) {
@@ -202,15 +254,18 @@ impl Console {
         );
     }
 
-    fn maybe_sweep(&mut self) {
+    /// Sweeps now and then, at the time of the record being applied (never the wall clock: a replay of
+    /// the journal must end in the same state whenever it runs).
+    fn maybe_sweep(&mut self, at: Timestamp) {
         self.since_sweep += 1;
         if self.since_sweep >= SWEEP_EVERY {
             self.since_sweep = 0;
-            self.sweep(crate::now());
+            self.sweep(at);
         }
     }
 
-    /// Drops what can no longer work: expired tokens and expired families.
+    /// Drops what can no longer work at `now`: expired tokens and expired families. Anything a later
+    /// record refers to was still valid when that record was written, so it is never swept first.
     fn sweep(&mut self, now: Timestamp) {
         self.access.retain(|_, t| t.expires_at > now);
         self.refresh.retain(|_, t| t.expires_at > now);
@@ -343,4 +398,96 @@ pub(super) struct ConsoleSnapshot {
 /// Parses a token hash of a journal record.
 pub(super) fn parse_hash(raw: &str) -> Result<[u8; 32], String> {
     unhex_hash(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::SignedDuration;
+
+    fn tokens(seed: u8, at: Timestamp) -> SessionTokens {
+        SessionTokens {
+            access_hash: [seed; 32],
+            access_expires_at: at + SignedDuration::from_mins(15),
+            refresh_hash: [seed.wrapping_add(128); 32],
+            refresh_expires_at: at + SignedDuration::from_hours(24 * 7),
+        }
+    }
+
+    fn user(name: &str) -> User {
+        let at = Timestamp::UNIX_EPOCH;
+        User {
+            username: name.into(),
+            role: Role::Admin,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    /// Sweeps use each record's own time, so a journal replayed long after it was written (here: in
+    /// 2026, of records from 2020) ends in the state it had when it was written.
+    #[test]
+    fn a_late_replay_keeps_a_session_that_was_live_when_its_records_were_written() {
+        let t0: Timestamp = "2020-01-03T00:00:00Z".parse().unwrap();
+        let mut console = Console::default();
+        console.create_user(user("alice"), "hash".into());
+        console.create_user(user("bob"), "hash".into());
+        console.start_session("f".into(), "alice".into(), &tokens(1, t0), t0);
+        // Enough other sessions a day later to trigger sweeps in between.
+        let t1 = t0 + SignedDuration::from_hours(24);
+        for i in 0..(SWEEP_EVERY * 2) {
+            let seed = (i % 100) as u8 + 2;
+            console.start_session(format!("other-{i}"), "bob".into(), &tokens(seed, t1), t1);
+        }
+        let t6 = t0 + SignedDuration::from_hours(24 * 6);
+        console.refresh_session("f".into(), [129; 32], &tokens(110, t6), t6);
+        let session = console
+            .session_by_access(&[110; 32], t6)
+            .expect("still live");
+        assert_eq!(session.user.username, "alice");
+        assert!(matches!(
+            console.lookup_refresh(&[129; 32], t6),
+            RefreshLookup::Spent { .. }
+        ));
+    }
+
+    #[test]
+    fn a_refresh_of_a_family_that_is_gone_is_a_no_op() {
+        let at = Timestamp::UNIX_EPOCH;
+        let mut console = Console::default();
+        console.refresh_session("missing".into(), [1; 32], &tokens(2, at), at);
+        assert!(console.session_by_access(&[2; 32], at).is_none());
+    }
+
+    #[test]
+    fn a_family_remembers_a_constant_number_of_tokens_however_often_it_refreshes() {
+        let at: Timestamp = "2020-01-03T00:00:00Z".parse().unwrap();
+        let mut console = Console::default();
+        console.create_user(user("carol"), "hash".into());
+        console.start_session("f".into(), "carol".into(), &tokens(0, at), at);
+        let mut spent = tokens(0, at).refresh_hash;
+        for i in 1..=100u8 {
+            let next = tokens(i, at);
+            console.refresh_session("f".into(), spent, &next, at);
+            spent = next.refresh_hash;
+        }
+        assert_eq!(console.access.len(), 1);
+        assert_eq!(console.refresh.len(), 2);
+    }
+
+    #[test]
+    fn a_user_keeps_at_most_so_many_sessions_and_loses_the_oldest() {
+        let t0: Timestamp = "2020-01-03T00:00:00Z".parse().unwrap();
+        let mut console = Console::default();
+        console.create_user(user("dave"), "hash".into());
+        for i in 0..(SESSIONS_PER_USER as u8 + 8) {
+            let at = t0 + SignedDuration::from_secs(i64::from(i));
+            console.start_session(format!("f{i}"), "dave".into(), &tokens(i, at), at);
+        }
+        assert_eq!(console.families.len(), SESSIONS_PER_USER);
+        let late = t0 + SignedDuration::from_secs(60);
+        assert!(console.session_by_access(&[0; 32], late).is_none());
+        let newest = SESSIONS_PER_USER as u8 + 7;
+        assert!(console.session_by_access(&[newest; 32], late).is_some());
+    }
 }

@@ -73,6 +73,7 @@ pub(super) enum MetaRecord {
         access_expires_at: Timestamp,
         refresh_hash: String,
         refresh_expires_at: Timestamp,
+        at: Timestamp,
     },
     /// A refresh: `spent` is used up and the new pair replaces the family's tokens.
     SessionRefreshed {
@@ -82,6 +83,7 @@ pub(super) enum MetaRecord {
         access_expires_at: Timestamp,
         refresh_hash: String,
         refresh_expires_at: Timestamp,
+        at: Timestamp,
     },
     SessionRevoked {
         family_id: String,
@@ -236,6 +238,7 @@ impl State {
                 access_expires_at,
                 refresh_hash,
                 refresh_expires_at,
+                at,
             } => {
                 let tokens = SessionTokens {
                     access_hash: parse_hash(&access_hash)?,
@@ -243,7 +246,7 @@ impl State {
                     refresh_hash: parse_hash(&refresh_hash)?,
                     refresh_expires_at,
                 };
-                self.console.start_session(family_id, username, &tokens);
+                self.console.start_session(family_id, username, &tokens, at);
             }
             MetaRecord::SessionRefreshed {
                 family_id,
@@ -252,6 +255,7 @@ impl State {
                 access_expires_at,
                 refresh_hash,
                 refresh_expires_at,
+                at,
             } => {
                 let tokens = SessionTokens {
                     access_hash: parse_hash(&access_hash)?,
@@ -260,7 +264,7 @@ impl State {
                     refresh_expires_at,
                 };
                 self.console
-                    .refresh_session(family_id, parse_hash(&spent)?, &tokens)?;
+                    .refresh_session(family_id, parse_hash(&spent)?, &tokens, at);
             }
             MetaRecord::SessionRevoked { family_id } => self.console.revoke_family(&family_id),
         }

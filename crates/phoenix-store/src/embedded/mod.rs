@@ -1016,6 +1016,7 @@ impl Store for EmbeddedStore {
             access_expires_at: tokens.access_expires_at,
             refresh_hash: console::hash_hex(&tokens.refresh_hash),
             refresh_expires_at: tokens.refresh_expires_at,
+            at: now(),
         })
         .await?;
         Ok(Some(ConsoleSession {
@@ -1039,7 +1040,8 @@ impl Store for EmbeddedStore {
     ) -> StoreResult<RefreshOutcome> {
         // Under the write gate: two refreshes with the same token cannot both see it unspent.
         let _gate = self.write_gate.lock().await;
-        let lookup = self.read().console.lookup_refresh(refresh_hash, now());
+        let at = now();
+        let lookup = self.read().console.lookup_refresh(refresh_hash, at);
         match lookup {
             console::RefreshLookup::Unknown => Ok(RefreshOutcome::Invalid),
             console::RefreshLookup::Spent { family_id } => {
@@ -1055,6 +1057,7 @@ impl Store for EmbeddedStore {
                     access_expires_at: tokens.access_expires_at,
                     refresh_hash: console::hash_hex(&tokens.refresh_hash),
                     refresh_expires_at: tokens.refresh_expires_at,
+                    at,
                 })
                 .await?;
                 Ok(RefreshOutcome::Rotated(user))

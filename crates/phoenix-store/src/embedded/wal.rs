@@ -104,7 +104,9 @@ pub(super) struct Folded {
     pub counters: Counters,
     /// The log offset just past the last applied record: where a snapshot taken now ends.
     pub applied_upto: AtomicU64,
-    /// Events applied since start (replayed or live), to decide when a snapshot is worth taking.
+    /// Events and metadata records applied since start (replayed or live), to decide when a snapshot is
+    /// worth taking (a deployment that mostly signs users in must snapshot too, or its log replays
+    /// ever longer).
     pub applied_events: AtomicU64,
     /// The latest acceptance time applied so far (Unix µs). Acceptance times are clamped to it, so they
     /// never go backwards in log order: once any record accepted at or after a window's end has been
@@ -240,6 +242,7 @@ impl Folded {
     }
 
     fn apply_meta(&self, record: MetaRecord, end: u64) -> Result<(), String> {
+        self.applied_events.fetch_add(1, Ordering::Relaxed);
         let mut state = self.meta.write().unwrap_or_else(|p| p.into_inner());
         let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
         match &record {

@@ -214,11 +214,23 @@
   }
 
   let refreshing = null;
-  /** Rotates the session once, shared by every caller that hit a 401 at the same time. */
+  /**
+   * Rotates the session once, shared by every caller that hit a 401 at the same time, and by every tab:
+   * a refresh token works once, so two tabs refreshing with the same one would look like a stolen token
+   * and end the session. Tabs take turns under a Web Lock; a tab that waited finds the CSRF cookie
+   * changed (each refresh sets a new one) and uses the session the other tab already renewed.
+   */
   function refreshSession() {
-    refreshing = refreshing || rawFetch('POST', '/auth/refresh', {})
-      .then((res) => res.ok, () => false)
-      .then((ok) => { refreshing = null; return ok; });
+    refreshing = refreshing || (async () => {
+      const before = csrfToken();
+      const renew = async () => {
+        if (csrfToken() !== before) return true;
+        try { return (await rawFetch('POST', '/auth/refresh', {})).ok; } catch { return false; }
+      };
+      try {
+        return navigator.locks ? await navigator.locks.request('phoenix-session-refresh', renew) : await renew();
+      } catch { return false; }
+    })().finally(() => { refreshing = null; });
     return refreshing;
   }
 
