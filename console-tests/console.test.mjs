@@ -192,6 +192,54 @@ async function tenant_secret_shown_once(page) {
   if ((await page.content()).includes(value)) fail('the HMAC secret is still in the page');
 }
 
+async function api_key_shown_once_then_revoked(page) {
+  await page.click('a[href="#/keys"]');
+  await viewSettled(page, 'keys');
+  await page.click('#key-new');
+  const form = page.locator('#key-form');
+  await visible(form, 'the new-key form');
+  await form.locator('input[name="name"]').fill('console-test-key');
+  await form.locator('input[name="scopes"][value="leaderboards:read"]').check();
+  await page.click('#key-create-submit');
+  const secret = page.locator('#secret-value');
+  await visible(secret, 'the new API key');
+  const key = (await secret.textContent()).trim();
+  if (!/^pk_[A-Za-z0-9_-]{32,}$/.test(key)) fail(`the key shown does not look like an API key: "${key}"`);
+  // The key works: it reads leaderboards.
+  const probe = await fetch(`${BASE}/leaderboards`, { headers: { 'X-API-Key': key } });
+  if (probe.status !== 200) fail(`the new key was refused with ${probe.status}`);
+  const row = page.locator('#keys-table tr[data-key]', { hasText: 'console-test-key' });
+  await visible(row, 'the new key in the table');
+  await shot(page, '09-api-key.png');
+  await row.locator('button', { hasText: 'Revoke' }).click();
+  await page.locator('dialog.modal button', { hasText: 'Revoke key' }).click();
+  await visible(row.locator('text=revoked'), 'the key marked revoked');
+  const after = await fetch(`${BASE}/leaderboards`, { headers: { 'X-API-Key': key } });
+  if (after.status !== 401) fail(`the revoked key still answers ${after.status}`);
+  // Shown once: a fresh visit of the page no longer has it.
+  await page.click('a[href="#/tenants"]');
+  await viewSettled(page, 'tenants');
+  await page.click('a[href="#/keys"]');
+  await viewSettled(page, 'keys');
+  if ((await page.content()).includes(key)) fail('the API key is shown again');
+}
+
+async function admin_manages_users(page) {
+  await page.click('a[href="#/users"]');
+  await viewSettled(page, 'users');
+  await visible(page.locator(`#users-table tr[data-username="${env.VIEWER_USER}"]`), 'the VIEWER in the users table');
+  await page.click('#user-new');
+  const form = page.locator('#user-form');
+  await form.locator('input[name="username"]').fill('made-in-console');
+  await form.locator('input[name="password"]').fill('short');
+  await page.click('#user-create-submit');
+  await visible(page.locator('#user-form .field-error, #user-form .form-summary:not([hidden])'), 'the password error');
+  await form.locator('input[name="password"]').fill('a long enough password');
+  await page.click('#user-create-submit');
+  await visible(page.locator('#users-table tr[data-username="made-in-console"]'), 'the new user in the table');
+  await shot(page, '10-users.png');
+}
+
 /** PAST_LEADERBOARD's only window was open for a few seconds while the harness posted scores. */
 async function past_window_shows_final_standings(page) {
   const board = process.env.PAST_LEADERBOARD;
@@ -245,6 +293,8 @@ const STEPS = [
   create_leaderboard_shows_field_error_first,
   live_view_moves,
   tenant_secret_shown_once,
+  api_key_shown_once_then_revoked,
+  admin_manages_users,
   past_window_shows_final_standings,
   viewer_sees_no_write_controls,
 ];

@@ -1,8 +1,9 @@
 //! The web console in real headless Chromium: this test starts the real server, makes a tenant, an
 //! ADMIN and a VIEWER and a player token, then runs `console-tests/console.test.mjs` (playwright-core)
 //! against it: login errors, sign-in, a leaderboard created after a validation error shown by field,
-//! the live view moving as events are posted, a new tenant's secret shown once, a past window's final
-//! standings, and a VIEWER finding no write controls. Screenshots land
+//! the live view moving as events are posted, a new tenant's secret and a new API key shown once (and
+//! the key revoked), users managed, a past window's final standings, and a VIEWER finding no write
+//! controls. Screenshots land
 //! in `target/console-screenshots/`.
 //!
 //! Needs Node.js, Chromium (`/usr/bin/chromium` or `$CHROMIUM`) and `npm ci --prefix console-tests`.
@@ -143,6 +144,8 @@ async fn the_console_works_in_headless_chromium() {
         "create_leaderboard_shows_field_error_first",
         "live_view_moves",
         "tenant_secret_shown_once",
+        "api_key_shown_once_then_revoked",
+        "admin_manages_users",
         "past_window_shows_final_standings",
         "viewer_sees_no_write_controls",
         "no_script_errors",
