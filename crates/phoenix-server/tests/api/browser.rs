@@ -43,17 +43,77 @@ fn missing_tools(root: &Path, chromium: &Path) -> Option<String> {
     None
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_works_in_headless_chromium() {
+/// Chromium's path, or `None` (after saying why) when the browser tests cannot run here.
+fn browser_tools(test: &str) -> Option<(PathBuf, PathBuf)> {
     let root = repo_root();
     let chromium =
         PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     if let Some(missing) = missing_tools(&root, &chromium) {
         let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
         assert!(!in_ci, "the browser tests cannot run in CI: {missing}");
-        eprintln!("SKIPPED the_console_works_in_headless_chromium: {missing}");
-        return;
+        eprintln!("SKIPPED {test}: {missing}");
+        return None;
     }
+    Some((root, chromium))
+}
+
+/// Runs the browser script with `env`; returns its standard output, failing the test if it failed.
+async fn run_script(root: &Path, chromium: &Path, env: &[(&str, &str)]) -> String {
+    let screenshots = root.join("target/console-screenshots");
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg("console.test.mjs")
+        .current_dir(root.join("console-tests"))
+        .env("SCREENSHOT_DIR", &screenshots)
+        .env("CHROMIUM", chromium)
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(180), command.output())
+        .await
+        .expect("the browser tests finish within 3 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success(),
+        "the browser tests failed (screenshots in {}):\n{stdout}\n{stderr}",
+        screenshots.display()
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_skips_sign_in_in_development_mode() {
+    let Some((root, chromium)) = browser_tools("the_console_skips_sign_in_in_development_mode")
+    else {
+        return;
+    };
+    let mut config = test_config();
+    config.auth_enabled = false;
+    let app = spawn_app_with(config).await;
+    app.create_tenant("t-dev-browser").await;
+    let stdout = run_script(
+        &root,
+        &chromium,
+        &[
+            ("DEV_MODE", "1"),
+            ("PHOENIX_URL", &app.base),
+            ("TENANT_ID", "t-dev-browser"),
+        ],
+    )
+    .await;
+    assert!(stdout.contains("ok - dev_mode_skips_sign_in"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_in_headless_chromium() {
+    let Some((root, chromium)) = browser_tools("the_console_works_in_headless_chromium") else {
+        return;
+    };
     let app = spawn_app().await;
     let secret = app.create_tenant("t-browser").await;
     let passwords =
@@ -109,35 +169,21 @@ async fn the_console_works_in_headless_chromium() {
         .await
         .expect(StatusCode::ACCEPTED);
     }
-    let screenshots = root.join("target/console-screenshots");
-    let run = tokio::process::Command::new("node")
-        .arg("console.test.mjs")
-        .current_dir(root.join("console-tests"))
-        .env("PHOENIX_URL", &app.base)
-        .env("ADMIN_USER", passwords[0].0)
-        .env("ADMIN_PASSWORD", &passwords[0].2)
-        .env("VIEWER_USER", passwords[1].0)
-        .env("VIEWER_PASSWORD", &passwords[1].2)
-        .env("TENANT_ID", "t-browser")
-        .env("PAST_LEADERBOARD", "short-window")
-        .env("PLAYER_TOKEN", &player_token)
-        .env("SCREENSHOT_DIR", &screenshots)
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(180), run)
-        .await
-        .expect("the browser tests finish within 3 minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(
-        output.status.success(),
-        "the browser tests failed (screenshots in {}):\n{stdout}\n{stderr}",
-        screenshots.display()
-    );
+    let stdout = run_script(
+        &root,
+        &chromium,
+        &[
+            ("PHOENIX_URL", &app.base),
+            ("ADMIN_USER", passwords[0].0),
+            ("ADMIN_PASSWORD", &passwords[0].2),
+            ("VIEWER_USER", passwords[1].0),
+            ("VIEWER_PASSWORD", &passwords[1].2),
+            ("TENANT_ID", "t-browser"),
+            ("PAST_LEADERBOARD", "short-window"),
+            ("PLAYER_TOKEN", &player_token),
+        ],
+    )
+    .await;
     for step in [
         "login_rejects_wrong_password",
         "admin_logs_in",
