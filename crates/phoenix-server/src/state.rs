@@ -101,6 +101,9 @@ pub struct Shared {
     pub feeds: crate::query::feed::Feeds,
     /// Failed console logins, per username and address.
     pub login_throttle: crate::throttle::LoginThrottle,
+    /// Held while a user change checks that an ADMIN remains and makes the change, so two concurrent
+    /// demotions or deletions cannot both pass the check.
+    pub user_changes: tokio::sync::Mutex<()>,
 }
 
 impl std::ops::Deref for AppState {
@@ -131,6 +134,7 @@ impl AppState {
             query_cache: Default::default(),
             feeds: Default::default(),
             login_throttle: Default::default(),
+            user_changes: Default::default(),
         }))
     }
 

@@ -70,6 +70,13 @@ pub async fn users_and_sessions(store: &dyn Store, prefix: &str) {
         by_access.map(|s| s.family_id),
         Some(session.family_id.clone())
     );
+    assert!(
+        store
+            .refresh_token_known(&first.refresh_hash)
+            .await
+            .unwrap()
+    );
+    assert!(!store.refresh_token_known(&first.access_hash).await.unwrap());
     let second = token_pair(&format!("{prefix}-2"), SignedDuration::from_mins(15));
     let outcome = store
         .refresh_session(&first.refresh_hash, second.clone())
@@ -98,6 +105,12 @@ pub async fn users_and_sessions(store: &dyn Store, prefix: &str) {
         .await
         .unwrap();
     assert_eq!(reuse, RefreshOutcome::Reused);
+    assert!(
+        !store
+            .refresh_token_known(&second.refresh_hash)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.session_by_access(&second.access_hash).await.unwrap(),
         None

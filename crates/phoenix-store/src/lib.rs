@@ -278,6 +278,8 @@ pub trait Store: Send + Sync + 'static {
         refresh_hash: &[u8; 32],
         tokens: SessionTokens,
     ) -> StoreResult<RefreshOutcome>;
+    /// Whether a refresh token (by hash) belongs to a live session, spent or not, without using it.
+    async fn refresh_token_known(&self, refresh_hash: &[u8; 32]) -> StoreResult<bool>;
     /// Revokes the family of an access or refresh token (by hash): its access and refresh tokens stop
     /// working at once. False when no live session had that token.
     async fn revoke_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool>;

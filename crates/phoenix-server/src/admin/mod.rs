@@ -33,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(windows::list))
         .routes(routes!(windows::get))
+        .routes(routes!(crate::query::ws::watch_tenant))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(
             users::get_user,

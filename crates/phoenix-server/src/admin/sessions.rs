@@ -258,6 +258,20 @@ pub async fn refresh(
                     "send the refresh token in the body or the phoenix-refresh-token cookie".into(),
                 )
             })?;
+            // Authentication (401) before the CSRF check (403), as on every route.
+            let known = state
+                .store
+                .refresh_token_known(&session::token_hash(token))
+                .await?;
+            if !known {
+                return Ok((
+                    AppendHeaders(cleared_cookies(&headers)),
+                    ApiError::Unauthorized(
+                        "the refresh token is invalid or expired; log in again".into(),
+                    ),
+                )
+                    .into_response());
+            }
             session::check_csrf(&headers)?;
             token.to_owned()
         }
@@ -324,6 +338,21 @@ pub async fn logout(
         .map(str::to_owned)
         .collect();
     if tokens.is_empty() && !from_cookies.is_empty() {
+        // Authentication (401) before the CSRF check (403): is any of the cookies a live session's?
+        let mut live = false;
+        for token in &from_cookies {
+            let hash = session::token_hash(token);
+            live = live
+                || state.store.session_by_access(&hash).await?.is_some()
+                || state.store.refresh_token_known(&hash).await?;
+        }
+        if !live {
+            return Ok((
+                AppendHeaders(cleared_cookies(&headers)),
+                ApiError::Unauthorized("no live session to log out of".into()),
+            )
+                .into_response());
+        }
         session::check_csrf(&headers)?;
         tokens = from_cookies;
     }

@@ -214,6 +214,7 @@ pub async fn patch_user(
     }
     let req: PatchUser = body.parse()?;
     let role = req.role.as_deref().map(parse_role).transpose()?;
+    let _one_at_a_time = state.user_changes.lock().await;
     if role == Some(Role::Viewer) {
         keep_an_admin(&state, &username).await?;
     }
@@ -254,6 +255,7 @@ pub async fn delete_user(
     if state.store.get_user(&username).await?.is_none() {
         return Err(not_found(&username));
     }
+    let _one_at_a_time = state.user_changes.lock().await;
     keep_an_admin(&state, &username).await?;
     let user = state
         .store

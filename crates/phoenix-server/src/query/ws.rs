@@ -64,6 +64,72 @@ fn same_origin(headers: &axum::http::HeaderMap) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
+/// An admin watcher of `tenant` (SPEC §6.1): any admin credential with `leaderboards:read` on it, from
+/// the headers, `?access_token=`, or the console's session cookie. A browser sends that cookie on any
+/// page's upgrade, so with the cookie as the credential the page must be this server's own (Origin =
+/// Host).
+async fn admin_watcher(
+    parts: &mut Parts,
+    state: &AppState,
+    tenant: &str,
+    query_token: Option<&str>,
+) -> Result<Watcher, ApiError> {
+    let has_header = parts
+        .headers
+        .contains_key(axum::http::header::AUTHORIZATION)
+        || parts.headers.contains_key("x-api-key")
+        || parts.headers.contains_key("x-signature");
+    let by_cookie = query_token.is_none()
+        && !has_header
+        && crate::session::cookie(&parts.headers, crate::session::ACCESS_COOKIE).is_some();
+    let admin = match query_token {
+        Some(token) if !has_header && state.config.auth_enabled => {
+            crate::auth::token_auth(token, state, true).await?
+        }
+        _ => AdminAuth::from_request_parts(parts, state).await?,
+    };
+    if by_cookie && !same_origin(&parts.headers) {
+        return Err(ApiError::Forbidden(
+            "a WebSocket authenticated by cookie must come from this server's own page (Origin)"
+                .into(),
+        ));
+    }
+    admin.require_tenant(Scope::LeaderboardsRead, tenant)?;
+    Ok(Watcher {
+        tenant: tenant.to_owned(),
+        me: None,
+    })
+}
+
+/// The watcher of the Admin gateway's route: the tenant comes from the path.
+pub struct TenantWatcher {
+    watcher: Watcher,
+    leaderboard: String,
+}
+
+impl FromRequestParts<AppState> for TenantWatcher {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Path((tenant, leaderboard)) =
+            Path::<(String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NotFound("no such route".into()))?;
+        let params: HashMap<String, String> = Query::try_from_uri(&parts.uri)
+            .map(|Query(p)| p)
+            .unwrap_or_default();
+        let query_token = params
+            .get("access_token")
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        let watcher = admin_watcher(parts, state, &tenant, query_token.as_deref()).await?;
+        Ok(TenantWatcher {
+            watcher,
+            leaderboard,
+        })
+    }
+}
+
 impl FromRequestParts<AppState> for Watcher {
     type Rejection = ApiError;
 
@@ -81,29 +147,7 @@ impl FromRequestParts<AppState> for Watcher {
             || parts.headers.contains_key("x-api-key")
             || parts.headers.contains_key("x-signature");
         if let Some(tenant) = params.get("tenant_id") {
-            // An admin watcher: any admin credential with `leaderboards:read` on that tenant. A
-            // browser sends the console's session cookie on any page's upgrade, so with the cookie
-            // as the credential the page must be this server's own (Origin = Host).
-            let by_cookie = query_token.is_none()
-                && !has_header
-                && crate::session::cookie(&parts.headers, crate::session::ACCESS_COOKIE).is_some();
-            if by_cookie && !same_origin(&parts.headers) {
-                return Err(ApiError::Forbidden(
-                    "a WebSocket authenticated by cookie must come from this server's own page (Origin)"
-                        .into(),
-                ));
-            }
-            let admin = match (&query_token, has_header) {
-                (Some(token), false) if state.config.auth_enabled => {
-                    crate::auth::token_auth(token, state, true).await?
-                }
-                _ => AdminAuth::from_request_parts(parts, state).await?,
-            };
-            admin.require_tenant(Scope::LeaderboardsRead, tenant)?;
-            return Ok(Watcher {
-                tenant: tenant.clone(),
-                me: None,
-            });
+            return admin_watcher(parts, state, tenant, query_token.as_deref()).await;
         }
         let auth = match (&query_token, has_header) {
             (Some(token), false) if state.config.auth_enabled => {
@@ -143,6 +187,35 @@ pub async fn watch(
     State(state): State<AppState>,
     watcher: Watcher,
     Path(id): Path<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    open(state, watcher, id, upgrade).await
+}
+
+/// The same live view for operators, on the Admin gateway (the console uses it, so it works when the
+/// Query gateway has a listener of its own): any admin credential with `leaderboards:read` on the
+/// tenant, as headers, `?access_token=`, or the console's session cookie from its own page; `me` is
+/// always null. Messages as on `/v1/leaderboards/{id}/ws`.
+#[utoipa::path(get, path = "/tenants/{tenant_id}/leaderboards/{leaderboard_id}/ws",
+    tag = "leaderboards",
+    params(("tenant_id" = String, Path), ("leaderboard_id" = String, Path),
+           ("access_token" = Option<String>, Query, description = "the credential, for clients that cannot set headers")),
+    responses((status = 101, description = "switched to the WebSocket protocol"),
+              (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+              (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn watch_tenant(
+    State(state): State<AppState>,
+    watcher: TenantWatcher,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    open(state, watcher.watcher, watcher.leaderboard, upgrade).await
+}
+
+/// Checks the leaderboard and upgrades to a live session.
+async fn open(
+    state: AppState,
+    watcher: Watcher,
+    id: String,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     active(&state, &watcher.tenant, &id).await?;

@@ -816,3 +816,31 @@ async fn the_last_admin_can_be_neither_demoted_nor_deleted() {
         .await
         .expect(StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_bad_session_cookie_is_401_before_any_csrf_check() {
+    let app = spawn_app().await;
+    let bogus = "phoenix-refresh-token=phx_rt_bogus; phoenix-access-token=phx_at_bogus; phoenix-csrf-token=c";
+    send(
+        app.request(Method::POST, "/auth/refresh")
+            .header("cookie", bogus),
+    )
+    .await
+    .expect_unauthorized();
+    send(
+        app.request(Method::POST, "/auth/logout")
+            .header("cookie", bogus),
+    )
+    .await
+    .expect_unauthorized();
+    send(
+        app.json(
+            Method::POST,
+            "/tenants",
+            &json!({"tenant_id": "t-x", "name": "x"}),
+        )
+        .header("cookie", bogus),
+    )
+    .await
+    .expect_unauthorized();
+}

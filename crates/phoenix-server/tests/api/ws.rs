@@ -836,3 +836,85 @@ async fn a_window_that_ends_sends_window_closed_with_its_final_top_then_a_snapsh
     assert_eq!(after["window"]["status"], "closed");
     assert!(after["seq"].as_u64() > closed["seq"].as_u64());
 }
+
+/// Operators (and the console) watch on the Admin gateway, with the tenant in the path: this works when
+/// the Query gateway has a listener of its own.
+#[tokio::test]
+async fn operators_watch_on_the_admin_gateway_with_the_query_gateway_apart() {
+    let mut config = fast_config();
+    config.query_listen =
+        phoenix_server::GatewayListen::Own("127.0.0.1:0".parse().expect("an address"));
+    let app = spawn_app_with(config).await;
+    let secret = board(&app, "ws-adm", "lb").await;
+    post_scores(&app, &jwt(&secret, "ws-adm", "a"), &[("a", 9.0)], "a").await;
+    let (_, reader) = app.create_key(&["leaderboards:read"], &["ws-adm"]).await;
+    let (_, elsewhere) = app.create_key(&["leaderboards:read"], &["ws-other"]).await;
+    let path = "/tenants/ws-adm/leaderboards/lb/ws";
+
+    let mut socket = try_connect(&app, path, &[("x-api-key", &reader)])
+        .await
+        .expect("the key watches on the Admin gateway");
+    let snapshot = next_json(&mut socket).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["entries"][0]["user_id"], "a");
+    assert!(snapshot["me"].is_null());
+    let mut by_query = try_connect(&app, &format!("{path}?access_token={reader}"), &[])
+        .await
+        .expect("the key works as access_token");
+    assert_eq!(next_json(&mut by_query).await["type"], "snapshot");
+
+    assert_eq!(
+        try_connect(&app, path, &[]).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(
+        try_connect(&app, path, &[("x-api-key", &elsewhere)])
+            .await
+            .err(),
+        Some(StatusCode::FORBIDDEN)
+    );
+    assert_eq!(
+        try_connect(
+            &app,
+            "/tenants/ws-adm/leaderboards/nope/ws",
+            &[("x-api-key", &reader)]
+        )
+        .await
+        .err(),
+        Some(StatusCode::NOT_FOUND)
+    );
+
+    // The console's session cookie, from its own page only.
+    app.admin_json(
+        Method::POST,
+        "/users",
+        &json!({"username": "ops", "password": "ops-password", "role": "VIEWER"}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let login = send(app.json(
+        Method::POST,
+        "/auth/login",
+        &json!({"username": "ops", "password": "ops-password"}),
+    ))
+    .await;
+    let cookie = format!(
+        "phoenix-access-token={}",
+        login.body["access_token"].as_str().expect("a token")
+    );
+    let own = app.base.clone();
+    let mut console = try_connect(&app, path, &[("cookie", &cookie), ("origin", &own)])
+        .await
+        .expect("the console's own page watches");
+    assert_eq!(next_json(&mut console).await["type"], "snapshot");
+    assert_eq!(
+        try_connect(
+            &app,
+            path,
+            &[("cookie", &cookie), ("origin", "http://evil.example")]
+        )
+        .await
+        .err(),
+        Some(StatusCode::FORBIDDEN)
+    );
+}

@@ -1065,6 +1065,11 @@ impl Store for EmbeddedStore {
         }
     }
 
+    async fn refresh_token_known(&self, refresh_hash: &[u8; 32]) -> StoreResult<bool> {
+        let lookup = self.read().console.lookup_refresh(refresh_hash, now());
+        Ok(!matches!(lookup, console::RefreshLookup::Unknown))
+    }
+
     async fn revoke_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {
         let _gate = self.write_gate.lock().await;
         let Some(family_id) = self.read().console.live_family_of(token_hash) else {

@@ -1052,7 +1052,8 @@
     function connect() {
       clearTimeout(timer);
       const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-      const url = `${scheme}://${location.host}/v1/leaderboards/${enc(id)}/ws?tenant_id=${enc(tenant)}`;
+      // The Admin gateway's socket: same origin as this page even when the Query gateway listens elsewhere.
+      const url = `${scheme}://${location.host}/tenants/${enc(tenant)}/leaderboards/${enc(id)}/ws`;
       let opened = false;
       ui.setStatus(attempts ? 'reconnecting' : 'connecting');
       const socket = new WebSocket(url);
