@@ -101,6 +101,18 @@ async fn admin_watcher(
     })
 }
 
+/// The query string's parameters, and its `access_token` when one is given.
+fn query_of(parts: &Parts) -> (HashMap<String, String>, Option<String>) {
+    let params: HashMap<String, String> = Query::try_from_uri(&parts.uri)
+        .map(|Query(p)| p)
+        .unwrap_or_default();
+    let token = params
+        .get("access_token")
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    (params, token)
+}
+
 /// The watcher of the Admin gateway's route: the tenant comes from the path.
 pub struct TenantWatcher {
     watcher: Watcher,
@@ -115,13 +127,7 @@ impl FromRequestParts<AppState> for TenantWatcher {
             Path::<(String, String)>::from_request_parts(parts, state)
                 .await
                 .map_err(|_| ApiError::NotFound("no such route".into()))?;
-        let params: HashMap<String, String> = Query::try_from_uri(&parts.uri)
-            .map(|Query(p)| p)
-            .unwrap_or_default();
-        let query_token = params
-            .get("access_token")
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty());
+        let (_, query_token) = query_of(parts);
         let watcher = admin_watcher(parts, state, &tenant, query_token.as_deref()).await?;
         Ok(TenantWatcher {
             watcher,
@@ -134,13 +140,7 @@ impl FromRequestParts<AppState> for Watcher {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params: HashMap<String, String> = Query::try_from_uri(&parts.uri)
-            .map(|Query(p)| p)
-            .unwrap_or_default();
-        let query_token = params
-            .get("access_token")
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty());
+        let (params, query_token) = query_of(parts);
         let has_header = parts
             .headers
             .contains_key(axum::http::header::AUTHORIZATION)

@@ -554,6 +554,49 @@ async fn admin_watchers_name_the_tenant_and_have_no_me() {
     );
 }
 
+/// A console VIEWER signed in: their access token.
+async fn console_login(app: &TestApp, username: &str) -> String {
+    let password = format!("{username}-password");
+    app.admin_json(
+        Method::POST,
+        "/users",
+        &json!({"username": username, "password": password, "role": "VIEWER"}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let login = send(app.json(
+        Method::POST,
+        "/auth/login",
+        &json!({"username": username, "password": password}),
+    ))
+    .await;
+    login.expect(StatusCode::OK);
+    login.body["access_token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
+}
+
+/// A browser sends the session cookie on another site's page too: only this server's own page may use
+/// it to watch `path`.
+async fn cookie_watches_from_its_own_page_only(app: &TestApp, path: &str, cookie: &str) {
+    let own = app.base.clone();
+    let mut same_page = try_connect(app, path, &[("cookie", cookie), ("origin", &own)])
+        .await
+        .expect("the console's own page watches");
+    assert_eq!(next_json(&mut same_page).await["type"], "snapshot");
+    assert_eq!(
+        try_connect(
+            app,
+            path,
+            &[("cookie", cookie), ("origin", "http://evil.example")]
+        )
+        .await
+        .err(),
+        Some(StatusCode::FORBIDDEN)
+    );
+}
+
 /// The console's live view: a console session watches by its cookie (what a browser sends on the
 /// upgrade) or by `?access_token=`; after logout the upgrade is refused.
 #[tokio::test]
@@ -562,24 +605,7 @@ async fn console_sessions_watch_as_admin_watchers() {
     let secret = board(&app, "ws-console", "lb").await;
     let token = jwt(&secret, "ws-console", "a");
     post_scores(&app, &token, &[("a", 7.0)], "a").await;
-    app.admin_json(
-        Method::POST,
-        "/users",
-        &json!({"username": "watcher", "password": "watcher-password", "role": "VIEWER"}),
-    )
-    .await
-    .expect(StatusCode::CREATED);
-    let login = send(app.json(
-        Method::POST,
-        "/auth/login",
-        &json!({"username": "watcher", "password": "watcher-password"}),
-    ))
-    .await;
-    login.expect(StatusCode::OK);
-    let access = login.body["access_token"]
-        .as_str()
-        .expect("a token")
-        .to_owned();
+    let access = console_login(&app, "watcher").await;
     let cookie = format!("phoenix-access-token={access}");
     let path = "/v1/leaderboards/lb/ws?tenant_id=ws-console";
 
@@ -595,22 +621,7 @@ async fn console_sessions_watch_as_admin_watchers() {
         .expect("the access token works as access_token");
     assert_eq!(next_json(&mut by_query).await["type"], "snapshot");
 
-    // A browser sends the cookie on another site's page too: only this server's own page may use it.
-    let own = app.base.clone();
-    let mut same_page = try_connect(&app, path, &[("cookie", &cookie), ("origin", &own)])
-        .await
-        .expect("the console's own page watches");
-    assert_eq!(next_json(&mut same_page).await["type"], "snapshot");
-    assert_eq!(
-        try_connect(
-            &app,
-            path,
-            &[("cookie", &cookie), ("origin", "http://evil.example")]
-        )
-        .await
-        .err(),
-        Some(StatusCode::FORBIDDEN)
-    );
+    cookie_watches_from_its_own_page_only(&app, path, &cookie).await;
 
     send(
         app.request(Method::POST, "/auth/logout")
@@ -885,36 +896,7 @@ async fn operators_watch_on_the_admin_gateway_with_the_query_gateway_apart() {
     );
 
     // The console's session cookie, from its own page only.
-    app.admin_json(
-        Method::POST,
-        "/users",
-        &json!({"username": "ops", "password": "ops-password", "role": "VIEWER"}),
-    )
-    .await
-    .expect(StatusCode::CREATED);
-    let login = send(app.json(
-        Method::POST,
-        "/auth/login",
-        &json!({"username": "ops", "password": "ops-password"}),
-    ))
-    .await;
-    let cookie = format!(
-        "phoenix-access-token={}",
-        login.body["access_token"].as_str().expect("a token")
-    );
-    let own = app.base.clone();
-    let mut console = try_connect(&app, path, &[("cookie", &cookie), ("origin", &own)])
-        .await
-        .expect("the console's own page watches");
-    assert_eq!(next_json(&mut console).await["type"], "snapshot");
-    assert_eq!(
-        try_connect(
-            &app,
-            path,
-            &[("cookie", &cookie), ("origin", "http://evil.example")]
-        )
-        .await
-        .err(),
-        Some(StatusCode::FORBIDDEN)
-    );
+    let access = console_login(&app, "ops").await;
+    cookie_watches_from_its_own_page_only(&app, path, &format!("phoenix-access-token={access}"))
+        .await;
 }

@@ -240,12 +240,12 @@ impl State {
                 refresh_expires_at,
                 at,
             } => {
-                let tokens = SessionTokens {
-                    access_hash: parse_hash(&access_hash)?,
+                let tokens = session_tokens(
+                    &access_hash,
                     access_expires_at,
-                    refresh_hash: parse_hash(&refresh_hash)?,
+                    &refresh_hash,
                     refresh_expires_at,
-                };
+                )?;
                 self.console.start_session(family_id, username, &tokens, at);
             }
             MetaRecord::SessionRefreshed {
@@ -257,12 +257,12 @@ impl State {
                 refresh_expires_at,
                 at,
             } => {
-                let tokens = SessionTokens {
-                    access_hash: parse_hash(&access_hash)?,
+                let tokens = session_tokens(
+                    &access_hash,
                     access_expires_at,
-                    refresh_hash: parse_hash(&refresh_hash)?,
+                    &refresh_hash,
                     refresh_expires_at,
-                };
+                )?;
                 self.console
                     .refresh_session(family_id, parse_hash(&spent)?, &tokens, at);
             }
@@ -297,6 +297,21 @@ impl State {
         );
         self.leaderboards.get(&key)
     }
+}
+
+/// A token pair as a session record carries it (hashes in hex).
+fn session_tokens(
+    access_hash: &str,
+    access_expires_at: Timestamp,
+    refresh_hash: &str,
+    refresh_expires_at: Timestamp,
+) -> Result<SessionTokens, String> {
+    Ok(SessionTokens {
+        access_hash: parse_hash(access_hash)?,
+        access_expires_at,
+        refresh_hash: parse_hash(refresh_hash)?,
+        refresh_expires_at,
+    })
 }
 
 /// A tenant entry as snapshot data (sealed blobs hex-encoded, as in the log).
