@@ -3,6 +3,7 @@
 //! through one cancellation token.
 
 use crate::error::ApiError;
+use crate::listener::{self, ConnectionLimits, Connections};
 use crate::ops::{self, OpenApiJson};
 use crate::state::{AppState, GatewayListen, ServerConfig};
 use crate::{admin, body, error, ingest, query};
@@ -10,7 +11,6 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::HeaderName;
 use axum::middleware;
-use axum::serve::ListenerExt;
 use phoenix_store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -81,13 +81,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// Builds the router for one listener serving `gateways` (plus the operations endpoints).
-fn listener_router(state: &AppState, gateways: &[Gateway], doc: &OpenApiJson) -> Router {
+fn listener_router(
+    state: &AppState,
+    gateways: &[Gateway],
+    doc: &OpenApiJson,
+    body: &body::BodyLimits,
+) -> Router {
     let mut routes = ops::router();
     for gateway in gateways {
         routes = routes.merge(gateway.routes());
     }
     let (router, _) = routes.split_for_parts();
-    let limit = state.config.max_body_bytes;
+    let limits = body.clone();
     let request_id = HeaderName::from_static("x-request-id");
     router
         .route_layer(middleware::from_fn(ops::tag_route))
@@ -95,7 +100,7 @@ fn listener_router(state: &AppState, gateways: &[Gateway], doc: &OpenApiJson) ->
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::Extension(doc.clone()))
         .layer(middleware::from_fn(move |req, next| {
-            body::buffer_body(limit, req, next)
+            body::buffer_body(limits.clone(), req, next)
         }))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -157,6 +162,7 @@ struct Bound {
 pub struct Application {
     bound: Vec<Bound>,
     state: AppState,
+    connections: Arc<Connections>,
 }
 
 /// Why the server could not start; names the configuration variable at fault.
@@ -185,6 +191,16 @@ impl Application {
             openapi().to_json().unwrap_or_else(|_| "{}".to_owned()),
         ));
         let config = state.config.clone();
+        let body = body::BodyLimits::new(
+            config.max_body_bytes,
+            config.body_timeout,
+            config.body_buffer_bytes,
+        );
+        let connections = Connections::new(ConnectionLimits {
+            header_timeout: config.header_timeout,
+            idle_timeout: config.idle_timeout,
+            max_connections: config.max_connections,
+        });
         let combined: Vec<Gateway> = Gateway::ALL
             .into_iter()
             .filter(|g| g.setting(&config) == GatewayListen::Combined)
@@ -192,7 +208,7 @@ impl Application {
         let mut bound = vec![Bound {
             name: "combined",
             listener: bind("PHOENIX_LISTEN", config.listen).await?,
-            router: listener_router(&state, &combined, &doc),
+            router: listener_router(&state, &combined, &doc, &body),
         }];
         for gateway in Gateway::ALL {
             if let GatewayListen::Own(addr) = gateway.setting(&config) {
@@ -203,11 +219,15 @@ impl Application {
                         Gateway::Query => "query",
                     },
                     listener: bind(gateway.env_var(), addr).await?,
-                    router: listener_router(&state, &[gateway], &doc),
+                    router: listener_router(&state, &[gateway], &doc, &body),
                 });
             }
         }
-        Ok(Application { bound, state })
+        Ok(Application {
+            bound,
+            state,
+            connections,
+        })
     }
 
     /// The combined listener's address.
@@ -234,27 +254,17 @@ impl Application {
     /// `drain_timeout`), and returns.
     pub async fn run(self, shutdown: CancellationToken, drain_timeout: Duration) {
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(
+            Arc::clone(&self.connections).reap_until(shutdown.clone()),
+        ));
         for bound in self.bound {
-            let token = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                // Small frames (WebSocket updates, 202s) must not wait behind Nagle and the peer's
-                // delayed ACK.
-                let listener = bound.listener.tap_io(|tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                    }
-                });
-                // The peer's address reaches handlers as `ConnectInfo` (login throttling by address).
-                let service = bound
-                    .router
-                    .into_make_service_with_connect_info::<SocketAddr>();
-                let served = axum::serve(listener, service)
-                    .with_graceful_shutdown(token.cancelled_owned())
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(listener = bound.name, error = %e, "listener failed");
-                }
-            }));
+            tasks.push(tokio::spawn(listener::serve(
+                bound.name,
+                bound.listener,
+                bound.router,
+                Arc::clone(&self.connections),
+                shutdown.clone(),
+            )));
         }
         shutdown.cancelled().await;
         self.state.start_draining();
@@ -262,6 +272,7 @@ impl Application {
         // WebSockets are no longer the listeners' connections once upgraded: wait for their 1001 too.
         let all = async {
             futures_join(tasks).await;
+            self.connections.all_closed().await;
             self.state.sockets_closed().await;
         };
         if tokio::time::timeout(drain_timeout, all).await.is_err() {

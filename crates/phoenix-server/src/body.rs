@@ -1,21 +1,122 @@
-//! Request bodies: one middleware buffers every body up to the configured limit (413 beyond it) and keeps
-//! the bytes for the HMAC signature check; handlers parse JSON only after auth and permission checks, so
+//! Request bodies: one middleware buffers every body up to the configured limit (413 beyond it), within a
+//! time limit and a process-wide memory budget (bodies arrive before authentication), and keeps the
+//! bytes for the HMAC signature check; handlers parse JSON only after auth and permission checks, so
 //! the order of checks of SPEC §10 holds and messages name the offending field.
 
 use crate::error::ApiError;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Request};
-use axum::http::{HeaderMap, header, request::Parts};
+use axum::http::{HeaderMap, HeaderValue, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The buffered request body, available to extractors (the HMAC check) and handlers.
 #[derive(Clone, Debug, Default)]
 pub struct RawBody(pub Bytes);
 
-/// Middleware: buffers the body within `limit` bytes.
-pub(crate) async fn buffer_body(limit: usize, req: Request, next: Next) -> Response {
+/// What one request body may cost: its size, how long it may take to arrive, and a share of the
+/// memory that all bodies being received together may hold.
+#[derive(Clone)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    pub timeout: Duration,
+    /// Bytes of bodies held at once, process-wide: bodies arrive before authentication, so without a
+    /// budget many slow unauthenticated uploads could fill memory.
+    pub budget: Arc<Semaphore>,
+}
+
+impl BodyLimits {
+    pub fn new(max_bytes: usize, timeout: Duration, budget_bytes: usize) -> Self {
+        BodyLimits {
+            max_bytes,
+            timeout,
+            budget: Arc::new(Semaphore::new(
+                budget_bytes.clamp(max_bytes, Semaphore::MAX_PERMITS),
+            )),
+        }
+    }
+}
+
+/// How long a body waits for room in a full budget before the request is refused with 503.
+const BUDGET_WAIT: Duration = Duration::from_secs(1);
+
+/// Why a body could not be read.
+enum BodyError {
+    TooLarge,
+    TimedOut,
+    /// The memory budget stayed full until the deadline.
+    Busy,
+    /// The client went away or sent a malformed body.
+    Broken,
+}
+
+/// Reads the whole body within the limits, holding budget for every byte until the request is served.
+async fn read_body(
+    limits: &BodyLimits,
+    mut body: Body,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyError> {
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(BodyError::TimedOut),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(BodyError::Broken),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if data.is_empty() {
+            continue;
+        }
+        total += data.len();
+        if total > limits.max_bytes {
+            return Err(BodyError::TooLarge);
+        }
+        let n = u32::try_from(data.len()).map_err(|_| BodyError::TooLarge)?;
+        // A full budget is a burst or an attack: wait a little, not the whole body time.
+        let wait_until = deadline.min(tokio::time::Instant::now() + BUDGET_WAIT);
+        let permit = match tokio::time::timeout_at(
+            wait_until,
+            Arc::clone(&limits.budget).acquire_many_owned(n),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) | Err(_) => return Err(BodyError::Busy),
+        };
+        match &mut held {
+            Some(h) => h.merge(permit),
+            None => held = Some(permit),
+        }
+        chunks.push(data);
+    }
+    let bytes = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut all = Vec::with_capacity(total);
+            for chunk in &chunks {
+                all.extend_from_slice(chunk);
+            }
+            Bytes::from(all)
+        }
+    };
+    Ok((bytes, held))
+}
+
+/// Middleware: buffers the body within the limits (413 beyond the size; 400 when it does not arrive in
+/// time; 503 while the servers' body budget is spent).
+pub(crate) async fn buffer_body(limits: BodyLimits, req: Request, next: Next) -> Response {
+    let limit = limits.max_bytes;
     let too_large =
         || ApiError::PayloadTooLarge(format!("request body exceeds {limit} bytes")).into_response();
     let declared = req
@@ -24,16 +125,52 @@ pub(crate) async fn buffer_body(limit: usize, req: Request, next: Next) -> Respo
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return too_large();
+        return close_after(too_large());
     }
     let (mut parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => return too_large(),
+    // A WebSocket upgrade or a body-less GET reads nothing here.
+    let (bytes, budget) = match read_body(&limits, body).await {
+        Ok(read) => read,
+        Err(BodyError::TooLarge) => return close_after(too_large()),
+        Err(BodyError::TimedOut) => {
+            return close_after(
+                ApiError::Validation(format!(
+                    "the request body did not arrive within {} s",
+                    limits.timeout.as_secs()
+                ))
+                .into_response(),
+            );
+        }
+        Err(BodyError::Busy) => {
+            metrics::counter!("phoenix_body_budget_refused_total").increment(1);
+            let mut response =
+                ApiError::Unavailable("the server is busy receiving other requests; retry".into())
+                    .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return close_after(response);
+        }
+        Err(BodyError::Broken) => {
+            return close_after(
+                ApiError::Validation("the request body could not be read".into()).into_response(),
+            );
+        }
     };
     parts.extensions.insert(RawBody(bytes.clone()));
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    drop(budget);
+    response
+}
+
+/// A refused body may still be on its way: close the connection rather than read the rest.
+fn close_after(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Extractor for a JSON body that is parsed on demand with [`JsonBody::parse`].

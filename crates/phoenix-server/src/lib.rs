@@ -10,6 +10,7 @@ pub mod body;
 pub mod console;
 pub mod error;
 pub mod ingest;
+pub mod listener;
 pub mod ops;
 pub mod query;
 pub mod session;

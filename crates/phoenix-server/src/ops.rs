@@ -124,9 +124,23 @@ pub(crate) async fn tag_route(req: Request, next: Next) -> Response {
     response
 }
 
+/// The method as a metric label: one of a fixed set whatever the client sends, so labels cannot grow.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// One route's metric handles for one method, by status.
 struct RouteMetrics {
-    method: Method,
+    method: &'static str,
     latency: Histogram,
     by_status: Vec<(u16, Counter)>,
 }
@@ -140,7 +154,7 @@ thread_local! {
 /// Outer middleware: counts every request by route and status and observes its latency.
 pub(crate) async fn track_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let response = next.run(req).await;
     let route = response
         .extensions()
@@ -159,9 +173,9 @@ pub(crate) async fn track_metrics(req: Request, next: Next) -> Response {
             Some(i) => i,
             None => {
                 by_method.push(RouteMetrics {
-                    latency: metrics::histogram!(LATENCY, "method" => method.as_str().to_owned(),
+                    latency: metrics::histogram!(LATENCY, "method" => method,
                         "route" => route.to_owned()),
-                    method: method.clone(),
+                    method,
                     by_status: Vec::new(),
                 });
                 by_method.len() - 1
@@ -172,7 +186,7 @@ pub(crate) async fn track_metrics(req: Request, next: Next) -> Response {
         match m.by_status.iter().find(|(s, _)| *s == status) {
             Some((_, counter)) => counter.increment(1),
             None => {
-                let counter = metrics::counter!(REQUESTS, "method" => method.as_str().to_owned(),
+                let counter = metrics::counter!(REQUESTS, "method" => method,
                     "route" => route.to_owned(), "status" => status.to_string());
                 counter.increment(1);
                 m.by_status.push((status, counter));

@@ -43,6 +43,18 @@ pub struct ServerConfig {
     pub access_token_ttl: SignedDuration,
     /// Lifetime of a console refresh token (SPEC §3.6: 7 days).
     pub refresh_token_ttl: SignedDuration,
+    /// From accepting a connection (or the first byte of a later request) to its complete headers.
+    pub header_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+    /// Open HTTP connections, across listeners; when reached, the oldest without a request is shed.
+    pub max_connections: usize,
+    /// Open WebSockets; beyond it an upgrade is 503.
+    pub max_websockets: usize,
+    /// Bytes of request bodies held at once, process-wide.
+    pub body_buffer_bytes: usize,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -78,6 +90,12 @@ impl ServerConfig {
             ws_send_timeout: Duration::from_secs(5),
             access_token_ttl: SignedDuration::from_mins(15),
             refresh_token_ttl: SignedDuration::from_hours(24 * 7),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            max_websockets: 10_000,
+            body_buffer_bytes: 64 << 20,
         }
     }
 }
@@ -120,6 +138,7 @@ pub struct SocketGuard(Arc<tokio::sync::watch::Sender<usize>>);
 impl Drop for SocketGuard {
     fn drop(&mut self) {
         self.0.send_modify(|n| *n = n.saturating_sub(1));
+        metrics::gauge!("phoenix_websockets_open").decrement(1.0);
     }
 }
 
@@ -148,10 +167,22 @@ impl AppState {
         self.shutdown.clone()
     }
 
-    /// Registers an open WebSocket for as long as the guard lives.
-    pub fn socket_opened(&self) -> SocketGuard {
-        self.sockets.send_modify(|n| *n += 1);
-        SocketGuard(self.sockets.clone())
+    /// Registers an open WebSocket for as long as the guard lives; `None` when the cap is reached.
+    pub fn socket_opened(&self) -> Option<SocketGuard> {
+        let max = self.config.max_websockets;
+        let mut admitted = false;
+        self.sockets.send_if_modified(|n| {
+            admitted = *n < max;
+            if admitted {
+                *n += 1;
+            }
+            admitted
+        });
+        if !admitted {
+            return None;
+        }
+        metrics::gauge!("phoenix_websockets_open").increment(1.0);
+        Some(SocketGuard(self.sockets.clone()))
     }
 
     /// Resolves once no WebSocket is open.

@@ -182,6 +182,55 @@ pub struct Settings {
         default_value = "100"
     )]
     pub ws_coalesce_ms: String,
+    /// Time from accepting a connection (or the first byte of a later request) to its complete headers.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_HEADER_TIMEOUT",
+        default_value = "10s"
+    )]
+    pub header_timeout: String,
+    /// How long a kept-alive connection may wait for its next request.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_IDLE_TIMEOUT",
+        default_value = "60s"
+    )]
+    pub idle_timeout: String,
+    /// How long a request body may take to arrive.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_BODY_TIMEOUT",
+        default_value = "30s"
+    )]
+    pub body_timeout: String,
+    /// Open HTTP connections across listeners; when reached, the oldest one without a complete request
+    /// is closed to make room.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_MAX_CONNECTIONS",
+        default_value = "4096"
+    )]
+    pub max_connections: String,
+    /// Open WebSockets; beyond it an upgrade is 503.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_MAX_WEBSOCKETS",
+        default_value = "10000"
+    )]
+    pub max_websockets: String,
+    /// Bytes of request bodies held in memory at once, process-wide (at least PHOENIX_MAX_BODY_BYTES).
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_BODY_BUFFER_BYTES",
+        default_value = "67108864"
+    )]
+    pub body_buffer_bytes: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,6 +420,26 @@ impl Settings {
             0,
             60_000,
         )?);
+        server.header_timeout =
+            parse_duration("PHOENIX_HEADER_TIMEOUT", &self.header_timeout)?.unsigned_abs();
+        server.idle_timeout =
+            parse_duration("PHOENIX_IDLE_TIMEOUT", &self.idle_timeout)?.unsigned_abs();
+        server.body_timeout =
+            parse_duration("PHOENIX_BODY_TIMEOUT", &self.body_timeout)?.unsigned_abs();
+        server.max_connections = parse_u64(
+            "PHOENIX_MAX_CONNECTIONS",
+            &self.max_connections,
+            1,
+            1_000_000,
+        )? as usize;
+        server.max_websockets =
+            parse_u64("PHOENIX_MAX_WEBSOCKETS", &self.max_websockets, 0, 1_000_000)? as usize;
+        server.body_buffer_bytes = parse_u64(
+            "PHOENIX_BODY_BUFFER_BYTES",
+            &self.body_buffer_bytes,
+            server.max_body_bytes as u64,
+            1 << 40,
+        )? as usize;
         let shutdown_timeout = std::time::Duration::from_secs(parse_u64(
             "PHOENIX_SHUTDOWN_TIMEOUT_SECONDS",
             &self.shutdown_timeout_seconds,

@@ -337,6 +337,40 @@ async fn kill_9_while_clients_post_loses_no_acknowledged_event_and_counts_none_t
     }
 }
 
+/// The attack: more idle sockets than the process has descriptors. Accepting fails for want of
+/// descriptors; the server sheds its oldest idle connections instead of spinning or going deaf.
+#[tokio::test]
+async fn idle_sockets_beyond_the_descriptor_limit_do_not_lock_out_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let pid = server.child.id().to_string();
+    let limited = Command::new("prlimit")
+        .args(["--pid", &pid, "--nofile=128:128"])
+        .status()
+        .unwrap();
+    assert!(limited.success());
+    let addr = server.addr.clone();
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        if let Ok(socket) = tokio::net::TcpStream::connect(&addr).await {
+            idle.push(socket);
+        }
+    }
+    // A fresh client each time: no kept-alive connection to lean on.
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(1),
+            client().get(server.url("/livez")).send(),
+        )
+        .await
+        .expect("/livez answers within 1 s")
+        .unwrap();
+        assert_eq!(r.status(), 200, "after {:?}", started.elapsed());
+    }
+    drop(idle);
+}
+
 #[tokio::test]
 async fn sigterm_shuts_down_gracefully() {
     let dir = tempfile::tempdir().unwrap();

@@ -225,7 +225,10 @@ async fn open(
         .ok_or_else(|| not_found(&id))?;
     let upgrade = upgrade
         .map_err(|e| ApiError::Validation(format!("this route needs a WebSocket upgrade: {e}")))?;
-    let guard = state.socket_opened();
+    let guard = state.socket_opened().ok_or_else(|| {
+        metrics::counter!("phoenix_websockets_refused_total").increment(1);
+        ApiError::Unavailable("too many open WebSockets; retry later".into())
+    })?;
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         // The library's default 128 KiB read buffer is zeroed before every read and held by every

@@ -5,6 +5,7 @@
 mod auth;
 mod browser;
 mod console;
+mod hardening;
 mod ingest;
 mod keys;
 mod leaderboards;

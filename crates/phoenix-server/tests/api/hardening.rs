@@ -1,0 +1,233 @@
+//! What no client may do to the server (SPEC §8): hold sockets with idle, half-sent or trickled
+//! requests, fill the connection table, hold memory with unauthenticated bodies, or grow the metrics
+//! with made-up methods. Raw TCP where a well-behaved client library would not misbehave.
+
+use crate::support::*;
+use phoenix_server::ServerConfig;
+use reqwest::{Method, StatusCode};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn short_timeouts() -> ServerConfig {
+    let mut config = test_config();
+    config.header_timeout = Duration::from_secs(1);
+    config.idle_timeout = Duration::from_secs(1);
+    config.body_timeout = Duration::from_secs(1);
+    config
+}
+
+async fn raw(app: &TestApp) -> TcpStream {
+    let addr = app.base.trim_start_matches("http://");
+    TcpStream::connect(addr).await.expect("a TCP connection")
+}
+
+/// Reads until the server closes the socket; returns what it sent. Fails after [`DEADLINE`].
+async fn read_until_closed(socket: &mut TcpStream) -> String {
+    let mut all = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("the server closes the socket within the deadline");
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// Whether the server has closed `socket` (reads EOF or an error within a short wait).
+async fn is_closed(socket: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    matches!(
+        tokio::time::timeout(Duration::from_millis(50), socket.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+async fn livez_within(app: &TestApp, limit: Duration) -> Duration {
+    let started = Instant::now();
+    let reply = tokio::time::timeout(limit, send(app.get("/livez")))
+        .await
+        .expect("/livez answers in time");
+    reply.expect(StatusCode::OK);
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_socket_that_sends_nothing_or_half_a_header_is_closed_after_the_header_timeout() {
+    let app = spawn_app_with(short_timeouts()).await;
+    let mut silent = raw(&app).await;
+    let mut half = raw(&app).await;
+    half.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    read_until_closed(&mut silent).await;
+    read_until_closed(&mut half).await;
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_is_closed_after_the_idle_timeout() {
+    let app = spawn_app_with(short_timeouts()).await;
+    let mut socket = raw(&app).await;
+    socket
+        .write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = read_until_closed(&mut socket).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_trickled_body_is_refused_when_its_time_is_up() {
+    let app = spawn_app_with(short_timeouts()).await;
+    let mut socket = raw(&app).await;
+    socket
+        .write_all(
+            b"POST /tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"tenant",
+        )
+        .await
+        .expect("write");
+    let answer = read_until_closed(&mut socket).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("VALIDATION_ERROR"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_full_connection_table_sheds_the_oldest_idle_sockets_so_probes_get_in() {
+    let mut config = test_config();
+    config.max_connections = 16;
+    let app = spawn_app_with(config).await;
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(raw(&app).await);
+    }
+    for _ in 0..5 {
+        livez_within(&app, Duration::from_secs(1)).await;
+    }
+    // The first sockets made room for the later ones and for the probes.
+    let mut closed = 0;
+    for socket in idle.iter_mut().take(20) {
+        if is_closed(socket).await {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 20,
+        "only {closed} of the oldest idle sockets were shed"
+    );
+    let metrics = send(app.get("/metrics")).await;
+    assert!(
+        metrics
+            .text
+            .contains("phoenix_connections_shed_total{reason=\"full\"}"),
+        "{}",
+        metrics.text
+    );
+}
+
+#[tokio::test]
+async fn unauthenticated_bodies_cannot_hold_more_than_the_budget() {
+    let mut config = short_timeouts();
+    config.max_body_bytes = 64 * 1024;
+    config.body_buffer_bytes = 64 * 1024;
+    config.body_timeout = Duration::from_secs(2);
+    let app = spawn_app_with(config).await;
+    // Two stalled uploads take the whole budget between them.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut socket = raw(&app).await;
+        socket
+            .write_all(b"POST /tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n")
+            .await
+            .expect("write");
+        socket.write_all(&[b' '; 32 * 1024]).await.expect("write");
+        stalled.push(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reply = send(admin(app.json(
+        Method::POST,
+        "/tenants",
+        &serde_json::json!({"tenant_id": "acme", "name": "x".repeat(20_000)}),
+    )))
+    .await;
+    reply.expect_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
+    assert_eq!(
+        reply
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    // Once the stalled uploads time out, the budget is back.
+    for socket in &mut stalled {
+        read_until_closed(socket).await;
+    }
+    let reply = send(admin(app.json(
+        Method::POST,
+        "/tenants",
+        &serde_json::json!({"tenant_id": "acme", "name": "Acme"}),
+    )))
+    .await;
+    reply.expect(StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn made_up_methods_do_not_grow_the_metrics() {
+    let app = spawn_app().await;
+    for i in 0..50 {
+        let method = Method::from_bytes(format!("M{i:04}X").as_bytes()).expect("a method");
+        let reply = send(app.request(method, "/livez")).await;
+        reply.expect_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED");
+    }
+    let metrics = send(app.get("/metrics")).await;
+    assert!(!metrics.text.contains("M0001X"), "{}", metrics.text);
+    assert!(
+        metrics.text.contains("method=\"other\""),
+        "{}",
+        metrics.text
+    );
+}
+
+#[tokio::test]
+async fn websockets_beyond_their_cap_are_refused_before_the_upgrade() {
+    let mut config = test_config();
+    config.max_websockets = 1;
+    let app = spawn_app_with(config).await;
+    app.create_tenant("acme").await;
+    app.create_leaderboard("acme", "daily").await;
+    let url = format!(
+        "{}/tenants/acme/leaderboards/daily/ws",
+        app.base.replacen("http://", "ws://", 1)
+    );
+    let request = |url: &str| {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request().expect("a WebSocket request");
+        request
+            .headers_mut()
+            .insert("x-api-key", ADMIN_SECRET.parse().expect("a header value"));
+        request
+    };
+    let (first, _) = tokio_tungstenite::connect_async(request(&url))
+        .await
+        .expect("the first WebSocket opens");
+    match tokio_tungstenite::connect_async(request(&url)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 503);
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    drop(first);
+    eventually("the closed WebSocket frees its place", || async {
+        tokio_tungstenite::connect_async(request(&url))
+            .await
+            .is_ok()
+    })
+    .await;
+}
