@@ -35,17 +35,37 @@ fn new_token(prefix: &str) -> String {
     )
 }
 
+/// The family a refresh token names, or `""` when it names none (a token from before families were
+/// named, or not a refresh token at all).
+pub fn family_of(refresh_token: &str) -> &str {
+    refresh_token
+        .strip_prefix(REFRESH_PREFIX)
+        .and_then(|rest| rest.split_once('.'))
+        .map(|(family, _)| family)
+        .filter(|f| f.len() == 32 && f.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or("")
+}
+
 pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// A new access/refresh pair expiring after the given lifetimes.
-pub fn issue(access_ttl: SignedDuration, refresh_ttl: SignedDuration) -> IssuedTokens {
+/// A new access/refresh pair expiring after the given lifetimes, in `family` (a refresh) or in a new
+/// family (a login). The refresh token names its family (`phx_rt_<family>.<random>`), so a spent one is
+/// recognised however many refreshes ago it was spent; a family id is 128 random bits and appears
+/// nowhere but inside the family's own tokens.
+pub fn issue(
+    access_ttl: SignedDuration,
+    refresh_ttl: SignedDuration,
+    family: Option<&str>,
+) -> IssuedTokens {
     let now = Timestamp::now();
+    let family_id = family.map_or_else(random_hex::<16>, str::to_owned);
     let access_token = new_token(ACCESS_PREFIX);
-    let refresh_token = new_token(REFRESH_PREFIX);
+    let refresh_token = new_token(&format!("{REFRESH_PREFIX}{family_id}."));
     IssuedTokens {
         stored: SessionTokens {
+            family_id,
             access_hash: token_hash(&access_token),
             access_expires_at: now.saturating_add(access_ttl).unwrap_or(now),
             refresh_hash: token_hash(&refresh_token),

@@ -28,6 +28,7 @@ pub async fn run_all(store: &dyn Store, prefix: &str) {
 fn token_pair(seed: &str, access_for: SignedDuration) -> SessionTokens {
     let now = Timestamp::now();
     SessionTokens {
+        family_id: String::new(),
         access_hash: Sha256::digest(format!("access-{seed}")).into(),
         access_expires_at: now + access_for,
         refresh_hash: Sha256::digest(format!("refresh-{seed}")).into(),
@@ -72,12 +73,18 @@ pub async fn users_and_sessions(store: &dyn Store, prefix: &str) {
     );
     assert!(
         store
-            .refresh_token_known(&first.refresh_hash)
+            .refresh_token_known(&first.refresh_hash, "")
             .await
             .unwrap()
     );
-    assert!(!store.refresh_token_known(&first.access_hash).await.unwrap());
-    let second = token_pair(&format!("{prefix}-2"), SignedDuration::from_mins(15));
+    assert!(
+        !store
+            .refresh_token_known(&first.access_hash, "")
+            .await
+            .unwrap()
+    );
+    let mut second = token_pair(&format!("{prefix}-2"), SignedDuration::from_mins(15));
+    second.family_id = session.family_id.clone();
     let outcome = store
         .refresh_session(&first.refresh_hash, second.clone())
         .await
@@ -107,7 +114,7 @@ pub async fn users_and_sessions(store: &dyn Store, prefix: &str) {
     assert_eq!(reuse, RefreshOutcome::Reused);
     assert!(
         !store
-            .refresh_token_known(&second.refresh_hash)
+            .refresh_token_known(&second.refresh_hash, &session.family_id)
             .await
             .unwrap()
     );
@@ -120,6 +127,62 @@ pub async fn users_and_sessions(store: &dyn Store, prefix: &str) {
         .await
         .unwrap();
     assert_eq!(after, RefreshOutcome::Invalid);
+
+    // Any spent refresh token of a live family revokes it, not only the last one spent: R1 → R2 → R3,
+    // then R1 again.
+    let family = format!("{prefix}-chain-family");
+    let chain: Vec<SessionTokens> = (1..=3)
+        .map(|i| {
+            let mut pair = token_pair(
+                &format!("{prefix}-chain-{i}"),
+                SignedDuration::from_mins(15),
+            );
+            pair.family_id = family.clone();
+            pair
+        })
+        .collect();
+    let started = store
+        .start_session(&name, chain[0].clone())
+        .await
+        .unwrap()
+        .expect("user exists");
+    assert_eq!(started.family_id, family);
+    for i in 0..2 {
+        let outcome = store
+            .refresh_session(&chain[i].refresh_hash, chain[i + 1].clone())
+            .await
+            .unwrap();
+        assert!(matches!(outcome, RefreshOutcome::Rotated(_)), "{outcome:?}");
+    }
+    assert!(
+        store
+            .refresh_token_known(&chain[0].refresh_hash, &family)
+            .await
+            .unwrap()
+    );
+    let mut replay = token_pair(&format!("{prefix}-chain-4"), SignedDuration::from_mins(15));
+    replay.family_id = family.clone();
+    assert_eq!(
+        store
+            .refresh_session(&chain[0].refresh_hash, replay.clone())
+            .await
+            .unwrap(),
+        RefreshOutcome::Reused
+    );
+    assert_eq!(
+        store
+            .session_by_access(&chain[2].access_hash)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .refresh_session(&chain[2].refresh_hash, replay)
+            .await
+            .unwrap(),
+        RefreshOutcome::Invalid
+    );
 
     // Expired access tokens do not work; a role change applies to live sessions at once.
     let expired = token_pair(&format!("{prefix}-4"), SignedDuration::from_secs(-1));

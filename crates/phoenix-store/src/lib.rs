@@ -272,14 +272,20 @@ pub trait Store: Send + Sync + 'static {
         access_hash: &[u8; 32],
     ) -> StoreResult<Option<ConsoleSession>>;
     /// Spends a refresh token (by its hash) and installs `tokens` in its family, exactly once: a
-    /// second use of the same token revokes the family.
+    /// second use of any token of the family (`tokens.family_id` names the family the presented token
+    /// claims) revokes the family.
     async fn refresh_session(
         &self,
         refresh_hash: &[u8; 32],
         tokens: SessionTokens,
     ) -> StoreResult<RefreshOutcome>;
-    /// Whether a refresh token (by hash) belongs to a live session, spent or not, without using it.
-    async fn refresh_token_known(&self, refresh_hash: &[u8; 32]) -> StoreResult<bool>;
+    /// Whether a refresh token (by hash, and the family it claims) belongs to a live session, spent or
+    /// not, without using it.
+    async fn refresh_token_known(
+        &self,
+        refresh_hash: &[u8; 32],
+        family_id: &str,
+    ) -> StoreResult<bool>;
     /// Revokes the family of an access or refresh token (by hash): its access and refresh tokens stop
     /// working at once. False when no live session had that token.
     async fn revoke_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool>;

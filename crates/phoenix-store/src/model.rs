@@ -180,6 +180,10 @@ pub struct UserPatch {
 /// replaces the pair within the family.
 #[derive(Debug, Clone)]
 pub struct SessionTokens {
+    /// The session family the pair belongs to, chosen by the caller when a session starts (empty: the
+    /// store picks one). Refresh tokens carry it, so a spent one is recognised however long ago it
+    /// was spent, with nothing kept per spent token.
+    pub family_id: String,
     pub access_hash: [u8; 32],
     pub access_expires_at: Timestamp,
     pub refresh_hash: [u8; 32],

@@ -220,6 +220,7 @@ pub async fn login(
     let tokens = session::issue(
         state.config.access_token_ttl,
         state.config.refresh_token_ttl,
+        None,
     );
     let started = state
         .store
@@ -261,7 +262,7 @@ pub async fn refresh(
             // Authentication (401) before the CSRF check (403), as on every route.
             let known = state
                 .store
-                .refresh_token_known(&session::token_hash(token))
+                .refresh_token_known(&session::token_hash(token), session::family_of(token))
                 .await?;
             if !known {
                 return Ok((
@@ -276,9 +277,11 @@ pub async fn refresh(
             token.to_owned()
         }
     };
+    let family = session::family_of(&token);
     let tokens = session::issue(
         state.config.access_token_ttl,
         state.config.refresh_token_ttl,
+        (!family.is_empty()).then_some(family),
     );
     let outcome = state
         .store
@@ -344,7 +347,10 @@ pub async fn logout(
             let hash = session::token_hash(token);
             live = live
                 || state.store.session_by_access(&hash).await?.is_some()
-                || state.store.refresh_token_known(&hash).await?;
+                || state
+                    .store
+                    .refresh_token_known(&hash, session::family_of(token))
+                    .await?;
         }
         if !live {
             return Ok((

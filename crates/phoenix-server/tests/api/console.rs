@@ -324,6 +324,33 @@ async fn refresh_rotates_the_pair_and_reusing_a_spent_token_revokes_the_family()
 }
 
 #[tokio::test]
+async fn any_spent_refresh_token_of_a_live_family_revokes_it() {
+    let app = spawn_app().await;
+    create_user(&app, "erin", "ADMIN").await;
+    let refresh =
+        |t: String| send(app.json(Method::POST, "/auth/refresh", &json!({"refresh_token": t})));
+    // R1 → R2 → R3, then R1 (not the last one spent).
+    let first = login(&app, "erin").await;
+    let second = refresh(token(&first, "refresh_token")).await;
+    second.expect(StatusCode::OK);
+    let third = refresh(token(&second.body, "refresh_token")).await;
+    third.expect(StatusCode::OK);
+    let message = refresh(token(&first, "refresh_token"))
+        .await
+        .expect_unauthorized();
+    assert!(message.contains("already used"), "{message}");
+    send(
+        app.get("/auth/me")
+            .bearer_auth(token(&third.body, "access_token")),
+    )
+    .await
+    .expect_unauthorized();
+    refresh(token(&third.body, "refresh_token"))
+        .await
+        .expect_unauthorized();
+}
+
+#[tokio::test]
 async fn logout_ends_the_access_and_refresh_tokens_and_clears_the_cookies() {
     let app = spawn_app().await;
     create_user(&app, "dave", "ADMIN").await;

@@ -317,6 +317,13 @@ impl Console {
         }
     }
 
+    /// Whether `family_id` names a family that can still work at `now` (not revoked, not expired).
+    pub(super) fn family_is_live(&self, family_id: &str, now: Timestamp) -> bool {
+        self.families
+            .get(family_id)
+            .is_some_and(|f| !f.revoked && f.expires_at > now)
+    }
+
     /// The live (not revoked) family of an access or refresh token.
     pub(super) fn live_family_of(&self, token_hash: &[u8; 32]) -> Option<String> {
         let family_id = self
@@ -407,6 +414,7 @@ mod tests {
 
     fn tokens(seed: u8, at: Timestamp) -> SessionTokens {
         SessionTokens {
+            family_id: String::new(),
             access_hash: [seed; 32],
             access_expires_at: at + SignedDuration::from_mins(15),
             refresh_hash: [seed.wrapping_add(128); 32],

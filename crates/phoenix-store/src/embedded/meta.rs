@@ -241,6 +241,7 @@ impl State {
                 at,
             } => {
                 let tokens = session_tokens(
+                    &family_id,
                     &access_hash,
                     access_expires_at,
                     &refresh_hash,
@@ -258,6 +259,7 @@ impl State {
                 at,
             } => {
                 let tokens = session_tokens(
+                    &family_id,
                     &access_hash,
                     access_expires_at,
                     &refresh_hash,
@@ -301,12 +303,14 @@ impl State {
 
 /// A token pair as a session record carries it (hashes in hex).
 fn session_tokens(
+    family_id: &str,
     access_hash: &str,
     access_expires_at: Timestamp,
     refresh_hash: &str,
     refresh_expires_at: Timestamp,
 ) -> Result<SessionTokens, String> {
     Ok(SessionTokens {
+        family_id: family_id.to_owned(),
         access_hash: parse_hash(access_hash)?,
         access_expires_at,
         refresh_hash: parse_hash(refresh_hash)?,

@@ -1008,7 +1008,11 @@ impl Store for EmbeddedStore {
         let Some(user) = self.read().console.user(username).cloned() else {
             return Ok(None);
         };
-        let family_id = crate::seal::random_hex::<16>();
+        let family_id = if tokens.family_id.is_empty() {
+            crate::seal::random_hex::<16>()
+        } else {
+            tokens.family_id.clone()
+        };
         self.commit(MetaRecord::SessionStarted {
             family_id: family_id.clone(),
             username: username.to_owned(),
@@ -1043,6 +1047,18 @@ impl Store for EmbeddedStore {
         let at = now();
         let lookup = self.read().console.lookup_refresh(refresh_hash, at);
         match lookup {
+            // Not a token the family still remembers, yet it names a live family: one of its spent
+            // tokens (a token cannot name a family without having been issued in it).
+            console::RefreshLookup::Unknown
+                if !tokens.family_id.is_empty()
+                    && self.read().console.family_is_live(&tokens.family_id, at) =>
+            {
+                self.commit(MetaRecord::SessionRevoked {
+                    family_id: tokens.family_id,
+                })
+                .await?;
+                Ok(RefreshOutcome::Reused)
+            }
             console::RefreshLookup::Unknown => Ok(RefreshOutcome::Invalid),
             console::RefreshLookup::Spent { family_id } => {
                 self.commit(MetaRecord::SessionRevoked { family_id })
@@ -1065,9 +1081,16 @@ impl Store for EmbeddedStore {
         }
     }
 
-    async fn refresh_token_known(&self, refresh_hash: &[u8; 32]) -> StoreResult<bool> {
-        let lookup = self.read().console.lookup_refresh(refresh_hash, now());
-        Ok(!matches!(lookup, console::RefreshLookup::Unknown))
+    async fn refresh_token_known(
+        &self,
+        refresh_hash: &[u8; 32],
+        family_id: &str,
+    ) -> StoreResult<bool> {
+        let at = now();
+        let console = &self.read().console;
+        let lookup = console.lookup_refresh(refresh_hash, at);
+        Ok(!matches!(lookup, console::RefreshLookup::Unknown)
+            || (!family_id.is_empty() && console.family_is_live(family_id, at)))
     }
 
     async fn revoke_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {
