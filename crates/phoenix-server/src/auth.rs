@@ -64,6 +64,12 @@ pub struct AdminAuth {
     pub tenants: TenantAccess,
     /// A console VIEWER: reads everything, writes nothing (every write is 403).
     pub read_only: bool,
+    /// When this credential stops working by itself (a token's `exp`, a key's `expires_at`), so a
+    /// WebSocket it opened closes then.
+    pub expires_at: Option<Timestamp>,
+    /// When the authority behind the credential ends (the API key's own `expires_at`): the latest
+    /// expiry it may give a key it creates (SPEC §3.3).
+    pub grant_expires_at: Option<Timestamp>,
 }
 
 impl AdminAuth {
@@ -73,13 +79,16 @@ impl AdminAuth {
             scopes: Scopes::all(),
             tenants: TenantAccess::All,
             read_only: false,
+            expires_at: None,
+            grant_expires_at: None,
         }
     }
 
     /// What a console user's role grants: an ADMIN everything; a VIEWER every read.
-    fn console(username: String, role: Role) -> Self {
+    fn console(username: String, role: Role, expires_at: Timestamp) -> Self {
         AdminAuth {
             read_only: role == Role::Viewer,
+            expires_at: Some(expires_at),
             ..AdminAuth::full(Principal::ConsoleUser { username, role })
         }
     }
@@ -138,7 +147,7 @@ impl FromRequestParts<AppState> for AdminAuth {
         if !state.config.auth_enabled {
             return Ok(AdminAuth::full(Principal::Unauthenticated));
         }
-        let auth = authenticate(parts, state).await?;
+        let auth = authenticate(parts, state, None).await?;
         tracing::debug!(principal = auth.principal.kind(), "authenticated");
         if auth.read_only && !session::is_read(&parts.method) {
             return Err(ApiError::Forbidden("the VIEWER role is read-only".into()));
@@ -147,29 +156,71 @@ impl FromRequestParts<AppState> for AdminAuth {
     }
 }
 
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiError> {
-    let headers = &parts.headers;
+/// The credential a request carries, found in one place for every route and the WebSocket upgrade:
+/// an HMAC signature, then `X-API-Key`, then `Authorization`, then (upgrades only, as browsers cannot
+/// set headers there) `?access_token=`, then the console's session cookie.
+enum Presented<'a> {
+    Hmac,
+    Token { token: &'a str, bearer: bool },
+    Cookie(&'a str),
+    Nothing,
+}
+
+fn presented<'a>(
+    headers: &'a HeaderMap,
+    query_token: Option<&'a str>,
+) -> Result<Presented<'a>, ApiError> {
     if headers.contains_key("x-signature") {
-        return hmac_auth(parts, state).await;
+        return Ok(Presented::Hmac);
     }
     if let Some(key) = header_str(headers, "x-api-key")? {
-        return token_auth(key.trim(), state, false).await;
+        return Ok(Presented::Token {
+            token: key.trim(),
+            bearer: false,
+        });
     }
     if let Some(value) = header_str(headers, header::AUTHORIZATION.as_str())? {
-        return token_auth(bearer_token(value)?, state, true).await;
+        return Ok(Presented::Token {
+            token: bearer_token(value)?,
+            bearer: true,
+        });
     }
-    // A console session by cookie: a browser sends it on its own, so writes must prove they come from
-    // the console's page (double-submit CSRF token).
-    if let Some(token) = session::cookie(headers, session::ACCESS_COOKIE) {
-        let auth = console_auth(token, state).await?;
-        if !session::is_read(&parts.method) {
-            session::check_csrf(headers)?;
+    if let Some(token) = query_token {
+        return Ok(Presented::Token {
+            token,
+            bearer: true,
+        });
+    }
+    match session::cookie(headers, session::ACCESS_COOKIE) {
+        Some(token) => Ok(Presented::Cookie(token)),
+        None => Ok(Presented::Nothing),
+    }
+}
+
+/// An Admin caller from the request (and, for a WebSocket upgrade, its `?access_token=`).
+async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+    query_token: Option<&str>,
+) -> Result<AdminAuth, ApiError> {
+    let headers = &parts.headers;
+    match presented(headers, query_token)? {
+        Presented::Hmac => hmac_auth(parts, state).await,
+        Presented::Token { token, bearer } => token_auth(token, state, bearer).await,
+        // A console session by cookie: a browser sends it on its own, so writes must prove they come
+        // from the console's page (double-submit CSRF token).
+        Presented::Cookie(token) => {
+            let auth = console_auth(token, state).await?;
+            if !session::is_read(&parts.method) {
+                session::check_csrf(headers)?;
+            }
+            Ok(auth)
         }
-        return Ok(auth);
+        Presented::Nothing => Err(ApiError::Unauthorized(
+            "missing credentials: send X-API-Key, Authorization: Bearer, or an HMAC signature"
+                .into(),
+        )),
     }
-    Err(ApiError::Unauthorized(
-        "missing credentials: send X-API-Key, Authorization: Bearer, or an HMAC signature".into(),
-    ))
 }
 
 /// The token of an `Authorization: Bearer <token>` header value.
@@ -235,7 +286,11 @@ async fn console_auth(token: &str, state: &AppState) -> Result<AdminAuth, ApiErr
     let session = found.ok_or_else(|| {
         ApiError::Unauthorized("the session has expired or was ended; log in again".into())
     })?;
-    Ok(AdminAuth::console(session.user.username, session.user.role))
+    Ok(AdminAuth::console(
+        session.user.username,
+        session.user.role,
+        session.expires_at,
+    ))
 }
 
 async fn api_key_auth(key: &str, state: &AppState) -> Result<AdminAuth, ApiError> {
@@ -250,6 +305,8 @@ async fn api_key_auth(key: &str, state: &AppState) -> Result<AdminAuth, ApiError
         scopes: key.scopes,
         tenants: key.tenant_ids,
         read_only: false,
+        expires_at: key.expires_at,
+        grant_expires_at: key.expires_at,
     })
 }
 
@@ -268,6 +325,35 @@ struct AdminClaims {
     sub: Option<String>,
     sub_type: String,
     sub_id: String,
+    /// NumericDates: RFC 7519 allows fractions (validation has already checked `exp`).
+    exp: f64,
+    iat: Option<f64>,
+}
+
+/// 401 when `iat` lies in the future beyond the clock leeway (SPEC §3.2).
+fn check_issued_at(iat: Option<f64>, leeway: u64, now: Timestamp) -> Result<(), ApiError> {
+    let limit = now
+        .as_second()
+        .saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX));
+    match iat {
+        Some(iat) if !iat.is_finite() || iat > limit as f64 => Err(ApiError::Unauthorized(
+            "token 'iat' lies in the future".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The instant a token stops being accepted: its `exp` plus the clock leeway.
+fn token_end(exp: f64, leeway: u64) -> Option<Timestamp> {
+    let end = (exp.floor() as i64).saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX));
+    Timestamp::from_second(end).ok()
+}
+
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 #[derive(Deserialize)]
@@ -297,7 +383,6 @@ async fn admin_jwt_auth(token: &str, state: &AppState) -> Result<AdminAuth, ApiE
     }
     let key_id = unverified_sub_id(token).ok_or_else(bad)?;
     let key = state.store.get_api_key(&key_id).await?.ok_or_else(bad)?;
-    check_key_active(&key)?;
     let secret = state.store.api_key_secret(&key_id).await?.ok_or_else(bad)?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.leeway = state.config.jwt_leeway_secs;
@@ -320,6 +405,9 @@ async fn admin_jwt_auth(token: &str, state: &AppState) -> Result<AdminAuth, ApiE
         _ => bad(),
     })?;
     let claims = data.claims;
+    // Only now, with the signature verified, may a refusal say more than "invalid token".
+    check_key_active(&key)?;
+    check_issued_at(claims.iat, validation.leeway, Timestamp::now())?;
     if claims.sub_type != "admin" {
         return Err(ApiError::Unauthorized(
             "token sub_type must be 'admin' on Admin routes".into(),
@@ -336,6 +424,8 @@ async fn admin_jwt_auth(token: &str, state: &AppState) -> Result<AdminAuth, ApiE
         scopes: key.scopes,
         tenants: key.tenant_ids,
         read_only: false,
+        expires_at: earliest(token_end(claims.exp, validation.leeway), key.expires_at),
+        grant_expires_at: key.expires_at,
     })
 }
 
@@ -419,6 +509,8 @@ async fn hmac_auth(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiErro
         scopes: hmac_scopes(),
         tenants: TenantAccess::one(tenant_id),
         read_only: false,
+        expires_at: None,
+        grant_expires_at: None,
     })
 }
 
@@ -429,6 +521,9 @@ pub struct TenantAuth {
     /// The JWT's `sub`, or `X-User-Id` with the admin secret (or in development mode).
     pub user_id: Option<String>,
     pub via: TenantVia,
+    /// When the credential stops working by itself: the token's `exp` (plus leeway), or the end of a
+    /// rotated-out secret's grace period if that is what verified it.
+    pub expires_at: Option<Timestamp>,
 }
 
 /// How a `/v1` caller authenticated.
@@ -446,6 +541,7 @@ struct TenantClaims {
     sub_id: String,
     /// A NumericDate: RFC 7519 allows fractions (validation has already checked it).
     exp: f64,
+    iat: Option<f64>,
 }
 
 /// Tenant JWTs verified recently on this worker thread, so a client that sends the same token on every
@@ -478,6 +574,22 @@ fn secret_hash(secret: &str) -> u64 {
     SECRET_HASH.get_or_init(Default::default).hash_one(secret)
 }
 
+/// Whether the secret with this keyed hash is still one of the tenant's at `now`, and until when:
+/// `Some(None)` for the current secret, `Some(Some(t))` for a rotated-out one in its grace period.
+fn secret_valid_until(
+    secrets: &phoenix_store::model::TenantSecrets,
+    hash: u64,
+    now: Timestamp,
+) -> Option<Option<Timestamp>> {
+    if secret_hash(&secrets.current) == hash {
+        return Some(None);
+    }
+    match &secrets.previous {
+        Some((secret, until)) if now < *until && secret_hash(secret) == hash => Some(Some(*until)),
+        _ => None,
+    }
+}
+
 /// Whether `exp` (seconds) has not passed at `now`, with `leeway` seconds of clock skew.
 fn not_expired(exp: i64, leeway: u64, now: Timestamp) -> bool {
     now.as_second() <= exp.saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX))
@@ -508,41 +620,66 @@ impl FromRequestParts<AppState> for TenantAuth {
                 tenant_id,
                 user_id: named_user()?,
                 via: TenantVia::Unauthenticated,
+                expires_at: None,
             });
         }
-        let token = match (
-            header_str(headers, header::AUTHORIZATION.as_str())?,
-            header_str(headers, "x-api-key")?,
-        ) {
-            (Some(value), _) => bearer_token(value)?,
-            (None, Some(key)) => key.trim(),
-            (None, None) => {
-                return Err(ApiError::Unauthorized(
-                    "missing credentials: send Authorization: Bearer <tenant JWT>".into(),
-                ));
-            }
-        };
-        // A tenant JWT this thread verified recently: no need to compare it with the admin secret.
-        if let Some(auth) = remembered_tenant_jwt(token, state).await? {
-            return Ok(auth);
-        }
-        if let Some(secret) = &state.config.admin_secret
-            && secrets_equal(token, secret)
-        {
-            let tenant_id = named_tenant()?;
-            if state.store.get_tenant(tenant_id.as_str()).await?.is_none() {
-                return Err(ApiError::Unauthorized(format!(
-                    "unknown tenant '{tenant_id}'"
-                )));
-            }
-            return Ok(TenantAuth {
-                tenant_id,
-                user_id: named_user()?,
-                via: TenantVia::AdminSecret,
-            });
-        }
-        tenant_jwt_auth(token, state).await
+        let token = tenant_token(headers, None)?;
+        tenant_by_token(token, headers, state).await
     }
+}
+
+/// The token of a `/v1` request: `Authorization: Bearer`, else `X-API-Key`, else (WebSocket upgrades
+/// only) `?access_token=`.
+fn tenant_token<'a>(
+    headers: &'a HeaderMap,
+    query_token: Option<&'a str>,
+) -> Result<&'a str, ApiError> {
+    match (
+        header_str(headers, header::AUTHORIZATION.as_str())?,
+        header_str(headers, "x-api-key")?,
+        query_token,
+    ) {
+        (Some(value), _, _) => bearer_token(value),
+        (None, Some(key), _) => Ok(key.trim()),
+        (None, None, Some(token)) => Ok(token),
+        (None, None, None) => Err(ApiError::Unauthorized(
+            "missing credentials: send Authorization: Bearer <tenant JWT>".into(),
+        )),
+    }
+}
+
+/// A `/v1` caller by its token: a tenant JWT, or the admin secret naming the tenant in `X-Tenant-Id`.
+async fn tenant_by_token(
+    token: &str,
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<TenantAuth, ApiError> {
+    // A tenant JWT this thread verified recently: no need to compare it with the admin secret.
+    if let Some(auth) = remembered_tenant_jwt(token, state).await? {
+        return Ok(auth);
+    }
+    if let Some(secret) = &state.config.admin_secret
+        && secrets_equal(token, secret)
+    {
+        let tenant_id = {
+            let raw = header_str(headers, "x-tenant-id")?.ok_or_else(|| {
+                ApiError::Unauthorized("X-Tenant-Id is required to act for a tenant".into())
+            })?;
+            TenantId::parse(raw.trim()).map_err(|e| ApiError::Unauthorized(e.0))?
+        };
+        if state.store.get_tenant(tenant_id.as_str()).await?.is_none() {
+            return Err(ApiError::Unauthorized(format!(
+                "unknown tenant '{tenant_id}'"
+            )));
+        }
+        return Ok(TenantAuth {
+            tenant_id,
+            user_id: header_str(headers, "x-user-id")?.map(|u| u.trim().to_owned()),
+            via: TenantVia::AdminSecret,
+            expires_at: None,
+        });
+    }
+    tenant_jwt_auth(token, state).await
 }
 
 /// In development mode, the tenant an event body names: its `tenant_id`, or for a batch the top-level
@@ -569,17 +706,18 @@ async fn remembered_tenant_jwt(
         cache
             .get(token)
             .filter(|v| not_expired(v.exp, leeway, now))
-            .map(|v| (v.tenant_id.clone(), v.user_id.clone(), v.secret))
+            .map(|v| (v.tenant_id.clone(), v.user_id.clone(), v.secret, v.exp))
     });
-    let Some((tenant_id, user_id, secret)) = known else {
+    let Some((tenant_id, user_id, secret, exp)) = known else {
         return Ok(None);
     };
     let secrets = state.store.tenant_secrets(tenant_id.as_str()).await?;
-    if secrets.is_some_and(|s| s.valid_at(now).any(|k| secret_hash(k) == secret)) {
+    if let Some(until) = secrets.and_then(|s| secret_valid_until(&s, secret, now)) {
         return Ok(Some(TenantAuth {
             tenant_id,
             user_id,
             via: TenantVia::TenantJwt,
+            expires_at: earliest(token_end(exp as f64, leeway), until),
         }));
     }
     VERIFIED.with_borrow_mut(|cache| cache.remove(token));
@@ -602,11 +740,8 @@ pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<Ten
         ));
     }
     let tenant = unverified_sub_id(token).ok_or_else(bad)?;
-    let secrets = state
-        .store
-        .tenant_secrets(&tenant)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized(format!("unknown tenant '{tenant}'")))?;
+    // An unknown tenant is the same "invalid token" as a bad signature (SPEC §10).
+    let secrets = state.store.tenant_secrets(&tenant).await?.ok_or_else(bad)?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.leeway = leeway;
     validation.validate_exp = true;
@@ -614,8 +749,9 @@ pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<Ten
     validation.validate_aud = false;
     validation.set_required_spec_claims(&["exp"]);
     let mut last_error = bad();
+    let now = Timestamp::now();
     // The current secret, then (during a rotation's grace period) the previous one.
-    for secret in secrets.valid_at(Timestamp::now()) {
+    for secret in secrets.valid_at(now) {
         match jsonwebtoken::decode::<TenantClaims>(
             token,
             &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
@@ -623,6 +759,7 @@ pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<Ten
         ) {
             Ok(data) => {
                 let claims = data.claims;
+                check_issued_at(claims.iat, leeway, now)?;
                 if claims.sub_type != "tenant" {
                     return Err(ApiError::Unauthorized(
                         "token sub_type must be 'tenant' on /v1 routes".into(),
@@ -630,6 +767,8 @@ pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<Ten
                 }
                 let tenant_id = TenantId::parse(&claims.sub_id).map_err(|_| bad())?;
                 let user_id = claims.sub.filter(|s| !s.is_empty());
+                let until = secret_valid_until(&secrets, secret_hash(secret), now).flatten();
+                let expires_at = earliest(token_end(claims.exp, leeway), until);
                 let verified = VerifiedToken {
                     tenant_id: tenant_id.clone(),
                     user_id: user_id.clone(),
@@ -647,6 +786,7 @@ pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<Ten
                     tenant_id,
                     user_id,
                     via: TenantVia::TenantJwt,
+                    expires_at,
                 });
             }
             Err(e) => {
@@ -663,6 +803,172 @@ pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<Ten
         }
     }
     Err(last_error)
+}
+
+/// What a WebSocket keeps to go on checking the credential that opened it (SPEC §10: a credential that
+/// expires or is revoked closes its sockets with 4401): the credential itself, held in memory for the
+/// socket's life only, and when it ends by itself.
+pub struct SocketCredential {
+    recheck: Recheck,
+    /// When the credential stops working by itself.
+    pub expires_at: Option<Timestamp>,
+}
+
+enum Recheck {
+    /// The admin secret, or development mode: nothing that can be revoked.
+    Never,
+    /// An Admin token (API key, admin JWT, console session) watching `tenant`.
+    Admin { token: String, tenant: String },
+    /// An HMAC signature is good once; what it stood for is the tenant and its secrets.
+    Hmac { tenant: String },
+    /// A tenant JWT.
+    Tenant { token: String },
+}
+
+impl SocketCredential {
+    fn never() -> Self {
+        SocketCredential {
+            recheck: Recheck::Never,
+            expires_at: None,
+        }
+    }
+
+    /// Checks the credential again, exactly as a new request would be: `Err` (401/403) once it no
+    /// longer holds; updates `expires_at` (a secret rotation can bring it forward).
+    pub async fn recheck(&mut self, state: &AppState) -> Result<(), ApiError> {
+        self.expires_at = match &self.recheck {
+            Recheck::Never => None,
+            Recheck::Admin { token, tenant } => {
+                let auth = token_auth(token, state, true).await?;
+                auth.require_tenant(Scope::LeaderboardsRead, tenant)?;
+                auth.expires_at
+            }
+            Recheck::Hmac { tenant } => {
+                if state.store.tenant_secrets(tenant).await?.is_none() {
+                    return Err(ApiError::Unauthorized("the tenant is gone".into()));
+                }
+                None
+            }
+            Recheck::Tenant { token } => tenant_jwt_auth(token, state).await?.expires_at,
+        };
+        Ok(())
+    }
+}
+
+/// Whether a browser's `Origin` is this server's own page: no `Origin` (not a browser), or one whose
+/// scheme and host (with port) are the request's own. The request's scheme is `https` when a proxy in
+/// front says so (`X-Forwarded-Proto`) or the server is configured to sit behind TLS.
+pub fn same_origin(headers: &HeaderMap, state: &AppState) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let https = state.config.force_secure_cookies
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    let scheme = if https { "https" } else { "http" };
+    let Some((origin_scheme, origin_host)) = origin.to_str().ok().and_then(|o| o.split_once("://"))
+    else {
+        return false;
+    };
+    origin_scheme.eq_ignore_ascii_case(scheme)
+        && origin_host.trim_end_matches('/').eq_ignore_ascii_case(host)
+}
+
+/// An admin watcher of `tenant` on a WebSocket upgrade (SPEC §6.1): any Admin credential with
+/// `leaderboards:read` on it, from the headers, `?access_token=`, or the console's session cookie. A
+/// browser sends that cookie on any page's upgrade, so with the cookie as the credential the page must
+/// be this server's own.
+pub async fn admin_socket(
+    parts: &mut Parts,
+    state: &AppState,
+    tenant: &str,
+    query_token: Option<&str>,
+) -> Result<(AdminAuth, SocketCredential), ApiError> {
+    if !state.config.auth_enabled {
+        let auth = AdminAuth::from_request_parts(parts, state).await?;
+        return Ok((auth, SocketCredential::never()));
+    }
+    let (auth, recheck) = match presented(&parts.headers, query_token)? {
+        Presented::Hmac => (
+            hmac_auth(parts, state).await?,
+            Recheck::Hmac {
+                tenant: tenant.to_owned(),
+            },
+        ),
+        Presented::Token { token, bearer } => (
+            token_auth(token, state, bearer).await?,
+            Recheck::Admin {
+                token: token.to_owned(),
+                tenant: tenant.to_owned(),
+            },
+        ),
+        Presented::Cookie(token) => {
+            let auth = console_auth(token, state).await?;
+            if !same_origin(&parts.headers, state) {
+                return Err(ApiError::Forbidden(
+                    "a WebSocket authenticated by cookie must come from this server's own page (Origin)"
+                        .into(),
+                ));
+            }
+            let recheck = Recheck::Admin {
+                token: token.to_owned(),
+                tenant: tenant.to_owned(),
+            };
+            (auth, recheck)
+        }
+        Presented::Nothing => {
+            return Err(ApiError::Unauthorized(
+                "missing credentials: send X-API-Key, Authorization: Bearer, ?access_token= or the console's session cookie".into(),
+            ));
+        }
+    };
+    auth.require_tenant(Scope::LeaderboardsRead, tenant)?;
+    let recheck = match auth.principal {
+        Principal::AdminSecret => Recheck::Never,
+        _ => recheck,
+    };
+    let expires_at = auth.expires_at;
+    Ok((
+        auth,
+        SocketCredential {
+            recheck,
+            expires_at,
+        },
+    ))
+}
+
+/// A player watching on a WebSocket upgrade (SPEC §6.1): a tenant JWT as `Authorization: Bearer` or
+/// `?access_token=`, or the admin secret naming the tenant (and player) in headers.
+pub async fn tenant_socket(
+    parts: &mut Parts,
+    state: &AppState,
+    query_token: Option<&str>,
+) -> Result<(TenantAuth, SocketCredential), ApiError> {
+    if !state.config.auth_enabled {
+        let auth = TenantAuth::from_request_parts(parts, state).await?;
+        return Ok((auth, SocketCredential::never()));
+    }
+    let token = tenant_token(&parts.headers, query_token)?;
+    let auth = tenant_by_token(token, &parts.headers, state).await?;
+    let recheck = match auth.via {
+        TenantVia::TenantJwt => Recheck::Tenant {
+            token: token.to_owned(),
+        },
+        TenantVia::AdminSecret | TenantVia::Unauthenticated => Recheck::Never,
+    };
+    let expires_at = auth.expires_at;
+    Ok((
+        auth,
+        SocketCredential {
+            recheck,
+            expires_at,
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -55,6 +55,8 @@ pub struct ServerConfig {
     pub max_websockets: usize,
     /// Bytes of request bodies held at once, process-wide.
     pub body_buffer_bytes: usize,
+    /// Behind a TLS proxy: cookies are always `Secure` and the request's scheme is `https`.
+    pub force_secure_cookies: bool,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -96,6 +98,7 @@ impl ServerConfig {
             max_connections: 4096,
             max_websockets: 10_000,
             body_buffer_bytes: 64 << 20,
+            force_secure_cookies: false,
         }
     }
 }
@@ -122,6 +125,9 @@ pub struct Shared {
     /// Held while a user change checks that an ADMIN remains and makes the change, so two concurrent
     /// demotions or deletions cannot both pass the check.
     pub user_changes: tokio::sync::Mutex<()>,
+    /// Bumped whenever a credential may have stopped working (key revoked, logout, user changed or
+    /// deleted, tenant secret rotated or tenant settings changed): open WebSockets check theirs again.
+    credentials: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::ops::Deref for AppState {
@@ -154,6 +160,7 @@ impl AppState {
             feeds: Default::default(),
             login_throttle: Default::default(),
             user_changes: Default::default(),
+            credentials: tokio::sync::watch::channel(0).0,
         }))
     }
 
@@ -189,6 +196,16 @@ impl AppState {
     pub async fn sockets_closed(&self) {
         let mut open = self.sockets.subscribe();
         let _ = open.wait_for(|n| *n == 0).await;
+    }
+
+    /// Tells every open WebSocket to check its credential again.
+    pub fn credentials_changed(&self) {
+        self.credentials.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Fires after each [`AppState::credentials_changed`].
+    pub fn watch_credentials(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.credentials.subscribe()
     }
 
     pub fn is_draining(&self) -> bool {

@@ -50,9 +50,10 @@ fn new_key_id() -> String {
     )
 }
 
-/// Whether the caller may see (and so revoke) `key`: it must cover all of the key's tenants.
-fn visible(auth: &AdminAuth, key: &phoenix_store::model::ApiKey) -> bool {
-    auth.tenants.covers(&key.tenant_ids)
+/// Whether the caller may see (and so revoke) `key`: it must hold every scope and tenant of the key
+/// (SPEC §3.3), so a key cannot list or revoke one that holds more than it does.
+fn covered(auth: &AdminAuth, key: &phoenix_store::model::ApiKey) -> bool {
+    auth.tenants.covers(&key.tenant_ids) && auth.scopes.covers(&key.scopes)
 }
 
 /// Lists the keys the caller can see (never their plaintext).
@@ -69,7 +70,7 @@ pub async fn list_keys(
         .list_api_keys()
         .await?
         .into_iter()
-        .filter(|k| visible(&auth, k))
+        .filter(|k| covered(&auth, k))
         .map(Into::into)
         .collect();
     Ok(Json(KeyList {
@@ -116,6 +117,17 @@ pub async fn create_key(
             "a key can only grant tenants its creator holds".into(),
         ));
     }
+    // A key that expires cannot outlive its creator: no later than the creator's expiry, and that
+    // expiry when none is asked for.
+    let expires_at = match (expires_at, auth.grant_expires_at) {
+        (Some(at), Some(limit)) if at > limit => {
+            return Err(ApiError::Forbidden(format!(
+                "a key can only expire no later than its creator, which expires at {limit}"
+            )));
+        }
+        (None, limit) => limit,
+        (at, _) => at,
+    };
     let plaintext = format!("pk_{}", random_hex::<24>());
     let key = state
         .store
@@ -155,13 +167,18 @@ pub async fn revoke_key(
         .store
         .get_api_key(&key_id)
         .await?
-        .filter(|k| visible(&auth, k))
         .ok_or_else(not_found)?;
+    if !covered(&auth, &key) {
+        return Err(ApiError::Forbidden(
+            "a key can only revoke keys whose scopes and tenants it holds".into(),
+        ));
+    }
     let revoked = state
         .store
         .revoke_api_key(&key.key_id)
         .await?
         .ok_or_else(not_found)?;
     tracing::info!(key_id = %revoked.key_id, "api key revoked");
+    state.credentials_changed();
     Ok(Json(revoked.into()))
 }

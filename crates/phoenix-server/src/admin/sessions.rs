@@ -228,6 +228,8 @@ pub async fn login(
         .await?
         .ok_or_else(|| ApiError::Unauthorized("wrong username or password".into()))?;
     tracing::info!(username = %started.user.username, "console login");
+    // A login beyond the user's session bound ends their oldest session.
+    state.credentials_changed();
     let pair = token_pair(&state, &tokens, &started.user);
     Ok((
         AppendHeaders(session_cookies(&state, &headers, &tokens)),
@@ -305,6 +307,7 @@ pub async fn refresh(
         }
         RefreshOutcome::Reused => {
             tracing::warn!("a spent refresh token was presented again; its session is revoked");
+            state.credentials_changed();
             refused("this refresh token was already used; the session is revoked, log in again")
         }
         RefreshOutcome::Invalid => refused("the refresh token is invalid or expired; log in again"),
@@ -376,6 +379,7 @@ pub async fn logout(
             tracing::info!("console logout");
         }
     }
+    state.credentials_changed();
     Ok((
         AppendHeaders(cleared_cookies(&headers)),
         Json(LoggedOut {

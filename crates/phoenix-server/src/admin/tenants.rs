@@ -170,6 +170,7 @@ pub async fn rotate_secret(
         .await?
         .ok_or_else(|| tenant_not_found(&tenant_id))?;
     tracing::info!(tenant_id = %tenant.tenant_id, "tenant secret rotated");
+    state.credentials_changed();
     Ok(Json(SecretRotated {
         tenant_id: tenant.tenant_id.to_string(),
         hmac_secret: secret,

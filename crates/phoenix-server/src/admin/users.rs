@@ -237,6 +237,7 @@ pub async fn patch_user(
         .await?
         .ok_or_else(|| not_found(&username))?;
     tracing::info!(username = %user.username, role = user.role.as_str(), "user updated");
+    state.credentials_changed();
     Ok(Json(user.into()))
 }
 
@@ -263,5 +264,6 @@ pub async fn delete_user(
         .await?
         .ok_or_else(|| not_found(&username))?;
     tracing::info!(username = %user.username, "user deleted");
+    state.credentials_changed();
     Ok(Json(user.into()))
 }

@@ -5,8 +5,8 @@
 //! of a board would compute alike (the top entries, the serialized diff) is computed once (`feed`).
 
 use super::feed::{BoardFeed, EntryRef, TopFrame, same};
-use super::{EntryView, Player, WindowView, active, not_found, window_view};
-use crate::auth::{AdminAuth, TenantAuth, TenantVia};
+use super::{EntryView, WindowView, active, not_found, window_view};
+use crate::auth::{self, SocketCredential, TenantVia};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::state::AppState;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -15,7 +15,6 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::Response;
 use jiff::Timestamp;
-use phoenix_core::access::Scope;
 use phoenix_core::engine::Standing;
 use phoenix_core::window::{Window, WindowId, WindowStatus};
 use phoenix_store::model::LeaderboardStatus;
@@ -42,63 +41,12 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// The largest client message read.
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
-/// Who watches: a tenant, and the player for `me` (none for admin watchers).
+/// Who watches: a tenant, the player for `me` (none for admin watchers), and the credential, which the
+/// socket keeps checking.
 pub struct Watcher {
     tenant: String,
     me: Option<String>,
-}
-
-/// No `Origin` (not a browser), or an `Origin` whose host and port are the request's `Host`.
-fn same_origin(headers: &axum::http::HeaderMap) -> bool {
-    let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
-        return true;
-    };
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let origin_host = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, rest)| rest.trim_end_matches('/'));
-    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
-}
-
-/// An admin watcher of `tenant` (SPEC §6.1): any admin credential with `leaderboards:read` on it, from
-/// the headers, `?access_token=`, or the console's session cookie. A browser sends that cookie on any
-/// page's upgrade, so with the cookie as the credential the page must be this server's own (Origin =
-/// Host).
-async fn admin_watcher(
-    parts: &mut Parts,
-    state: &AppState,
-    tenant: &str,
-    query_token: Option<&str>,
-) -> Result<Watcher, ApiError> {
-    let has_header = parts
-        .headers
-        .contains_key(axum::http::header::AUTHORIZATION)
-        || parts.headers.contains_key("x-api-key")
-        || parts.headers.contains_key("x-signature");
-    let by_cookie = query_token.is_none()
-        && !has_header
-        && crate::session::cookie(&parts.headers, crate::session::ACCESS_COOKIE).is_some();
-    let admin = match query_token {
-        Some(token) if !has_header && state.config.auth_enabled => {
-            crate::auth::token_auth(token, state, true).await?
-        }
-        _ => AdminAuth::from_request_parts(parts, state).await?,
-    };
-    if by_cookie && !same_origin(&parts.headers) {
-        return Err(ApiError::Forbidden(
-            "a WebSocket authenticated by cookie must come from this server's own page (Origin)"
-                .into(),
-        ));
-    }
-    admin.require_tenant(Scope::LeaderboardsRead, tenant)?;
-    Ok(Watcher {
-        tenant: tenant.to_owned(),
-        me: None,
-    })
+    credential: SocketCredential,
 }
 
 /// The query string's parameters, and its `access_token` when one is given.
@@ -128,9 +76,14 @@ impl FromRequestParts<AppState> for TenantWatcher {
                 .await
                 .map_err(|_| ApiError::NotFound("no such route".into()))?;
         let (_, query_token) = query_of(parts);
-        let watcher = admin_watcher(parts, state, &tenant, query_token.as_deref()).await?;
+        let (_, credential) =
+            auth::admin_socket(parts, state, &tenant, query_token.as_deref()).await?;
         Ok(TenantWatcher {
-            watcher,
+            watcher: Watcher {
+                tenant,
+                me: None,
+                credential,
+            },
             leaderboard,
         })
     }
@@ -141,33 +94,26 @@ impl FromRequestParts<AppState> for Watcher {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let (params, query_token) = query_of(parts);
-        let has_header = parts
-            .headers
-            .contains_key(axum::http::header::AUTHORIZATION)
-            || parts.headers.contains_key("x-api-key")
-            || parts.headers.contains_key("x-signature");
         if let Some(tenant) = params.get("tenant_id") {
-            return admin_watcher(parts, state, tenant, query_token.as_deref()).await;
+            let (_, credential) =
+                auth::admin_socket(parts, state, tenant, query_token.as_deref()).await?;
+            return Ok(Watcher {
+                tenant: tenant.clone(),
+                me: None,
+                credential,
+            });
         }
-        let auth = match (&query_token, has_header) {
-            (Some(token), false) if state.config.auth_enabled => {
-                let auth: TenantAuth = crate::auth::tenant_jwt_auth(token, state).await?;
-                if auth.user_id.is_none() {
-                    return Err(ApiError::Unauthorized(
-                        "the token must name the player in 'sub' on Query routes".into(),
-                    ));
-                }
-                auth
-            }
-            _ => Player::from_request_parts(parts, state).await?.0,
-        };
-        let me = match auth.via {
-            TenantVia::TenantJwt => auth.user_id,
-            _ => auth.user_id.filter(|u| !u.is_empty()),
-        };
+        let (auth, credential) = auth::tenant_socket(parts, state, query_token.as_deref()).await?;
+        if auth.via == TenantVia::TenantJwt && auth.user_id.is_none() {
+            return Err(ApiError::Unauthorized(
+                "the token must name the player in 'sub' on Query routes".into(),
+            ));
+        }
+        let me = auth.user_id.filter(|u| !u.is_empty());
         Ok(Watcher {
             tenant: auth.tenant_id.to_string(),
             me,
+            credential,
         })
     }
 }
@@ -244,6 +190,7 @@ async fn open(
                 tenant: watcher.tenant,
                 leaderboard: id,
                 me: watcher.me,
+                credential: watcher.credential,
                 top: DEFAULT_TOP,
                 seq: 0,
                 board: signal.clone(),
@@ -318,6 +265,9 @@ struct Session {
     tenant: String,
     leaderboard: String,
     me: Option<String>,
+    /// Checked again whenever a credential anywhere is revoked; the socket closes (4401) when it no
+    /// longer holds or when it expires.
+    credential: SocketCredential,
     top: u32,
     seq: u64,
     /// The board's signal, to read its version without waiting on it.
@@ -335,6 +285,18 @@ struct Session {
     window_epoch: u64,
     /// The board signal's deactivation count when the socket opened.
     deactivations: u64,
+}
+
+/// When `at` comes, as a timer deadline (far away for `None`).
+fn until(at: Option<Timestamp>) -> Instant {
+    let far = Duration::from_secs(86_400 * 365);
+    let left = at.map_or(far, |at| {
+        let secs = at.duration_since(Timestamp::now()).as_secs_f64();
+        Duration::try_from_secs_f64(secs.max(0.0))
+            .unwrap_or(far)
+            .min(far)
+    });
+    Instant::now() + left
 }
 
 /// Waits for the board's next change; owns the receiver so the wait survives across `select!` rounds.
@@ -390,10 +352,29 @@ impl Session {
         tokio::pin!(idle);
         let window_check = tokio::time::sleep(self.window_deadline());
         tokio::pin!(window_check);
+        let mut revocations = self.state.watch_credentials();
+        let expiry = tokio::time::sleep_until(until(self.credential.expires_at));
+        tokio::pin!(expiry);
         loop {
             let epoch_before = self.window_epoch;
             tokio::select! {
                 _ = &mut shutdown => return Err(Ending::Close(1001, "server is shutting down")),
+                _ = &mut expiry, if self.credential.expires_at.is_some() => {
+                    return Err(Ending::Close(4401, "the credential has expired"));
+                }
+                changed = revocations.changed() => {
+                    if changed.is_err() {
+                        return Err(Ending::Close(1001, "server is shutting down"));
+                    }
+                    match self.credential.recheck(&self.state).await {
+                        Ok(()) => expiry.as_mut().reset(until(self.credential.expires_at)),
+                        Err(ApiError::Unauthorized(_) | ApiError::Forbidden(_)) => {
+                            return Err(Ending::Close(4401, "the credential was revoked"));
+                        }
+                        // The store could not answer: keep the socket; the next change checks again.
+                        Err(_) => {}
+                    }
+                }
                 (changed, signal) = &mut changes, if !update_pending => {
                     let Some(changed) = changed else {
                         return Err(self.board_gone().await);

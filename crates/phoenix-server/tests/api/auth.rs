@@ -619,3 +619,82 @@ async fn a_tenant_jwt_with_a_fractional_exp_is_accepted_and_still_expires() {
         .await
         .expect_unauthorized();
 }
+
+#[tokio::test]
+async fn before_the_signature_verifies_every_refusal_is_the_same() {
+    let app = spawn_app().await;
+    app.create_tenant("t-known").await;
+    let (live_id, _) = app.create_key(&["leaderboards:read"], &["*"]).await;
+    let (revoked_id, _) = app.create_key(&["leaderboards:read"], &["*"]).await;
+    send(admin(
+        app.request(Method::DELETE, &format!("/api-keys/{revoked_id}")),
+    ))
+    .await
+    .expect(StatusCode::OK);
+    let forged = "pk_not-the-key-0123456789abcdef0123456789";
+    // Admin JWTs signed with the wrong secret: a live key, a revoked key, no such key.
+    let mut messages = Vec::new();
+    for key_id in [live_id.as_str(), revoked_id.as_str(), "no-such-key"] {
+        let token = admin_jwt(forged, &admin_claims(key_id));
+        messages.push(
+            send(app.get("/health").bearer_auth(token))
+                .await
+                .expect_unauthorized(),
+        );
+    }
+    // Tenant JWTs signed with the wrong secret: a known tenant and an unknown one.
+    for tenant in ["t-known", "t-unknown"] {
+        let now = now_secs();
+        let token = admin_jwt(
+            "wrong-secret-wrong-secret",
+            &json!({"sub": "p1", "sub_type": "tenant", "sub_id": tenant, "iat": now,
+                    "exp": now + 600}),
+        );
+        messages.push(
+            send(app.get("/v1/leaderboards").bearer_auth(token))
+                .await
+                .expect_unauthorized(),
+        );
+    }
+    assert!(
+        messages.iter().all(|m| m == &messages[0]),
+        "refusals differ: {messages:?}"
+    );
+    assert!(!messages[0].contains("revoked") && !messages[0].contains("unknown"));
+}
+
+#[tokio::test]
+async fn a_token_issued_in_the_future_is_refused() {
+    let app = spawn_app().await;
+    let secret = app.create_tenant("t-iat").await;
+    let (key_id, key) = app.create_key(&["leaderboards:read"], &["*"]).await;
+    let now = now_secs();
+    let tenant = |iat: i64| {
+        admin_jwt(
+            &secret,
+            &json!({"sub": "p1", "sub_type": "tenant", "sub_id": "t-iat", "iat": iat,
+                    "exp": now + 7200}),
+        )
+    };
+    let message = send(app.get("/v1/leaderboards").bearer_auth(tenant(now + 3600)))
+        .await
+        .expect_unauthorized();
+    assert!(message.contains("iat"), "{message}");
+    // Within the clock leeway it is fine.
+    send(app.get("/v1/leaderboards").bearer_auth(tenant(now + 10)))
+        .await
+        .expect(StatusCode::OK);
+    let admin = |iat: i64| {
+        admin_jwt(
+            &key,
+            &json!({"sub": "ops", "sub_type": "admin", "sub_id": key_id, "iat": iat,
+                    "exp": now + 7200}),
+        )
+    };
+    send(app.get("/health").bearer_auth(admin(now + 3600)))
+        .await
+        .expect_unauthorized();
+    send(app.get("/health").bearer_auth(admin(now + 10)))
+        .await
+        .expect(StatusCode::OK);
+}

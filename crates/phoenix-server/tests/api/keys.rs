@@ -123,11 +123,106 @@ async fn a_key_lists_only_keys_within_its_tenants() {
         .filter_map(|k| k["key_id"].as_str())
         .collect();
     assert_eq!(ids, vec![a_id.as_str()]);
-    // Nor can it revoke one it cannot see.
+    // Nor can it revoke one it does not cover (SPEC §3.3: 403).
     send(with_key(
         app.request(Method::DELETE, &format!("/api-keys/{b_id}")),
         &a_key,
     ))
     .await
-    .expect_not_found();
+    .expect_forbidden();
+}
+
+#[tokio::test]
+async fn a_key_neither_lists_nor_revokes_keys_holding_more_scopes_than_it_does() {
+    let app = spawn_app().await;
+    app.create_tenant("t-a").await;
+    let (writer_id, writer) = app
+        .create_key(&["keys:write", "leaderboards:read"], &["t-a"])
+        .await;
+    let (admin_id, _) = app.create_key(&["admin"], &["t-a"]).await;
+    let (reader_id, _) = app.create_key(&["leaderboards:read"], &["t-a"]).await;
+    let list = send(with_key(app.get("/api-keys"), &writer)).await;
+    list.expect(StatusCode::OK);
+    let mut ids: Vec<&str> = list.body["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["key_id"].as_str())
+        .collect();
+    ids.sort_unstable();
+    let mut expected = vec![writer_id.as_str(), reader_id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    assert_eq!(list.body["total"], 2);
+    send(with_key(
+        app.request(Method::DELETE, &format!("/api-keys/{admin_id}")),
+        &writer,
+    ))
+    .await
+    .expect_forbidden();
+    // The admin key still works.
+    let keys = app.admin_get("/api-keys").await;
+    let admin_key = keys.body["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["key_id"] == admin_id.as_str())
+        .expect("the admin key")
+        .clone();
+    assert_eq!(admin_key["revoked_at"], Value::Null);
+    send(with_key(
+        app.request(Method::DELETE, &format!("/api-keys/{reader_id}")),
+        &writer,
+    ))
+    .await
+    .expect(StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_key_that_expires_cannot_create_one_that_outlives_it() {
+    let app = spawn_app().await;
+    app.create_tenant("t-a").await;
+    let parent_expiry = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2);
+    let parent = app
+        .admin_json(
+            Method::POST,
+            "/api-keys",
+            &json!({"name": "parent", "scopes": ["keys:write", "leaderboards:read"],
+                    "tenant_ids": ["t-a"], "expires_at": parent_expiry.to_string()}),
+        )
+        .await;
+    parent.expect(StatusCode::CREATED);
+    let parent_key = parent.body["key"].as_str().expect("key").to_owned();
+    let create = |body: Value| {
+        send(with_key(
+            app.json(Method::POST, "/api-keys", &body),
+            &parent_key,
+        ))
+    };
+    // No expiry asked for: the child gets its creator's.
+    let child = create(json!({"name": "child", "scopes": ["leaderboards:read"],
+                              "tenant_ids": ["t-a"]}))
+    .await;
+    child.expect(StatusCode::CREATED);
+    assert_eq!(
+        child.body["expires_at"], parent.body["expires_at"],
+        "{}",
+        child.text
+    );
+    // Later than its creator: refused.
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(3);
+    create(
+        json!({"name": "late", "scopes": ["leaderboards:read"], "tenant_ids": ["t-a"],
+                  "expires_at": later.to_string()}),
+    )
+    .await
+    .expect_forbidden();
+    // Earlier is fine.
+    let sooner = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    create(
+        json!({"name": "soon", "scopes": ["leaderboards:read"], "tenant_ids": ["t-a"],
+                  "expires_at": sooner.to_string()}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
 }

@@ -900,3 +900,109 @@ async fn operators_watch_on_the_admin_gateway_with_the_query_gateway_apart() {
     cookie_watches_from_its_own_page_only(&app, path, &format!("phoenix-access-token={access}"))
         .await;
 }
+
+/// Reads the snapshot, then the close frame, which must come within `within`.
+async fn closed_4401_within(socket: &mut Socket, within: Duration) -> String {
+    let started = std::time::Instant::now();
+    let (code, reason) = close_of(socket).await;
+    assert_eq!(code, 4401, "{reason}");
+    assert!(!reason.is_empty());
+    assert!(
+        started.elapsed() <= within,
+        "closed after {:?}",
+        started.elapsed()
+    );
+    reason
+}
+
+#[tokio::test]
+async fn sockets_close_with_4401_when_their_credential_is_revoked() {
+    let app = spawn_app_with(fast_config()).await;
+    let secret = board(&app, "ws-revoke", "lb").await;
+    let path = "/v1/leaderboards/lb/ws?tenant_id=ws-revoke";
+    let two_s = Duration::from_secs(2);
+
+    // An API key, revoked.
+    let (key_id, key) = app.create_key(&["leaderboards:read"], &["ws-revoke"]).await;
+    let mut socket = try_connect(&app, path, &[("x-api-key", &key)])
+        .await
+        .expect("the key watches");
+    assert_eq!(next_json(&mut socket).await["type"], "snapshot");
+    send(admin(
+        app.request(Method::DELETE, &format!("/api-keys/{key_id}")),
+    ))
+    .await
+    .expect(StatusCode::OK);
+    closed_4401_within(&mut socket, two_s).await;
+
+    // A console session, logged out; another, whose user is deleted.
+    let access = console_login(&app, "leaving").await;
+    let mut socket = try_connect(&app, &format!("{path}&access_token={access}"), &[])
+        .await
+        .expect("the session watches");
+    assert_eq!(next_json(&mut socket).await["type"], "snapshot");
+    send(
+        app.request(Method::POST, "/auth/logout")
+            .bearer_auth(&access),
+    )
+    .await
+    .expect(StatusCode::OK);
+    closed_4401_within(&mut socket, two_s).await;
+    let access = console_login(&app, "deleted").await;
+    let mut socket = try_connect(&app, &format!("{path}&access_token={access}"), &[])
+        .await
+        .expect("the session watches");
+    assert_eq!(next_json(&mut socket).await["type"], "snapshot");
+    send(admin(app.request(Method::DELETE, "/users/deleted")))
+        .await
+        .expect(StatusCode::OK);
+    closed_4401_within(&mut socket, two_s).await;
+
+    // A tenant JWT whose secret is rotated with no grace period.
+    let token = jwt(&secret, "ws-revoke", "p1");
+    let mut socket = connect(&app, "/v1/leaderboards/lb/ws", &token).await;
+    assert_eq!(next_json(&mut socket).await["type"], "snapshot");
+    app.admin_json(
+        Method::POST,
+        "/tenants/ws-revoke/secret:rotate",
+        &json!({"grace_period_seconds": 0}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    closed_4401_within(&mut socket, two_s).await;
+}
+
+#[tokio::test]
+async fn sockets_close_with_4401_when_their_credential_expires() {
+    let mut config = fast_config();
+    config.jwt_leeway_secs = 0;
+    let app = spawn_app_with(config).await;
+    let secret = board(&app, "ws-expiry", "lb").await;
+    // A tenant JWT that expires in two seconds.
+    let now = now_secs();
+    let token = admin_jwt(
+        &secret,
+        &json!({"sub": "p1", "sub_type": "tenant", "sub_id": "ws-expiry", "iat": now,
+                "exp": now + 2}),
+    );
+    let mut socket = connect(&app, "/v1/leaderboards/lb/ws", &token).await;
+    assert_eq!(next_json(&mut socket).await["type"], "snapshot");
+    let reason = closed_4401_within(&mut socket, Duration::from_secs(5)).await;
+    assert!(reason.contains("expired"), "{reason}");
+    assert!(now_secs() >= now + 2, "closed before the token expired");
+
+    // A rotated-out secret keeps its sockets for its grace period only.
+    let token = jwt(&secret, "ws-expiry", "p2");
+    let mut socket = connect(&app, "/v1/leaderboards/lb/ws", &token).await;
+    assert_eq!(next_json(&mut socket).await["type"], "snapshot");
+    app.admin_json(
+        Method::POST,
+        "/tenants/ws-expiry/secret:rotate",
+        &json!({"grace_period_seconds": 2}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let started = std::time::Instant::now();
+    closed_4401_within(&mut socket, Duration::from_secs(5)).await;
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}
