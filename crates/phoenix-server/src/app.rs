@@ -106,6 +106,10 @@ fn listener_router(
             state.clone(),
             refuse_while_draining,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard_development_mode,
+        ))
         .layer(middleware::from_fn(ops::track_metrics))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
@@ -128,6 +132,30 @@ fn listener_router(
         }))
         .layer(middleware::from_fn(error::envelope_guard))
         .with_state(state.clone())
+}
+
+/// Development mode answers without credentials, so it must not be reachable from a web page: a page
+/// can make the browser send requests to 127.0.0.1, and with DNS rebinding even as a same-origin page
+/// of its own name. Only a loopback `Host` and no `Origin` or this server's own pass (SPEC §3.6).
+async fn guard_development_mode(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    if !state.config.auth_enabled {
+        let headers = req.headers();
+        if !crate::session::loopback_host(headers) {
+            return axum::response::IntoResponse::into_response(ApiError::Forbidden(
+                "development mode answers only requests addressed to a loopback Host".into(),
+            ));
+        }
+        if !crate::auth::same_origin(headers, &state) {
+            return axum::response::IntoResponse::into_response(ApiError::Forbidden(
+                "development mode answers only its own pages (Origin)".into(),
+            ));
+        }
+    }
+    next.run(req).await
 }
 
 async fn refuse_while_draining(

@@ -210,11 +210,15 @@ async fn authenticate(
         // A console session by cookie: a browser sends it on its own, so writes must prove they come
         // from the console's page (double-submit CSRF token).
         Presented::Cookie(token) => {
-            let auth = console_auth(token, state).await?;
+            let session = console_session(token, state).await?;
             if !session::is_read(&parts.method) {
-                session::check_csrf(headers)?;
+                session::check_csrf(headers, &session.family_id)?;
             }
-            Ok(auth)
+            Ok(AdminAuth::console(
+                session.user.username,
+                session.user.role,
+                session.expires_at,
+            ))
         }
         Presented::Nothing => Err(ApiError::Unauthorized(
             "missing credentials: send X-API-Key, Authorization: Bearer, or an HMAC signature"
@@ -277,15 +281,23 @@ pub(crate) async fn token_auth(
     Err(ApiError::Unauthorized("invalid credentials".into()))
 }
 
-/// A console access token: its session must be live; the user's current role applies.
-async fn console_auth(token: &str, state: &AppState) -> Result<AdminAuth, ApiError> {
+/// The live session of a console access token.
+async fn console_session(
+    token: &str,
+    state: &AppState,
+) -> Result<phoenix_store::model::ConsoleSession, ApiError> {
     let found = state
         .store
         .session_by_access(&session::token_hash(token))
         .await?;
-    let session = found.ok_or_else(|| {
+    found.ok_or_else(|| {
         ApiError::Unauthorized("the session has expired or was ended; log in again".into())
-    })?;
+    })
+}
+
+/// A console access token: its session must be live; the user's current role applies.
+async fn console_auth(token: &str, state: &AppState) -> Result<AdminAuth, ApiError> {
+    let session = console_session(token, state).await?;
     Ok(AdminAuth::console(
         session.user.username,
         session.user.role,

@@ -76,11 +76,6 @@ pub fn issue(
     }
 }
 
-/// A fresh CSRF token (the value of the readable cookie that writes must echo in `X-CSRF-Token`).
-pub fn new_csrf_token() -> String {
-    random_hex::<32>()
-}
-
 /// The value of cookie `name` in the request, if sent.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -99,8 +94,18 @@ pub fn is_read(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// 403 unless the request's `X-CSRF-Token` equals its `phoenix-csrf-token` cookie.
-pub fn check_csrf(headers: &HeaderMap) -> Result<(), ApiError> {
+/// The CSRF token of a session family: a digest of the family id, which only the family's own tokens
+/// carry (in HttpOnly cookies). Bound to the session, so a cookie pair injected by another site (or a
+/// sibling subdomain) does not pass, and the same in every tab for the session's whole life.
+pub fn csrf_for(family_id: &str) -> String {
+    hex::encode(Sha256::digest(
+        format!("phoenix-csrf\n{family_id}").as_bytes(),
+    ))
+}
+
+/// 403 unless the request's `X-CSRF-Token` equals its `phoenix-csrf-token` cookie and both are the
+/// CSRF token of the session `family_id` that authenticated it.
+pub fn check_csrf(headers: &HeaderMap, family_id: &str) -> Result<(), ApiError> {
     let refused = || {
         ApiError::Forbidden(
             "cookie-authenticated writes must send X-CSRF-Token equal to the phoenix-csrf-token cookie"
@@ -113,7 +118,9 @@ pub fn check_csrf(headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .ok_or_else(refused)?;
-    if crate::auth::secrets_equal(expected, sent) {
+    if crate::auth::secrets_equal(expected, sent)
+        && crate::auth::secrets_equal(sent, &csrf_for(family_id))
+    {
         Ok(())
     } else {
         Err(refused())
@@ -131,6 +138,12 @@ pub fn on_loopback(headers: &HeaderMap) -> bool {
     if forwarded_https {
         return false;
     }
+    loopback_host(headers)
+}
+
+/// Whether the request's `Host` is a loopback name or address (`localhost`, `127.x.y.z`, `[::1]`),
+/// with or without a port.
+pub fn loopback_host(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -266,10 +279,23 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("phoenix-csrf-token=abc"),
         );
-        assert!(check_csrf(&headers).is_err());
+        assert!(check_csrf(&headers, "f").is_err());
         headers.insert(CSRF_HEADER, HeaderValue::from_static("abd"));
-        assert!(check_csrf(&headers).is_err());
+        assert!(check_csrf(&headers, "f").is_err());
+        // Header equal to cookie, but not the session's own token: an injected pair.
         headers.insert(CSRF_HEADER, HeaderValue::from_static("abc"));
-        assert!(check_csrf(&headers).is_ok());
+        assert!(check_csrf(&headers, "f").is_err());
+        let own = csrf_for("f");
+        let cookie = format!("phoenix-csrf-token={own}");
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&cookie).expect("a header value"),
+        );
+        headers.insert(
+            CSRF_HEADER,
+            HeaderValue::from_str(&own).expect("a header value"),
+        );
+        assert!(check_csrf(&headers, "f").is_ok());
+        assert!(check_csrf(&headers, "g").is_err());
     }
 }

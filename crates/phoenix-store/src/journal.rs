@@ -44,6 +44,40 @@ pub struct Journal {
 }
 
 /// Syncs a directory so a newly created or renamed file in it survives a crash.
+/// Options that create a file readable and writable by its owner only: the data dir holds password and
+/// token hashes and sealed secrets.
+pub fn owner_only() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+/// Makes `dir` and every file in it (one level down too) accessible to their owner only, whatever
+/// an earlier version or a loose umask left.
+pub fn restrict_to_owner(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                restrict_to_owner(&entry.path())?;
+            } else if kind.is_file() {
+                fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
@@ -91,7 +125,7 @@ impl Journal {
         apply: Option<ApplyFn>,
     ) -> io::Result<Journal> {
         let existed = path.exists();
-        let mut file = OpenOptions::new()
+        let mut file = owner_only()
             .read(true)
             .write(true)
             .create(true)

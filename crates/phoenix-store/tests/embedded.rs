@@ -208,3 +208,32 @@ async fn a_snapshot_plus_the_log_tail_recovers_everything() {
         Err(OpenError::WrongMasterKey)
     ));
 }
+
+/// The data dir holds password and token hashes and sealed secrets: owner only, including what an
+/// earlier version left readable by others.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_dir_and_its_files_are_for_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let old = data.join("left-over.txt");
+    std::fs::write(&old, b"x").unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    {
+        let store = EmbeddedStore::open_initialized(&data, key()).await.unwrap();
+        conformance::run_all(&store, "perm").await;
+        store.checkpoint().await.unwrap();
+    }
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    let mut files = 0;
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        files += 1;
+    }
+    assert!(files >= 3, "expected the log, a snapshot and the lock");
+}

@@ -115,7 +115,7 @@ fn session_cookies(
     let secure = !session::on_loopback(headers);
     let access_age = state.config.access_token_ttl.as_secs();
     let refresh_age = state.config.refresh_token_ttl.as_secs();
-    let csrf = session::new_csrf_token();
+    let csrf = session::csrf_for(&tokens.stored.family_id);
     [
         (
             header::SET_COOKIE,
@@ -275,7 +275,7 @@ pub async fn refresh(
                 )
                     .into_response());
             }
-            session::check_csrf(&headers)?;
+            session::check_csrf(&headers, session::family_of(token))?;
             token.to_owned()
         }
     };
@@ -346,14 +346,20 @@ pub async fn logout(
     if tokens.is_empty() && !from_cookies.is_empty() {
         // Authentication (401) before the CSRF check (403): is any of the cookies a live session's?
         let mut live = false;
+        let mut family = String::new();
         for token in &from_cookies {
             let hash = session::token_hash(token);
-            live = live
-                || state.store.session_by_access(&hash).await?.is_some()
-                || state
-                    .store
-                    .refresh_token_known(&hash, session::family_of(token))
-                    .await?;
+            if let Some(session) = state.store.session_by_access(&hash).await? {
+                live = true;
+                family = session.family_id;
+            } else if state
+                .store
+                .refresh_token_known(&hash, session::family_of(token))
+                .await?
+            {
+                live = true;
+                family = session::family_of(token).to_owned();
+            }
         }
         if !live {
             return Ok((
@@ -362,7 +368,7 @@ pub async fn logout(
             )
                 .into_response());
         }
-        session::check_csrf(&headers)?;
+        session::check_csrf(&headers, &family)?;
         tokens = from_cookies;
     }
     if tokens.is_empty() {

@@ -548,6 +548,46 @@ async fn a_role_change_applies_to_a_live_session() {
 }
 
 #[tokio::test]
+async fn an_injected_csrf_cookie_pair_does_not_pass() {
+    let app = spawn_app().await;
+    create_user(&app, "ivy", "ADMIN").await;
+    let reply = login_as(&app, "ivy", PASSWORD).await;
+    reply.expect(StatusCode::OK);
+    let access = cookie_value(&reply, "phoenix-access-token");
+    let refresh = cookie_value(&reply, "phoenix-refresh-token");
+    // An attacker who can set cookies (a sibling subdomain) sets a CSRF cookie and sends the header
+    // to match: the pair is equal, but not the session's own token.
+    let injected = "f".repeat(64);
+    let cookies = format!("phoenix-access-token={access}; phoenix-csrf-token={injected}");
+    let body = json!({"tenant_id": "t-injected", "name": "Injected"});
+    send(
+        app.json(Method::POST, "/tenants", &body)
+            .header("cookie", &cookies)
+            .header("x-csrf-token", &injected),
+    )
+    .await
+    .expect_forbidden();
+    let cookies = format!("phoenix-refresh-token={refresh}; phoenix-csrf-token={injected}");
+    send(
+        app.request(Method::POST, "/auth/refresh")
+            .header("cookie", &cookies)
+            .header("x-csrf-token", &injected),
+    )
+    .await
+    .expect_forbidden();
+    // The session's own token passes.
+    let own = cookie_value(&reply, "phoenix-csrf-token");
+    let cookies = format!("phoenix-access-token={access}; phoenix-csrf-token={own}");
+    send(
+        app.json(Method::POST, "/tenants", &body)
+            .header("cookie", &cookies)
+            .header("x-csrf-token", &own),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+}
+
+#[tokio::test]
 async fn cookie_authentication_works_and_cookie_writes_need_the_csrf_header() {
     let app = spawn_app().await;
     create_user(&app, "hal", "ADMIN").await;

@@ -231,3 +231,75 @@ async fn websockets_beyond_their_cap_are_refused_before_the_upgrade() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn development_mode_answers_only_loopback_hosts_and_its_own_pages() {
+    let mut config = test_config();
+    config.auth_enabled = false;
+    let app = spawn_app_with(config).await;
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let create = |host: &str, origin: Option<&str>| {
+        let mut request = app
+            .json(
+                Method::POST,
+                "/api-keys",
+                &serde_json::json!({"name": "x", "scopes": ["admin"], "tenant_ids": ["*"]}),
+            )
+            .header("host", host);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        send(request)
+    };
+    // DNS rebinding: the browser sends the attacker's name as Host.
+    create("rebind.attacker.example:80", None)
+        .await
+        .expect_forbidden();
+    // A page elsewhere posting to 127.0.0.1.
+    create(&host, Some("http://attacker.example"))
+        .await
+        .expect_forbidden();
+    // Same host, other scheme: not the same origin.
+    create(&host, Some(&format!("https://{host}")))
+        .await
+        .expect_forbidden();
+    create(&host, Some(&format!("http://{host}")))
+        .await
+        .expect(StatusCode::CREATED);
+    create(&host, None).await.expect(StatusCode::CREATED);
+    let port = host.rsplit_once(':').map(|(_, p)| p).unwrap_or("80");
+    create(&format!("localhost:{port}"), None)
+        .await
+        .expect(StatusCode::CREATED);
+
+    // A cross-origin WebSocket without cookies is refused too.
+    app.admin_json(
+        Method::POST,
+        "/tenants",
+        &serde_json::json!({"tenant_id": "dev", "name": "Dev"}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    app.create_leaderboard("dev", "daily").await;
+    let url = format!("ws://{host}/v1/leaderboards/daily/ws");
+    let request = |origin: &str| {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.as_str().into_client_request().expect("a request");
+        request
+            .headers_mut()
+            .insert("x-tenant-id", "dev".parse().expect("a value"));
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().expect("a value"));
+        request
+    };
+    match tokio_tungstenite::connect_async(request("http://attacker.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 403);
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+    tokio_tungstenite::connect_async(request(&format!("http://{host}")))
+        .await
+        .expect("its own page may watch");
+}

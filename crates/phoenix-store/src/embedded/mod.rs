@@ -140,7 +140,8 @@ impl EmbeddedStore {
             source,
         };
         fs::create_dir_all(dir).map_err(io)?;
-        let lock = File::options()
+        crate::journal::restrict_to_owner(dir).map_err(io)?;
+        let lock = crate::journal::owner_only()
             .create(true)
             .truncate(false)
             .write(true)

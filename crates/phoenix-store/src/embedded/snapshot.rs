@@ -308,7 +308,11 @@ pub(super) fn list(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
 /// the newest `keep` snapshots.
 pub(super) fn write(dir: &Path, wal_offset: u64, bytes: &[u8], keep: usize) -> std::io::Result<()> {
     let tmp = dir.join("snapshot.tmp");
-    let mut file = fs::File::create(&tmp)?;
+    let mut file = crate::journal::owner_only()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
