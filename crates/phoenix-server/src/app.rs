@@ -127,6 +127,8 @@ fn listener_router(
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(SetRequestIdLayer::new(request_id, ops::RequestIds::new()))
+        .layer(middleware::from_fn(ops::plain_request_id))
+        .layer(middleware::from_fn(no_store))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".into()).into_response_envelope()
         }))
@@ -156,6 +158,17 @@ async fn guard_development_mode(
         }
     }
     next.run(req).await
+}
+
+/// `Cache-Control: no-store` on every response that does not say otherwise: API answers carry secrets
+/// and tokens (tenant secrets, keys, login), and none of them should sit in a shared or browser cache.
+async fn no_store(req: Request, next: middleware::Next) -> axum::response::Response {
+    let mut response = next.run(req).await;
+    response
+        .headers_mut()
+        .entry(axum::http::header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn refuse_while_draining(

@@ -57,6 +57,9 @@ struct Conn {
     /// When the current phase began, in milliseconds since the registry's epoch.
     since_ms: AtomicU64,
     in_flight: AtomicU32,
+    /// Responses the service has been asked for and whose heads have not been written yet: a response
+    /// head written when none is expected is hyper's own answer to a request it could not parse.
+    expected_heads: AtomicU32,
     /// Told to drop the connection at once (shed or past a time limit).
     kill: Notify,
 }
@@ -120,6 +123,7 @@ impl Connections {
             phase: AtomicU8::new(AWAITING_HEAD),
             since_ms: AtomicU64::new(self.now_ms()),
             in_flight: AtomicU32::new(0),
+            expected_heads: AtomicU32::new(0),
             kill: Notify::new(),
         });
         let n = {
@@ -237,11 +241,88 @@ impl Drop for Registered {
 }
 
 /// The socket, noting when bytes of a new request start to arrive on a kept-alive connection (which
-/// starts its header clock).
+/// starts its header clock), and giving hyper's own answers to unparsable requests (bare 400, 414 and
+/// 431 with no body) the error envelope of SPEC §2.
 struct TrackedIo {
     inner: TcpStream,
     conn: Arc<Conn>,
     connections: Arc<Connections>,
+    /// An envelope response being written in place of hyper's bare one.
+    replacement: Option<(Vec<u8>, usize)>,
+    /// Upgraded to a WebSocket: no more HTTP heads to look at.
+    upgraded: bool,
+}
+
+/// The envelope response that replaces hyper's bare answer with this status line, if it is one.
+fn envelope_for(head: &[u8]) -> Option<Vec<u8>> {
+    let status = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
+    let message = match status {
+        b"400" => "the request is not valid HTTP",
+        b"414" => "the request line is too long",
+        b"431" => "the request headers are too large (at most 16 KiB)",
+        _ => return None,
+    };
+    // SPEC §2 pairs every status with a code; these are all malformed requests.
+    let body =
+        format!(r#"{{"error":{{"code":"VALIDATION_ERROR","message":"{message}","status":400}}}}"#);
+    Some(
+        format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+impl TrackedIo {
+    /// Looks at the start of a write: a response head nobody asked the service for is hyper's own.
+    /// Returns true when the write has been taken over by an envelope.
+    fn intercept(&mut self, first: &[u8]) -> bool {
+        if self.upgraded || !first.starts_with(b"HTTP/1.") {
+            return false;
+        }
+        // Informational heads (100 Continue) come while the service works on its answer.
+        if first.get(9) == Some(&b'1') && !first.starts_with(b"HTTP/1.1 101") {
+            return false;
+        }
+        if first.starts_with(b"HTTP/1.1 101") {
+            self.upgraded = true;
+        }
+        let expected = self
+            .conn
+            .expected_heads
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if expected {
+            return false;
+        }
+        match envelope_for(first) {
+            Some(bytes) => {
+                self.replacement = Some((bytes, 0));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Writes out the replacement, if any; ready when it is all written.
+    fn drive_replacement(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while let Some((bytes, written)) = &mut self.replacement {
+            if *written >= bytes.len() {
+                self.replacement = None;
+                break;
+            }
+            match Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl AsyncRead for TrackedIo {
@@ -274,7 +355,14 @@ impl AsyncWrite for TrackedIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        std::task::ready!(this.drive_replacement(cx))?;
+        if this.intercept(buf) {
+            // hyper's bytes are taken as written; the envelope goes out in their place.
+            let _ = this.drive_replacement(cx);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -282,7 +370,17 @@ impl AsyncWrite for TrackedIo {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        std::task::ready!(this.drive_replacement(cx))?;
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if this.intercept(first) {
+            let _ = this.drive_replacement(cx);
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -290,11 +388,15 @@ impl AsyncWrite for TrackedIo {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.drive_replacement(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.drive_replacement(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 
@@ -345,6 +447,7 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for ConnService {
 
     fn call(&self, req: axum::http::Request<Incoming>) -> Self::Future {
         let busy = Busy::start(&self.conn, &self.connections);
+        self.conn.expected_heads.fetch_add(1, Ordering::AcqRel);
         let mut req = req.map(Body::new);
         req.extensions_mut().insert(ConnectInfo(self.peer));
         let served = self.router.clone().oneshot(req);
@@ -415,6 +518,8 @@ pub async fn serve(
             inner: stream,
             conn: Arc::clone(&registered.conn),
             connections: Arc::clone(&connections),
+            replacement: None,
+            upgraded: false,
         };
         let service = ConnService {
             router: router.clone(),

@@ -196,6 +196,27 @@ pub(crate) async fn track_metrics(req: Request, next: Next) -> Response {
     response
 }
 
+/// The longest client-given `X-Request-Id` kept.
+const MAX_REQUEST_ID: usize = 64;
+
+/// Middleware: a client's `X-Request-Id` is kept only if short and plain (letters, digits, `-_.:`);
+/// anything else is dropped, so a fresh id is made, and logs and headers never carry what a client
+/// smuggled in.
+pub(crate) async fn plain_request_id(mut req: Request, next: Next) -> Response {
+    let plain = req.headers().get("x-request-id").map(|v| {
+        let bytes = v.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    });
+    if plain == Some(false) || req.headers().get_all("x-request-id").iter().count() > 1 {
+        req.headers_mut().remove("x-request-id");
+    }
+    next.run(req).await
+}
+
 /// Request ids for requests that come without one: a random per-process prefix and a counter. Unique,
 /// and unlike a random UUID per request, no system call on every request.
 #[derive(Clone)]

@@ -3,6 +3,11 @@
 //! takes its attempt back. Past a few free failures, each further one locks that key for a doubling
 //! delay (capped), and a locked key is answered 429 with `Retry-After` without checking anything.
 //!
+//! Many addresses (an IPv6 /48 holds 65k /64s) get around both keys, so each account also has a
+//! budget of failures across all addresses: past it, the account's logins from addresses it has not
+//! signed in from are paced (one attempt per doubling interval, at most a minute), while its known
+//! addresses go on as before: slowed, never locked out.
+//!
 //! Counting before checking means parallel guesses cannot all slip through while the first ones are
 //! still being verified. Keying the user's count by address means nobody can lock a user out from
 //! elsewhere by failing on purpose. In memory, per process, with a bounded number of keys: a restart
@@ -22,6 +27,14 @@ const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 const FORGET_AFTER: Duration = Duration::from_secs(30 * 60);
 /// At most this many keys are tracked; beyond it the least recently failed ones are dropped.
 const MAX_KEYS: usize = 100_000;
+/// Failures one account may have from all addresses together before unknown addresses are paced.
+const FREE_PER_ACCOUNT: u32 = 20;
+/// The longest pause between two attempts on a paced account from unknown addresses.
+const MAX_ACCOUNT_PACE: Duration = Duration::from_secs(60);
+/// Addresses remembered per account as ones it signed in from.
+const KNOWN_PER_ACCOUNT: usize = 8;
+/// Accounts tracked at once; beyond it the least recently failed ones are dropped.
+const MAX_ACCOUNTS: usize = 10_000;
 
 struct Failures {
     count: u32,
@@ -29,9 +42,24 @@ struct Failures {
     locked_until: Instant,
 }
 
+/// One account's failures across all addresses, and where it signed in from lately.
+struct Account {
+    failures: u32,
+    last: Instant,
+    /// When the next attempt from an unknown address may be made, once the account is paced.
+    next_unknown: Instant,
+    known: Vec<String>,
+}
+
+#[derive(Default)]
+struct State {
+    keys: HashMap<String, Failures>,
+    accounts: HashMap<String, Account>,
+}
+
 #[derive(Default)]
 pub struct LoginThrottle {
-    keys: Mutex<HashMap<String, Failures>>,
+    state: Mutex<State>,
 }
 
 fn user_key(username: &str, address: &str) -> String {
@@ -43,8 +71,8 @@ fn address_key(address: &str) -> String {
 }
 
 impl LoginThrottle {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failures>> {
-        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts an attempt for `username` from `address` (a client address, or a group of them): the
@@ -52,7 +80,8 @@ impl LoginThrottle {
     /// [`LoginThrottle::succeeded`] takes it back.
     pub fn attempt(&self, username: &str, address: &str) -> Result<(), Duration> {
         let now = Instant::now();
-        let mut keys = self.lock();
+        let mut state = self.lock();
+        let State { keys, accounts } = &mut *state;
         let keys_of = [
             (user_key(username, address), FREE_PER_USER),
             (address_key(address), FREE_PER_ADDRESS),
@@ -67,8 +96,9 @@ impl LoginThrottle {
         if let Some(wait) = wait {
             return Err(wait);
         }
+        pace_account(accounts, username, address, now)?;
         if keys.len() + 2 > MAX_KEYS {
-            make_room(&mut keys, now);
+            make_room(keys, now);
         }
         for (key, free) in keys_of {
             let entry = keys.entry(key).or_insert(Failures {
@@ -92,7 +122,17 @@ impl LoginThrottle {
     /// attempt back (not more: one good account must not reset a guesser's budget).
     pub fn succeeded(&self, username: &str, address: &str) {
         let now = Instant::now();
-        let mut keys = self.lock();
+        let mut state = self.lock();
+        let State { keys, accounts } = &mut *state;
+        if let Some(account) = accounts.get_mut(username) {
+            account.failures = account.failures.saturating_sub(1);
+            if !account.known.iter().any(|a| a == address) {
+                if account.known.len() >= KNOWN_PER_ACCOUNT {
+                    account.known.remove(0);
+                }
+                account.known.push(address.to_owned());
+            }
+        }
         keys.remove(&user_key(username, address));
         if let Some(entry) = keys.get_mut(&address_key(address)) {
             entry.count = entry.count.saturating_sub(1);
@@ -101,6 +141,51 @@ impl LoginThrottle {
             }
         }
     }
+}
+
+/// Counts an attempt against the account, refusing it (with the time to wait) when the account is
+/// over its budget, the address is not one it signed in from, and the last such attempt was too
+/// recent.
+fn pace_account(
+    accounts: &mut HashMap<String, Account>,
+    username: &str,
+    address: &str,
+    now: Instant,
+) -> Result<(), Duration> {
+    if !accounts.contains_key(username) && accounts.len() >= MAX_ACCOUNTS {
+        accounts.retain(|_, a| now.duration_since(a.last) < FORGET_AFTER || !a.known.is_empty());
+        if accounts.len() >= MAX_ACCOUNTS {
+            let oldest = accounts
+                .iter()
+                .min_by_key(|(_, a)| a.last)
+                .map(|(name, _)| name.clone());
+            if let Some(oldest) = oldest {
+                accounts.remove(&oldest);
+            }
+        }
+    }
+    let account = accounts.entry(username.to_owned()).or_insert(Account {
+        failures: 0,
+        last: now,
+        next_unknown: now,
+        known: Vec::new(),
+    });
+    if now.duration_since(account.last) >= FORGET_AFTER {
+        account.failures = 0;
+    }
+    let known = account.known.iter().any(|a| a == address);
+    if account.failures >= FREE_PER_ACCOUNT && !known {
+        if let Some(wait) = account.next_unknown.checked_duration_since(now)
+            && !wait.is_zero()
+        {
+            return Err(wait);
+        }
+        let pace = delay_after(account.failures - FREE_PER_ACCOUNT).min(MAX_ACCOUNT_PACE);
+        account.next_unknown = now + pace;
+    }
+    account.failures = account.failures.saturating_add(1);
+    account.last = now;
+    Ok(())
 }
 
 /// Forgets idle keys and, if that is not enough, the least recently failed ones.
@@ -176,7 +261,31 @@ mod tests {
         for i in 0..(MAX_KEYS / 2 + 10) {
             let _ = throttle.attempt("x", &format!("addr-{i}"));
         }
-        assert!(throttle.lock().len() <= MAX_KEYS);
+        assert!(throttle.lock().keys.len() <= MAX_KEYS);
+        assert!(throttle.lock().accounts.len() <= MAX_ACCOUNTS);
+    }
+
+    #[test]
+    fn many_addresses_are_paced_on_one_account_but_its_known_address_is_not() {
+        let throttle = LoginThrottle::default();
+        // The owner signed in from home once.
+        assert!(throttle.attempt("erin", "home").is_ok());
+        throttle.succeeded("erin", "home");
+        // A guesser with many addresses, a few guesses from each (under the per-address limits).
+        for i in 0..FREE_PER_ACCOUNT {
+            assert!(throttle.attempt("erin", &format!("guesser-{i}")).is_ok());
+        }
+        // Now one attempt from an unknown address passes, and the next must wait.
+        assert!(throttle.attempt("erin", "guesser-new-1").is_ok());
+        let wait = throttle
+            .attempt("erin", "guesser-new-2")
+            .expect_err("paced");
+        assert!(wait > Duration::ZERO && wait <= MAX_ACCOUNT_PACE);
+        // Slowed, not locked: the owner's known address goes on.
+        assert!(throttle.attempt("erin", "home").is_ok());
+        throttle.succeeded("erin", "home");
+        // Other accounts are not affected.
+        assert!(throttle.attempt("frank", "guesser-new-2").is_ok());
     }
 
     #[test]

@@ -231,6 +231,15 @@ pub struct Settings {
         default_value = "67108864"
     )]
     pub body_buffer_bytes: String,
+    /// `true` behind a TLS-terminating proxy: console cookies are always `Secure` and browser origins
+    /// are expected as `https://` (otherwise both follow `X-Forwarded-Proto` and loopback).
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_SECURE_COOKIES",
+        default_value = "false"
+    )]
+    pub secure_cookies: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -440,6 +449,7 @@ impl Settings {
             server.max_body_bytes as u64,
             1 << 40,
         )? as usize;
+        server.force_secure_cookies = parse_bool("PHOENIX_SECURE_COOKIES", &self.secure_cookies)?;
         let shutdown_timeout = std::time::Duration::from_secs(parse_u64(
             "PHOENIX_SHUTDOWN_TIMEOUT_SECONDS",
             &self.shutdown_timeout_seconds,

@@ -112,7 +112,7 @@ fn session_cookies(
     headers: &HeaderMap,
     tokens: &IssuedTokens,
 ) -> [(header::HeaderName, header::HeaderValue); 3] {
-    let secure = !session::on_loopback(headers);
+    let secure = state.config.force_secure_cookies || !session::on_loopback(headers);
     let access_age = state.config.access_token_ttl.as_secs();
     let refresh_age = state.config.refresh_token_ttl.as_secs();
     let csrf = session::csrf_for(&tokens.stored.family_id);
@@ -147,8 +147,11 @@ fn session_cookies(
 }
 
 /// Cookies that remove the session's cookies from the browser.
-fn cleared_cookies(headers: &HeaderMap) -> [(header::HeaderName, header::HeaderValue); 3] {
-    let secure = !session::on_loopback(headers);
+fn cleared_cookies(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> [(header::HeaderName, header::HeaderValue); 3] {
+    let secure = state.config.force_secure_cookies || !session::on_loopback(headers);
     [
         (session::ACCESS_COOKIE, "/", true),
         (session::REFRESH_COOKIE, "/auth", true),
@@ -268,7 +271,7 @@ pub async fn refresh(
                 .await?;
             if !known {
                 return Ok((
-                    AppendHeaders(cleared_cookies(&headers)),
+                    AppendHeaders(cleared_cookies(&state, &headers)),
                     ApiError::Unauthorized(
                         "the refresh token is invalid or expired; log in again".into(),
                     ),
@@ -291,7 +294,7 @@ pub async fn refresh(
         .await?;
     let refused = |message: &str| {
         (
-            AppendHeaders(cleared_cookies(&headers)),
+            AppendHeaders(cleared_cookies(&state, &headers)),
             ApiError::Unauthorized(message.into()),
         )
             .into_response()
@@ -363,7 +366,7 @@ pub async fn logout(
         }
         if !live {
             return Ok((
-                AppendHeaders(cleared_cookies(&headers)),
+                AppendHeaders(cleared_cookies(&state, &headers)),
                 ApiError::Unauthorized("no live session to log out of".into()),
             )
                 .into_response());
@@ -387,7 +390,7 @@ pub async fn logout(
     }
     state.credentials_changed();
     Ok((
-        AppendHeaders(cleared_cookies(&headers)),
+        AppendHeaders(cleared_cookies(&state, &headers)),
         Json(LoggedOut {
             status: "logged_out",
         }),

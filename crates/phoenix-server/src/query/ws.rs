@@ -720,8 +720,12 @@ fn field(
 }
 
 fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| format!("message is not valid JSON: {e}"))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "message is not valid JSON: {}",
+            short_prefix(&e.to_string())
+        )
+    })?;
     let object = value
         .as_object()
         .ok_or_else(|| "message must be a JSON object".to_owned())?;
@@ -740,8 +744,19 @@ fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
             page_size: field(object, "page_size", Some(DEFAULT_TOP), 1, MAX_TOP)?,
         }),
         other => Err(format!(
-            "type: must be one of 'subscribe', 'request_page', 'ping' (got '{other}')"
+            "type: must be one of 'subscribe', 'request_page', 'ping' (got '{}')",
+            short_prefix(other)
         )),
+    }
+}
+
+/// At most the first 32 characters of what a client sent, for an error message: a message must not
+/// echo a client's megabytes back (or carry them into logs).
+fn short_prefix(input: &str) -> String {
+    const SHOWN: usize = 32;
+    match input.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}…", &input[..cut]),
+        None => input.to_owned(),
     }
 }
 
@@ -775,6 +790,8 @@ mod tests {
             err(r#"{"type":"request_page","page":1,"page_size":-1}"#).starts_with("page_size:")
         );
         assert!(err(r#"{"type":"dance"}"#).starts_with("type:"));
+        let long = format!(r#"{{"type":"{}"}}"#, "x".repeat(10_000));
+        assert!(err(&long).len() < 200, "{}", err(&long).len());
         assert!(err(r#"{"top":3}"#).starts_with("type:"));
         assert!(err("not json").contains("JSON"));
         assert!(err("[1]").contains("object"));

@@ -162,6 +162,22 @@ async fn cookies_are_secure_when_not_on_loopback() {
 }
 
 #[tokio::test]
+async fn cookies_can_be_forced_secure_behind_a_tls_proxy() {
+    let mut config = test_config();
+    config.force_secure_cookies = true;
+    let app = spawn_app_with(config).await;
+    create_user(&app, "proxied", "ADMIN").await;
+    // On loopback, as a proxy on the same machine would connect.
+    let reply = login_as(&app, "proxied", PASSWORD).await;
+    reply.expect(StatusCode::OK);
+    let cookies = set_cookies(&reply);
+    assert_eq!(cookies.len(), 3);
+    for (_, header) in cookies {
+        assert!(header.contains("; Secure"), "{header}");
+    }
+}
+
+#[tokio::test]
 async fn wrong_password_and_unknown_user_are_the_same_401() {
     let app = spawn_app().await;
     create_user(&app, "alice", "VIEWER").await;

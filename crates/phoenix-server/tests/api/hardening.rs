@@ -303,3 +303,92 @@ async fn development_mode_answers_only_loopback_hosts_and_its_own_pages() {
         .await
         .expect("its own page may watch");
 }
+
+#[tokio::test]
+async fn requests_hyper_cannot_parse_get_the_error_envelope() {
+    let app = spawn_app().await;
+    let long_header = format!(
+        "GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let long_uri = format!(
+        "GET /{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(128 * 1024)
+    );
+    for request in [
+        "GARBAGE\r\n\r\n".to_owned(),
+        "GET /livez HTTP/1.1\r\nBad Header\r\n\r\n".to_owned(),
+        long_header,
+        long_uri,
+    ] {
+        let mut socket = raw(&app).await;
+        // The server may answer before it has read everything: ignore a reset on our side.
+        let _ = socket.write_all(request.as_bytes()).await;
+        let answer = read_until_closed(&mut socket).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer:.200}");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let value: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(value["error"]["code"], "VALIDATION_ERROR", "{body}");
+        assert_eq!(value["error"]["status"], 400);
+    }
+    // The connection still serves normal requests afterwards.
+    livez_within(&app, Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_client_request_id_is_kept_only_when_short_and_plain() {
+    let app = spawn_app().await;
+    let id_of = |reply: Reply| {
+        reply
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    let kept = id_of(send(app.get("/livez").header("x-request-id", "abc-123.x:y_z")).await);
+    assert_eq!(kept, "abc-123.x:y_z");
+    for bad in [
+        "a".repeat(65),
+        "has space".to_owned(),
+        "quote\"s".to_owned(),
+    ] {
+        let replaced = id_of(send(app.get("/livez").header("x-request-id", &bad)).await);
+        assert_ne!(replaced, bad);
+        assert!(!replaced.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn responses_carrying_secrets_are_not_stored_by_caches() {
+    let app = spawn_app().await;
+    let reply = app
+        .admin_json(
+            Method::POST,
+            "/tenants",
+            &serde_json::json!({"tenant_id": "cache", "name": "Cache"}),
+        )
+        .await;
+    reply.expect(StatusCode::CREATED);
+    assert_eq!(
+        reply
+            .headers
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let reply = app
+        .admin_json(
+            Method::POST,
+            "/api-keys",
+            &serde_json::json!({"name": "k", "scopes": ["admin"], "tenant_ids": ["*"]}),
+        )
+        .await;
+    assert_eq!(
+        reply
+            .headers
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+}
