@@ -219,8 +219,8 @@ mod tests {
         assert!(TenantAccess::parse("tenant_ids", &[]).is_err());
         assert!(TenantAccess::parse("tenant_ids", &["*".into(), "a".into()]).is_err());
         let e = TenantAccess::parse("tenant_ids", &["a b".into()]).unwrap_err();
-        assert!(e.0.starts_with("tenant_ids[0]: "), "{e}");
+        assert!(e.to_string().starts_with("tenant_ids[0]: "), "{e}");
         let e = Scopes::parse("scopes", &["nope".into()]).unwrap_err();
-        assert_eq!(e.0, "scopes[0]: unknown scope 'nope'");
+        assert_eq!(e.to_string(), "scopes[0]: unknown scope 'nope'");
     }
 }

@@ -281,7 +281,7 @@ mod tests {
     }
 
     fn err(value: Value) -> String {
-        Condition::parse(PATH, &value).unwrap_err().0
+        Condition::parse(PATH, &value).unwrap_err().to_string()
     }
 
     #[test]
@@ -434,7 +434,7 @@ mod tests {
     fn filters_reject_unknown_fields_and_round_trip() {
         let err = Filters::parse("config.scope.filters", &json!({"score": {"eq": 1}}))
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(
             err.starts_with("config.scope.filters.score: unknown field path 'score'"),
             "{err}"
@@ -444,14 +444,14 @@ mod tests {
             &json!({"attrs.mode": {"like": "x"}}),
         )
         .unwrap_err()
-        .0;
+        .to_string();
         assert!(
             err.starts_with("config.scope.filters.attrs.mode: unknown operator 'like'"),
             "{err}"
         );
         let err = Filters::parse("config.scope.filters", &json!([]))
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(err.starts_with("config.scope.filters: expected an object"));
 
         let raw = json!({"attrs.a.b": {"gte": 2}, "actor.user_id": {"nin": ["bot"]}});

@@ -769,7 +769,9 @@ mod tests {
     }
 
     fn err(config: &Value) -> String {
-        LeaderboardConfig::from_json(config).unwrap_err().0
+        LeaderboardConfig::from_json(config)
+            .unwrap_err()
+            .to_string()
     }
 
     fn timeframe_err(timeframe: Value) -> String {

@@ -77,7 +77,7 @@ impl Event {
     /// copied (the ingest hot path).
     pub fn from_value(value: Value, rules: EventRules) -> Result<Event, ValidationError> {
         let Value::Object(mut obj) = value else {
-            return Err(ValidationError::new("event: expected a JSON object"));
+            return Err(ValidationError::new("an event must be a JSON object"));
         };
 
         let event_id = match take(&mut obj, "event_id", "event_id")? {
@@ -237,7 +237,7 @@ mod tests {
     fn error_for(mutate: impl FnOnce(&mut Value)) -> String {
         let mut v = good();
         mutate(&mut v);
-        Event::from_json(&v, rules()).unwrap_err().0
+        Event::from_json(&v, rules()).unwrap_err().to_string()
     }
 
     #[test]

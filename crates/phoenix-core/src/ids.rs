@@ -89,7 +89,7 @@ mod tests {
         assert!(LeaderboardId::parse("").is_err());
         let err = LeaderboardId::parse("bad id!").unwrap_err();
         assert_eq!(
-            err.0,
+            err.to_string(),
             "leaderboard_id can only contain alphanumeric characters, hyphens, and underscores"
         );
         assert!(TenantId::parse("tenant-prod-001").is_ok());

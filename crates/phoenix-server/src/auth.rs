@@ -616,7 +616,7 @@ impl FromRequestParts<AppState> for TenantAuth {
             let raw = header_str(headers, "x-tenant-id")?.ok_or_else(|| {
                 ApiError::Unauthorized("X-Tenant-Id is required to act for a tenant".into())
             })?;
-            TenantId::parse(raw.trim()).map_err(|e| ApiError::Unauthorized(e.0))
+            TenantId::parse(raw.trim()).map_err(|e| ApiError::Unauthorized(e.to_string()))
         };
         let named_user = || -> Result<Option<String>, ApiError> {
             Ok(header_str(headers, "x-user-id")?.map(|u| u.trim().to_owned()))
@@ -625,7 +625,7 @@ impl FromRequestParts<AppState> for TenantAuth {
             // Development mode: X-Tenant-Id, or else (for events) the body's `tenant_id`.
             let tenant_id = match (header_str(headers, "x-tenant-id")?, body_tenant(parts)) {
                 (None, Some(raw)) => TenantId::parse(raw.trim())
-                    .map_err(|e| ApiError::Unauthorized(format!("tenant_id: {}", e.0)))?,
+                    .map_err(|e| ApiError::Unauthorized(format!("tenant_id: {e}")))?,
                 _ => named_tenant()?,
             };
             return Ok(TenantAuth {
@@ -677,7 +677,7 @@ async fn tenant_by_token(
             let raw = header_str(headers, "x-tenant-id")?.ok_or_else(|| {
                 ApiError::Unauthorized("X-Tenant-Id is required to act for a tenant".into())
             })?;
-            TenantId::parse(raw.trim()).map_err(|e| ApiError::Unauthorized(e.0))?
+            TenantId::parse(raw.trim()).map_err(|e| ApiError::Unauthorized(e.to_string()))?
         };
         if state.store.get_tenant(tenant_id.as_str()).await?.is_none() {
             return Err(ApiError::Unauthorized(format!(

@@ -118,7 +118,7 @@ impl IntoResponse for ApiError {
 
 impl From<phoenix_core::ValidationError> for ApiError {
     fn from(e: phoenix_core::ValidationError) -> Self {
-        ApiError::Validation(e.0)
+        ApiError::Validation(e.to_string())
     }
 }
 

@@ -189,11 +189,9 @@ async fn batch(
                 });
             }
             Err(e) => {
-                let message = match e.0.strip_prefix("event: ") {
-                    Some(rest) => format!("events[{i}]: {rest}"),
-                    None => format!("events[{i}].{}", e.0),
-                };
-                let error = ApiError::Validation(message).envelope().error;
+                let error = ApiError::from(e.at_index(i).within("events"))
+                    .envelope()
+                    .error;
                 results.push(EventResult {
                     event_id,
                     status: "rejected",
