@@ -29,6 +29,9 @@ pub struct EventRules {
     pub dedupe_horizon: SignedDuration,
 }
 
+/// The stored member holding a per-player dedupe key.
+const DEDUPE_KEY: &str = "dedupe_key";
+
 fn is_event_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')
 }
@@ -178,9 +181,30 @@ impl Event {
         })
     }
 
+    /// Deduplicates this event per player rather than per tenant (an event written with an
+    /// `events:write:self` token, SPEC §3.2), so a player cannot take an id a game server will use: its
+    /// key becomes `~{user_id}~{event_id}`. `~` never occurs in an event id, so no such key equals a
+    /// game server's, and the user id ends at the last `~`. The key is stored with the event, so a
+    /// replay of the log keys it the same way.
+    pub fn dedupe_per_player(&mut self) {
+        let key = format!("~{}~{}", self.user_id(), self.event_id);
+        if let Value::Object(body) = &mut self.body {
+            body.insert(DEDUPE_KEY.into(), Value::String(key.clone()));
+        }
+        self.event_id = key;
+    }
+
+    /// The key this event is deduplicated by: its `event_id`, or the per-player key of
+    /// [`Event::dedupe_per_player`].
+    pub fn dedupe_key_of(body: &Value) -> Option<&str> {
+        body.get(DEDUPE_KEY)
+            .or_else(|| body.get("event_id"))
+            .and_then(Value::as_str)
+    }
+
     /// Rebuilds an event from its stored (normalized) body, without the acceptance-time checks.
     pub fn from_stored(body: Value) -> Option<Event> {
-        let event_id = body.get("event_id")?.as_str()?.to_owned();
+        let event_id = Event::dedupe_key_of(&body)?.to_owned();
         let occurred_at = body.get("occurred_at")?.as_str()?.parse().ok()?;
         body.get("type")?.as_str()?;
         body.get("actor")?.get("user_id")?.as_str()?;

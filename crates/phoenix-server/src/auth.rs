@@ -526,6 +526,77 @@ async fn hmac_auth(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiErro
     })
 }
 
+/// One of the things a tenant JWT's `scope` claim can grant (SPEC §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenScope {
+    /// Ingest events for any actor (game servers).
+    EventsWrite,
+    /// Ingest only events whose `actor.user_id` is the token's `sub`.
+    EventsWriteSelf,
+    /// `/v1/leaderboards...` and the WebSocket.
+    LeaderboardsRead,
+    /// `/v1/rewards...`, `/v1/coupons/...`, `/v1/achievements...`.
+    RewardsRedeem,
+}
+
+impl TokenScope {
+    const ALL: [TokenScope; 4] = [
+        TokenScope::EventsWrite,
+        TokenScope::EventsWriteSelf,
+        TokenScope::LeaderboardsRead,
+        TokenScope::RewardsRedeem,
+    ];
+
+    fn bit(self) -> u8 {
+        match self {
+            TokenScope::EventsWrite => 1,
+            TokenScope::EventsWriteSelf => 2,
+            TokenScope::LeaderboardsRead => 4,
+            TokenScope::RewardsRedeem => 8,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::EventsWrite => "events:write",
+            TokenScope::EventsWriteSelf => "events:write:self",
+            TokenScope::LeaderboardsRead => "leaderboards:read",
+            TokenScope::RewardsRedeem => "rewards:redeem",
+        }
+    }
+}
+
+/// What a `/v1` credential may do: a tenant JWT's `scope` claim (unknown values ignored, empty grants
+/// nothing), or everything for a token without one, the admin secret and development mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenScopes(u8);
+
+impl TokenScopes {
+    pub const ALL: TokenScopes = TokenScopes(15);
+
+    /// The scopes of a space-separated `scope` claim.
+    pub fn parse(claim: &str) -> Self {
+        let bits = claim
+            .split_ascii_whitespace()
+            .filter_map(|word| TokenScope::ALL.into_iter().find(|s| s.as_str() == word))
+            .fold(0, |bits, s| bits | s.bit());
+        TokenScopes(bits)
+    }
+
+    pub fn allows(self, scope: TokenScope) -> bool {
+        self.0 & scope.bit() != 0
+    }
+}
+
+/// Whose events a `/v1` credential may write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventWriter {
+    /// Any actor (`events:write`).
+    Anyone,
+    /// Only this player's own events, deduplicated per player (`events:write:self`).
+    OnlySelf(String),
+}
+
 /// The caller of a `/v1` route (SPEC §3.2): a tenant, and the player when one is named.
 #[derive(Debug, Clone)]
 pub struct TenantAuth {
@@ -536,6 +607,54 @@ pub struct TenantAuth {
     /// When the credential stops working by itself: the token's `exp` (plus leeway), or the end of a
     /// rotated-out secret's grace period if that is what verified it.
     pub expires_at: Option<Timestamp>,
+    pub scopes: TokenScopes,
+    /// The tenant's own rate limits (the configured defaults apply where they are `None`).
+    pub rate_limits: phoenix_store::model::RateLimits,
+}
+
+impl TenantAuth {
+    /// 403 unless the credential holds `scope`.
+    pub fn require(&self, scope: TokenScope) -> Result<(), ApiError> {
+        if self.scopes.allows(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this token lacks the '{}' scope",
+                scope.as_str()
+            )))
+        }
+    }
+
+    /// Whose events the credential may write; 403 when none.
+    pub fn event_writer(&self) -> Result<EventWriter, ApiError> {
+        if self.scopes.allows(TokenScope::EventsWrite) {
+            return Ok(EventWriter::Anyone);
+        }
+        if self.scopes.allows(TokenScope::EventsWriteSelf) {
+            return match &self.user_id {
+                Some(sub) => Ok(EventWriter::OnlySelf(sub.clone())),
+                None => Err(ApiError::Forbidden(
+                    "an 'events:write:self' token without 'sub' writes nothing".into(),
+                )),
+            };
+        }
+        Err(ApiError::Forbidden(
+            "this token lacks the 'events:write' scope".into(),
+        ))
+    }
+}
+
+/// 403 for a token without `scope` when its tenant refuses those (SPEC §3.2).
+fn check_unscoped(
+    scoped: bool,
+    policy: phoenix_store::model::UnscopedTokens,
+) -> Result<(), ApiError> {
+    if !scoped && policy == phoenix_store::model::UnscopedTokens::Deny {
+        return Err(ApiError::Forbidden(
+            "this tenant accepts only tokens with a 'scope' claim".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// How a `/v1` caller authenticated.
@@ -554,6 +673,7 @@ struct TenantClaims {
     /// A NumericDate: RFC 7519 allows fractions (validation has already checked it).
     exp: f64,
     iat: Option<f64>,
+    scope: Option<String>,
 }
 
 /// Tenant JWTs verified recently on this worker thread, so a client that sends the same token on every
@@ -563,6 +683,8 @@ struct TenantClaims {
 struct VerifiedToken {
     tenant_id: TenantId,
     user_id: Option<String>,
+    /// `None`: the token has no `scope` claim.
+    scopes: Option<TokenScopes>,
     exp: i64,
     /// A keyed hash of the secret that verified the token (not the secret itself).
     secret: u64,
@@ -628,11 +750,20 @@ impl FromRequestParts<AppState> for TenantAuth {
                     .map_err(|e| ApiError::Unauthorized(format!("tenant_id: {e}")))?,
                 _ => named_tenant()?,
             };
+            // Rate limits hold in development mode too.
+            let rate_limits = state
+                .store
+                .get_tenant(tenant_id.as_str())
+                .await?
+                .map(|t| t.rate_limits)
+                .unwrap_or_default();
             return Ok(TenantAuth {
                 tenant_id,
                 user_id: named_user()?,
                 via: TenantVia::Unauthenticated,
                 expires_at: None,
+                scopes: TokenScopes::ALL,
+                rate_limits,
             });
         }
         let token = tenant_token(headers, None)?;
@@ -679,16 +810,18 @@ async fn tenant_by_token(
             })?;
             TenantId::parse(raw.trim()).map_err(|e| ApiError::Unauthorized(e.to_string()))?
         };
-        if state.store.get_tenant(tenant_id.as_str()).await?.is_none() {
+        let Some(tenant) = state.store.get_tenant(tenant_id.as_str()).await? else {
             return Err(ApiError::Unauthorized(format!(
                 "unknown tenant '{tenant_id}'"
             )));
-        }
+        };
         return Ok(TenantAuth {
             tenant_id,
             user_id: header_str(headers, "x-user-id")?.map(|u| u.trim().to_owned()),
             via: TenantVia::AdminSecret,
             expires_at: None,
+            scopes: TokenScopes::ALL,
+            rate_limits: tenant.rate_limits,
         });
     }
     tenant_jwt_auth(token, state).await
@@ -718,18 +851,31 @@ async fn remembered_tenant_jwt(
         cache
             .get(token)
             .filter(|v| not_expired(v.exp, leeway, now))
-            .map(|v| (v.tenant_id.clone(), v.user_id.clone(), v.secret, v.exp))
+            .map(|v| {
+                (
+                    v.tenant_id.clone(),
+                    v.user_id.clone(),
+                    v.secret,
+                    v.exp,
+                    v.scopes,
+                )
+            })
     });
-    let Some((tenant_id, user_id, secret, exp)) = known else {
+    let Some((tenant_id, user_id, secret, exp, scopes)) = known else {
         return Ok(None);
     };
     let secrets = state.store.tenant_secrets(tenant_id.as_str()).await?;
-    if let Some(until) = secrets.and_then(|s| secret_valid_until(&s, secret, now)) {
+    if let Some(secrets) = secrets
+        && let Some(until) = secret_valid_until(&secrets, secret, now)
+    {
+        check_unscoped(scopes.is_some(), secrets.unscoped_tokens)?;
         return Ok(Some(TenantAuth {
             tenant_id,
             user_id,
             via: TenantVia::TenantJwt,
             expires_at: earliest(token_end(exp as f64, leeway), until),
+            scopes: scopes.unwrap_or(TokenScopes::ALL),
+            rate_limits: secrets.rate_limits,
         }));
     }
     VERIFIED.with_borrow_mut(|cache| cache.remove(token));
@@ -781,9 +927,12 @@ pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<Ten
                 let user_id = claims.sub.filter(|s| !s.is_empty());
                 let until = secret_valid_until(&secrets, secret_hash(secret), now).flatten();
                 let expires_at = earliest(token_end(claims.exp, leeway), until);
+                let scopes = claims.scope.as_deref().map(TokenScopes::parse);
+                check_unscoped(scopes.is_some(), secrets.unscoped_tokens)?;
                 let verified = VerifiedToken {
                     tenant_id: tenant_id.clone(),
                     user_id: user_id.clone(),
+                    scopes,
                     // Rounded down: the remembered token never outlives the real `exp`.
                     exp: claims.exp.floor() as i64,
                     secret: secret_hash(secret),
@@ -799,6 +948,8 @@ pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<Ten
                     user_id,
                     via: TenantVia::TenantJwt,
                     expires_at,
+                    scopes: scopes.unwrap_or(TokenScopes::ALL),
+                    rate_limits: secrets.rate_limits,
                 });
             }
             Err(e) => {

@@ -2,8 +2,8 @@
 //! the suite can run against a shared database as well as a fresh embedded data dir.
 
 use crate::model::{
-    LeaderboardPatch, LeaderboardStatus, NewApiKey, NewLeaderboard, NewUser, RefreshOutcome, Role,
-    SessionTokens, UserPatch,
+    LeaderboardPatch, LeaderboardStatus, NewApiKey, NewLeaderboard, NewUser, RateLimits,
+    RefreshOutcome, Role, SessionTokens, TenantPatch, UnscopedTokens, UserPatch,
 };
 use crate::{Store, StoreError};
 use jiff::{SignedDuration, Timestamp};
@@ -304,6 +304,55 @@ pub async fn tenants(store: &dyn Store, prefix: &str) {
     let secrets = store.tenant_secrets(t.as_str()).await.unwrap().unwrap();
     assert_eq!(secrets.current, "secret-1");
     assert!(secrets.previous.is_none());
+
+    // Settings: a patch changes only what it names; a rate limit can go back to the default.
+    assert_eq!(secrets.unscoped_tokens, UnscopedTokens::Allow);
+    assert_eq!(secrets.rate_limits, RateLimits::default());
+    let patched = store
+        .update_tenant(
+            t.as_str(),
+            TenantPatch {
+                unscoped_tokens: Some(UnscopedTokens::Deny),
+                events_per_second: Some(Some(500)),
+                reads_per_second: Some(Some(0)),
+                ..TenantPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .expect("tenant exists");
+    assert_eq!(patched.name, "One");
+    assert_eq!(patched.unscoped_tokens, UnscopedTokens::Deny);
+    assert_eq!(patched.rate_limits.events_per_second, Some(500));
+    assert_eq!(patched.rate_limits.reads_per_second, Some(0));
+    assert_eq!(patched.rate_limits.player_requests_per_second, None);
+    let secrets = store.tenant_secrets(t.as_str()).await.unwrap().unwrap();
+    assert_eq!(secrets.unscoped_tokens, UnscopedTokens::Deny);
+    assert_eq!(secrets.rate_limits.events_per_second, Some(500));
+    let renamed = store
+        .update_tenant(
+            t.as_str(),
+            TenantPatch {
+                name: Some("Uno".into()),
+                unscoped_tokens: Some(UnscopedTokens::Allow),
+                events_per_second: Some(None),
+                ..TenantPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .expect("tenant exists");
+    assert_eq!(renamed.name, "Uno");
+    assert_eq!(renamed.rate_limits.events_per_second, None);
+    assert_eq!(renamed.rate_limits.reads_per_second, Some(0));
+    assert_eq!(store.get_tenant(t.as_str()).await.unwrap(), Some(renamed));
+    assert_eq!(
+        store
+            .update_tenant("no-such-tenant-x", TenantPatch::default())
+            .await
+            .unwrap(),
+        None
+    );
 
     let until = Timestamp::now() + SignedDuration::from_hours(24);
     store

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use model::{
     ApiKey, ConsoleSession, Leaderboard, LeaderboardPatch, LeaderboardStatus, NewApiKey,
-    NewLeaderboard, NewUser, RefreshOutcome, SessionTokens, Tenant, TenantSecrets, User, UserPatch,
+    NewLeaderboard, NewUser, RefreshOutcome, SessionTokens, Tenant, TenantPatch, TenantSecrets,
+    User, UserPatch,
 };
 use phoenix_core::engine::Standing;
 use phoenix_core::event::Event;
@@ -192,6 +193,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Tenant>;
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
     async fn get_tenant(&self, tenant_id: &str) -> StoreResult<Option<Tenant>>;
+    /// Applies a change to a tenant's name and settings; `None` if there is no such tenant.
+    async fn update_tenant(
+        &self,
+        tenant_id: &str,
+        patch: TenantPatch,
+    ) -> StoreResult<Option<Tenant>>;
     /// The tenant's secrets in plaintext, for verifying signatures only.
     async fn tenant_secrets(&self, tenant_id: &str) -> StoreResult<Option<TenantSecrets>>;
     /// Installs `new_secret`; the current one stays valid until `previous_valid_until`.

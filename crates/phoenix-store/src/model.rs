@@ -6,12 +6,77 @@ use phoenix_core::access::{Scopes, TenantAccess};
 use phoenix_core::ids::{LeaderboardId, TenantId};
 use serde::{Deserialize, Serialize};
 
-/// A tenant as listed and read (SPEC §10: `{tenant_id, name, created_at}`).
+/// A tenant as listed and read (SPEC §10: `{tenant_id, name, created_at, unscoped_tokens,
+/// rate_limits}`). Records written before the settings existed read as the defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tenant {
     pub tenant_id: TenantId,
     pub name: String,
     pub created_at: Timestamp,
+    #[serde(default)]
+    pub unscoped_tokens: UnscopedTokens,
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+}
+
+/// Whether tenant JWTs without a `scope` claim are accepted (SPEC §3.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnscopedTokens {
+    #[default]
+    Allow,
+    Deny,
+}
+
+impl UnscopedTokens {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnscopedTokens::Allow => "allow",
+            UnscopedTokens::Deny => "deny",
+        }
+    }
+}
+
+/// A tenant's own rate limits (SPEC §8); `None` is the configured default, `Some(0)` unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimits {
+    pub events_per_second: Option<u32>,
+    pub reads_per_second: Option<u32>,
+    pub player_requests_per_second: Option<u32>,
+}
+
+/// A change to a tenant's settings: `None` leaves a field as it is; for a rate limit, `Some(None)`
+/// goes back to the configured default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantPatch {
+    pub name: Option<String>,
+    pub unscoped_tokens: Option<UnscopedTokens>,
+    pub events_per_second: Option<Option<u32>>,
+    pub reads_per_second: Option<Option<u32>>,
+    pub player_requests_per_second: Option<Option<u32>>,
+}
+
+impl TenantPatch {
+    /// `tenant` with this patch applied.
+    pub fn apply_to(&self, tenant: &Tenant) -> Tenant {
+        let mut next = tenant.clone();
+        if let Some(name) = &self.name {
+            next.name = name.clone();
+        }
+        if let Some(u) = self.unscoped_tokens {
+            next.unscoped_tokens = u;
+        }
+        if let Some(v) = self.events_per_second {
+            next.rate_limits.events_per_second = v;
+        }
+        if let Some(v) = self.reads_per_second {
+            next.rate_limits.reads_per_second = v;
+        }
+        if let Some(v) = self.player_requests_per_second {
+            next.rate_limits.player_requests_per_second = v;
+        }
+        next
+    }
 }
 
 /// A tenant's usable HMAC secrets: the current one, and the previous one while its grace period runs.
@@ -19,6 +84,10 @@ pub struct Tenant {
 pub struct TenantSecrets {
     pub current: String,
     pub previous: Option<(String, Timestamp)>,
+    /// How the tenant's tokens may be used, read with the secrets because every token check needs
+    /// both.
+    pub unscoped_tokens: UnscopedTokens,
+    pub rate_limits: RateLimits,
 }
 
 impl std::fmt::Debug for TenantSecrets {

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
 use phoenix_core::access::Scope;
 use phoenix_core::ids::TenantId;
+use phoenix_store::model::{TenantPatch, UnscopedTokens};
 use phoenix_store::seal::random_hex;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -99,9 +100,7 @@ pub async fn create_tenant(
     Ok((
         StatusCode::CREATED,
         Json(TenantCreated {
-            tenant_id: tenant.tenant_id.to_string(),
-            name: tenant.name,
-            created_at: tenant.created_at,
+            record: tenant.into(),
             hmac_secret: secret,
         }),
     ))
@@ -123,6 +122,140 @@ pub async fn get_tenant(
         .get_tenant(&tenant_id)
         .await?
         .ok_or_else(|| tenant_not_found(&tenant_id))?;
+    Ok(Json(tenant.into()))
+}
+
+/// Body of `PATCH /tenants/{tenant_id}` (documentation; the handler reads it field by field so that a
+/// rate limit can be left out, set, or set to null).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct PatchTenant {
+    #[schema(min_length = 1, max_length = 200, example = "Production")]
+    name: Option<String>,
+    #[schema(pattern = "^(allow|deny)$", example = "deny")]
+    unscoped_tokens: Option<String>,
+    /// Changing these needs the `admin` scope. Each: a whole number (0 = unlimited) or null (the
+    /// configured default); a field left out is unchanged.
+    rate_limits: Option<PatchRateLimits>,
+}
+
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct PatchRateLimits {
+    #[schema(minimum = 0, maximum = 10_000_000)]
+    events_per_second: Option<u32>,
+    #[schema(minimum = 0, maximum = 10_000_000)]
+    reads_per_second: Option<u32>,
+    #[schema(minimum = 0, maximum = 10_000_000)]
+    player_requests_per_second: Option<u32>,
+}
+
+/// The largest rate limit accepted.
+const MAX_RATE: u64 = 10_000_000;
+
+/// A patch from the body's JSON, naming the field at fault.
+fn parse_patch(value: serde_json::Value) -> Result<TenantPatch, ApiError> {
+    let serde_json::Value::Object(body) = value else {
+        return Err(ApiError::Validation(
+            "request body must be a JSON object".into(),
+        ));
+    };
+    let mut patch = TenantPatch::default();
+    for (key, value) in body {
+        match key.as_str() {
+            "name" => {
+                let name = value
+                    .as_str()
+                    .ok_or_else(|| ApiError::Validation("name: must be a string".into()))?;
+                check_name("name", name, 200)?;
+                patch.name = Some(name.to_owned());
+            }
+            "unscoped_tokens" => {
+                patch.unscoped_tokens = Some(match value.as_str() {
+                    Some("allow") => UnscopedTokens::Allow,
+                    Some("deny") => UnscopedTokens::Deny,
+                    _ => {
+                        return Err(ApiError::Validation(
+                            "unscoped_tokens: must be 'allow' or 'deny'".into(),
+                        ));
+                    }
+                });
+            }
+            "rate_limits" => {
+                let serde_json::Value::Object(limits) = value else {
+                    return Err(ApiError::Validation(
+                        "rate_limits: must be an object".into(),
+                    ));
+                };
+                for (name, value) in limits {
+                    let rate = match value {
+                        serde_json::Value::Null => None,
+                        v => Some(
+                            v.as_u64()
+                                .filter(|n| *n <= MAX_RATE)
+                                .and_then(|n| u32::try_from(n).ok())
+                                .ok_or_else(|| {
+                                    ApiError::Validation(format!(
+                                        "rate_limits.{name}: must be a whole number from 0 (unlimited) to {MAX_RATE}, or null (the default)"
+                                    ))
+                                })?,
+                        ),
+                    };
+                    match name.as_str() {
+                        "events_per_second" => patch.events_per_second = Some(rate),
+                        "reads_per_second" => patch.reads_per_second = Some(rate),
+                        "player_requests_per_second" => {
+                            patch.player_requests_per_second = Some(rate);
+                        }
+                        other => {
+                            return Err(ApiError::Validation(format!(
+                                "rate_limits.{other}: unknown field"
+                            )));
+                        }
+                    }
+                }
+            }
+            other => {
+                return Err(ApiError::Validation(format!("{other}: unknown field")));
+            }
+        }
+    }
+    Ok(patch)
+}
+
+/// Changes a tenant's name, whether it accepts unscoped tokens, and (with `admin`) its rate limits.
+#[utoipa::path(patch, path = "/tenants/{tenant_id}", tag = "tenants",
+    params(("tenant_id" = String, Path)), request_body = PatchTenant,
+    responses((status = 200, body = TenantView), (status = 400, body = ErrorEnvelope),
+              (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+              (status = 404, body = ErrorEnvelope)))]
+pub async fn patch_tenant(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(tenant_id): Path<String>,
+    body: JsonBody,
+) -> Result<Json<TenantView>, ApiError> {
+    auth.require_tenant(Scope::TenantsWrite, &tenant_id)?;
+    // Permission before existence and validation: a tenant cannot raise its own limits.
+    let value = body.value();
+    if value
+        .as_ref()
+        .is_ok_and(|v| v.get("rate_limits").is_some())
+    {
+        auth.require(Scope::Admin)?;
+    }
+    if state.store.get_tenant(&tenant_id).await?.is_none() {
+        return Err(tenant_not_found(&tenant_id));
+    }
+    let patch = parse_patch(value?)?;
+    let tenant = state
+        .store
+        .update_tenant(&tenant_id, patch)
+        .await?
+        .ok_or_else(|| tenant_not_found(&tenant_id))?;
+    tracing::info!(tenant_id = %tenant.tenant_id, "tenant updated");
+    // Denying unscoped tokens closes their sockets.
+    state.credentials_changed();
     Ok(Json(tenant.into()))
 }
 

@@ -2,17 +2,44 @@
 //! the store never decides what a client sees.
 
 use jiff::Timestamp;
-use phoenix_store::model::{ApiKey, Leaderboard, LeaderboardStatus, Tenant};
+use phoenix_store::model::{ApiKey, Leaderboard, LeaderboardStatus, RateLimits, Tenant};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// `{tenant_id, name, created_at}`.
+/// A tenant's own rate limits (SPEC §8): null is the server's configured default, 0 unlimited.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RateLimitsView {
+    #[schema(minimum = 0, maximum = 10_000_000)]
+    pub events_per_second: Option<u32>,
+    #[schema(minimum = 0, maximum = 10_000_000)]
+    pub reads_per_second: Option<u32>,
+    #[schema(minimum = 0, maximum = 10_000_000)]
+    pub player_requests_per_second: Option<u32>,
+}
+
+impl From<RateLimits> for RateLimitsView {
+    fn from(r: RateLimits) -> Self {
+        RateLimitsView {
+            events_per_second: r.events_per_second,
+            reads_per_second: r.reads_per_second,
+            player_requests_per_second: r.player_requests_per_second,
+        }
+    }
+}
+
+/// `{tenant_id, name, created_at, unscoped_tokens, rate_limits}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TenantView {
+    #[schema(example = "tenant-prod-001")]
     pub tenant_id: String,
+    #[schema(example = "Production")]
     pub name: String,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    /// Whether tenant JWTs without a `scope` claim are accepted.
+    #[schema(example = "allow", pattern = "^(allow|deny)$")]
+    pub unscoped_tokens: &'static str,
+    pub rate_limits: RateLimitsView,
 }
 
 impl From<Tenant> for TenantView {
@@ -21,6 +48,8 @@ impl From<Tenant> for TenantView {
             tenant_id: t.tenant_id.to_string(),
             name: t.name,
             created_at: t.created_at,
+            unscoped_tokens: t.unscoped_tokens.as_str(),
+            rate_limits: t.rate_limits.into(),
         }
     }
 }
@@ -28,10 +57,8 @@ impl From<Tenant> for TenantView {
 /// A tenant as created: the record plus its HMAC secret, shown this once only.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TenantCreated {
-    pub tenant_id: String,
-    pub name: String,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
+    #[serde(flatten)]
+    pub record: TenantView,
     /// Signs tenant JWTs and HMAC requests. Never shown again.
     pub hmac_secret: String,
 }

@@ -2,7 +2,7 @@
 //! `/v1/events/bulk`). Events are validated field by field, then handed to the store, which answers only
 //! once they are durable; the answer says whether each was new or a duplicate.
 
-use crate::auth::TenantAuth;
+use crate::auth::{EventWriter, TenantAuth};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorBody, ErrorEnvelope};
 use crate::state::AppState;
@@ -71,6 +71,24 @@ pub struct BatchIn {
     events: Vec<EventIn>,
 }
 
+impl EventWriter {
+    /// 403 for an event this writer may not write; an `events:write:self` event is deduplicated per
+    /// player (SPEC §3.2).
+    fn admit(&self, event: &mut Event) -> Result<(), ApiError> {
+        match self {
+            EventWriter::Anyone => Ok(()),
+            EventWriter::OnlySelf(sub) if event.user_id() == sub => {
+                event.dedupe_per_player();
+                Ok(())
+            }
+            EventWriter::OnlySelf(_) => Err(ApiError::Forbidden(
+                "actor.user_id: an 'events:write:self' token writes only events of its own 'sub'"
+                    .into(),
+            )),
+        }
+    }
+}
+
 fn rules(state: &AppState) -> EventRules {
     EventRules {
         now: Timestamp::now(),
@@ -95,8 +113,10 @@ pub async fn ingest_one(
     auth: TenantAuth,
     body: JsonBody,
 ) -> Result<(StatusCode, Json<EventResult>), ApiError> {
-    let event = Event::from_value(body.value()?, rules(&state))?;
+    let writer = auth.event_writer()?;
+    let mut event = Event::from_value(body.value()?, rules(&state))?;
     let event_id = event.event_id.clone();
+    writer.admit(&mut event)?;
     let statuses = state
         .store
         .ingest(auth.tenant_id.as_str(), vec![event])
@@ -168,6 +188,7 @@ async fn batch(
             items.len()
         )));
     }
+    let writer = auth.event_writer()?;
     let rules = rules(&state);
     let mut results: Vec<EventResult> = Vec::with_capacity(items.len());
     let mut valid: Vec<Event> = Vec::with_capacity(items.len());
@@ -178,7 +199,10 @@ async fn batch(
             .get("event_id")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        match Event::from_value(item, rules) {
+        let admitted = Event::from_value(item, rules)
+            .map_err(|e| ApiError::from(e.at_index(i).within("events")))
+            .and_then(|mut event| writer.admit(&mut event).map(|()| event));
+        match admitted {
             Ok(event) => {
                 slots.push(i);
                 valid.push(event);
@@ -189,9 +213,7 @@ async fn batch(
                 });
             }
             Err(e) => {
-                let error = ApiError::from(e.at_index(i).within("events"))
-                    .envelope()
-                    .error;
+                let error = e.envelope().error;
                 results.push(EventResult {
                     event_id,
                     status: "rejected",

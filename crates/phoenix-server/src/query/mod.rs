@@ -47,6 +47,7 @@ impl FromRequestParts<AppState> for Player {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let auth = TenantAuth::from_request_parts(parts, state).await?;
+        auth.require(crate::auth::TokenScope::LeaderboardsRead)?;
         if auth.via == crate::auth::TenantVia::TenantJwt && auth.user_id.is_none() {
             return Err(ApiError::Unauthorized(
                 "the token must name the player in 'sub' on Query routes".into(),

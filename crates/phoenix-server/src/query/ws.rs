@@ -104,6 +104,7 @@ impl FromRequestParts<AppState> for Watcher {
             });
         }
         let (auth, credential) = auth::tenant_socket(parts, state, query_token.as_deref()).await?;
+        auth.require(auth::TokenScope::LeaderboardsRead)?;
         if auth.via == TenantVia::TenantJwt && auth.user_id.is_none() {
             return Err(ApiError::Unauthorized(
                 "the token must name the player in 'sub' on Query routes".into(),

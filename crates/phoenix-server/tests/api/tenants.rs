@@ -29,7 +29,9 @@ async fn creating_a_tenant_returns_its_secret_once() {
     assert_eq!(
         tenant,
         &json!({"tenant_id": "tenant-prod-001", "name": "Production",
-                "created_at": reply.body["created_at"]})
+                "created_at": reply.body["created_at"], "unscoped_tokens": "allow",
+                "rate_limits": {"events_per_second": null, "reads_per_second": null,
+                                "player_requests_per_second": null}})
     );
     assert!(!list.text.contains(secret), "GET /tenants leaks the secret");
     assert!(!list.text.contains("hmac_secret"), "{}", list.text);

@@ -1006,3 +1006,30 @@ async fn sockets_close_with_4401_when_their_credential_expires() {
     closed_4401_within(&mut socket, Duration::from_secs(5)).await;
     assert!(started.elapsed() >= Duration::from_millis(1500));
 }
+
+#[tokio::test]
+async fn denying_unscoped_tokens_closes_their_sockets() {
+    let app = spawn_app_with(fast_config()).await;
+    let secret = board(&app, "ws-unscoped", "lb").await;
+    let unscoped = jwt(&secret, "ws-unscoped", "p1");
+    let now = now_secs();
+    let scoped = admin_jwt(
+        &secret,
+        &json!({"sub": "p2", "sub_type": "tenant", "sub_id": "ws-unscoped", "iat": now,
+                "exp": now + 3600, "scope": "leaderboards:read"}),
+    );
+    let mut closing = connect(&app, "/v1/leaderboards/lb/ws", &unscoped).await;
+    let mut staying = connect(&app, "/v1/leaderboards/lb/ws", &scoped).await;
+    assert_eq!(next_json(&mut closing).await["type"], "snapshot");
+    assert_eq!(next_json(&mut staying).await["type"], "snapshot");
+    app.admin_json(
+        Method::PATCH,
+        "/tenants/ws-unscoped",
+        &json!({"unscoped_tokens": "deny"}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    closed_4401_within(&mut closing, Duration::from_secs(2)).await;
+    send_json(&mut staying, json!({"type": "ping"})).await;
+    assert_eq!(next_json(&mut staying).await["type"], "pong");
+}

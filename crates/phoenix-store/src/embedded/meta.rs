@@ -25,6 +25,10 @@ pub(super) enum MetaRecord {
         sealed_secret: String,
         previous_valid_until: Timestamp,
     },
+    /// The tenant's settings after a `PATCH` (the whole record, so replay needs no merging).
+    TenantUpdated {
+        tenant: Tenant,
+    },
     ApiKeyCreated {
         key: ApiKey,
         key_hash: String,
@@ -154,6 +158,15 @@ impl State {
                 let new = hex::decode(sealed_secret).map_err(|e| e.to_string())?;
                 let old = std::mem::replace(&mut entry.sealed_current, new);
                 entry.sealed_previous = Some((old, previous_valid_until));
+                entry.unsealed = Default::default();
+            }
+            MetaRecord::TenantUpdated { tenant } => {
+                let entry = self
+                    .tenants
+                    .get_mut(&tenant.tenant_id)
+                    .ok_or("update of an unknown tenant")?;
+                entry.tenant = tenant;
+                // The cached secrets carry the settings.
                 entry.unsealed = Default::default();
             }
             MetaRecord::ApiKeyCreated {

@@ -192,7 +192,7 @@ impl EmbeddedStore {
                 WalRecord::Events(batch) => {
                     for body in &batch.events {
                         if let (Some(id), Some(at)) = (
-                            body.get("event_id").and_then(|v| v.as_str()),
+                            Event::dedupe_key_of(body),
                             body.get("occurred_at")
                                 .and_then(|v| v.as_str())
                                 .and_then(|s| s.parse::<Timestamp>().ok()),
@@ -661,6 +661,8 @@ impl Store for EmbeddedStore {
             tenant_id,
             name,
             created_at: now(),
+            unscoped_tokens: UnscopedTokens::default(),
+            rate_limits: RateLimits::default(),
         };
         self.commit(MetaRecord::TenantCreated {
             tenant: tenant.clone(),
@@ -705,9 +707,33 @@ impl Store for EmbeddedStore {
             Some((sealed, until)) => Some((open(sealed)?, *until)),
             None => None,
         };
-        let secrets = TenantSecrets { current, previous };
+        let secrets = TenantSecrets {
+            current,
+            previous,
+            unscoped_tokens: entry.tenant.unscoped_tokens,
+            rate_limits: entry.tenant.rate_limits,
+        };
         let _ = entry.unsealed.set(secrets.clone());
         Ok(Some(secrets))
+    }
+
+    async fn update_tenant(
+        &self,
+        tenant_id: &str,
+        patch: TenantPatch,
+    ) -> StoreResult<Option<Tenant>> {
+        let _gate = self.write_gate.lock().await;
+        let Some(tenant) = self.read().tenants.get(tenant_id).map(|e| e.tenant.clone()) else {
+            return Ok(None);
+        };
+        let updated = patch.apply_to(&tenant);
+        if updated != tenant {
+            self.commit(MetaRecord::TenantUpdated {
+                tenant: updated.clone(),
+            })
+            .await?;
+        }
+        Ok(Some(updated))
     }
 
     async fn rotate_tenant_secret(
