@@ -610,6 +610,8 @@ pub struct TenantAuth {
     pub scopes: TokenScopes,
     /// The tenant's own rate limits (the configured defaults apply where they are `None`).
     pub rate_limits: phoenix_store::model::RateLimits,
+    /// A token scoped `events:write`: a game server writing for every player, not limited as one.
+    pub game_server: bool,
 }
 
 impl TenantAuth {
@@ -764,6 +766,7 @@ impl FromRequestParts<AppState> for TenantAuth {
                 expires_at: None,
                 scopes: TokenScopes::ALL,
                 rate_limits,
+                game_server: false,
             });
         }
         let token = tenant_token(headers, None)?;
@@ -822,6 +825,7 @@ async fn tenant_by_token(
             expires_at: None,
             scopes: TokenScopes::ALL,
             rate_limits: tenant.rate_limits,
+            game_server: false,
         });
     }
     tenant_jwt_auth(token, state).await
@@ -876,6 +880,7 @@ async fn remembered_tenant_jwt(
             expires_at: earliest(token_end(exp as f64, leeway), until),
             scopes: scopes.unwrap_or(TokenScopes::ALL),
             rate_limits: secrets.rate_limits,
+            game_server: scopes.is_some_and(|s| s.allows(TokenScope::EventsWrite)),
         }));
     }
     VERIFIED.with_borrow_mut(|cache| cache.remove(token));
@@ -950,6 +955,7 @@ pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<Ten
                     expires_at,
                     scopes: scopes.unwrap_or(TokenScopes::ALL),
                     rate_limits: secrets.rate_limits,
+                    game_server: scopes.is_some_and(|s| s.allows(TokenScope::EventsWrite)),
                 });
             }
             Err(e) => {

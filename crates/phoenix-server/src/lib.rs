@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod listener;
 pub mod ops;
 pub mod query;
+pub mod ratelimit;
 pub mod session;
 pub mod state;
 pub mod throttle;

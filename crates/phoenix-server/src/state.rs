@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub body_buffer_bytes: usize,
     /// Behind a TLS proxy: cookies are always `Secure` and the request's scheme is `https`.
     pub force_secure_cookies: bool,
+    /// Default rate limits (SPEC §8); a tenant's own override them.
+    pub rate_limits: crate::ratelimit::DefaultRateLimits,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -99,6 +101,7 @@ impl ServerConfig {
             max_websockets: 10_000,
             body_buffer_bytes: 64 << 20,
             force_secure_cookies: false,
+            rate_limits: Default::default(),
         }
     }
 }
@@ -128,6 +131,8 @@ pub struct Shared {
     /// Bumped whenever a credential may have stopped working (key revoked, logout, user changed or
     /// deleted, tenant secret rotated or tenant settings changed): open WebSockets check theirs again.
     credentials: tokio::sync::watch::Sender<u64>,
+    /// Every rate-limit bucket.
+    pub rate_limiter: crate::ratelimit::RateLimiter,
 }
 
 impl std::ops::Deref for AppState {
@@ -152,7 +157,6 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
         AppState(Arc::new(Shared {
             store,
-            config,
             draining: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             sockets: Arc::new(tokio::sync::watch::channel(0).0),
@@ -161,6 +165,8 @@ impl AppState {
             login_throttle: Default::default(),
             user_changes: Default::default(),
             credentials: tokio::sync::watch::channel(0).0,
+            rate_limiter: crate::ratelimit::RateLimiter::new(config.rate_limits),
+            config,
         }))
     }
 

@@ -240,6 +240,31 @@ pub struct Settings {
         default_value = "false"
     )]
     pub secure_cookies: String,
+    /// Default events per second per tenant (every event of a batch counts); 0 = unlimited.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_TENANT_EVENTS_PER_SECOND",
+        default_value = "0"
+    )]
+    pub tenant_events_per_second: String,
+    /// Default reads per second per tenant (every /v1 read, WebSocket upgrade and client message);
+    /// 0 = unlimited.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_TENANT_READS_PER_SECOND",
+        default_value = "0"
+    )]
+    pub tenant_reads_per_second: String,
+    /// Default requests per second per player (a tenant JWT's `sub`); 0 = unlimited.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_PLAYER_REQUESTS_PER_SECOND",
+        default_value = "0"
+    )]
+    pub player_requests_per_second: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -450,6 +475,21 @@ impl Settings {
             1 << 40,
         )? as usize;
         server.force_secure_cookies = parse_bool("PHOENIX_SECURE_COOKIES", &self.secure_cookies)?;
+        let rate = |var: &str, raw: &str| parse_u64(var, raw, 0, 10_000_000).map(|n| n as u32);
+        server.rate_limits = phoenix_server::ratelimit::DefaultRateLimits {
+            events_per_second: rate(
+                "PHOENIX_TENANT_EVENTS_PER_SECOND",
+                &self.tenant_events_per_second,
+            )?,
+            reads_per_second: rate(
+                "PHOENIX_TENANT_READS_PER_SECOND",
+                &self.tenant_reads_per_second,
+            )?,
+            player_requests_per_second: rate(
+                "PHOENIX_PLAYER_REQUESTS_PER_SECOND",
+                &self.player_requests_per_second,
+            )?,
+        };
         let shutdown_timeout = std::time::Duration::from_secs(parse_u64(
             "PHOENIX_SHUTDOWN_TIMEOUT_SECONDS",
             &self.shutdown_timeout_seconds,

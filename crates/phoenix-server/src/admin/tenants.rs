@@ -238,10 +238,7 @@ pub async fn patch_tenant(
     auth.require_tenant(Scope::TenantsWrite, &tenant_id)?;
     // Permission before existence and validation: a tenant cannot raise its own limits.
     let value = body.value();
-    if value
-        .as_ref()
-        .is_ok_and(|v| v.get("rate_limits").is_some())
-    {
+    if value.as_ref().is_ok_and(|v| v.get("rate_limits").is_some()) {
         auth.require(Scope::Admin)?;
     }
     if state.store.get_tenant(&tenant_id).await?.is_none() {

@@ -114,6 +114,7 @@ pub async fn ingest_one(
     body: JsonBody,
 ) -> Result<(StatusCode, Json<EventResult>), ApiError> {
     let writer = auth.event_writer()?;
+    state.rate_limiter.check_events(&auth, 1)?;
     let mut event = Event::from_value(body.value()?, rules(&state))?;
     let event_id = event.event_id.clone();
     writer.admit(&mut event)?;
@@ -166,7 +167,17 @@ async fn batch(
     auth: TenantAuth,
     body: JsonBody,
 ) -> Result<(StatusCode, Json<BatchResult>), ApiError> {
-    let mut value = body.value()?;
+    let writer = auth.event_writer()?;
+    // Every event of the batch counts, before any is validated (SPEC §8, §10).
+    let parsed = body.value();
+    let count = parsed
+        .as_ref()
+        .ok()
+        .and_then(|v| v.get("events"))
+        .and_then(Value::as_array)
+        .map_or(1, Vec::len);
+    state.rate_limiter.check_events(&auth, count)?;
+    let mut value = parsed?;
     let items = match value.as_object_mut().map(|o| o.remove("events")) {
         None => {
             return Err(ApiError::Validation(
@@ -188,7 +199,6 @@ async fn batch(
             items.len()
         )));
     }
-    let writer = auth.event_writer()?;
     let rules = rules(&state);
     let mut results: Vec<EventResult> = Vec::with_capacity(items.len());
     let mut valid: Vec<Event> = Vec::with_capacity(items.len());

@@ -47,6 +47,9 @@ pub struct Watcher {
     tenant: String,
     me: Option<String>,
     credential: SocketCredential,
+    /// A player's (or game client's) credential, whose messages count against the tenant's reads and
+    /// the player's requests (SPEC §8); `None` for operators.
+    limited: Option<Box<auth::TenantAuth>>,
 }
 
 /// The query string's parameters, and its `access_token` when one is given.
@@ -83,6 +86,7 @@ impl FromRequestParts<AppState> for TenantWatcher {
                 tenant,
                 me: None,
                 credential,
+                limited: None,
             },
             leaderboard,
         })
@@ -101,20 +105,23 @@ impl FromRequestParts<AppState> for Watcher {
                 tenant: tenant.clone(),
                 me: None,
                 credential,
+                limited: None,
             });
         }
         let (auth, credential) = auth::tenant_socket(parts, state, query_token.as_deref()).await?;
         auth.require(auth::TokenScope::LeaderboardsRead)?;
+        state.rate_limiter.check_read(&auth)?;
         if auth.via == TenantVia::TenantJwt && auth.user_id.is_none() {
             return Err(ApiError::Unauthorized(
                 "the token must name the player in 'sub' on Query routes".into(),
             ));
         }
-        let me = auth.user_id.filter(|u| !u.is_empty());
+        let me = auth.user_id.clone().filter(|u| !u.is_empty());
         Ok(Watcher {
             tenant: auth.tenant_id.to_string(),
             me,
             credential,
+            limited: Some(Box::new(auth)),
         })
     }
 }
@@ -192,6 +199,7 @@ async fn open(
                 leaderboard: id,
                 me: watcher.me,
                 credential: watcher.credential,
+                limited: watcher.limited,
                 top: DEFAULT_TOP,
                 seq: 0,
                 board: signal.clone(),
@@ -269,6 +277,7 @@ struct Session {
     /// Checked again whenever a credential anywhere is revoked; the socket closes (4401) when it no
     /// longer holds or when it expires.
     credential: SocketCredential,
+    limited: Option<Box<auth::TenantAuth>>,
     top: u32,
     seq: u64,
     /// The board's signal, to read its version without waiting on it.
@@ -646,12 +655,22 @@ impl Session {
     }
 
     async fn send_error(&mut self, message: String) -> Result<(), Ending> {
-        let error = ApiError::Validation(message).envelope().error;
+        self.send_api_error(ApiError::Validation(message)).await
+    }
+
+    async fn send_api_error(&mut self, error: ApiError) -> Result<(), Ending> {
+        let error = error.envelope().error;
         self.send_json(&ServerMessage::Error { error }).await
     }
 
-    /// Answers one client message; a malformed one gets an `error` and the socket stays open.
+    /// Answers one client message; a malformed one gets an `error` and the socket stays open, and so
+    /// does one over the rate limit (a `RATE_LIMITED` error).
     async fn answer(&mut self, text: &str) -> Result<(), Ending> {
+        if let Some(auth) = &self.limited
+            && let Err(refused) = self.state.rate_limiter.check_read(auth)
+        {
+            return self.send_api_error(refused).await;
+        }
         match parse_client_message(text) {
             Err(message) => self.send_error(message).await,
             Ok(ClientMessage::Ping) => self.send_json(&ServerMessage::Pong).await,

@@ -12,6 +12,7 @@ mod leaderboards;
 mod ops;
 mod order;
 mod query;
+mod ratelimits;
 mod scopes;
 mod support;
 mod tenants;

@@ -25,7 +25,11 @@ fn event(id: &str, user: &str, score: f64) -> Value {
 }
 
 async fn post_event(app: &TestApp, token: &str, body: &Value) -> Reply {
-    send(app.json(Method::POST, "/v1/events", body).bearer_auth(token)).await
+    send(
+        app.json(Method::POST, "/v1/events", body)
+            .bearer_auth(token),
+    )
+    .await
 }
 
 async fn read(app: &TestApp, token: &str) -> Reply {
@@ -184,7 +188,11 @@ async fn patching_a_tenant_changes_what_it_names_and_rate_limits_need_admin() {
                "player_requests_per_second": null})
     );
     let renamed = app
-        .admin_json(Method::PATCH, "/tenants/t-patch", &json!({"name": "Renamed"}))
+        .admin_json(
+            Method::PATCH,
+            "/tenants/t-patch",
+            &json!({"name": "Renamed"}),
+        )
         .await;
     renamed.expect(StatusCode::OK);
     assert_eq!(renamed.body["name"], "Renamed");
