@@ -196,6 +196,26 @@ async function tenant_secret_shown_once(page) {
   if ((await page.content()).includes(value)) fail('the HMAC secret is still in the page');
 }
 
+async function tenant_settings_with_a_field_error_first(page) {
+  await page.click('a[href="#/tenants"]');
+  await viewSettled(page, 'tenants');
+  await page.click('#tenant-settings-t-made-in-console');
+  const form = page.locator('#tenant-settings-form');
+  await visible(form, 'the tenant settings form');
+  await form.locator('select[name="unscoped_tokens"]').selectOption('deny');
+  await form.locator('input[name="rate_limits.events_per_second"]').fill('lots');
+  await page.click('#tenant-settings-submit');
+  await visible(form.locator('.field[data-for="rate_limits.events_per_second"] .field-error'), 'the error under the events limit');
+  await shot(page, '07b-tenant-settings-error.png');
+  await form.locator('input[name="rate_limits.events_per_second"]').fill('500');
+  await form.locator('input[name="rate_limits.player_requests_per_second"]').fill('0');
+  await page.click('#tenant-settings-submit');
+  const row = page.locator('#tenants-table tr[data-tenant="t-made-in-console"]');
+  await visible(row.locator('.badge', { hasText: 'refused' }), 'unscoped tokens refused');
+  await visible(row.locator('.rate-limits', { hasText: 'events 500/s' }), 'the events limit');
+  await shot(page, '07c-tenant-settings-saved.png');
+}
+
 async function api_key_shown_once_then_revoked(page) {
   await page.click('a[href="#/keys"]');
   await viewSettled(page, 'keys');
@@ -313,6 +333,7 @@ const STEPS = DEV_MODE ? [dev_mode_skips_sign_in] : [
   create_leaderboard_shows_field_error_first,
   live_view_moves,
   tenant_secret_shown_once,
+  tenant_settings_with_a_field_error_first,
   api_key_shown_once_then_revoked,
   admin_manages_users,
   past_window_shows_final_standings,
