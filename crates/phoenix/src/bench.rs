@@ -51,8 +51,18 @@ pub enum BenchCommand {
     /// socket, --rounds times, from one thread, and reports the median and best round.
     #[command(verbatim_doc_comment)]
     SendFloor(floor::FloorArgs),
+    /// Attack a running server on this machine as an unauthenticated client and check it stays up.
+    ///
+    /// Holds --sockets stalled sockets (silent, headers trickled a byte a second, 1 MiB bodies
+    /// trickled), sends requests with made-up methods and oversized bodies, for --duration seconds,
+    /// while probing `GET /livez` every 100 ms on a fresh connection. Reports the probe's latency, the
+    /// server's memory with --server-pid, and the size of /metrics before and after; exits non-zero
+    /// if a probe failed or took 1 s or more. Raise `ulimit -n` above --sockets first.
+    #[command(verbatim_doc_comment)]
+    Attack(attack::AttackArgs),
 }
 
+mod attack;
 mod floor;
 mod query;
 mod ws;
@@ -115,6 +125,7 @@ pub async fn run(command: BenchCommand, admin_secret: Option<String>) -> anyhow:
         BenchCommand::Query(args) => query::run(args, admin_secret).await,
         BenchCommand::Ws(args) => ws::run(args, admin_secret).await,
         BenchCommand::SendFloor(args) => floor::run(args).await,
+        BenchCommand::Attack(args) => attack::run(args).await,
     }
 }
 

@@ -217,3 +217,44 @@ fn bench_send_floor_needs_no_server() {
         "{report}"
     );
 }
+
+/// The attack script against the real binary: stalled sockets, made-up methods and oversized bodies at
+/// once, and `/livez` answers within a second throughout; the metrics do not grow with the methods.
+#[test]
+fn bench_attack_leaves_the_server_answering_livez() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let pid = server.child.id().to_string();
+    let out = server.bench_kind(
+        "attack",
+        &[
+            "--sockets",
+            "300",
+            "--duration",
+            "4",
+            "--methods-per-second",
+            "100",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    let livez = report_line(&stdout, "livez");
+    assert!(livez.contains(" 0 failed"), "{stdout}");
+    assert!(report_line(&stdout, "memory").contains("peak"), "{stdout}");
+    // Made-up methods share one label: /metrics stays small.
+    let metrics = report_line(&stdout, "metrics");
+    let after: usize = metrics
+        .split("bytes before, ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no size in: {metrics}"));
+    assert!(after < 64 * 1024, "{stdout}");
+}
