@@ -70,14 +70,14 @@ impl Gateway {
 )]
 struct ApiDoc;
 
-/// The OpenAPI document of every route of every gateway.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+/// The OpenAPI document of every route of every gateway, as served at `/openapi.json`.
+pub fn openapi() -> serde_json::Value {
     let mut all = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(ops::router());
     for gateway in Gateway::ALL {
         all = all.merge(gateway.routes());
     }
     let (_, doc) = all.split_for_parts();
-    doc
+    crate::apidoc::refine(&doc)
 }
 
 /// Builds the router for one listener serving `gateways` (plus the operations endpoints).
@@ -229,7 +229,7 @@ impl Application {
         ops::prometheus();
         let state = AppState::new(store, config);
         let doc = OpenApiJson(Arc::new(
-            openapi().to_json().unwrap_or_else(|_| "{}".to_owned()),
+            serde_json::to_string(&openapi()).unwrap_or_else(|_| "{}".to_owned()),
         ));
         let config = state.config.clone();
         let body = body::BodyLimits::new(

@@ -22,16 +22,73 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    #[schema(example = "ci-deployer")]
+    /// Not blank.
+    #[schema(
+        example = "ci-deployer",
+        min_length = 1,
+        max_length = 200,
+        pattern = "\\S"
+    )]
     pub name: String,
-    #[schema(example = json!(["leaderboards:read", "leaderboards:write"]))]
+    /// At least one; a key can grant only scopes its creator holds.
+    #[schema(example = json!(["leaderboards:read", "leaderboards:write"]), min_items = 1,
+        value_type = Vec<KeyScope>)]
     pub scopes: Vec<String>,
-    /// Tenant ids, or `["*"]` for every tenant.
-    #[schema(example = json!(["tenant-prod-001"]))]
+    /// Tenant ids, or `["*"]` (alone) for every tenant; a key can grant only tenants its creator holds.
+    #[schema(example = json!(["tenant-prod-001"]), schema_with = tenant_ids_schema)]
     pub tenant_ids: Vec<String>,
-    /// RFC 3339; the key stops working then.
-    #[schema(value_type = Option<String>, format = DateTime)]
+    /// RFC 3339, in the future and no later than the creator's own expiry (the default). Checked by
+    /// the server against its clock.
+    #[schema(value_type = Option<String>, format = DateTime, nullable = false)]
     pub expires_at: Option<String>,
+}
+
+/// An Admin API key scope (SPEC §3.3).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub enum KeyScope {
+    #[serde(rename = "leaderboards:read")]
+    LeaderboardsRead,
+    #[serde(rename = "leaderboards:write")]
+    LeaderboardsWrite,
+    #[serde(rename = "rewards:read")]
+    RewardsRead,
+    #[serde(rename = "rewards:write")]
+    RewardsWrite,
+    #[serde(rename = "achievements:read")]
+    AchievementsRead,
+    #[serde(rename = "achievements:write")]
+    AchievementsWrite,
+    #[serde(rename = "tenants:read")]
+    TenantsRead,
+    #[serde(rename = "tenants:write")]
+    TenantsWrite,
+    #[serde(rename = "keys:write")]
+    KeysWrite,
+    #[serde(rename = "admin")]
+    Admin,
+}
+
+/// `["*"]`, or one or more tenant ids.
+fn tenant_ids_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let every = ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["*"])),
+        )
+        .min_items(Some(1))
+        .max_items(Some(1));
+    let some = ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z0-9_-]{1,64}$")),
+        )
+        .min_items(Some(1))
+        .unique_items(true);
+    utoipa::openapi::schema::Schema::OneOf(OneOfBuilder::new().item(every).item(some).build())
 }
 
 /// A UUID (version 4) for the key's public id.

@@ -22,25 +22,73 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLeaderboard {
-    #[schema(example = "xp-weekly-global")]
+    #[schema(example = "xp-weekly-global", pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub leaderboard_id: String,
-    /// Optional; must equal the path's tenant when given.
+    /// Optional; must equal the path's tenant when given (checked by the server).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", nullable = false)]
     pub tenant_id: Option<String>,
-    #[schema(example = "Global Weekly XP")]
+    /// Not blank.
+    #[schema(
+        example = "Global Weekly XP",
+        min_length = 1,
+        max_length = 200,
+        pattern = "\\S"
+    )]
     pub name: String,
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
-    /// `active` (default), `inactive` or `archived`.
+    /// Default `active`.
+    #[schema(value_type = Option<StatusDoc>, nullable = false)]
     pub status: Option<String>,
-    /// scope, timeframe, scoring, ranking (SPEC §4.1).
-    #[schema(value_type = Object)]
+    /// scope, timeframe, scoring, ranking (SPEC §4.1). Its structure is below; its meaning (field
+    /// paths, expressions, which timeframe needs which fields) is checked by the server, which names
+    /// the field at fault.
+    #[schema(value_type = ConfigDoc)]
     pub config: serde_json::Value,
 }
 
-/// Body of PATCH: any of `name`, `description`, `status`.
+/// A leaderboard's status.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = LeaderboardStatus)]
+#[allow(dead_code)]
+pub enum StatusDoc {
+    Active,
+    Inactive,
+    Archived,
+}
+
+/// The config model (SPEC §4.1), as far as a schema can say.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = LeaderboardConfig, example = json!({
+    "timeframe": {"type": "weekly", "reset_day": "monday", "reset_time": "00:00", "timezone": "UTC"},
+    "scoring": {"rules": [{"event_type": "match.completed", "points_expression": "attrs.score"}],
+                "aggregation": "sum"},
+    "ranking": {"method": "score_desc", "size": 1000}
+}))]
+#[allow(dead_code)]
+pub struct ConfigDoc {
+    #[schema(value_type = Object)]
+    timeframe: serde_json::Value,
+    #[schema(value_type = Object)]
+    scoring: serde_json::Value,
+    #[schema(value_type = Option<Object>, nullable = false)]
+    ranking: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>, nullable = false)]
+    scope: Option<serde_json::Value>,
+}
+
+/// Body of PATCH: at least one of `name`, `description`, `status`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PatchLeaderboard {
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S", nullable = false)]
     pub name: Option<String>,
+    /// null removes it.
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
+    #[schema(value_type = Option<StatusDoc>, nullable = false)]
     pub status: Option<String>,
 }
 

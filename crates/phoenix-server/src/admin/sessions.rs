@@ -379,14 +379,24 @@ pub async fn logout(
             "send the access token (Bearer or cookie) or the refresh token to log out".into(),
         ));
     }
+    let mut ended = false;
     for token in &tokens {
         if state
             .store
             .revoke_session(&session::token_hash(token))
             .await?
         {
+            ended = true;
             tracing::info!("console logout");
         }
+    }
+    if !ended {
+        // Not a live session's token: the same 401 as any other bad credential.
+        return Ok((
+            AppendHeaders(cleared_cookies(&state, &headers)),
+            ApiError::Unauthorized("no live session to log out of".into()),
+        )
+            .into_response());
     }
     state.credentials_changed();
     Ok((

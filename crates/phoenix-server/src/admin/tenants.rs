@@ -21,9 +21,15 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
-    #[schema(example = "tenant-prod-001")]
+    #[schema(example = "tenant-prod-001", pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub tenant_id: String,
-    #[schema(example = "Production")]
+    /// Not blank.
+    #[schema(
+        example = "Production",
+        min_length = 1,
+        max_length = 200,
+        pattern = "\\S"
+    )]
     pub name: String,
 }
 
@@ -32,6 +38,7 @@ pub struct CreateTenant {
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
     /// How long the current secret keeps working (default 86400 = 24 h; 0 ends it at once).
+    #[schema(minimum = 0, maximum = 2_592_000, example = 3600)]
     pub grace_period_seconds: Option<u64>,
 }
 
@@ -127,19 +134,39 @@ pub async fn get_tenant(
 
 /// Body of `PATCH /tenants/{tenant_id}` (documentation; the handler reads it field by field so that a
 /// rate limit can be left out, set, or set to null).
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct PatchTenant {
-    #[schema(min_length = 1, max_length = 200, example = "Production")]
+    /// Not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "\\S",
+        nullable = false,
+        example = "Production"
+    )]
     name: Option<String>,
-    #[schema(pattern = "^(allow|deny)$", example = "deny")]
+    #[schema(value_type = Option<UnscopedTokensDoc>, nullable = false)]
     unscoped_tokens: Option<String>,
     /// Changing these needs the `admin` scope. Each: a whole number (0 = unlimited) or null (the
     /// configured default); a field left out is unchanged.
+    #[schema(nullable = false)]
     rate_limits: Option<PatchRateLimits>,
 }
 
-#[derive(Debug, ToSchema)]
+/// Whether tenant JWTs without a `scope` claim are accepted.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = UnscopedTokens)]
+#[allow(dead_code)]
+pub enum UnscopedTokensDoc {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct PatchRateLimits {
     #[schema(minimum = 0, maximum = 10_000_000)]
@@ -276,7 +303,8 @@ pub async fn rotate_secret(
     if state.store.get_tenant(&tenant_id).await?.is_none() {
         return Err(tenant_not_found(&tenant_id));
     }
-    let req: RotateSecret = if body.is_empty() {
+    // No body, or JSON `null`, is the default grace period.
+    let req: RotateSecret = if body.is_empty() || body.value().is_ok_and(|v| v.is_null()) {
         RotateSecret::default()
     } else {
         body.parse()?

@@ -48,20 +48,34 @@ pub struct UserList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    #[schema(example = "ops-alice")]
+    #[schema(example = "ops-alice", pattern = "^[A-Za-z0-9_.@-]{1,64}$")]
     pub username: String,
     /// 8 to 1024 characters.
+    #[schema(min_length = 8, max_length = 1024, example = "correct horse battery")]
     pub password: String,
-    /// `ADMIN` or `VIEWER`.
-    #[schema(example = "VIEWER")]
+    #[schema(value_type = RoleDoc, example = "VIEWER")]
     pub role: String,
+}
+
+/// A console user's role.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = Role)]
+#[allow(dead_code)]
+pub enum RoleDoc {
+    #[serde(rename = "ADMIN")]
+    Admin,
+    #[serde(rename = "VIEWER")]
+    Viewer,
 }
 
 /// Body of `PATCH /users/{username}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUser {
+    /// 8 to 1024 characters; ends the user's sessions.
+    #[schema(min_length = 8, max_length = 1024, nullable = false)]
     pub password: Option<String>,
+    #[schema(value_type = Option<RoleDoc>, nullable = false)]
     pub role: Option<String>,
 }
 

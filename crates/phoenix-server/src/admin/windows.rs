@@ -32,8 +32,8 @@ pub async fn list(
     path = "/tenants/{tenant_id}/leaderboards/{leaderboard_id}/windows/{window_id}",
     tag = "leaderboards",
     params(("tenant_id" = String, Path), ("leaderboard_id" = String, Path),
-           ("window_id" = String, Path), ("limit" = Option<u32>, Query),
-           ("cursor" = Option<String>, Query)),
+           ("window_id" = String, Path), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "entries per page, default 50"),
+           ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$", description = "`next_cursor` of the previous page (only cursors this API returned are accepted)")),
     responses((status = 200, body = StandingsView), (status = 400, body = ErrorEnvelope),
               (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
               (status = 404, body = ErrorEnvelope)))]

@@ -48,27 +48,45 @@ pub struct BatchResult {
     pub results: Vec<EventResult>,
 }
 
-/// An event as posted (documentation only; the handler validates field by field).
+/// An event as posted (documentation only; the handler validates field by field). `occurred_at` must
+/// also lie within the dedupe horizon and at most 5 minutes ahead of the server's clock (checked by the
+/// server); a body `tenant_id` is ignored.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct EventIn {
-    #[schema(example = "evt_123")]
+    #[schema(example = "evt_123", pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
     event_id: String,
-    #[schema(rename = "type", example = "match.completed")]
+    #[schema(
+        rename = "type",
+        example = "match.completed",
+        min_length = 1,
+        max_length = 128
+    )]
     event_type: String,
-    #[schema(value_type = Object, example = json!({"user_id": "user-123", "metadata": {"region": "eu"}}))]
-    actor: Value,
-    #[schema(example = "2026-01-01T12:00:00Z")]
+    actor: ActorIn,
+    #[schema(example = "2026-01-01T12:00:00Z", format = DateTime)]
     occurred_at: String,
     #[schema(value_type = Object, example = json!({"score": 50}))]
     attrs: Value,
 }
 
-/// `{"events": [...]}` (documentation only).
+/// Who the event is about.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct ActorIn {
+    #[schema(example = "user-123", min_length = 1, max_length = 128)]
+    user_id: String,
+    #[schema(value_type = Option<Object>, example = json!({"region": "eu"}))]
+    metadata: Option<Value>,
+}
+
+/// `{"events": [...]}` (documentation only): 1 to 1000 events. Each is validated on its own, like
+/// `POST /v1/events`; one that is not valid is `rejected` in `results` and the others still count.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct BatchIn {
-    events: Vec<EventIn>,
+    /// (Its constraints are stated in `apidoc`.)
+    events: Vec<Value>,
 }
 
 impl EventWriter {

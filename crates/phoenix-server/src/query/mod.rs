@@ -264,7 +264,7 @@ pub async fn list(
 
 /// The current window's standings, `limit` (1–200, default 50) at a time; follow `next_cursor`.
 #[utoipa::path(get, path = "/v1/leaderboards/{id}", tag = "query",
-    params(("id" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    params(("id" = String, Path), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "entries per page, default 50"), ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$", description = "`next_cursor` of the previous page (only cursors this API returned are accepted)")),
     responses((status = 200, body = StandingsView), (status = 400, body = ErrorEnvelope),
               (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn standings(
@@ -396,7 +396,7 @@ pub async fn user(
 /// at the edges.
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/around/{user_id}", tag = "query",
     params(("id" = String, Path), ("user_id" = String, Path, description = "a player id, or `me`"),
-           ("radius" = Option<u32>, Query)),
+           ("radius" = Option<u32>, Query, minimum = 0, maximum = 50, description = "ranks on each side, default 5")),
     responses((status = 200, body = AroundView), (status = 400, body = ErrorEnvelope),
               (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn around(

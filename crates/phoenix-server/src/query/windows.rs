@@ -58,8 +58,8 @@ pub(crate) async fn list_of(
 
 /// The frozen final standings of an ended window, `limit` (1–200, default 50) at a time.
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/windows/{window_id}", tag = "query",
-    params(("id" = String, Path), ("window_id" = String, Path), ("limit" = Option<u32>, Query),
-           ("cursor" = Option<String>, Query)),
+    params(("id" = String, Path), ("window_id" = String, Path), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "entries per page, default 50"),
+           ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$", description = "`next_cursor` of the previous page (only cursors this API returned are accepted)")),
     responses((status = 200, body = StandingsView), (status = 400, body = ErrorEnvelope),
               (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(

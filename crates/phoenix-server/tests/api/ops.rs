@@ -73,7 +73,7 @@ async fn openapi_documents_every_route_as_openapi_3_1() {
     let expected = [
         ("/health", vec!["get"]),
         ("/tenants", vec!["get", "post"]),
-        ("/tenants/{tenant_id}", vec!["get"]),
+        ("/tenants/{tenant_id}", vec!["get", "patch"]),
         ("/tenants/{tenant_id}/secret:rotate", vec!["post"]),
         ("/api-keys", vec!["get", "post"]),
         ("/api-keys/{key_id}", vec!["delete"]),
@@ -101,6 +101,41 @@ async fn openapi_documents_every_route_as_openapi_3_1() {
         "missing from /openapi.json: {missing:?}; has {:?}",
         paths.keys().collect::<Vec<_>>()
     );
+
+    // The constraints the server enforces are stated, so generated clients refuse what it refuses.
+    let doc = &reply.body;
+    let schema = |name: &str| doc["components"]["schemas"][name].clone();
+    assert_eq!(schema("BatchIn")["properties"]["events"]["minItems"], 1);
+    assert_eq!(schema("BatchIn")["properties"]["events"]["maxItems"], 1000);
+    assert_eq!(
+        schema("EventIn")["properties"]["event_id"]["pattern"],
+        "^[A-Za-z0-9_.:-]{1,128}$"
+    );
+    assert_eq!(schema("ActorIn")["required"], json!(["user_id"]));
+    assert_eq!(
+        schema("CreateUser")["properties"]["password"]["minLength"],
+        8
+    );
+    assert_eq!(schema("PatchTenant")["additionalProperties"], false);
+    let limit = doc["paths"]["/v1/leaderboards/{id}"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .expect("limit")["schema"]
+        .clone();
+    assert_eq!(
+        (limit["minimum"].clone(), limit["maximum"].clone()),
+        (json!(1), json!(200))
+    );
+    // How each route authenticates, and what only the server can check.
+    assert!(doc["components"]["securitySchemes"]["tenant_jwt"].is_object());
+    assert_eq!(doc["paths"]["/livez"]["get"]["security"], json!([]));
+    assert_eq!(
+        doc["paths"]["/v1/events"]["post"]["security"],
+        json!([{"tenant_jwt": []}])
+    );
+    assert!(doc["paths"]["/v1/events"]["post"]["x-server-checked"].is_string());
 }
 
 #[tokio::test]
