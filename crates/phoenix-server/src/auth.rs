@@ -70,6 +70,9 @@ pub struct AdminAuth {
     /// When the authority behind the credential ends (the API key's own `expires_at`): the latest
     /// expiry it may give a key it creates (SPEC §3.3).
     pub grant_expires_at: Option<Timestamp>,
+    /// For a tenant HMAC signature: a keyed hash of the secret that verified it, so a WebSocket it
+    /// opened can tell when that secret stops working.
+    signed_with: Option<u64>,
 }
 
 impl AdminAuth {
@@ -81,6 +84,7 @@ impl AdminAuth {
             read_only: false,
             expires_at: None,
             grant_expires_at: None,
+            signed_with: None,
         }
     }
 
@@ -319,6 +323,7 @@ async fn api_key_auth(key: &str, state: &AppState) -> Result<AdminAuth, ApiError
         read_only: false,
         expires_at: key.expires_at,
         grant_expires_at: key.expires_at,
+        signed_with: None,
     })
 }
 
@@ -438,6 +443,7 @@ async fn admin_jwt_auth(token: &str, state: &AppState) -> Result<AdminAuth, ApiE
         read_only: false,
         expires_at: earliest(token_end(claims.exp, validation.leeway), key.expires_at),
         grant_expires_at: key.expires_at,
+        signed_with: None,
     })
 }
 
@@ -486,7 +492,8 @@ async fn hmac_auth(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiErro
         .get::<RawBody>()
         .map(|b| b.0.clone())
         .unwrap_or_default();
-    let verified = secrets.valid_at(Timestamp::now()).any(|secret| {
+    let now = Timestamp::now();
+    let verified = secrets.valid_at(now).find(|secret| {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
             return false;
         };
@@ -499,9 +506,11 @@ async fn hmac_auth(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiErro
         mac.update(&body);
         mac.verify_slice(&sig).is_ok()
     });
-    if !verified {
+    let Some(verified) = verified else {
         return Err(ApiError::Unauthorized("invalid signature".into()));
-    }
+    };
+    let signed_with = secret_hash(verified);
+    let secret_until = secret_valid_until(&secrets, signed_with, now).flatten();
     // Accepted once: the digest is remembered (durably, by the store) until the timestamp expires.
     let expires_at = Timestamp::from_second(ts + state.config.hmac_window_secs)
         .map_err(|_| ApiError::Unauthorized("X-Timestamp is out of range".into()))?;
@@ -521,8 +530,9 @@ async fn hmac_auth(parts: &Parts, state: &AppState) -> Result<AdminAuth, ApiErro
         scopes: hmac_scopes(),
         tenants: TenantAccess::one(tenant_id),
         read_only: false,
-        expires_at: None,
+        expires_at: secret_until,
         grant_expires_at: None,
+        signed_with: Some(signed_with),
     })
 }
 
@@ -752,13 +762,18 @@ impl FromRequestParts<AppState> for TenantAuth {
                     .map_err(|e| ApiError::Unauthorized(format!("tenant_id: {e}")))?,
                 _ => named_tenant()?,
             };
-            // Rate limits hold in development mode too.
+            // Rate limits hold in development mode too, for tenants that exist (any other name a
+            // client makes up must not become a bucket or a metric label).
+            let unlimited = phoenix_store::model::RateLimits {
+                events_per_second: Some(0),
+                reads_per_second: Some(0),
+                player_requests_per_second: Some(0),
+            };
             let rate_limits = state
                 .store
                 .get_tenant(tenant_id.as_str())
                 .await?
-                .map(|t| t.rate_limits)
-                .unwrap_or_default();
+                .map_or(unlimited, |t| t.rate_limits);
             return Ok(TenantAuth {
                 tenant_id,
                 user_id: named_user()?,
@@ -988,8 +1003,9 @@ enum Recheck {
     Never,
     /// An Admin token (API key, admin JWT, console session) watching `tenant`.
     Admin { token: String, tenant: String },
-    /// An HMAC signature is good once; what it stood for is the tenant and its secrets.
-    Hmac { tenant: String },
+    /// An HMAC signature is good once; what it stood for is the secret that signed it, which works
+    /// until it is rotated out and its grace period ends.
+    Hmac { tenant: String, secret: u64 },
     /// A tenant JWT.
     Tenant { token: String },
 }
@@ -1003,8 +1019,10 @@ impl SocketCredential {
     }
 
     /// Checks the credential again, exactly as a new request would be: `Err` (401/403) once it no
-    /// longer holds; updates `expires_at` (a secret rotation can bring it forward).
-    pub async fn recheck(&mut self, state: &AppState) -> Result<(), ApiError> {
+    /// longer holds; updates `expires_at` (a secret rotation can bring it forward). A tenant JWT's
+    /// fresh check comes back, so the socket also picks up its tenant's current rate limits.
+    pub async fn recheck(&mut self, state: &AppState) -> Result<Option<TenantAuth>, ApiError> {
+        let mut fresh = None;
         self.expires_at = match &self.recheck {
             Recheck::Never => None,
             Recheck::Admin { token, tenant } => {
@@ -1012,15 +1030,24 @@ impl SocketCredential {
                 auth.require_tenant(Scope::LeaderboardsRead, tenant)?;
                 auth.expires_at
             }
-            Recheck::Hmac { tenant } => {
-                if state.store.tenant_secrets(tenant).await?.is_none() {
-                    return Err(ApiError::Unauthorized("the tenant is gone".into()));
-                }
-                None
+            Recheck::Hmac { tenant, secret } => {
+                let secrets = state
+                    .store
+                    .tenant_secrets(tenant)
+                    .await?
+                    .ok_or_else(|| ApiError::Unauthorized("the tenant is gone".into()))?;
+                secret_valid_until(&secrets, *secret, Timestamp::now()).ok_or_else(|| {
+                    ApiError::Unauthorized("the signing secret was rotated out".into())
+                })?
             }
-            Recheck::Tenant { token } => tenant_jwt_auth(token, state).await?.expires_at,
+            Recheck::Tenant { token } => {
+                let auth = tenant_jwt_auth(token, state).await?;
+                let expires_at = auth.expires_at;
+                fresh = Some(auth);
+                expires_at
+            }
         };
-        Ok(())
+        Ok(fresh)
     }
 }
 
@@ -1063,12 +1090,14 @@ pub async fn admin_socket(
         return Ok((auth, SocketCredential::never()));
     }
     let (auth, recheck) = match presented(&parts.headers, query_token)? {
-        Presented::Hmac => (
-            hmac_auth(parts, state).await?,
-            Recheck::Hmac {
+        Presented::Hmac => {
+            let auth = hmac_auth(parts, state).await?;
+            let recheck = Recheck::Hmac {
                 tenant: tenant.to_owned(),
-            },
-        ),
+                secret: auth.signed_with.unwrap_or_default(),
+            };
+            (auth, recheck)
+        }
         Presented::Token { token, bearer } => (
             token_auth(token, state, bearer).await?,
             Recheck::Admin {

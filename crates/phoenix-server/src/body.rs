@@ -4,11 +4,13 @@
 //! the order of checks of SPEC §10 holds and messages name the offending field.
 
 use crate::error::ApiError;
+use crate::listener::ConnPhase;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Request};
 use axum::http::{HeaderMap, HeaderValue, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -55,14 +57,20 @@ enum BodyError {
     Broken,
 }
 
-/// Reads the whole body within the limits, holding budget for every byte until the request is served.
+/// Reads the whole body within the limits, holding budget for every byte of memory it takes until the
+/// request is served. Chunks are copied into one buffer as they come, so a body of many tiny chunks
+/// costs what it weighs, and the budget is charged for the buffer's capacity, not only its contents.
 async fn read_body(
     limits: &BodyLimits,
+    declared: Option<usize>,
     mut body: Body,
 ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyError> {
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let mut held: Option<OwnedSemaphorePermit> = None;
-    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut charged = 0usize;
+    // The first chunk as it came (most bodies are one chunk: no copy), then a buffer.
+    let mut first: Option<Bytes> = None;
+    let mut buffer = BytesMut::new();
     let mut total = 0usize;
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
@@ -81,34 +89,50 @@ async fn read_body(
         if total > limits.max_bytes {
             return Err(BodyError::TooLarge);
         }
-        let n = u32::try_from(data.len()).map_err(|_| BodyError::TooLarge)?;
-        // A full budget is a burst or an attack: wait a little, not the whole body time.
-        let wait_until = deadline.min(tokio::time::Instant::now() + BUDGET_WAIT);
-        let permit = match tokio::time::timeout_at(
-            wait_until,
-            Arc::clone(&limits.budget).acquire_many_owned(n),
-        )
-        .await
-        {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) | Err(_) => return Err(BodyError::Busy),
+        // What memory holds after this chunk: the chunk alone, or the buffer at its new capacity
+        // (the declared length at once, or else doubling).
+        let needed = if first.is_none() && buffer.is_empty() {
+            data.len()
+        } else if buffer.capacity() >= total {
+            buffer.capacity()
+        } else {
+            let grown = declared.unwrap_or(buffer.capacity() * 2);
+            grown.max(total).min(limits.max_bytes)
         };
-        match &mut held {
-            Some(h) => h.merge(permit),
-            None => held = Some(permit),
-        }
-        chunks.push(data);
-    }
-    let bytes = match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.pop().unwrap_or_default(),
-        _ => {
-            let mut all = Vec::with_capacity(total);
-            for chunk in &chunks {
-                all.extend_from_slice(chunk);
+        if needed > charged {
+            let more = u32::try_from(needed - charged).map_err(|_| BodyError::TooLarge)?;
+            // A full budget is a burst or an attack: wait a little, not the whole body time.
+            let wait_until = deadline.min(tokio::time::Instant::now() + BUDGET_WAIT);
+            let permit = match tokio::time::timeout_at(
+                wait_until,
+                Arc::clone(&limits.budget).acquire_many_owned(more),
+            )
+            .await
+            {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) | Err(_) => return Err(BodyError::Busy),
+            };
+            match &mut held {
+                Some(h) => h.merge(permit),
+                None => held = Some(permit),
             }
-            Bytes::from(all)
+            charged = needed;
         }
+        if first.is_none() && buffer.is_empty() {
+            first = Some(data);
+        } else {
+            if let Some(head) = first.take() {
+                buffer.reserve(needed.saturating_sub(buffer.len()));
+                buffer.extend_from_slice(&head);
+            } else if buffer.capacity() < total {
+                buffer.reserve(needed - buffer.len());
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    let bytes = match first {
+        Some(only) => only,
+        None => buffer.freeze(),
     };
     Ok((bytes, held))
 }
@@ -128,8 +152,14 @@ pub(crate) async fn buffer_body(limits: BodyLimits, req: Request, next: Next) ->
         return close_after(too_large());
     }
     let (mut parts, body) = req.into_parts();
+    let phase = parts.extensions.get::<ConnPhase>().cloned();
     // A WebSocket upgrade or a body-less GET reads nothing here.
-    let (bytes, budget) = match read_body(&limits, body).await {
+    let declared = declared.and_then(|n| usize::try_from(n).ok());
+    let read = read_body(&limits, declared, body).await;
+    if let Some(phase) = phase {
+        phase.body_received();
+    }
+    let (bytes, budget) = match read {
         Ok(read) => read,
         Err(BodyError::TooLarge) => return close_after(too_large()),
         Err(BodyError::TimedOut) => {

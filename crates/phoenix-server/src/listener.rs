@@ -48,6 +48,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const AWAITING_HEAD: u8 = 0;
 const IDLE: u8 = 1;
 const BUSY: u8 = 2;
+/// Headers are in, the body is still arriving (before authentication, which may need it): as
+/// sheddable as a connection still sending headers.
+const READING_BODY: u8 = 3;
 
 /// One open connection, as the accept loop, the reaper and the connection's own task see it.
 struct Conn {
@@ -140,12 +143,16 @@ impl Connections {
         }
     }
 
-    /// Closes the oldest connection that has no request in progress; false when every one is busy.
+    /// Closes the connection that has waited longest without a complete request (still sending its
+    /// headers or its body), or else the longest idle one; false when every one is serving a request.
     fn shed_oldest(&self, why: Shed) -> bool {
         let open = self.lock();
-        let victim = open
-            .values()
-            .find(|c| c.phase.load(Ordering::Acquire) != BUSY);
+        let oldest_in = |phases: &[u8]| {
+            open.values()
+                .filter(|c| phases.contains(&c.phase.load(Ordering::Acquire)))
+                .min_by_key(|c| c.since_ms.load(Ordering::Acquire))
+        };
+        let victim = oldest_in(&[AWAITING_HEAD, READING_BODY]).or_else(|| oldest_in(&[IDLE]));
         match victim {
             Some(conn) => {
                 conn.kill.notify_one();
@@ -409,7 +416,9 @@ struct Busy {
 impl Busy {
     fn start(conn: &Arc<Conn>, connections: &Arc<Connections>) -> Self {
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
-        conn.phase.store(BUSY, Ordering::Release);
+        // Until the body reader says the body is in.
+        conn.phase.store(READING_BODY, Ordering::Release);
+        conn.since_ms.store(connections.now_ms(), Ordering::Release);
         Busy {
             conn: Arc::clone(conn),
             connections: Arc::clone(connections),
@@ -440,6 +449,29 @@ struct ConnService {
 type ResponseFuture =
     Pin<Box<dyn Future<Output = Result<axum::response::Response, Infallible>> + Send>>;
 
+/// A request's handle on its connection, so the body reader can say when the body has arrived.
+#[derive(Clone)]
+pub(crate) struct ConnPhase {
+    conn: Arc<Conn>,
+    connections: Arc<Connections>,
+}
+
+impl ConnPhase {
+    /// The body is in: from now on the connection is serving a request, not waiting on its client.
+    pub(crate) fn body_received(&self) {
+        if self
+            .conn
+            .phase
+            .compare_exchange(READING_BODY, BUSY, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.conn
+                .since_ms
+                .store(self.connections.now_ms(), Ordering::Release);
+        }
+    }
+}
+
 impl hyper::service::Service<axum::http::Request<Incoming>> for ConnService {
     type Response = axum::response::Response;
     type Error = Infallible;
@@ -450,6 +482,10 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for ConnService {
         self.conn.expected_heads.fetch_add(1, Ordering::AcqRel);
         let mut req = req.map(Body::new);
         req.extensions_mut().insert(ConnectInfo(self.peer));
+        req.extensions_mut().insert(ConnPhase {
+            conn: Arc::clone(&self.conn),
+            connections: Arc::clone(&self.connections),
+        });
         let served = self.router.clone().oneshot(req);
         Box::pin(async move {
             let response = served.await;

@@ -223,9 +223,11 @@ impl RateLimiter {
             .map_err(|wait| refused(Kind::Player, rate, wait, auth.tenant_id.as_str()))
     }
 
-    /// Charges `events` events to the tenant (and one request to the player). A batch larger than
-    /// the largest one allowed is left to validation (400), not refused here.
+    /// Charges one request to the player, then `events` events to the tenant. The player comes first:
+    /// a player over their own limit must not spend the tenant's budget with refused requests. A batch
+    /// larger than the largest one allowed is left to validation (400), not refused here.
     pub fn check_events(&self, auth: &TenantAuth, events: usize) -> Result<(), ApiError> {
+        self.check_player(auth)?;
         let rate = auth
             .rate_limits
             .events_per_second
@@ -237,11 +239,12 @@ impl RateLimiter {
             Self::take(&self.tenant(tenant).events, n, rate, capacity)
                 .map_err(|wait| refused(Kind::Events, rate, wait, tenant))?;
         }
-        self.check_player(auth)
+        Ok(())
     }
 
-    /// Charges one read to the tenant (and one request to the player).
+    /// Charges one request to the player, then one read to the tenant.
     pub fn check_read(&self, auth: &TenantAuth) -> Result<(), ApiError> {
+        self.check_player(auth)?;
         let rate = auth
             .rate_limits
             .reads_per_second
@@ -251,7 +254,7 @@ impl RateLimiter {
             Self::take(&self.tenant(tenant).reads, 1, rate, rate)
                 .map_err(|wait| refused(Kind::Reads, rate, wait, tenant))?;
         }
-        self.check_player(auth)
+        Ok(())
     }
 }
 

@@ -59,6 +59,10 @@ pub struct ServerConfig {
     pub force_secure_cookies: bool,
     /// Default rate limits (SPEC §8); a tenant's own override them.
     pub rate_limits: crate::ratelimit::DefaultRateLimits,
+    /// Development mode was forced onto a non-loopback address
+    /// (`PHOENIX_ALLOW_UNAUTHENTICATED_PUBLIC`): any `Host` is answered (an `Origin` must still be
+    /// the server's own).
+    pub allow_unauthenticated_public: bool,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -102,6 +106,7 @@ impl ServerConfig {
             body_buffer_bytes: 64 << 20,
             force_secure_cookies: false,
             rate_limits: Default::default(),
+            allow_unauthenticated_public: false,
         }
     }
 }
@@ -133,6 +138,8 @@ pub struct Shared {
     credentials: tokio::sync::watch::Sender<u64>,
     /// Every rate-limit bucket.
     pub rate_limiter: crate::ratelimit::RateLimiter,
+    /// Open WebSockets per player.
+    player_sockets: PlayerSockets,
 }
 
 impl std::ops::Deref for AppState {
@@ -143,13 +150,42 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// Counts one open WebSocket until dropped.
-pub struct SocketGuard(Arc<tokio::sync::watch::Sender<usize>>);
+/// WebSockets one player may have open at once, so one token cannot take the whole cap.
+pub const SOCKETS_PER_PLAYER: u32 = 16;
+
+/// Open sockets per player (a keyed hash of tenant and player): as many entries as players with an
+/// open socket, never more than the socket cap.
+#[derive(Default)]
+pub struct PlayerSockets {
+    counts: std::sync::Mutex<std::collections::HashMap<u64, u32>>,
+    keys: std::collections::hash_map::RandomState,
+}
+
+/// Counts one open WebSocket (and its player's) until dropped.
+pub struct SocketGuard {
+    open: Arc<tokio::sync::watch::Sender<usize>>,
+    player: Option<(u64, AppState)>,
+}
+
+impl PlayerSockets {
+    fn release(&self, key: u64) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&key);
+            }
+        }
+    }
+}
 
 impl Drop for SocketGuard {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
+        self.open.send_modify(|n| *n = n.saturating_sub(1));
         metrics::gauge!("phoenix_websockets_open").decrement(1.0);
+        if let Some((key, state)) = &self.player {
+            state.player_sockets.release(*key);
+        }
     }
 }
 
@@ -166,6 +202,7 @@ impl AppState {
             user_changes: Default::default(),
             credentials: tokio::sync::watch::channel(0).0,
             rate_limiter: crate::ratelimit::RateLimiter::new(config.rate_limits),
+            player_sockets: Default::default(),
             config,
         }))
     }
@@ -180,8 +217,27 @@ impl AppState {
         self.shutdown.clone()
     }
 
-    /// Registers an open WebSocket for as long as the guard lives; `None` when the cap is reached.
-    pub fn socket_opened(&self) -> Option<SocketGuard> {
+    /// Registers an open WebSocket of `player` (tenant, player id; none for operators) for as long as
+    /// the guard lives; `None` when the server's cap or the player's is reached.
+    pub fn socket_opened(&self, player: Option<(&str, &str)>) -> Option<SocketGuard> {
+        use std::hash::BuildHasher;
+        let player = match player {
+            None => None,
+            Some(who) => {
+                let key = self.player_sockets.keys.hash_one(who);
+                let mut counts = self
+                    .player_sockets
+                    .counts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let n = counts.entry(key).or_insert(0);
+                if *n >= SOCKETS_PER_PLAYER {
+                    return None;
+                }
+                *n += 1;
+                Some((key, self.clone()))
+            }
+        };
         let max = self.config.max_websockets;
         let mut admitted = false;
         self.sockets.send_if_modified(|n| {
@@ -192,10 +248,16 @@ impl AppState {
             admitted
         });
         if !admitted {
+            if let Some((key, _)) = player {
+                self.player_sockets.release(key);
+            }
             return None;
         }
         metrics::gauge!("phoenix_websockets_open").increment(1.0);
-        Some(SocketGuard(self.sockets.clone()))
+        Some(SocketGuard {
+            open: self.sockets.clone(),
+            player,
+        })
     }
 
     /// Resolves once no WebSocket is open.

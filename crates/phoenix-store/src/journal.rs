@@ -56,26 +56,36 @@ pub fn owner_only() -> OpenOptions {
     options
 }
 
-/// Makes `dir` and every file in it (one level down too) accessible to their owner only, whatever
-/// an earlier version or a loose umask left.
-pub fn restrict_to_owner(dir: &Path) -> io::Result<()> {
+/// Makes the data dir and the regular files directly in it (the store's own: the log, snapshots,
+/// signature logs, the lock, `master.key`) accessible to their owner only, whatever an earlier version
+/// or a loose umask left. Subdirectories (a volume's `lost+found`) are left alone. Returns what could
+/// not be changed, for a warning: a mount the process does not own must not stop it from starting.
+pub fn restrict_to_owner(dir: &Path) -> Vec<(std::path::PathBuf, io::Error)> {
+    let mut failed = Vec::new();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                restrict_to_owner(&entry.path())?;
-            } else if kind.is_file() {
-                fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o600))?;
+        if let Err(e) = fs::set_permissions(dir, fs::Permissions::from_mode(0o700)) {
+            failed.push((dir.to_path_buf(), e));
+        }
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                failed.push((dir.to_path_buf(), e));
+                return failed;
+            }
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_file())
+                && let Err(e) = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o600))
+            {
+                failed.push((entry.path(), e));
             }
         }
     }
     #[cfg(not(unix))]
     let _ = dir;
-    Ok(())
+    failed
 }
 
 pub fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -423,6 +423,7 @@ impl Settings {
         if !server.auth_enabled && !allow_public {
             refuse_public_dev_mode(&server)?;
         }
+        server.allow_unauthenticated_public = allow_public;
         server.access_token_ttl =
             parse_duration("PHOENIX_ACCESS_TOKEN_TTL", &self.access_token_ttl)?;
         server.refresh_token_ttl =

@@ -264,11 +264,14 @@ pub async fn refresh(
                     "send the refresh token in the body or the phoenix-refresh-token cookie".into(),
                 )
             })?;
-            // Authentication (401) before the CSRF check (403), as on every route.
-            let known = state
-                .store
-                .refresh_token_known(&session::token_hash(token), session::family_of(token))
-                .await?;
+            // Authentication (401) before the CSRF check (403), as on every route. A token that
+            // names no family (issued before families were named) is not accepted any more.
+            let family = session::family_of(token);
+            let known = !family.is_empty()
+                && state
+                    .store
+                    .refresh_token_known(&session::token_hash(token), family)
+                    .await?;
             if !known {
                 return Ok((
                     AppendHeaders(cleared_cookies(&state, &headers)),
@@ -283,10 +286,19 @@ pub async fn refresh(
         }
     };
     let family = session::family_of(&token);
+    if family.is_empty() {
+        // Not one of ours, or issued before refresh tokens named their family: its session cannot
+        // get a CSRF token bound to it, so it ends here (one more sign-in after the upgrade).
+        return Ok((
+            AppendHeaders(cleared_cookies(&state, &headers)),
+            ApiError::Unauthorized("the refresh token is invalid or expired; log in again".into()),
+        )
+            .into_response());
+    }
     let tokens = session::issue(
         state.config.access_token_ttl,
         state.config.refresh_token_ttl,
-        (!family.is_empty()).then_some(family),
+        Some(family),
     );
     let outcome = state
         .store

@@ -47,13 +47,13 @@ impl FromRequestParts<AppState> for Player {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let auth = TenantAuth::from_request_parts(parts, state).await?;
-        auth.require(crate::auth::TokenScope::LeaderboardsRead)?;
-        state.rate_limiter.check_read(&auth)?;
         if auth.via == crate::auth::TenantVia::TenantJwt && auth.user_id.is_none() {
             return Err(ApiError::Unauthorized(
                 "the token must name the player in 'sub' on Query routes".into(),
             ));
         }
+        auth.require(crate::auth::TokenScope::LeaderboardsRead)?;
+        state.rate_limiter.check_read(&auth)?;
         Ok(Player(auth))
     }
 }

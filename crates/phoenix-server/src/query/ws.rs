@@ -38,6 +38,8 @@ const IDLE_PING: Duration = Duration::from_secs(30);
 const WINDOW_RECHECK: Duration = Duration::from_secs(1);
 /// How long a closing frame may wait behind a slow client's backlog before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// The least time between two re-checks of one socket's credential.
+const RECHECK_SPACING: Duration = Duration::from_millis(500);
 /// The largest client message read.
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
@@ -109,13 +111,13 @@ impl FromRequestParts<AppState> for Watcher {
             });
         }
         let (auth, credential) = auth::tenant_socket(parts, state, query_token.as_deref()).await?;
-        auth.require(auth::TokenScope::LeaderboardsRead)?;
-        state.rate_limiter.check_read(&auth)?;
         if auth.via == TenantVia::TenantJwt && auth.user_id.is_none() {
             return Err(ApiError::Unauthorized(
                 "the token must name the player in 'sub' on Query routes".into(),
             ));
         }
+        auth.require(auth::TokenScope::LeaderboardsRead)?;
+        state.rate_limiter.check_read(&auth)?;
         let me = auth.user_id.clone().filter(|u| !u.is_empty());
         Ok(Watcher {
             tenant: auth.tenant_id.to_string(),
@@ -179,7 +181,11 @@ async fn open(
         .ok_or_else(|| not_found(&id))?;
     let upgrade = upgrade
         .map_err(|e| ApiError::Validation(format!("this route needs a WebSocket upgrade: {e}")))?;
-    let guard = state.socket_opened().ok_or_else(|| {
+    let player = watcher
+        .limited
+        .as_ref()
+        .and_then(|auth| Some((auth.tenant_id.as_str(), auth.user_id.as_deref()?)));
+    let guard = state.socket_opened(player).ok_or_else(|| {
         metrics::counter!("phoenix_websockets_refused_total").increment(1);
         ApiError::Unavailable("too many open WebSockets; retry later".into())
     })?;
@@ -365,6 +371,12 @@ impl Session {
         let mut revocations = self.state.watch_credentials();
         let expiry = tokio::time::sleep_until(until(self.credential.expires_at));
         tokio::pin!(expiry);
+        // Rechecks are spaced: a burst of credential changes (sign-ins evict old sessions) costs each
+        // socket at most one check per RECHECK_SPACING, and a revocation still closes it within 2 s.
+        let mut last_recheck = Instant::now();
+        let mut recheck_pending = false;
+        let recheck_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(recheck_timer);
         loop {
             let epoch_before = self.window_epoch;
             tokio::select! {
@@ -372,18 +384,25 @@ impl Session {
                 _ = &mut expiry, if self.credential.expires_at.is_some() => {
                     return Err(Ending::Close(4401, "the credential has expired"));
                 }
-                changed = revocations.changed() => {
+                changed = revocations.changed(), if !recheck_pending => {
                     if changed.is_err() {
                         return Err(Ending::Close(1001, "server is shutting down"));
                     }
-                    match self.credential.recheck(&self.state).await {
-                        Ok(()) => expiry.as_mut().reset(until(self.credential.expires_at)),
-                        Err(ApiError::Unauthorized(_) | ApiError::Forbidden(_)) => {
-                            return Err(Ending::Close(4401, "the credential was revoked"));
-                        }
-                        // The store could not answer: keep the socket; the next change checks again.
-                        Err(_) => {}
+                    let due = last_recheck + RECHECK_SPACING;
+                    if Instant::now() >= due {
+                        last_recheck = Instant::now();
+                        self.recheck_credential().await?;
+                        expiry.as_mut().reset(until(self.credential.expires_at));
+                    } else {
+                        recheck_pending = true;
+                        recheck_timer.as_mut().reset(due);
                     }
+                }
+                _ = &mut recheck_timer, if recheck_pending => {
+                    recheck_pending = false;
+                    last_recheck = Instant::now();
+                    self.recheck_credential().await?;
+                    expiry.as_mut().reset(until(self.credential.expires_at));
                 }
                 (changed, signal) = &mut changes, if !update_pending => {
                     let Some(changed) = changed else {
@@ -440,6 +459,24 @@ impl Session {
                     .as_mut()
                     .reset(Instant::now() + self.window_deadline().max(WINDOW_RECHECK));
             }
+        }
+    }
+
+    /// Checks the socket's credential again: 4401 once it no longer holds. A fresh tenant credential
+    /// brings the tenant's current rate limits along.
+    async fn recheck_credential(&mut self) -> Result<(), Ending> {
+        match self.credential.recheck(&self.state).await {
+            Ok(fresh) => {
+                if let (Some(fresh), Some(limited)) = (fresh, self.limited.as_mut()) {
+                    **limited = fresh;
+                }
+                Ok(())
+            }
+            Err(ApiError::Unauthorized(_) | ApiError::Forbidden(_)) => {
+                Err(Ending::Close(4401, "the credential was revoked"))
+            }
+            // The store could not answer: keep the socket; the next change checks again.
+            Err(_) => Ok(()),
         }
     }
 

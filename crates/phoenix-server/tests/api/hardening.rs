@@ -144,10 +144,10 @@ async fn unauthenticated_bodies_cannot_hold_more_than_the_budget() {
     for _ in 0..2 {
         let mut socket = raw(&app).await;
         socket
-            .write_all(b"POST /tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n")
+            .write_all(b"POST /tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 30000\r\n\r\n")
             .await
             .expect("write");
-        socket.write_all(&[b' '; 32 * 1024]).await.expect("write");
+        socket.write_all(&[b' '; 29_990]).await.expect("write");
         stalled.push(socket);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -255,6 +255,10 @@ async fn development_mode_answers_only_loopback_hosts_and_its_own_pages() {
     create("rebind.attacker.example:80", None)
         .await
         .expect_forbidden();
+    // Probes answer whatever the Host.
+    send(app.get("/livez").header("host", "probe.internal"))
+        .await
+        .expect(StatusCode::OK);
     // A page elsewhere posting to 127.0.0.1.
     create(&host, Some("http://attacker.example"))
         .await
@@ -391,4 +395,32 @@ async fn responses_carrying_secrets_are_not_stored_by_caches() {
             .and_then(|v| v.to_str().ok()),
         Some("no-store")
     );
+}
+
+#[tokio::test]
+async fn connections_trickling_their_bodies_are_shed_for_new_clients() {
+    let mut config = test_config();
+    config.max_connections = 8;
+    let app = spawn_app_with(config).await;
+    // Headers complete, bodies trickling: every connection is waiting on its client.
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        let mut socket = raw(&app).await;
+        socket
+            .write_all(b"POST /tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"a\":")
+            .await
+            .expect("write");
+        slow.push(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        livez_within(&app, Duration::from_secs(1)).await;
+    }
+    let mut closed = 0;
+    for socket in &mut slow {
+        if is_closed(socket).await {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 1, "no slow body was shed");
 }

@@ -208,3 +208,33 @@ async fn websocket_messages_count_as_reads_and_get_an_error_frame_when_over() {
         .expect("a frame");
     assert!(message.to_text().unwrap_or_default().contains("pong"));
 }
+
+#[tokio::test]
+async fn a_player_over_their_limit_does_not_spend_the_tenants_budget() {
+    let mut config = test_config();
+    config.rate_limits.player_requests_per_second = 2;
+    let app = spawn_app_with(config).await;
+    let secret = app.create_tenant("rl-share").await;
+    limit(&app, "rl-share", json!({"reads_per_second": 5})).await;
+    let greedy = token(
+        &secret,
+        "rl-share",
+        Some("greedy"),
+        Some("leaderboards:read"),
+    );
+    let polite = token(
+        &secret,
+        "rl-share",
+        Some("polite"),
+        Some("leaderboards:read"),
+    );
+    let get = |token: &str| send(app.get("/v1/leaderboards").bearer_auth(token));
+    get(&greedy).await.expect(StatusCode::OK);
+    get(&greedy).await.expect(StatusCode::OK);
+    for _ in 0..20 {
+        assert_limited(&get(&greedy).await);
+    }
+    // The tenant had 5 reads: the greedy player spent 2 of them, not 22.
+    get(&polite).await.expect(StatusCode::OK);
+    get(&polite).await.expect(StatusCode::OK);
+}

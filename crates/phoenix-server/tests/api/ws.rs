@@ -1033,3 +1033,69 @@ async fn denying_unscoped_tokens_closes_their_sockets() {
     send_json(&mut staying, json!({"type": "ping"})).await;
     assert_eq!(next_json(&mut staying).await["type"], "pong");
 }
+
+#[tokio::test]
+async fn a_socket_opened_with_an_hmac_signature_closes_when_its_secret_is_rotated_out() {
+    let app = spawn_app_with(fast_config()).await;
+    let secret = board(&app, "ws-hmac", "lb").await;
+    let path = "/tenants/ws-hmac/leaderboards/lb/ws";
+    let now = now_secs();
+    let signature = hmac_signature(&secret, "GET", path, now, b"");
+    let now_text = now.to_string();
+    let mut socket = try_connect(
+        &app,
+        path,
+        &[
+            ("x-tenant-id", "ws-hmac"),
+            ("x-timestamp", &now_text),
+            ("x-signature", &signature),
+        ],
+    )
+    .await
+    .expect("the signature watches");
+    assert_eq!(next_json(&mut socket).await["type"], "snapshot");
+    app.admin_json(
+        Method::POST,
+        "/tenants/ws-hmac/secret:rotate",
+        &json!({"grace_period_seconds": 0}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    closed_4401_within(&mut socket, Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn one_player_cannot_take_every_socket() {
+    let app = spawn_app_with(fast_config()).await;
+    let secret = board(&app, "ws-cap", "lb").await;
+    let greedy = jwt(&secret, "ws-cap", "greedy");
+    let mut open = Vec::new();
+    for _ in 0..16 {
+        open.push(connect(&app, "/v1/leaderboards/lb/ws", &greedy).await);
+    }
+    let bearer = format!("Bearer {greedy}");
+    assert_eq!(
+        try_connect(
+            &app,
+            "/v1/leaderboards/lb/ws",
+            &[("authorization", &bearer)]
+        )
+        .await
+        .err(),
+        Some(StatusCode::SERVICE_UNAVAILABLE)
+    );
+    // Another player still gets in; and a closed socket gives its place back.
+    let other = jwt(&secret, "ws-cap", "other");
+    connect(&app, "/v1/leaderboards/lb/ws", &other).await;
+    drop(open.pop());
+    eventually("the closed socket's place is free again", || async {
+        try_connect(
+            &app,
+            "/v1/leaderboards/lb/ws",
+            &[("authorization", &bearer)],
+        )
+        .await
+        .is_ok()
+    })
+    .await;
+}

@@ -140,7 +140,10 @@ impl EmbeddedStore {
             source,
         };
         fs::create_dir_all(dir).map_err(io)?;
-        crate::journal::restrict_to_owner(dir).map_err(io)?;
+        for (path, e) in crate::journal::restrict_to_owner(dir) {
+            tracing::warn!(path = %path.display(), error = %e,
+                "cannot make this readable by its owner only; check the data dir's permissions");
+        }
         let lock = crate::journal::owner_only()
             .create(true)
             .truncate(false)

@@ -87,17 +87,25 @@ pub async fn run(args: WsArgs, admin_secret: Option<String>) -> anyhow::Result<(
         "ws{}/v1/leaderboards/bench/ws",
         base.strip_prefix("http").unwrap_or(&base)
     );
-    let watcher_jwt = tenant_jwt(&target.tenant, &target.secret, "ws-watcher")?;
-    let mut request = ws_url
-        .as_str()
-        .into_client_request()
-        .with_context(|| format!("bench ws: '{ws_url}' is not a WebSocket URL"))?;
-    request.headers_mut().insert(
-        AUTHORIZATION,
-        format!("Bearer {watcher_jwt}")
-            .parse()
-            .context("bench ws: the JWT is not a valid header value")?,
-    );
+    // One player per subscriber, as in a game: the server caps sockets per player.
+    let request_for = |index: usize| -> anyhow::Result<_> {
+        let jwt = tenant_jwt(
+            &target.tenant,
+            &target.secret,
+            &format!("ws-watcher-{index}"),
+        )?;
+        let mut request = ws_url
+            .as_str()
+            .into_client_request()
+            .with_context(|| format!("bench ws: '{ws_url}' is not a WebSocket URL"))?;
+        request.headers_mut().insert(
+            AUTHORIZATION,
+            format!("Bearer {jwt}")
+                .parse()
+                .context("bench ws: the JWT is not a valid header value")?,
+        );
+        Ok(request)
+    };
 
     let rss_before = args.server_pid.map(rss_kib).transpose()?;
     let t0 = Instant::now();
@@ -109,7 +117,7 @@ pub async fn run(args: WsArgs, admin_secret: Option<String>) -> anyhow::Result<(
     let mut tasks = Vec::with_capacity(subscribers);
     for index in 0..subscribers {
         let sub = Subscriber {
-            request: request.clone(),
+            request: request_for(index)?,
             timed: index < sample,
             total_events,
             t0,
