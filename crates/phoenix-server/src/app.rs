@@ -217,12 +217,28 @@ pub struct BindError {
     pub source: std::io::Error,
 }
 
-async fn bind(variable: &'static str, addr: SocketAddr) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr).await.map_err(|source| BindError {
+/// Connections the kernel may queue before they are accepted. A burst of connects (a flood of idle
+/// sockets, or many clients reconnecting at once) beyond the queue makes the kernel drop the SYNs of
+/// the next ones, whose clients then retry only a second later: a probe would see a one-second answer.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(variable: &'static str, addr: SocketAddr) -> Result<TcpListener, BindError> {
+    let fail = |source| BindError {
         variable,
         addr,
         source,
-    })
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(fail)?;
+    // As std and tokio do: a restarted server can bind while old connections linger in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(addr).map_err(fail)?;
+    socket.listen(LISTEN_BACKLOG).map_err(fail)
 }
 
 impl Application {
@@ -250,7 +266,7 @@ impl Application {
             .collect();
         let mut bound = vec![Bound {
             name: "combined",
-            listener: bind("PHOENIX_LISTEN", config.listen).await?,
+            listener: bind("PHOENIX_LISTEN", config.listen)?,
             router: listener_router(&state, &combined, &doc, &body),
         }];
         for gateway in Gateway::ALL {
@@ -261,7 +277,7 @@ impl Application {
                         Gateway::Ingestion => "ingestion",
                         Gateway::Query => "query",
                     },
-                    listener: bind(gateway.env_var(), addr).await?,
+                    listener: bind(gateway.env_var(), addr)?,
                     router: listener_router(&state, &[gateway], &doc, &body),
                 });
             }

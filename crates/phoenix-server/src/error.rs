@@ -37,6 +37,8 @@ pub enum ApiError {
 
 /// The envelope body: `{"error": {"code", "message", "status"}}`.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "VALIDATION_ERROR",
+    "message": "events[3].actor.user_id: is required", "status": 400}}))]
 pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }

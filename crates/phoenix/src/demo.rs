@@ -163,12 +163,14 @@ pub async fn seed(base: &str, admin_secret: &str) -> anyhow::Result<DemoAccess> 
     })
 }
 
-/// An HS256 tenant JWT for `sub`, valid for `hours`.
-pub fn tenant_jwt(secret: &str, sub: &str, hours: i64) -> anyhow::Result<String> {
+/// An HS256 tenant JWT for `sub` with `scope`, valid for `hours` (SPEC §3.2: game servers get
+/// `events:write`, game clients `leaderboards:read rewards:redeem`).
+pub fn tenant_jwt(secret: &str, sub: &str, scope: &str, hours: i64) -> anyhow::Result<String> {
     let now = jiff::Timestamp::now().as_second();
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": sub, "sub_type": "tenant", "sub_id": TENANT, "iat": now, "exp": now + hours * 3600}),
+        &json!({"sub": sub, "sub_type": "tenant", "sub_id": TENANT, "iat": now,
+                "exp": now + hours * 3600, "scope": scope}),
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .context("demo: cannot sign a tenant JWT")
@@ -183,7 +185,7 @@ pub async fn simulate(
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let url = format!("{}/v1/events/batch", access.base);
-    let mut token = tenant_jwt(&access.tenant_secret, "demo-simulator", 24)?;
+    let mut token = tenant_jwt(&access.tenant_secret, "demo-simulator", "events:write", 24)?;
     let mut token_made = tokio::time::Instant::now();
     let mut dice = Dice::seeded();
     // Each player has a skill, so the standings have a shape rather than noise.
@@ -198,7 +200,7 @@ pub async fn simulate(
             _ = tick.tick() => {}
         }
         if token_made.elapsed() > Duration::from_secs(12 * 3600) {
-            token = tenant_jwt(&access.tenant_secret, "demo-simulator", 24)?;
+            token = tenant_jwt(&access.tenant_secret, "demo-simulator", "events:write", 24)?;
             token_made = tokio::time::Instant::now();
         }
         carry += f64::from(rate) / 4.0;
@@ -239,7 +241,13 @@ pub async fn simulate(
 /// What the demo prints once it is ready.
 pub fn banner(access: &DemoAccess, addr: SocketAddr) -> anyhow::Result<String> {
     let base = &access.base;
-    let player = tenant_jwt(&access.tenant_secret, "player-001", 24)?;
+    let player = tenant_jwt(
+        &access.tenant_secret,
+        "player-001",
+        "leaderboards:read rewards:redeem",
+        24,
+    )?;
+    let server = tenant_jwt(&access.tenant_secret, "game-server", "events:write", 24)?;
     let ws = base.replacen("http://", "ws://", 1);
     Ok(format!(
         r#"
@@ -252,17 +260,19 @@ Phoenix demo is running on {addr} (embedded store). Ctrl-C stops it.
   Tenant          {TENANT}  (HMAC secret: {tenant_secret})
   Leaderboards    daily-arena (daily, America/New_York), weekly-kills (weekly, UTC), all-time-best (all time, max)
   Player JWT      {player}
-                  (player-001, valid 24 h)
+                  (player-001, scope "leaderboards:read rewards:redeem": reads, never writes scores; valid 24 h)
+  Server JWT      {server}
+                  (a game server's, scope "events:write": posts events for any player; valid 24 h)
 
 Paste these into another shell:
 
-  export PHOENIX={base} PLAYER_TOKEN={player}
+  export PHOENIX={base} PLAYER_TOKEN={player} SERVER_TOKEN={server}
 
   # the top of today's arena, as a game client reads it
   curl -s "$PHOENIX/v1/leaderboards/daily-arena?limit=10" -H "Authorization: Bearer $PLAYER_TOKEN"
 
-  # post a match for player-001, then see where it ranks
-  curl -s -X POST "$PHOENIX/v1/events" -H "Authorization: Bearer $PLAYER_TOKEN" -H 'Content-Type: application/json' \
+  # the game server posts a match for player-001; the player sees where it ranks
+  curl -s -X POST "$PHOENIX/v1/events" -H "Authorization: Bearer $SERVER_TOKEN" -H 'Content-Type: application/json' \
     -d '{{"event_id":"my-first-match","type":"match.completed","actor":{{"user_id":"player-001"}},"occurred_at":"'"$(date -u +%Y-%m-%dT%H:%M:%SZ)"'","attrs":{{"score":500,"kills":9}}}}'
   curl -s "$PHOENIX/v1/leaderboards/daily-arena/me" -H "Authorization: Bearer $PLAYER_TOKEN"
 

@@ -657,6 +657,26 @@ async fn demo_prints_working_credentials_and_the_rankings_move() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The player's token reads but does not write; the printed server token writes.
+    let event = json!({"event_id": "demo-test-1", "type": "match.completed",
+        "actor": {"user_id": "player-001"}, "occurred_at": jiff::Timestamp::now().to_string(),
+        "attrs": {"score": 500, "kills": 9}});
+    let post = |token: String| {
+        let event = event.clone();
+        let url = format!("{base}/v1/events");
+        async move {
+            client()
+                .post(url)
+                .bearer_auth(token)
+                .json(&event)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(post(player.clone()).await, 403);
+    assert_eq!(post(demo.value("Server JWT")).await, 202);
     // Every demo leaderboard is there for the player.
     let boards: Value = client()
         .get(format!("{base}/v1/leaderboards"))

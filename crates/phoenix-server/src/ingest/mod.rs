@@ -41,6 +41,12 @@ pub struct EventResult {
 
 /// The answer for a batch: counts and per-event results in request order.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"accepted": 1, "duplicates": 1, "rejected": 1, "results": [
+    {"event_id": "evt_1", "status": "accepted"},
+    {"event_id": "evt_2", "status": "duplicate"},
+    {"event_id": "evt_3", "status": "rejected", "error": {"code": "VALIDATION_ERROR",
+        "message": "events[2].occurred_at: is more than 5 minutes in the future", "status": 400}}
+]}))]
 pub struct BatchResult {
     pub accepted: usize,
     pub duplicates: usize,
