@@ -31,8 +31,8 @@ pub struct CreateKey {
     )]
     pub name: String,
     /// At least one; a key can grant only scopes its creator holds.
-    #[schema(example = json!(["leaderboards:read", "leaderboards:write"]), min_items = 1,
-        value_type = Vec<KeyScope>)]
+    #[schema(example = json!(["leaderboards:read", "leaderboards:write"]),
+        schema_with = scopes_schema)]
     pub scopes: Vec<String>,
     /// Tenant ids, or `["*"]` (alone) for every tenant; a key can grant only tenants its creator holds.
     #[schema(example = json!(["tenant-prod-001"]), schema_with = tenant_ids_schema)]
@@ -43,30 +43,18 @@ pub struct CreateKey {
     pub expires_at: Option<String>,
 }
 
-/// An Admin API key scope (SPEC §3.3).
-#[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)]
-pub enum KeyScope {
-    #[serde(rename = "leaderboards:read")]
-    LeaderboardsRead,
-    #[serde(rename = "leaderboards:write")]
-    LeaderboardsWrite,
-    #[serde(rename = "rewards:read")]
-    RewardsRead,
-    #[serde(rename = "rewards:write")]
-    RewardsWrite,
-    #[serde(rename = "achievements:read")]
-    AchievementsRead,
-    #[serde(rename = "achievements:write")]
-    AchievementsWrite,
-    #[serde(rename = "tenants:read")]
-    TenantsRead,
-    #[serde(rename = "tenants:write")]
-    TenantsWrite,
-    #[serde(rename = "keys:write")]
-    KeysWrite,
-    #[serde(rename = "admin")]
-    Admin,
+/// One or more of the scopes of SPEC §3.3 (from the one list the server checks against).
+fn scopes_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let names: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(names)),
+        )
+        .min_items(Some(1))
+        .into()
 }
 
 /// `["*"]`, or one or more tenant ids.

@@ -22,6 +22,18 @@ async fn raw(app: &TestApp) -> TcpStream {
     TcpStream::connect(addr).await.expect("a TCP connection")
 }
 
+/// A socket that has sent a `POST /tenants` declaring `declared` body bytes and then only `sent` of
+/// them.
+async fn stalled_upload(app: &TestApp, declared: usize, sent: usize) -> TcpStream {
+    let mut socket = raw(app).await;
+    let head = format!(
+        "POST /tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.expect("write");
+    socket.write_all(&vec![b' '; sent]).await.expect("write");
+    socket
+}
+
 /// Reads until the server closes the socket; returns what it sent. Fails after [`DEADLINE`].
 async fn read_until_closed(socket: &mut TcpStream) -> String {
     let mut all = Vec::new();
@@ -142,13 +154,7 @@ async fn unauthenticated_bodies_cannot_hold_more_than_the_budget() {
     // Two stalled uploads take the whole budget between them.
     let mut stalled = Vec::new();
     for _ in 0..2 {
-        let mut socket = raw(&app).await;
-        socket
-            .write_all(b"POST /tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 30000\r\n\r\n")
-            .await
-            .expect("write");
-        socket.write_all(&[b' '; 29_990]).await.expect("write");
-        stalled.push(socket);
+        stalled.push(stalled_upload(&app, 30_000, 29_990).await);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let reply = send(admin(app.json(
@@ -405,12 +411,7 @@ async fn connections_trickling_their_bodies_are_shed_for_new_clients() {
     // Headers complete, bodies trickling: every connection is waiting on its client.
     let mut slow = Vec::new();
     for _ in 0..8 {
-        let mut socket = raw(&app).await;
-        socket
-            .write_all(b"POST /tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"a\":")
-            .await
-            .expect("write");
-        slow.push(socket);
+        slow.push(stalled_upload(&app, 1000, 5).await);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     for _ in 0..3 {

@@ -8,18 +8,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-fn token(secret: &str, tenant: &str, sub: Option<&str>, scope: Option<&str>) -> String {
-    let now = now_secs();
-    let mut claims = json!({"sub_type": "tenant", "sub_id": tenant, "iat": now, "exp": now + 3600});
-    if let Some(sub) = sub {
-        claims["sub"] = json!(sub);
-    }
-    if let Some(scope) = scope {
-        claims["scope"] = json!(scope);
-    }
-    admin_jwt(secret, &claims)
-}
-
 fn events(tag: &str, n: usize) -> Value {
     let events: Vec<Value> = (0..n)
         .map(|i| {
@@ -57,7 +45,7 @@ async fn events_per_second_count_every_event_and_a_full_batch_always_fits() {
     let app = spawn_app().await;
     let secret = app.create_tenant("rl-events").await;
     limit(&app, "rl-events", json!({"events_per_second": 10})).await;
-    let server = token(&secret, "rl-events", None, Some("events:write"));
+    let server = tenant_token(&secret, "rl-events", None, Some("events:write"));
     let post = |body: Value| {
         send(
             app.json(Method::POST, "/v1/events/batch", &body)
@@ -88,8 +76,8 @@ async fn reads_per_second_are_checked_after_permission_and_before_existence() {
     let app = spawn_app().await;
     let secret = app.create_tenant("rl-reads").await;
     limit(&app, "rl-reads", json!({"reads_per_second": 2})).await;
-    let reader = token(&secret, "rl-reads", Some("p1"), Some("leaderboards:read"));
-    let writer_only = token(&secret, "rl-reads", Some("p1"), Some("events:write"));
+    let reader = tenant_token(&secret, "rl-reads", Some("p1"), Some("leaderboards:read"));
+    let writer_only = tenant_token(&secret, "rl-reads", Some("p1"), Some("events:write"));
     let get = |path: &str, token: &str| send(app.get(path).bearer_auth(token));
     get("/v1/leaderboards", &reader)
         .await
@@ -111,19 +99,19 @@ async fn one_player_cannot_use_up_the_tenants_budget() {
     config.rate_limits.player_requests_per_second = 2;
     let app = spawn_app_with(config).await;
     let secret = app.create_tenant("rl-players").await;
-    let alice = token(
+    let alice = tenant_token(
         &secret,
         "rl-players",
         Some("alice"),
         Some("leaderboards:read"),
     );
-    let bob = token(
+    let bob = tenant_token(
         &secret,
         "rl-players",
         Some("bob"),
         Some("leaderboards:read"),
     );
-    let server = token(&secret, "rl-players", Some("gs-1"), Some("events:write"));
+    let server = tenant_token(&secret, "rl-players", Some("gs-1"), Some("events:write"));
     let get = |token: &str| send(app.get("/v1/leaderboards").bearer_auth(token));
     get(&alice).await.expect(StatusCode::OK);
     get(&alice).await.expect(StatusCode::OK);
@@ -153,7 +141,7 @@ async fn websocket_messages_count_as_reads_and_get_an_error_frame_when_over() {
     let secret = app.create_tenant("rl-ws").await;
     app.create_leaderboard("rl-ws", "daily").await;
     limit(&app, "rl-ws", json!({"reads_per_second": 3})).await;
-    let player = token(&secret, "rl-ws", Some("p1"), Some("leaderboards:read"));
+    let player = tenant_token(&secret, "rl-ws", Some("p1"), Some("leaderboards:read"));
     let url = format!(
         "{}/v1/leaderboards/daily/ws?access_token={player}",
         app.base.replacen("http://", "ws://", 1)
@@ -216,13 +204,13 @@ async fn a_player_over_their_limit_does_not_spend_the_tenants_budget() {
     let app = spawn_app_with(config).await;
     let secret = app.create_tenant("rl-share").await;
     limit(&app, "rl-share", json!({"reads_per_second": 5})).await;
-    let greedy = token(
+    let greedy = tenant_token(
         &secret,
         "rl-share",
         Some("greedy"),
         Some("leaderboards:read"),
     );
-    let polite = token(
+    let polite = tenant_token(
         &secret,
         "rl-share",
         Some("polite"),

@@ -6,19 +6,6 @@ use jiff::Timestamp;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-/// A tenant JWT for player `sub`, with `scope` when given.
-fn token(secret: &str, tenant: &str, sub: Option<&str>, scope: Option<&str>) -> String {
-    let now = now_secs();
-    let mut claims = json!({"sub_type": "tenant", "sub_id": tenant, "iat": now, "exp": now + 3600});
-    if let Some(sub) = sub {
-        claims["sub"] = json!(sub);
-    }
-    if let Some(scope) = scope {
-        claims["scope"] = json!(scope);
-    }
-    admin_jwt(secret, &claims)
-}
-
 fn event(id: &str, user: &str, score: f64) -> Value {
     json!({"event_id": id, "type": "match", "actor": {"user_id": user},
            "occurred_at": Timestamp::now().to_string(), "attrs": {"score": score}})
@@ -40,7 +27,7 @@ async fn read(app: &TestApp, token: &str) -> Reply {
 async fn the_scope_claim_limits_what_a_token_may_do() {
     let app = spawn_app().await;
     let secret = app.create_tenant("t-scope").await;
-    let reader = token(
+    let reader = tenant_token(
         &secret,
         "t-scope",
         Some("p1"),
@@ -52,20 +39,20 @@ async fn the_scope_claim_limits_what_a_token_may_do() {
         .expect_forbidden();
     assert!(message.contains("events:write"), "{message}");
 
-    let writer = token(&secret, "t-scope", None, Some("events:write"));
+    let writer = tenant_token(&secret, "t-scope", None, Some("events:write"));
     post_event(&app, &writer, &event("e2", "p9", 1.0))
         .await
         .expect(StatusCode::ACCEPTED);
-    let with_sub = token(&secret, "t-scope", Some("server"), Some("events:write"));
+    let with_sub = tenant_token(&secret, "t-scope", Some("server"), Some("events:write"));
     read(&app, &with_sub).await.expect_forbidden();
 
     // An empty scope grants nothing; unknown values are ignored.
-    let empty = token(&secret, "t-scope", Some("p1"), Some(""));
+    let empty = tenant_token(&secret, "t-scope", Some("p1"), Some(""));
     read(&app, &empty).await.expect_forbidden();
     post_event(&app, &empty, &event("e3", "p1", 1.0))
         .await
         .expect_forbidden();
-    let odd = token(
+    let odd = tenant_token(
         &secret,
         "t-scope",
         Some("p1"),
@@ -74,7 +61,7 @@ async fn the_scope_claim_limits_what_a_token_may_do() {
     read(&app, &odd).await.expect(StatusCode::OK);
 
     // Without `scope`: everything, as in the seeds.
-    let unscoped = token(&secret, "t-scope", Some("p1"), None);
+    let unscoped = tenant_token(&secret, "t-scope", Some("p1"), None);
     read(&app, &unscoped).await.expect(StatusCode::OK);
     post_event(&app, &unscoped, &event("e4", "p2", 1.0))
         .await
@@ -85,7 +72,7 @@ async fn the_scope_claim_limits_what_a_token_may_do() {
     let url = format!(
         "{}/v1/leaderboards/daily/ws?access_token={}",
         app.base.replacen("http://", "ws://", 1),
-        token(&secret, "t-scope", Some("p1"), Some("events:write"))
+        tenant_token(&secret, "t-scope", Some("p1"), Some("events:write"))
     );
     match tokio_tungstenite::connect_async(url).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
@@ -100,8 +87,8 @@ async fn a_player_token_writes_only_its_own_events_deduplicated_per_player() {
     let app = spawn_app().await;
     let secret = app.create_tenant("t-self").await;
     app.create_leaderboard("t-self", "daily").await;
-    let player = token(&secret, "t-self", Some("alice"), Some("events:write:self"));
-    let server = token(&secret, "t-self", None, Some("events:write"));
+    let player = tenant_token(&secret, "t-self", Some("alice"), Some("events:write:self"));
+    let server = tenant_token(&secret, "t-self", None, Some("events:write"));
 
     // Its own event: accepted. Someone else's: 403, or rejected with a 403 in a batch.
     let own = post_event(&app, &player, &event("shared-id", "alice", 5.0)).await;
@@ -141,7 +128,7 @@ async fn a_player_token_writes_only_its_own_events_deduplicated_per_player() {
     assert_eq!(again.body["status"], "duplicate");
 
     // Without `sub` an events:write:self token writes nothing.
-    let nobody = token(&secret, "t-self", None, Some("events:write:self"));
+    let nobody = tenant_token(&secret, "t-self", None, Some("events:write:self"));
     post_event(&app, &nobody, &event("n1", "alice", 1.0))
         .await
         .expect_forbidden();
@@ -151,8 +138,8 @@ async fn a_player_token_writes_only_its_own_events_deduplicated_per_player() {
 async fn a_tenant_can_refuse_unscoped_tokens() {
     let app = spawn_app().await;
     let secret = app.create_tenant("t-deny").await;
-    let unscoped = token(&secret, "t-deny", Some("p1"), None);
-    let scoped = token(&secret, "t-deny", Some("p1"), Some("leaderboards:read"));
+    let unscoped = tenant_token(&secret, "t-deny", Some("p1"), None);
+    let scoped = tenant_token(&secret, "t-deny", Some("p1"), Some("leaderboards:read"));
     read(&app, &unscoped).await.expect(StatusCode::OK);
     let patched = app
         .admin_json(

@@ -414,6 +414,20 @@ pub fn signed(
     )
 }
 
+/// A tenant JWT for player `sub` (if any) with `scope` (if any), valid for an hour (SPEC §3.2).
+pub fn tenant_token(secret: &str, tenant: &str, sub: Option<&str>, scope: Option<&str>) -> String {
+    let now = now_secs();
+    let mut claims =
+        serde_json::json!({"sub_type": "tenant", "sub_id": tenant, "iat": now, "exp": now + 3600});
+    if let Some(sub) = sub {
+        claims["sub"] = serde_json::json!(sub);
+    }
+    if let Some(scope) = scope {
+        claims["scope"] = serde_json::json!(scope);
+    }
+    admin_jwt(secret, &claims)
+}
+
 /// An HS256 admin JWT signed with the plaintext API key (SPEC §3.4).
 pub fn admin_jwt(key: &str, claims: &Value) -> String {
     jsonwebtoken::encode(

@@ -127,8 +127,15 @@ async fn stall(addr: SocketAddr, kind: u32, until: Instant, tally: Arc<Tally>) {
     }
 }
 
-/// Requests with a fresh made-up method each, `per_second` of them.
-async fn made_up_methods(addr: SocketAddr, per_second: u32, until: Instant, tally: Arc<Tally>) {
+/// `per_second` one-shot requests, the `n`th made by `request(n)`, until `until`.
+async fn every(
+    addr: SocketAddr,
+    per_second: u32,
+    until: Instant,
+    tally: Arc<Tally>,
+    oversized: bool,
+    request: impl Fn(u64) -> Vec<u8>,
+) {
     if per_second == 0 {
         return;
     }
@@ -137,42 +144,27 @@ async fn made_up_methods(addr: SocketAddr, per_second: u32, until: Instant, tall
     while Instant::now() < until {
         tick.tick().await;
         n += 1;
-        let request =
-            format!("M{n:08X}X /livez HTTP/1.1\r\nHost: attack\r\nConnection: close\r\n\r\n");
-        tokio::spawn(one_shot(
-            addr,
-            request.into_bytes(),
-            Arc::clone(&tally),
-            false,
-        ));
+        tokio::spawn(one_shot(addr, request(n), Arc::clone(&tally), oversized));
     }
 }
 
-/// Bodies over the limit: a declared 2 MiB, and a chunked body that keeps going.
-async fn oversized(addr: SocketAddr, per_second: u32, until: Instant, tally: Arc<Tally>) {
-    if per_second == 0 {
-        return;
+/// A request with a fresh made-up method.
+fn made_up_method(n: u64) -> Vec<u8> {
+    format!("M{n:08X}X /livez HTTP/1.1\r\nHost: attack\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+/// A body over the limit: a declared 2 MiB, or (every other one) a chunked body that keeps going.
+fn oversized_body(n: u64) -> Vec<u8> {
+    if n.is_multiple_of(2) {
+        return b"POST /v1/events HTTP/1.1\r\nHost: attack\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n".to_vec();
     }
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(per_second)));
-    let mut n: u64 = 0;
-    while Instant::now() < until {
-        tick.tick().await;
-        n += 1;
-        let chunked = !n.is_multiple_of(2);
-        let mut request = if !chunked {
-            b"POST /v1/events HTTP/1.1\r\nHost: attack\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n".to_vec()
-        } else {
-            b"POST /tenants HTTP/1.1\r\nHost: attack\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec()
-        };
-        if chunked {
-            for _ in 0..40 {
-                request.extend_from_slice(b"8000\r\n");
-                request.extend_from_slice(&[b' '; 0x8000]);
-                request.extend_from_slice(b"\r\n");
-            }
-        }
-        tokio::spawn(one_shot(addr, request, Arc::clone(&tally), true));
+    let mut request = b"POST /tenants HTTP/1.1\r\nHost: attack\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..40 {
+        request.extend_from_slice(b"8000\r\n");
+        request.extend_from_slice(&[b' '; 0x8000]);
+        request.extend_from_slice(b"\r\n");
     }
+    request
 }
 
 async fn one_shot(addr: SocketAddr, request: Vec<u8>, tally: Arc<Tally>, oversized: bool) {
@@ -235,17 +227,21 @@ pub async fn run(args: AttackArgs) -> anyhow::Result<()> {
     for i in 0..args.sockets {
         attackers.push(tokio::spawn(stall(addr, i % 3, until, Arc::clone(&tally))));
     }
-    attackers.push(tokio::spawn(made_up_methods(
+    attackers.push(tokio::spawn(every(
         addr,
         args.methods_per_second,
         until,
         Arc::clone(&tally),
+        false,
+        made_up_method,
     )));
-    attackers.push(tokio::spawn(oversized(
+    attackers.push(tokio::spawn(every(
         addr,
         args.oversized_per_second,
         until,
         Arc::clone(&tally),
+        true,
+        oversized_body,
     )));
 
     let mut latency =
