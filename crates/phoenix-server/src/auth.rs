@@ -360,10 +360,11 @@ fn check_issued_at(iat: Option<f64>, leeway: u64, now: Timestamp) -> Result<(), 
     }
 }
 
-/// The instant a token stops being accepted: its `exp` plus the clock leeway.
-fn token_end(exp: f64, leeway: u64) -> Option<Timestamp> {
-    let end = (exp.floor() as i64).saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX));
-    Timestamp::from_second(end).ok()
+/// When a token expires, for what it keeps open (a WebSocket closes then): its `exp` itself. The
+/// clock leeway is for accepting a token from an issuer whose clock is a little off, not for keeping
+/// one alive past the time it names.
+fn token_end(exp: f64) -> Option<Timestamp> {
+    Timestamp::from_second(exp.floor() as i64).ok()
 }
 
 fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
@@ -441,7 +442,7 @@ async fn admin_jwt_auth(token: &str, state: &AppState) -> Result<AdminAuth, ApiE
         scopes: key.scopes,
         tenants: key.tenant_ids,
         read_only: false,
-        expires_at: earliest(token_end(claims.exp, validation.leeway), key.expires_at),
+        expires_at: earliest(token_end(claims.exp), key.expires_at),
         grant_expires_at: key.expires_at,
         signed_with: None,
     })
@@ -892,7 +893,7 @@ async fn remembered_tenant_jwt(
             tenant_id,
             user_id,
             via: TenantVia::TenantJwt,
-            expires_at: earliest(token_end(exp as f64, leeway), until),
+            expires_at: earliest(token_end(exp as f64), until),
             scopes: scopes.unwrap_or(TokenScopes::ALL),
             rate_limits: secrets.rate_limits,
             game_server: scopes.is_some_and(|s| s.allows(TokenScope::EventsWrite)),
@@ -946,7 +947,7 @@ pub(crate) async fn tenant_jwt_auth(token: &str, state: &AppState) -> Result<Ten
                 let tenant_id = TenantId::parse(&claims.sub_id).map_err(|_| bad())?;
                 let user_id = claims.sub.filter(|s| !s.is_empty());
                 let until = secret_valid_until(&secrets, secret_hash(secret), now).flatten();
-                let expires_at = earliest(token_end(claims.exp, leeway), until);
+                let expires_at = earliest(token_end(claims.exp), until);
                 let scopes = claims.scope.as_deref().map(TokenScopes::parse);
                 check_unscoped(scopes.is_some(), secrets.unscoped_tokens)?;
                 let verified = VerifiedToken {
