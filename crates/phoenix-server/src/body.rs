@@ -89,15 +89,16 @@ async fn read_body(
         if total > limits.max_bytes {
             return Err(BodyError::TooLarge);
         }
-        // What memory holds after this chunk: the chunk alone, or the buffer at its new capacity
-        // (the declared length at once, or else doubling).
+        // What memory holds after this chunk: the chunk alone, or the buffer at its new capacity,
+        // doubling from what has arrived (never more than the declared length or the limit), so a
+        // client is charged for what it sent, not for what it announced.
         let needed = if first.is_none() && buffer.is_empty() {
             data.len()
         } else if buffer.capacity() >= total {
             buffer.capacity()
         } else {
-            let grown = declared.unwrap_or(buffer.capacity() * 2);
-            grown.max(total).min(limits.max_bytes)
+            let cap = declared.unwrap_or(limits.max_bytes).min(limits.max_bytes);
+            (buffer.capacity() * 2).max(total * 2).min(cap).max(total)
         };
         if needed > charged {
             let more = u32::try_from(needed - charged).map_err(|_| BodyError::TooLarge)?;
@@ -121,11 +122,14 @@ async fn read_body(
         if first.is_none() && buffer.is_empty() {
             first = Some(data);
         } else {
-            if let Some(head) = first.take() {
-                buffer.reserve(needed.saturating_sub(buffer.len()));
-                buffer.extend_from_slice(&head);
-            } else if buffer.capacity() < total {
-                buffer.reserve(needed - buffer.len());
+            if buffer.capacity() < total {
+                // Exactly the capacity charged (`reserve` may take more than it is asked for).
+                let mut bigger = BytesMut::with_capacity(needed);
+                if let Some(head) = first.take() {
+                    bigger.extend_from_slice(&head);
+                }
+                bigger.extend_from_slice(&buffer);
+                buffer = bigger;
             }
             buffer.extend_from_slice(&data);
         }

@@ -260,6 +260,17 @@ struct TrackedIo {
     upgraded: bool,
 }
 
+/// What a write starts with.
+enum Head {
+    Other,
+    /// The head of a response the service was asked for.
+    Expected {
+        upgrade: bool,
+    },
+    /// hyper's own bare answer, and the envelope response to send instead.
+    Own(Vec<u8>),
+}
+
 /// The envelope response that replaces hyper's bare answer with this status line, if it is one.
 fn envelope_for(head: &[u8]) -> Option<Vec<u8>> {
     let status = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
@@ -282,33 +293,39 @@ fn envelope_for(head: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl TrackedIo {
-    /// Looks at the start of a write: a response head nobody asked the service for is hyper's own.
-    /// Returns true when the write has been taken over by an envelope.
-    fn intercept(&mut self, first: &[u8]) -> bool {
+    /// What the start of a write is. Only looks: the expected head is counted off once its first
+    /// bytes are actually written (a write that is `Pending` comes back with the same bytes).
+    fn classify(&self, first: &[u8]) -> Head {
         if self.upgraded || !first.starts_with(b"HTTP/1.") {
-            return false;
+            return Head::Other;
         }
         // Informational heads (100 Continue) come while the service works on its answer.
         if first.get(9) == Some(&b'1') && !first.starts_with(b"HTTP/1.1 101") {
-            return false;
+            return Head::Other;
         }
-        if first.starts_with(b"HTTP/1.1 101") {
-            self.upgraded = true;
-        }
-        let expected = self
-            .conn
-            .expected_heads
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok();
-        if expected {
-            return false;
+        if self.conn.expected_heads.load(Ordering::Acquire) > 0 {
+            return Head::Expected {
+                upgrade: first.starts_with(b"HTTP/1.1 101"),
+            };
         }
         match envelope_for(first) {
-            Some(bytes) => {
-                self.replacement = Some((bytes, 0));
-                true
+            Some(bytes) => Head::Own(bytes),
+            None => Head::Other,
+        }
+    }
+
+    /// After a write of an expected head: once some of it is out, it is no longer expected.
+    fn wrote(&mut self, head: &Head, written: &Poll<std::io::Result<usize>>) {
+        if let (Head::Expected { upgrade }, Poll::Ready(Ok(n))) = (head, written)
+            && *n > 0
+        {
+            let _ =
+                self.conn
+                    .expected_heads
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            if *upgrade {
+                self.upgraded = true;
             }
-            None => false,
         }
     }
 
@@ -364,12 +381,16 @@ impl AsyncWrite for TrackedIo {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         std::task::ready!(this.drive_replacement(cx))?;
-        if this.intercept(buf) {
+        let head = this.classify(buf);
+        if let Head::Own(bytes) = head {
             // hyper's bytes are taken as written; the envelope goes out in their place.
+            this.replacement = Some((bytes, 0));
             let _ = this.drive_replacement(cx);
             return Poll::Ready(Ok(buf.len()));
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.wrote(&head, &written);
+        written
     }
 
     fn poll_write_vectored(
@@ -383,11 +404,15 @@ impl AsyncWrite for TrackedIo {
             .iter()
             .find(|b| !b.is_empty())
             .map_or(&[][..], |b| &b[..]);
-        if this.intercept(first) {
+        let head = this.classify(first);
+        if let Head::Own(bytes) = head {
+            this.replacement = Some((bytes, 0));
             let _ = this.drive_replacement(cx);
             return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(&head, &written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -296,6 +296,9 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes the family of an access or refresh token (by hash): its access and refresh tokens stop
     /// working at once. False when no live session had that token.
     async fn revoke_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool>;
+    /// Revokes a session family by its id (a logout with one of its spent refresh tokens). False when
+    /// no live family has that id.
+    async fn revoke_family(&self, family_id: &str) -> StoreResult<bool>;
 }
 
 /// Wall-clock time for record timestamps, at microsecond precision so it round-trips through any backend.

@@ -393,11 +393,14 @@ pub async fn logout(
     }
     let mut ended = false;
     for token in &tokens {
-        if state
+        let family = session::family_of(token);
+        // A spent refresh token no longer leads to its family by hash, but it names it.
+        let revoked = state
             .store
             .revoke_session(&session::token_hash(token))
             .await?
-        {
+            || (!family.is_empty() && state.store.revoke_family(family).await?);
+        if revoked {
             ended = true;
             tracing::info!("console logout");
         }

@@ -367,6 +367,33 @@ async fn any_spent_refresh_token_of_a_live_family_revokes_it() {
 }
 
 #[tokio::test]
+async fn logout_with_a_spent_refresh_token_ends_its_session() {
+    let app = spawn_app().await;
+    create_user(&app, "gus", "ADMIN").await;
+    let first = login(&app, "gus").await;
+    let second = send(app.json(
+        Method::POST,
+        "/auth/refresh",
+        &json!({"refresh_token": token(&first, "refresh_token")}),
+    ))
+    .await;
+    second.expect(StatusCode::OK);
+    send(app.json(
+        Method::POST,
+        "/auth/logout",
+        &json!({"refresh_token": token(&first, "refresh_token")}),
+    ))
+    .await
+    .expect(StatusCode::OK);
+    send(
+        app.get("/auth/me")
+            .bearer_auth(token(&second.body, "access_token")),
+    )
+    .await
+    .expect_unauthorized();
+}
+
+#[tokio::test]
 async fn logout_ends_the_access_and_refresh_tokens_and_clears_the_cookies() {
     let app = spawn_app().await;
     create_user(&app, "dave", "ADMIN").await;

@@ -1123,6 +1123,18 @@ impl Store for EmbeddedStore {
             || (!family_id.is_empty() && console.family_is_live(family_id, at)))
     }
 
+    async fn revoke_family(&self, family_id: &str) -> StoreResult<bool> {
+        let _gate = self.write_gate.lock().await;
+        if !self.read().console.family_is_live(family_id, now()) {
+            return Ok(false);
+        }
+        self.commit(MetaRecord::SessionRevoked {
+            family_id: family_id.to_owned(),
+        })
+        .await?;
+        Ok(true)
+    }
+
     async fn revoke_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {
         let _gate = self.write_gate.lock().await;
         let Some(family_id) = self.read().console.live_family_of(token_hash) else {
