@@ -15,7 +15,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -52,19 +52,43 @@ const BUSY: u8 = 2;
 /// sheddable as a connection still sending headers.
 const READING_BODY: u8 = 3;
 
+fn pack(phase: u8, since_ms: u64) -> u64 {
+    (since_ms << 8) | u64::from(phase)
+}
+
+fn unpack(state: u64) -> (u8, u64) {
+    ((state & 0xff) as u8, state >> 8)
+}
+
 /// One open connection, as the accept loop, the reaper and the connection's own task see it.
 struct Conn {
-    /// `AWAITING_HEAD` (accepted, or bytes of a request arrived: the header clock runs), `IDLE` (kept
-    /// alive between requests, nothing sent) or `BUSY` (a request is being served).
-    phase: AtomicU8,
-    /// When the current phase began, in milliseconds since the registry's epoch.
-    since_ms: AtomicU64,
+    /// What the connection is doing and since when, in one word so that both are always read and
+    /// changed together: the phase in the low byte (`AWAITING_HEAD`: accepted, or bytes of a request
+    /// arrived, the header clock runs; `READING_BODY`; `BUSY`: a request is being served; `IDLE`:
+    /// kept alive between requests), the milliseconds since the registry's epoch above it.
+    state: AtomicU64,
     in_flight: AtomicU32,
     /// Responses the service has been asked for and whose heads have not been written yet: a response
     /// head written when none is expected is hyper's own answer to a request it could not parse.
     expected_heads: AtomicU32,
     /// Told to drop the connection at once (shed or past a time limit).
     kill: Notify,
+}
+
+impl Conn {
+    /// Moves from phase `from` to `to`, starting its clock now; nothing if it is in another phase.
+    fn advance(&self, from: u8, to: u8, now_ms: impl FnOnce() -> u64) {
+        let current = self.state.load(Ordering::Acquire);
+        if unpack(current).0 == from {
+            // Lost to a concurrent change (a request starting or ending): that change is newer.
+            let _ = self.state.compare_exchange(
+                current,
+                pack(to, now_ms()),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+    }
 }
 
 /// Why a connection was closed by the server rather than by its client.
@@ -123,8 +147,7 @@ impl Connections {
     fn register(self: &Arc<Self>) -> Registered {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(Conn {
-            phase: AtomicU8::new(AWAITING_HEAD),
-            since_ms: AtomicU64::new(self.now_ms()),
+            state: AtomicU64::new(pack(AWAITING_HEAD, self.now_ms())),
             in_flight: AtomicU32::new(0),
             expected_heads: AtomicU32::new(0),
             kill: Notify::new(),
@@ -149,8 +172,10 @@ impl Connections {
         let open = self.lock();
         let oldest_in = |phases: &[u8]| {
             open.values()
-                .filter(|c| phases.contains(&c.phase.load(Ordering::Acquire)))
-                .min_by_key(|c| c.since_ms.load(Ordering::Acquire))
+                .map(|c| (c, unpack(c.state.load(Ordering::Acquire))))
+                .filter(|(_, (phase, _))| phases.contains(phase))
+                .min_by_key(|(_, (_, since))| *since)
+                .map(|(c, _)| c)
         };
         let victim = oldest_in(&[AWAITING_HEAD, READING_BODY]).or_else(|| oldest_in(&[IDLE]));
         match victim {
@@ -171,8 +196,9 @@ impl Connections {
         let idle = u64::try_from(self.limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
         let open = self.lock();
         for conn in open.values() {
-            let age = now.saturating_sub(conn.since_ms.load(Ordering::Acquire));
-            let why = match conn.phase.load(Ordering::Acquire) {
+            let (phase, since) = unpack(conn.state.load(Ordering::Acquire));
+            let age = now.saturating_sub(since);
+            let why = match phase {
                 AWAITING_HEAD if age > header => Shed::HeaderTimeout,
                 IDLE if age > idle => Shed::IdleTimeout,
                 _ => continue,
@@ -358,16 +384,9 @@ impl AsyncRead for TrackedIo {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if buf.filled().len() > before
-            && this
-                .conn
-                .phase
-                .compare_exchange(IDLE, AWAITING_HEAD, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
+        if buf.filled().len() > before {
             this.conn
-                .since_ms
-                .store(this.connections.now_ms(), Ordering::Release);
+                .advance(IDLE, AWAITING_HEAD, || this.connections.now_ms());
         }
         polled
     }
@@ -442,8 +461,8 @@ impl Busy {
     fn start(conn: &Arc<Conn>, connections: &Arc<Connections>) -> Self {
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
         // Until the body reader says the body is in.
-        conn.phase.store(READING_BODY, Ordering::Release);
-        conn.since_ms.store(connections.now_ms(), Ordering::Release);
+        conn.state
+            .store(pack(READING_BODY, connections.now_ms()), Ordering::Release);
         Busy {
             conn: Arc::clone(conn),
             connections: Arc::clone(connections),
@@ -455,9 +474,8 @@ impl Drop for Busy {
     fn drop(&mut self) {
         if self.conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.conn
-                .since_ms
-                .store(self.connections.now_ms(), Ordering::Release);
-            self.conn.phase.store(IDLE, Ordering::Release);
+                .state
+                .store(pack(IDLE, self.connections.now_ms()), Ordering::Release);
         }
     }
 }
@@ -484,16 +502,8 @@ pub(crate) struct ConnPhase {
 impl ConnPhase {
     /// The body is in: from now on the connection is serving a request, not waiting on its client.
     pub(crate) fn body_received(&self) {
-        if self
-            .conn
-            .phase
-            .compare_exchange(READING_BODY, BUSY, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            self.conn
-                .since_ms
-                .store(self.connections.now_ms(), Ordering::Release);
-        }
+        self.conn
+            .advance(READING_BODY, BUSY, || self.connections.now_ms());
     }
 }
 
