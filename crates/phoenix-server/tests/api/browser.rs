@@ -149,7 +149,9 @@ async fn the_console_works_in_headless_chromium() {
                 "timeframe": {"type": "custom",
                               "starts_at": (ends_at - jiff::SignedDuration::from_hours(1)).to_string(),
                               "ends_at": ends_at.to_string()},
-                "scoring": {"rules": [{"event_type": "*", "points_expression": "attrs.score"}]}
+                // Its own event type: the live-view step's events (posted while this window may
+                // still be open) must not rank here.
+                "scoring": {"rules": [{"event_type": "past.match", "points_expression": "attrs.score"}]}
             }
         }),
     )
@@ -160,7 +162,7 @@ async fn the_console_works_in_headless_chromium() {
             app.json(
                 Method::POST,
                 "/v1/events",
-                &json!({"event_id": format!("past-{user}"), "type": "match.completed",
+                &json!({"event_id": format!("past-{user}"), "type": "past.match",
                         "actor": {"user_id": user}, "occurred_at": jiff::Timestamp::now().to_string(),
                         "attrs": {"score": score}}),
             )
