@@ -39,6 +39,9 @@ pub struct ServerConfig {
     pub ws_coalesce: Duration,
     /// How long one WebSocket send may wait for a slow client before it is closed with 1013.
     pub ws_send_timeout: Duration,
+    /// A WebSocket whose client sends nothing (not even the pong every client answers a ping with)
+    /// for this long is closed; idle sockets are pinged at a third of it.
+    pub ws_peer_timeout: Duration,
     /// Lifetime of a console access token (SPEC §3.6: 15 min).
     pub access_token_ttl: SignedDuration,
     /// Lifetime of a console refresh token (SPEC §3.6: 7 days).
@@ -96,6 +99,7 @@ impl ServerConfig {
             dedupe_horizon: SignedDuration::from_hours(24 * 7),
             ws_coalesce: Duration::from_millis(100),
             ws_send_timeout: Duration::from_secs(5),
+            ws_peer_timeout: Duration::from_secs(90),
             access_token_ttl: SignedDuration::from_mins(15),
             refresh_token_ttl: SignedDuration::from_hours(24 * 7),
             header_timeout: Duration::from_secs(10),

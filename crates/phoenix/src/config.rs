@@ -182,6 +182,15 @@ pub struct Settings {
         default_value = "100"
     )]
     pub ws_coalesce_ms: String,
+    /// A WebSocket whose client sends nothing, not even a pong, for this long is closed (4408);
+    /// quiet sockets are pinged at a third of it.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_WS_PEER_TIMEOUT",
+        default_value = "90s"
+    )]
+    pub ws_peer_timeout: String,
     /// Time from accepting a connection (or the first byte of a later request) to its complete headers.
     #[arg(
         long,
@@ -455,6 +464,8 @@ impl Settings {
             0,
             60_000,
         )?);
+        server.ws_peer_timeout =
+            parse_duration("PHOENIX_WS_PEER_TIMEOUT", &self.ws_peer_timeout)?.unsigned_abs();
         server.header_timeout =
             parse_duration("PHOENIX_HEADER_TIMEOUT", &self.header_timeout)?.unsigned_abs();
         server.idle_timeout =

@@ -32,8 +32,6 @@ use tokio::time::Instant;
 const DEFAULT_TOP: u32 = 10;
 /// The largest `top` and `page_size` a client may ask for.
 const MAX_TOP: u32 = 100;
-/// A socket with nothing sent for this long gets a ping.
-const IDLE_PING: Duration = Duration::from_secs(30);
 /// Re-check the current window this often when its end is unknown or already passed.
 const WINDOW_RECHECK: Duration = Duration::from_secs(1);
 /// How long a closing frame may wait behind a slow client's backlog before the socket is dropped.
@@ -364,7 +362,12 @@ impl Session {
         let mut update_pending = false;
         let coalescing = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(coalescing);
-        let idle = tokio::time::sleep(IDLE_PING);
+        // Every read has a time limit: a client that sends nothing, not even the pong a ping asks
+        // for, is gone (or was never reading); idle sockets are pinged at a third of the limit.
+        let peer_timeout = self.state.config.ws_peer_timeout;
+        let ping_every = peer_timeout / 3;
+        let mut last_heard = Instant::now();
+        let idle = tokio::time::sleep(ping_every);
         tokio::pin!(idle);
         let window_check = tokio::time::sleep(self.window_deadline());
         tokio::pin!(window_check);
@@ -435,18 +438,22 @@ impl Session {
                 }
                 incoming = self.socket.recv() => match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err(Ending::Gone),
-                    Some(Ok(Message::Text(text))) => self.answer(text.as_str()).await?,
-                    Some(Ok(Message::Binary(_))) => {
-                        self.send_error("messages must be JSON text".into()).await?;
+                    Some(Ok(message)) => {
+                        last_heard = Instant::now();
+                        self.receive(message).await?;
                     }
-                    // Pongs need no answer; pings are answered by the protocol layer.
-                    Some(Ok(_)) => {}
                 },
                 _ = &mut idle => {
-                    if self.last_sent.elapsed() >= IDLE_PING {
+                    if last_heard.elapsed() >= peer_timeout {
+                        return Err(Ending::Close(4408, "the client stopped answering pings"));
+                    }
+                    // A quiet socket gets a ping, and so does a client we have not heard from (it
+                    // may only be receiving updates): its pong is how we know it is there.
+                    if self.last_sent.elapsed() >= ping_every || last_heard.elapsed() >= ping_every {
                         self.send(Message::Ping(Default::default())).await?;
                     }
-                    idle.as_mut().reset(self.last_sent + IDLE_PING);
+                    idle.as_mut()
+                        .reset((Instant::now() + ping_every).min(last_heard + peer_timeout));
                 }
             }
             // A new window (or status) re-arms its deadline; an elapsed check re-arms itself.
@@ -459,6 +466,16 @@ impl Session {
                     .as_mut()
                     .reset(Instant::now() + self.window_deadline().max(WINDOW_RECHECK));
             }
+        }
+    }
+
+    /// One frame from the client.
+    async fn receive(&mut self, message: Message) -> Result<(), Ending> {
+        match message {
+            Message::Text(text) => self.answer(text.as_str()).await,
+            Message::Binary(_) => self.send_error("messages must be JSON text".into()).await,
+            // Pongs need no answer; pings are answered by the protocol layer.
+            _ => Ok(()),
         }
     }
 

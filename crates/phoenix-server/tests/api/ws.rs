@@ -1098,3 +1098,56 @@ async fn one_player_cannot_take_every_socket() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_closed_and_one_that_reads_stays() {
+    let mut config = fast_config();
+    config.ws_peer_timeout = Duration::from_millis(1500);
+    let app = spawn_app_with(config).await;
+    let secret = board(&app, "ws-peer", "lb").await;
+    // A raw client: it upgrades, then never writes again (no pong, unlike a client library).
+    let mut silent = TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .expect("a TCP connection");
+    let upgrade = format!(
+        "GET /v1/leaderboards/lb/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer {}\r\n\r\n",
+        jwt(&secret, "ws-peer", "a")
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut silent, upgrade.as_bytes())
+        .await
+        .expect("write");
+    let mut reader = connect(
+        &app,
+        "/v1/leaderboards/lb/ws",
+        &jwt(&secret, "ws-peer", "b"),
+    )
+    .await;
+    assert_eq!(next_json(&mut reader).await["type"], "snapshot");
+    // The reader keeps reading (its client library answers the pings); the other does not.
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        match tokio::time::timeout(Duration::from_millis(200), reader.next()).await {
+            Ok(Some(Ok(_))) | Err(_) => {}
+            other => panic!("the reading client's socket ended: {other:?}"),
+        }
+    }
+    send_json(&mut reader, json!({"type": "ping"})).await;
+    assert_eq!(next_json(&mut reader).await["type"], "pong");
+    // Everything the server sent the silent client, up to its closing the connection, ends with a
+    // close frame carrying 4408.
+    let mut sent = Vec::new();
+    tokio::time::timeout(
+        DEADLINE,
+        tokio::io::AsyncReadExt::read_to_end(&mut silent, &mut sent),
+    )
+    .await
+    .expect("the server closes the silent socket")
+    .expect("a clean read");
+    let code = 4408u16.to_be_bytes();
+    assert!(
+        sent.windows(4)
+            .any(|w| w[0] == 0x88 && w[2] == code[0] && w[3] == code[1]),
+        "no 4408 close frame in {} bytes",
+        sent.len()
+    );
+}
