@@ -73,10 +73,6 @@ impl ValidationError {
         out
     }
 
-    pub fn segments(&self) -> &[PathSegment] {
-        &self.path
-    }
-
     /// What is wrong, without the path.
     pub fn message(&self) -> &str {
         &self.message

@@ -209,11 +209,6 @@ impl Connections {
         }
     }
 
-    /// Open connections now.
-    pub fn open(&self) -> usize {
-        *self.count.borrow()
-    }
-
     /// Waits until fewer than the bound are open (or `shutdown` fires).
     async fn room(&self, shutdown: &CancellationToken) {
         let max = self.limits.max_connections;
