@@ -90,7 +90,14 @@ fn engine_apply(c: &mut Criterion) {
                         "aggregation": aggregation}
         }))
         .unwrap();
-        engine.add_leaderboard("t", uid, LeaderboardId::parse("lb").unwrap(), config, true);
+        engine.add_leaderboard(
+            "t",
+            uid,
+            LeaderboardId::parse("lb").unwrap(),
+            config,
+            true,
+            1,
+        );
     }
     let now = jiff::Timestamp::now();
     let rules = EventRules {

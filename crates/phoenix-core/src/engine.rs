@@ -84,6 +84,8 @@ pub struct LeaderboardState {
     pub leaderboard_id: LeaderboardId,
     pub config: LeaderboardConfig,
     pub active: bool,
+    /// Which leaderboard with this id it is (1 for the first; see [`WindowId::for_incarnation`]).
+    pub incarnation: u32,
     windows: BTreeMap<WindowId, WindowStandings>,
     /// The window the last scored event fell in: most events land in it, so `window_for` is skipped.
     recent: Option<WindowId>,
@@ -100,7 +102,9 @@ impl LeaderboardState {
 
     /// The window readers see at `now` (SPEC §6): the open one, or the upcoming or last closed one.
     pub fn current_window(&self, now: Timestamp) -> (Window, WindowStatus) {
-        self.config.timeframe.current_window(now)
+        let (mut window, status) = self.config.timeframe.current_window(now);
+        window.id = window.id.for_incarnation(self.incarnation);
+        (window, status)
     }
 
     fn window_for(&mut self, at: Timestamp) -> Option<&mut WindowStandings> {
@@ -110,7 +114,8 @@ impl LeaderboardState {
             .and_then(|id| self.windows.get(id))
             .is_some_and(|w| w.window.contains(at));
         if !cached {
-            let window = self.config.timeframe.window_for(at)?;
+            let mut window = self.config.timeframe.window_for(at)?;
+            window.id = window.id.for_incarnation(self.incarnation);
             let id = window.id.clone();
             if !self.windows.contains_key(&id) {
                 self.windows
@@ -171,7 +176,7 @@ impl Engine {
         Self::default()
     }
 
-    /// Starts scoring a new leaderboard (from the next event on).
+    /// Starts scoring a new leaderboard (from the next event on), the `incarnation`-th with its id.
     pub fn add_leaderboard(
         &mut self,
         tenant_id: &str,
@@ -179,6 +184,7 @@ impl Engine {
         leaderboard_id: LeaderboardId,
         config: LeaderboardConfig,
         active: bool,
+        incarnation: u32,
     ) {
         let tenant = self.tenants.entry(tenant_id.to_owned()).or_default();
         tenant.leaderboards.insert(
@@ -188,6 +194,7 @@ impl Engine {
                 leaderboard_id,
                 config,
                 active,
+                incarnation,
                 windows: BTreeMap::new(),
                 recent: None,
             },
@@ -457,6 +464,7 @@ pub struct LeaderboardSnapshot {
     /// The normalized config, re-validated on restore.
     pub config: serde_json::Value,
     pub active: bool,
+    pub incarnation: u32,
     pub windows: Vec<WindowSnapshot>,
 }
 
@@ -491,6 +499,7 @@ fn export_leaderboard(lb: &LeaderboardState) -> LeaderboardSnapshot {
         leaderboard_id: lb.leaderboard_id.clone(),
         config: lb.config.to_json(),
         active: lb.active,
+        incarnation: lb.incarnation,
         windows: lb
             .windows
             .values()
@@ -550,6 +559,7 @@ fn restore_leaderboard(snap: LeaderboardSnapshot) -> Result<LeaderboardState, St
         leaderboard_id: snap.leaderboard_id,
         config,
         active: snap.active,
+        incarnation: snap.incarnation,
         windows,
         recent: None,
     })

@@ -81,11 +81,14 @@ impl fmt::Display for WindowStatus {
     }
 }
 
-/// A window's id, unique within its leaderboard and stable forever: `all`, `custom`, or for recurring
-/// timeframes the local date of the window's nominal reset as `YYYY-MM-DD` (`-YYYY-MM-DD` before year 0).
+/// A window's id, unique across every incarnation of its leaderboard id and stable forever: `all`,
+/// `custom`, or for recurring timeframes the local date of the window's nominal reset as `YYYY-MM-DD`
+/// (`-YYYY-MM-DD` before year 0); a leaderboard created again under a deleted one's id (its `n`-th
+/// incarnation, `n` ≥ 2) suffixes its ids with `~n` (`custom~2`, `2026-12-01~3`), so the deleted one's
+/// windows keep theirs. Clients treat ids as opaque strings (SPEC §10).
 ///
 /// Ids order chronologically (dates by date, not by text, so negative years sort right too); `all` and
-/// `custom` sort after every date.
+/// `custom` sort after every date; the incarnation breaks ties.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct WindowId(String);
 
@@ -109,7 +112,22 @@ impl WindowId {
     /// Accepts exactly the ids this module produces: `all`, `custom`, or a real calendar date written as
     /// `YYYY-MM-DD` (or `-YYYY-MM-DD` for years before 0, never `-0000`).
     pub fn parse(raw: &str) -> Option<WindowId> {
-        parse_id(raw).map(|_| WindowId(raw.to_owned()))
+        parse_full(raw).map(|_| WindowId(raw.to_owned()))
+    }
+
+    /// This id as the `incarnation`-th leaderboard with its id names it (unchanged for the first).
+    pub fn for_incarnation(self, incarnation: u32) -> WindowId {
+        if incarnation <= 1 {
+            return self;
+        }
+        let mut id = self.0;
+        let _ = write!(id, "~{incarnation}");
+        WindowId(id)
+    }
+
+    /// The incarnation of the leaderboard id this window belongs to (1 without a suffix).
+    pub fn incarnation(&self) -> u32 {
+        parse_full(&self.0).map_or(1, |(_, n)| n)
     }
 
     fn from_date(date: Date) -> WindowId {
@@ -126,6 +144,25 @@ impl WindowId {
             date.day()
         );
         WindowId(id)
+    }
+}
+
+/// An id's key and incarnation: `<base>` or `<base>~<n>` with `n` ≥ 2 written without leading zeros.
+fn parse_full(raw: &str) -> Option<(IdKey, u32)> {
+    match raw.split_once('~') {
+        None => parse_id(raw).map(|key| (key, 1)),
+        Some((base, n)) => {
+            let digits_only =
+                !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit());
+            if !digits_only || n.starts_with('0') {
+                return None;
+            }
+            let n: u32 = n.parse().ok()?;
+            if n < 2 {
+                return None;
+            }
+            parse_id(base).map(|key| (key, n))
+        }
     }
 }
 
@@ -169,7 +206,7 @@ impl PartialOrd for WindowId {
 
 impl Ord for WindowId {
     fn cmp(&self, other: &Self) -> Ordering {
-        match (parse_id(&self.0), parse_id(&other.0)) {
+        match (parse_full(&self.0), parse_full(&other.0)) {
             (Some(a), Some(b)) => a.cmp(&b),
             // Every WindowId is built from a valid form, so this only keeps the order total.
             _ => self.0.cmp(&other.0),
@@ -476,5 +513,30 @@ mod tests {
             let b = WindowId::parse(pair[1]).unwrap();
             assert!(a < b, "{a} < {b}");
         }
+    }
+
+    #[test]
+    fn later_incarnations_suffix_their_ids_and_parse_back() {
+        let base = WindowId::parse("custom").unwrap();
+        assert_eq!(base.clone().for_incarnation(1).as_str(), "custom");
+        let second = base.clone().for_incarnation(2);
+        assert_eq!(second.as_str(), "custom~2");
+        assert_eq!(WindowId::parse("custom~2"), Some(second.clone()));
+        assert_eq!(second.incarnation(), 2);
+        assert_eq!(base.incarnation(), 1);
+        for bad in [
+            "custom~1",
+            "custom~0",
+            "custom~02",
+            "custom~",
+            "custom~x",
+            "~2",
+            "all~2~3",
+        ] {
+            assert_eq!(WindowId::parse(bad), None, "{bad}");
+        }
+        let day = WindowId::parse("2026-12-01~3").unwrap();
+        assert!(WindowId::parse("2026-12-01").unwrap() < day);
+        assert!(day < WindowId::parse("2026-12-02").unwrap());
     }
 }

@@ -38,6 +38,7 @@ fn engine_with(config: Value) -> Engine {
         LeaderboardId::parse("lb").unwrap(),
         LeaderboardConfig::from_json(&config).unwrap(),
         true,
+        1,
     );
     engine
 }
@@ -320,6 +321,7 @@ fn a_restored_snapshot_answers_and_scores_like_the_original() {
         LeaderboardId::parse("gone").unwrap(),
         LeaderboardConfig::from_json(&all_time("sum", "attrs.s")).unwrap(),
         true,
+        2,
     );
     let events: Vec<Event> = (0..300)
         .map(|i| {

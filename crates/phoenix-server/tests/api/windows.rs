@@ -148,6 +148,77 @@ async fn an_ended_window_is_frozen_listed_and_readable_after_deletion() {
         after.body["entries"][0]["user_id"], "bob",
         "history survives a restart"
     );
+
+    // Created again under the same id: its window gets an id of its own, and both incarnations'
+    // windows stay listed and readable.
+    let now = Timestamp::now();
+    app.admin_json(
+        Method::POST,
+        "/tenants/w-hist/leaderboards",
+        &json!({
+            "leaderboard_id": "sprint",
+            "name": "Sprint again",
+            "config": {
+                "timeframe": {"type": "custom",
+                              "starts_at": (now - SignedDuration::from_hours(1)).to_string(),
+                              "ends_at": (now + SignedDuration::from_millis(1500)).to_string()},
+                "scoring": {"rules": [{"event_type": "*", "points_expression": "attrs.score"}]}
+            }
+        }),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let live = send(app.get("/v1/leaderboards/sprint").bearer_auth(&token)).await;
+    assert_eq!(live.body["window"]["id"], "custom~2");
+    let request = app
+        .json(Method::POST, "/v1/events", &event("again", "zed", 1.0))
+        .bearer_auth(&token);
+    send(request).await.expect(StatusCode::ACCEPTED);
+    let started = std::time::Instant::now();
+    let listed = loop {
+        let r = send(
+            app.get("/v1/leaderboards/sprint/windows")
+                .bearer_auth(&token),
+        )
+        .await;
+        if r.body["total"] == 2 {
+            break r.body;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the second window never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    let ids: Vec<&str> = listed["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["custom~2", "custom"], "newest first");
+    let second = send(
+        app.get("/v1/leaderboards/sprint/windows/custom~2")
+            .bearer_auth(&token),
+    )
+    .await;
+    second.expect(StatusCode::OK);
+    assert_eq!(second.body["window"]["id"], "custom~2");
+    assert_eq!(second.body["entries"][0]["user_id"], "zed");
+    let first = send(
+        app.get("/v1/leaderboards/sprint/windows/custom")
+            .bearer_auth(&token),
+    )
+    .await;
+    first.expect(StatusCode::OK);
+    assert_eq!(first.body["entries"][0]["user_id"], "bob");
+    assert_eq!(first.body["total_entries"], 3);
+    send(
+        app.get("/v1/leaderboards/sprint/windows/custom~3")
+            .bearer_auth(&token),
+    )
+    .await
+    .expect_not_found();
     send(
         app.get("/v1/leaderboards/sprint/windows/nope")
             .bearer_auth(&token),

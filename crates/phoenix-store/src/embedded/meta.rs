@@ -286,19 +286,24 @@ impl State {
         Ok(())
     }
 
-    /// The uid of a live leaderboard, or else of the most recently deleted one with this id: its
-    /// history stays readable.
-    pub(super) fn uid_with_history(&self, tenant_id: &str, leaderboard_id: &str) -> Option<u64> {
-        if let Some(lb) = self.leaderboard(tenant_id, leaderboard_id) {
-            return Some(lb.uid);
-        }
-        self.deleted
+    /// The uids of every leaderboard that had this id, deleted or live, in creation order: the
+    /// `n`-th is incarnation `n` (whose window ids carry `~n`, see `WindowId::for_incarnation`). Every
+    /// incarnation's history stays readable.
+    pub(super) fn incarnations(&self, tenant_id: &str, leaderboard_id: &str) -> Vec<u64> {
+        let mut uids: Vec<u64> = self
+            .deleted
             .iter()
-            .rev()
-            .find(|(_, (lb, _))| {
+            .filter(|(_, (lb, _))| {
                 lb.tenant_id.as_str() == tenant_id && lb.leaderboard_id.as_str() == leaderboard_id
             })
             .map(|(uid, _)| *uid)
+            .collect();
+        if let Some(lb) = self.leaderboard(tenant_id, leaderboard_id) {
+            uids.push(lb.uid);
+        }
+        // Uids are handed out in creation order, and `deleted` iterates by uid.
+        uids.sort_unstable();
+        uids
     }
 
     pub(super) fn leaderboard(

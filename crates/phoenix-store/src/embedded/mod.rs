@@ -552,20 +552,20 @@ impl Store for EmbeddedStore {
         tenant_id: &str,
         leaderboard_id: &str,
     ) -> StoreResult<Option<Vec<Window>>> {
-        let Some(uid) = self.read().uid_with_history(tenant_id, leaderboard_id) else {
+        let uids = self.read().incarnations(tenant_id, leaderboard_id);
+        if uids.is_empty() {
             return Ok(None);
-        };
+        }
         let now = Timestamp::now();
         let engine = self.folded.engine();
-        let Some(lb) = engine.leaderboard_state(tenant_id, uid) else {
-            return Ok(Some(Vec::new()));
-        };
-        let mut windows: Vec<Window> = lb
-            .windows()
+        let mut windows: Vec<Window> = uids
+            .iter()
+            .filter_map(|uid| engine.leaderboard_state(tenant_id, *uid))
+            .flat_map(|lb| lb.windows())
             .filter(|w| w.window.is_closed_at(now))
             .map(|w| w.window.clone())
             .collect();
-        windows.sort_by_key(|w| std::cmp::Reverse(w.starts_at));
+        windows.sort_by_key(|w| std::cmp::Reverse((w.starts_at, w.id.incarnation())));
         Ok(Some(windows))
     }
 
@@ -577,7 +577,13 @@ impl Store for EmbeddedStore {
         start: PageStart,
         count: u32,
     ) -> StoreResult<Option<StandingsPage>> {
-        let Some(uid) = self.read().uid_with_history(tenant_id, leaderboard_id) else {
+        let incarnation = window.incarnation() as usize;
+        let Some(uid) = self
+            .read()
+            .incarnations(tenant_id, leaderboard_id)
+            .get(incarnation - 1)
+            .copied()
+        else {
             return Ok(None);
         };
         let now = Timestamp::now();

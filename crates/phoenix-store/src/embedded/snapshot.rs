@@ -46,7 +46,14 @@ struct LeaderboardHeader {
     leaderboard_id: LeaderboardId,
     config: serde_json::Value,
     active: bool,
+    /// Absent in snapshots written before ids carried incarnations: the first.
+    #[serde(default = "first_incarnation")]
+    incarnation: u32,
     windows: Vec<WindowHeader>,
+}
+
+fn first_incarnation() -> u32 {
+    1
 }
 
 #[derive(Serialize, Deserialize)]
@@ -72,6 +79,7 @@ fn lb_header(lb: &LeaderboardSnapshot) -> LeaderboardHeader {
         leaderboard_id: lb.leaderboard_id.clone(),
         config: lb.config.clone(),
         active: lb.active,
+        incarnation: lb.incarnation,
         windows: lb
             .windows
             .iter()
@@ -214,6 +222,7 @@ fn read_lb(r: &mut Reader<'_>, h: LeaderboardHeader) -> Result<LeaderboardSnapsh
         leaderboard_id: h.leaderboard_id,
         config: h.config,
         active: h.active,
+        incarnation: h.incarnation,
         windows,
     })
 }

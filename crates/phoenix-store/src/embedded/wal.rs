@@ -247,6 +247,14 @@ impl Folded {
         let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
         match &record {
             MetaRecord::LeaderboardCreated { uid, leaderboard } => {
+                // Applied before `state` records the new board, so it counts only those before it.
+                let incarnation = state
+                    .incarnations(
+                        leaderboard.tenant_id.as_str(),
+                        leaderboard.leaderboard_id.as_str(),
+                    )
+                    .len() as u32
+                    + 1;
                 // Configs are validated before they are written, so this only fails if a config that
                 // was valid once is not any more; the record is still kept, the board just never scores.
                 match LeaderboardConfig::from_json(&leaderboard.config) {
@@ -256,6 +264,7 @@ impl Folded {
                         leaderboard.leaderboard_id.clone(),
                         config,
                         leaderboard.status == LeaderboardStatus::Active,
+                        incarnation,
                     ),
                     Err(e) => tracing::error!(
                         leaderboard_id = %leaderboard.leaderboard_id,
