@@ -126,7 +126,7 @@ fn main() {
     println!(
         "{events} events for {users} users through the store's ingest path in {ingest_secs:.1} s ({:.0} events/s); log {:.0} MB",
         events as f64 / ingest_secs,
-        dir_size(path, "wal.log") as f64 / 1e6
+        dir_size(&path.join("wal"), "") as f64 / 1e6
     );
 
     let started = Instant::now();

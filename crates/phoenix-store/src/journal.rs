@@ -5,6 +5,12 @@
 //!
 //! Frame format: `len: u32 LE | crc32(payload): u32 LE | payload`. A crash can only tear the tail (we
 //! append and sync in order), so replay stops at the first incomplete or corrupt frame and truncates it.
+//!
+//! A journal is one file ([`Journal::open`]) or a directory of *segments* ([`Journal::open_segmented`]):
+//! files named by the log offset they start at (`00000000000000000000.log`), each one continuing the
+//! last. Offsets are global byte positions across segments. The writer starts a new segment, at a group
+//! boundary, once the current one holds `segment_bytes`; whole old segments can then be deleted once a
+//! snapshot covers them ([`remove_segments_before`]), so the log's size is bounded by retention.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -28,6 +34,89 @@ pub enum JournalError {
     Unavailable(String),
     #[error("record of {0} bytes exceeds the journal's limit")]
     TooLarge(usize),
+}
+
+/// Where the writer puts frames: one file forever, or segments that roll over.
+struct Target {
+    file: File,
+    /// `Some` for a segmented journal: the directory, the size at which to roll, and the offset the
+    /// current segment starts at.
+    segments: Option<(PathBuf, u64, u64)>,
+}
+
+/// Default size of a log segment.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+
+const SEGMENT_SUFFIX: &str = ".log";
+
+/// The path of the segment starting at `start`.
+pub fn segment_path(dir: &Path, start: u64) -> PathBuf {
+    dir.join(format!("{start:020}{SEGMENT_SUFFIX}"))
+}
+
+/// One segment file of a segmented journal.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub path: PathBuf,
+    /// The log offset of its first byte.
+    pub start: u64,
+    /// Its length in bytes (the next segment starts at `start + len`).
+    pub len: u64,
+    /// When it was last written.
+    pub modified: std::time::SystemTime,
+}
+
+/// The segments in `dir`, in log order.
+pub fn list_segments(dir: &Path) -> io::Result<Vec<Segment>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(start) = name.to_str().and_then(|n| {
+            let digits = n.strip_suffix(SEGMENT_SUFFIX)?;
+            (digits.len() == 20)
+                .then(|| digits.parse::<u64>().ok())
+                .flatten()
+        }) else {
+            continue;
+        };
+        let meta = entry.metadata()?;
+        found.push(Segment {
+            path: entry.path(),
+            start,
+            len: meta.len(),
+            modified: meta.modified()?,
+        });
+    }
+    found.sort_unstable_by_key(|s| s.start);
+    Ok(found)
+}
+
+/// Deletes the segments of `dir` that end at or before `covered` (a snapshot holds everything before
+/// that offset) and were last written before `older_than`; never the newest segment (the writer's).
+/// Returns the deleted segments.
+pub fn remove_segments_before(
+    dir: &Path,
+    covered: u64,
+    older_than: std::time::SystemTime,
+) -> io::Result<Vec<Segment>> {
+    let segments = list_segments(dir)?;
+    let mut removed = Vec::new();
+    let Some((_, older)) = segments.split_last() else {
+        return Ok(removed);
+    };
+    for segment in older {
+        if segment.start + segment.len > covered || segment.modified >= older_than {
+            // Segments are in log order: once one must stay, so must the rest (no holes).
+            break;
+        }
+        remove_if_exists(&segment.path)?;
+        removed.push(segment.clone());
+    }
+    if !removed.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
 }
 
 struct Append {
@@ -88,6 +177,22 @@ pub fn restrict_to_owner(dir: &Path) -> Vec<(std::path::PathBuf, io::Error)> {
     failed
 }
 
+/// Creates `dir` (and missing parents) accessible to its owner only, and makes an existing one so.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    #[cfg(not(unix))]
+    builder.create(dir)?;
+    Ok(())
+}
+
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
@@ -134,38 +239,115 @@ impl Journal {
         mut replay: impl FnMut(u64, &[u8]) -> io::Result<()>,
         apply: Option<ApplyFn>,
     ) -> io::Result<Journal> {
-        let existed = path.exists();
-        let mut file = owner_only()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        if !existed {
-            file.sync_all()?;
-            if let Some(dir) = path.parent() {
-                sync_dir(dir)?;
+        let (file, good_len) = open_file(path, 0, start, &mut replay, true)?;
+        Self::start_writer(
+            path,
+            Target {
+                file,
+                segments: None,
+            },
+            good_len,
+            apply,
+        )
+    }
+
+    /// A segmented journal in `dir` (see the module docs): replays every record from offset `start` on,
+    /// across segments, then appends to the newest one, rolling over to a new segment after
+    /// `segment_bytes`. The segment holding `start` must exist (a snapshot's offset is always a frame
+    /// boundary at or before the end of the intact log), and segments must follow one another without
+    /// gaps; a damaged record anywhere but at the very end stops the open with `InvalidData`.
+    pub fn open_segmented(
+        dir: &Path,
+        start: u64,
+        mut replay: impl FnMut(u64, &[u8]) -> io::Result<()>,
+        apply: Option<ApplyFn>,
+        segment_bytes: u64,
+    ) -> io::Result<Journal> {
+        create_private_dir(dir)?;
+        let mut segments = list_segments(dir)?;
+        if segments.is_empty() {
+            if start > 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the log is missing: a snapshot covers it up to offset {start}, but {} holds no segment",
+                        dir.display()
+                    ),
+                ));
+            }
+            let path = segment_path(dir, 0);
+            owner_only()
+                .write(true)
+                .create_new(true)
+                .open(&path)?
+                .sync_all()?;
+            sync_dir(dir)?;
+            segments = list_segments(dir)?;
+        }
+        let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
+        // The segment that holds `start`: the last one starting at or before it.
+        let first = segments
+            .iter()
+            .rposition(|s| s.start <= start)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "the log's oldest segment starts after offset {start}, where replay must begin; \
+                     segments were deleted that no snapshot covers"
+                ))
+            })?;
+        let last = segments.len() - 1;
+        let mut tail = None;
+        for (i, segment) in segments.iter().enumerate().skip(first) {
+            if let Some(next) = segments.get(i + 1)
+                && next.start != segment.start + segment.len
+            {
+                return Err(invalid(format!(
+                    "log segment {} ends at {} but the next one starts at {}",
+                    segment.path.display(),
+                    segment.start + segment.len,
+                    next.start
+                )));
+            }
+            let from = start.saturating_sub(segment.start);
+            if from > segment.len {
+                return Err(invalid(format!(
+                    "log ends at {}, before the snapshot's offset {start}",
+                    segment.start + segment.len
+                )));
+            }
+            let base = segment.start;
+            let mut shifted = |offset: u64, payload: &[u8]| replay(base + offset, payload);
+            let (file, good_len) = open_file(&segment.path, base, from, &mut shifted, i == last)?;
+            if i == last {
+                tail = Some((file, segment.start, good_len));
+            } else if good_len < segment.len {
+                return Err(invalid(format!(
+                    "log segment {} is damaged at offset {}",
+                    segment.path.display(),
+                    segment.start + good_len
+                )));
             }
         }
-        let total = file.metadata()?.len();
-        if start > total {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("log ends at {total}, before the snapshot's offset {start}"),
-            ));
-        }
-        let good_len = replay_frames(&mut file, start, &mut replay)?;
-        if good_len < total {
-            tracing::warn!(
-                path = %path.display(),
-                dropped_bytes = total - good_len,
-                "journal had a torn tail (interrupted write); truncating it"
-            );
-            file.set_len(good_len)?;
-            file.sync_all()?;
-        }
-        file.seek(SeekFrom::Start(good_len))?;
+        let Some((file, segment_start, good_len)) = tail else {
+            return Err(invalid("the log has no segments".into()));
+        };
+        Self::start_writer(
+            &segment_path(dir, segment_start),
+            Target {
+                file,
+                segments: Some((dir.to_owned(), segment_bytes.max(1), segment_start)),
+            },
+            segment_start + good_len,
+            apply,
+        )
+    }
 
+    fn start_writer(
+        path: &Path,
+        target: Target,
+        file_len: u64,
+        apply: Option<ApplyFn>,
+    ) -> io::Result<Journal> {
         let (tx, rx) = mpsc::channel::<Append>();
         let healthy = Arc::new(AtomicBool::new(true));
         let thread_health = healthy.clone();
@@ -175,7 +357,7 @@ impl Journal {
         );
         std::thread::Builder::new()
             .name(name)
-            .spawn(move || writer_loop(file, good_len, rx, thread_health, apply))?;
+            .spawn(move || writer_loop(target, file_len, rx, thread_health, apply))?;
         Ok(Journal {
             tx,
             healthy,
@@ -224,6 +406,54 @@ impl Journal {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Opens (creating if needed) one journal file, replays its intact records from file position `from`
+/// (offsets handed to `replay` are file positions), and returns it positioned at the end of the intact
+/// prefix. With `truncate`, a torn tail is cut off; otherwise it is left for the caller to judge.
+fn open_file(
+    path: &Path,
+    base: u64,
+    from: u64,
+    replay: &mut impl FnMut(u64, &[u8]) -> io::Result<()>,
+    truncate: bool,
+) -> io::Result<(File, u64)> {
+    let existed = path.exists();
+    let mut file = owner_only()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    if !existed {
+        file.sync_all()?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+    }
+    let total = file.metadata()?.len();
+    if from > total {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "log ends at {}, before the snapshot's offset {}",
+                base + total,
+                base + from
+            ),
+        ));
+    }
+    let good_len = replay_frames(&mut file, from, replay)?;
+    if good_len < total && truncate {
+        tracing::warn!(
+            path = %path.display(),
+            dropped_bytes = total - good_len,
+            "journal had a torn tail (interrupted write); truncating it"
+        );
+        file.set_len(good_len)?;
+        file.sync_all()?;
+    }
+    file.seek(SeekFrom::Start(good_len))?;
+    Ok((file, good_len))
 }
 
 fn encode_frame(payload: &[u8]) -> Vec<u8> {
@@ -279,7 +509,7 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
 }
 
 fn writer_loop(
-    mut file: File,
+    mut target: Target,
     mut file_len: u64,
     rx: mpsc::Receiver<Append>,
     healthy: Arc<AtomicBool>,
@@ -308,6 +538,7 @@ fn writer_loop(
             }
         }
         let result = if healthy.load(Ordering::Acquire) {
+            let file = &mut target.file;
             file.write_all(&buf).and_then(|()| file.sync_data())
         } else {
             Err(io::Error::other("journal failed earlier"))
@@ -336,7 +567,15 @@ fn writer_loop(
                     apply(&mut records);
                 }
                 file_len += buf.len() as u64;
-                Ok(())
+                match roll_if_full(&mut target, file_len) {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        // This group is durable; the next one is refused (fail-stop).
+                        tracing::error!(error = %e, "could not start a new log segment; refusing further writes");
+                        healthy.store(false, Ordering::Release);
+                        Ok(())
+                    }
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "journal write failed; refusing further writes");
@@ -350,6 +589,27 @@ fn writer_loop(
             let _ = done.send(outcome.clone().map(|()| offset));
         }
     }
+}
+
+/// Starts a new segment at `file_len` once the current one is full (segmented journals only). The new
+/// file and its directory entry are synced before anything is written to it.
+fn roll_if_full(target: &mut Target, file_len: u64) -> io::Result<()> {
+    let Some((dir, max, start)) = target.segments.as_mut() else {
+        return Ok(());
+    };
+    if file_len - *start < *max {
+        return Ok(());
+    }
+    let file = owner_only()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(segment_path(dir, file_len))?;
+    file.sync_all()?;
+    sync_dir(dir)?;
+    target.file = file;
+    *start = file_len;
+    Ok(())
 }
 
 /// Removes a file if it exists (used by tests and tools).
@@ -469,5 +729,77 @@ mod tests {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 100);
         assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "log order");
+    }
+
+    fn collect_segmented(dir: &Path, start: u64, bytes: u64) -> io::Result<(Journal, Vec<u64>)> {
+        let mut offsets = Vec::new();
+        let j = Journal::open_segmented(
+            dir,
+            start,
+            |offset, _| {
+                offsets.push(offset);
+                Ok(())
+            },
+            None,
+            bytes,
+        )?;
+        Ok((j, offsets))
+    }
+
+    #[tokio::test]
+    async fn segments_roll_over_and_replay_as_one_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("wal");
+        let mut appended = Vec::new();
+        {
+            let (j, replayed) = collect_segmented(&wal, 0, 64).unwrap();
+            assert!(replayed.is_empty());
+            for i in 0..20u32 {
+                appended.push(j.append(format!("record-{i:04}").as_bytes()).await.unwrap());
+            }
+        }
+        let segments = list_segments(&wal).unwrap();
+        assert!(segments.len() >= 5, "{segments:?}");
+        for pair in segments.windows(2) {
+            assert_eq!(pair[0].start + pair[0].len, pair[1].start);
+        }
+        let (_, replayed) = collect_segmented(&wal, 0, 64).unwrap();
+        assert_eq!(replayed, appended);
+        // From a later offset (a snapshot's), only what follows.
+        let (_, tail) = collect_segmented(&wal, appended[7], 64).unwrap();
+        assert_eq!(tail, appended[7..]);
+
+        // Nothing newer than the cutoff, nor beyond what is covered, is deleted; never the newest.
+        let far_future = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        let removed = remove_segments_before(&wal, appended[7], far_future).unwrap();
+        assert!(!removed.is_empty());
+        assert!(removed.iter().all(|s| s.start + s.len <= appended[7]));
+        let none = remove_segments_before(&wal, u64::MAX, std::time::UNIX_EPOCH).unwrap();
+        assert!(none.is_empty());
+        let (_, tail) = collect_segmented(&wal, appended[7], 64).unwrap();
+        assert_eq!(tail, appended[7..]);
+        // Replay from before what is left fails loudly instead of skipping records.
+        let err = collect_segmented(&wal, 0, 64).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_segment_before_the_last_stops_the_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("wal");
+        {
+            let (j, _) = collect_segmented(&wal, 0, 64).unwrap();
+            for i in 0..10u32 {
+                j.append(format!("record-{i:04}").as_bytes()).await.unwrap();
+            }
+        }
+        let first = &list_segments(&wal).unwrap()[0];
+        let mut bytes = fs::read(&first.path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(&first.path, bytes).unwrap();
+        let err = collect_segmented(&wal, 0, 64).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("damaged"), "{err}");
     }
 }

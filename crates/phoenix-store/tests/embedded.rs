@@ -75,7 +75,11 @@ async fn embedded_store_passes_conformance_and_survives_reopen() {
         before.4
     );
     // Secrets are sealed: the plaintext never reaches the disk.
-    let log = std::fs::read(dir.path().join("wal.log")).unwrap();
+    let log: Vec<u8> = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .flat_map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(!log.is_empty());
     let needle = b"pk_emb_conformance_key";
     assert!(!log.windows(needle.len()).any(|w| w == needle));
 }
@@ -114,9 +118,13 @@ fn event(id: &str, user: &str, score: f64) -> phoenix_core::event::Event {
 }
 
 async fn top(store: &EmbeddedStore) -> Vec<(String, f64)> {
+    top_of(store, "emb-score").await
+}
+
+async fn top_of(store: &EmbeddedStore, tenant: &str) -> Vec<(String, f64)> {
     store
         .standings(
-            "emb-score",
+            tenant,
             "points",
             None,
             phoenix_store::PageStart::Rank(1),
@@ -230,10 +238,149 @@ async fn the_data_dir_and_its_files_are_for_the_owner_only() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data), 0o700);
     let mut files = 0;
-    for entry in std::fs::read_dir(&data).unwrap() {
-        let path = entry.unwrap().path();
-        assert_eq!(mode(&path), 0o600, "{}", path.display());
-        files += 1;
+    let mut dirs = vec![data.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                assert_eq!(mode(&path), 0o700, "{}", path.display());
+                dirs.push(path);
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+                files += 1;
+            }
+        }
     }
     assert!(files >= 3, "expected the log, a snapshot and the lock");
+}
+
+fn segments(dir: &std::path::Path) -> Vec<u64> {
+    phoenix_store::journal::list_segments(&dir.join("wal"))
+        .unwrap()
+        .iter()
+        .map(|s| s.start)
+        .collect()
+}
+
+async fn ingest(store: &EmbeddedStore, from: usize) {
+    let events: Vec<_> = (from..from + 20)
+        .map(|i| event(&format!("r{i}"), &format!("p{}", i % 7), 1.0))
+        .collect();
+    store.ingest("ret-score", events).await.unwrap();
+}
+
+/// The log rolls over into segments; retention deletes only segments that every kept snapshot covers,
+/// and the store reopens from what is left with nothing lost.
+#[tokio::test]
+async fn retention_deletes_only_segments_every_snapshot_covers() {
+    use phoenix_store::embedded::EmbeddedOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions {
+        log_retention: Some(std::time::Duration::ZERO),
+        segment_bytes: 2048,
+        ..EmbeddedOptions::default()
+    };
+    let open = || async {
+        let store = EmbeddedStore::open_with(dir.path(), key(), options).unwrap();
+        store.initialize().await.unwrap();
+        store
+    };
+    let store = open().await;
+    conformance::run_all(&store, "ret").await;
+    for round in 0..10 {
+        ingest(&store, round * 20).await;
+    }
+    let before = segments(dir.path());
+    assert!(before.len() > 3, "the log rolled over: {before:?}");
+    assert_eq!(before[0], 0);
+
+    // One snapshot: it is the only one, so everything before it may go.
+    store.checkpoint().await.unwrap();
+    let covered = |dir: &std::path::Path| -> Vec<u64> {
+        let mut offsets: Vec<u64> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.strip_prefix("snapshot-")?
+                    .strip_suffix(".bin")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        offsets.sort_unstable();
+        offsets
+    };
+    let first_snapshot = covered(dir.path())[0];
+    let after_one = segments(dir.path());
+    assert!(
+        after_one[0] > 0,
+        "covered segments were deleted: {after_one:?}"
+    );
+    assert!(
+        after_one[0] <= first_snapshot,
+        "the segment holding the snapshot's offset stays"
+    );
+    // More events, a second snapshot: the first one still bounds what may be deleted.
+    for round in 10..20 {
+        ingest(&store, round * 20).await;
+    }
+    store.checkpoint().await.unwrap();
+    let kept = covered(dir.path());
+    assert_eq!(kept.len(), 2);
+    let after_two = segments(dir.path());
+    assert!(
+        after_two[0] <= kept[0],
+        "a segment the older snapshot needs was deleted: {after_two:?} vs {kept:?}"
+    );
+    let expected = top_of(&store, "ret-score").await;
+    drop(store);
+
+    // Reopens from the newest snapshot plus the tail, and from the older one if the newest is damaged.
+    let store = open().await;
+    assert_eq!(top_of(&store, "ret-score").await, expected);
+    let again = store
+        .ingest(
+            "ret-score",
+            vec![event("r0", "p0", 1.0), event("r399", "p0", 1.0)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        vec![
+            phoenix_store::IngestStatus::Duplicate,
+            phoenix_store::IngestStatus::Duplicate
+        ]
+    );
+    let expected = top_of(&store, "ret-score").await;
+    drop(store);
+    let newest = dir.path().join(format!("snapshot-{:020}.bin", kept[1]));
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&newest, bytes).unwrap();
+    let store = open().await;
+    assert_eq!(top_of(&store, "ret-score").await, expected);
+}
+
+/// A data dir from before segments (one `wal.log`) is moved into `wal/` and reads the same.
+#[tokio::test]
+async fn a_single_file_log_becomes_the_first_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = {
+        let store = EmbeddedStore::open_initialized(dir.path(), key())
+            .await
+            .unwrap();
+        conformance::run_all(&store, "old").await;
+        top_of(&store, "old-score").await
+    };
+    let first = dir.path().join("wal").join(format!("{:020}.log", 0));
+    std::fs::rename(&first, dir.path().join("wal.log")).unwrap();
+    std::fs::remove_dir(dir.path().join("wal")).unwrap();
+    let store = EmbeddedStore::open_initialized(dir.path(), key())
+        .await
+        .unwrap();
+    assert!(!dir.path().join("wal.log").exists());
+    assert_eq!(segments(dir.path()), vec![0]);
+    assert_eq!(top_of(&store, "old-score").await, expected);
 }

@@ -165,6 +165,15 @@ pub struct Settings {
         default_value = "5m"
     )]
     pub snapshot_interval: String,
+    /// How long log segments are kept after a snapshot covers them (e.g. `24h`, `7d`); `0` keeps the
+    /// whole log. Disk for the log is about retention × event rate × ~115 bytes.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_LOG_RETENTION",
+        default_value = "24h"
+    )]
+    pub log_retention: String,
     /// How long shutdown waits for in-flight requests, in seconds.
     #[arg(
         long,
@@ -291,6 +300,8 @@ pub struct Resolved {
     pub log_format: LogFormat,
     pub shutdown_timeout: std::time::Duration,
     pub snapshot_interval: std::time::Duration,
+    /// `None`: keep the whole log.
+    pub log_retention: Option<std::time::Duration>,
 }
 
 /// A configuration error: one line naming the variable.
@@ -458,6 +469,10 @@ impl Settings {
         server.dedupe_horizon = parse_duration("PHOENIX_DEDUPE_HORIZON", &self.dedupe_horizon)?;
         let snapshot_interval =
             parse_duration("PHOENIX_SNAPSHOT_INTERVAL", &self.snapshot_interval)?.unsigned_abs();
+        let log_retention = match self.log_retention.trim() {
+            "0" => None,
+            raw => Some(parse_duration("PHOENIX_LOG_RETENTION", raw)?.unsigned_abs()),
+        };
         server.ws_coalesce = std::time::Duration::from_millis(parse_u64(
             "PHOENIX_WS_COALESCE_MS",
             &self.ws_coalesce_ms,
@@ -542,6 +557,7 @@ impl Settings {
             log_format,
             shutdown_timeout,
             snapshot_interval,
+            log_retention,
         })
     }
 }

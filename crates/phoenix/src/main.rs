@@ -204,6 +204,7 @@ async fn start(resolved: Resolved) -> anyhow::Result<Started> {
     let data_dir = resolved.data_dir.clone();
     let master_key = resolved.master_key.clone();
     let horizon = config.dedupe_horizon;
+    let log_retention = resolved.log_retention;
     // Opening replays the journal: blocking file work, kept off the async workers.
     let store = tokio::task::spawn_blocking(move || -> anyhow::Result<EmbeddedStore> {
         std::fs::create_dir_all(&data_dir)
@@ -217,6 +218,8 @@ async fn start(resolved: Resolved) -> anyhow::Result<Started> {
             key,
             EmbeddedOptions {
                 dedupe_horizon: horizon,
+                log_retention,
+                ..EmbeddedOptions::default()
             },
         )?)
     })

@@ -31,7 +31,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use wal::{Folded, WalRecord};
 
-const WAL: &str = "wal.log";
+/// The log's segments (see [`crate::journal::Journal::open_segmented`]).
+const WAL_DIR: &str = "wal";
+/// The single-file log of versions before segments: moved into `wal/` as its first segment.
+const LEGACY_WAL: &str = "wal.log";
 const LOCK_FILE: &str = "LOCK";
 const KEY_CHECK: &[u8] = b"phoenix master key check";
 
@@ -92,14 +95,76 @@ fn page_bounds(
 pub struct EmbeddedOptions {
     /// How long an event id is remembered for idempotency (SPEC §5, default 7 days).
     pub dedupe_horizon: SignedDuration,
+    /// How long log segments are kept once a snapshot covers them (`None`: forever). Default 24 hours.
+    pub log_retention: Option<std::time::Duration>,
+    /// Size at which the log starts a new segment.
+    pub segment_bytes: u64,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
             dedupe_horizon: SignedDuration::from_hours(24 * 7),
+            log_retention: Some(std::time::Duration::from_secs(24 * 3600)),
+            segment_bytes: crate::journal::SEGMENT_BYTES,
         }
     }
+}
+
+/// Moves a pre-segment `wal.log` into `wal/` as the segment starting at offset 0 (offsets are
+/// unchanged, so existing snapshots still match).
+fn migrate_legacy_log(dir: &Path) -> std::io::Result<()> {
+    let legacy = dir.join(LEGACY_WAL);
+    if !legacy.exists() {
+        return Ok(());
+    }
+    let segments = dir.join(WAL_DIR);
+    crate::journal::create_private_dir(&segments)?;
+    let first = crate::journal::segment_path(&segments, 0);
+    if first.exists() {
+        return Err(std::io::Error::other(format!(
+            "both {} and {} exist; keep the one you trust and remove the other",
+            legacy.display(),
+            first.display()
+        )));
+    }
+    fs::rename(&legacy, &first)?;
+    crate::journal::sync_dir(&segments)?;
+    crate::journal::sync_dir(dir)?;
+    tracing::info!(path = %first.display(), "moved the log into segments");
+    Ok(())
+}
+
+/// How many snapshots are kept: the older one is the fallback if the newest is damaged, so the log
+/// is kept from the older one's offset on.
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// Deletes the log segments every kept snapshot covers and that are older than `retention`.
+fn remove_covered_segments(dir: &Path, retention: std::time::Duration) -> std::io::Result<()> {
+    let snapshots = snapshot::list(dir)?;
+    let Some(covered) = snapshots.iter().map(|(offset, _)| *offset).min() else {
+        return Ok(());
+    };
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(retention)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let removed = crate::journal::remove_segments_before(&dir.join(WAL_DIR), covered, cutoff)?;
+    if let Some(last) = removed.last() {
+        tracing::info!(
+            segments = removed.len(),
+            upto = last.start + last.len,
+            "deleted log segments that every snapshot covers and retention no longer keeps"
+        );
+    }
+    Ok(())
+}
+
+/// Where the intact log ends, as far as file sizes tell (a torn tail is cut later, at open).
+fn log_end(dir: &Path) -> u64 {
+    crate::journal::list_segments(&dir.join(WAL_DIR))
+        .ok()
+        .and_then(|s| s.last().map(|l| l.start + l.len))
+        .unwrap_or(0)
 }
 
 /// The embedded, single-process store in `PHOENIX_DATA_DIR`.
@@ -118,6 +183,7 @@ pub struct EmbeddedStore {
     /// gate is never held by readers or by ingestion, so neither waits on it.
     write_gate: tokio::sync::Mutex<()>,
     master: MasterKey,
+    options: EmbeddedOptions,
     _lock: File,
 }
 
@@ -158,6 +224,7 @@ impl EmbeddedStore {
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
 
+        migrate_legacy_log(dir).map_err(io)?;
         let (folded, mut dedupe, start) = match Self::restore_snapshot(dir, &master, &options)? {
             Some(restored) => restored,
             None => (
@@ -250,7 +317,13 @@ impl EmbeddedStore {
                 }
             },
         );
-        let opened = Journal::open_applying(&dir.join(WAL), start, replay, Some(apply));
+        let opened = Journal::open_segmented(
+            &dir.join(WAL_DIR),
+            start,
+            replay,
+            Some(apply),
+            options.segment_bytes,
+        );
         if let Some(e) = failure {
             return Err(e);
         }
@@ -268,6 +341,7 @@ impl EmbeddedStore {
             signatures,
             write_gate: tokio::sync::Mutex::new(()),
             master,
+            options,
             _lock: lock,
         })
     }
@@ -284,7 +358,7 @@ impl EmbeddedStore {
             path: dir.display().to_string(),
             source,
         };
-        let wal_len = fs::metadata(dir.join(WAL)).map(|m| m.len()).unwrap_or(0);
+        let wal_len = log_end(dir);
         for (offset, path) in snapshot::list(dir).map_err(io)? {
             let decoded = fs::read(&path)
                 .map_err(|e| e.to_string())
@@ -364,9 +438,14 @@ impl EmbeddedStore {
         };
         let dir = self.dir.clone();
         let wal_offset = snap.wal_offset;
+        let retention = self.options.log_retention;
         tokio::task::spawn_blocking(move || -> Result<(), String> {
             let bytes = snapshot::encode(snap)?;
-            snapshot::write(&dir, wal_offset, &bytes, 2).map_err(|e| e.to_string())
+            snapshot::write(&dir, wal_offset, &bytes, SNAPSHOTS_KEPT).map_err(|e| e.to_string())?;
+            if let Some(retention) = retention {
+                remove_covered_segments(&dir, retention).map_err(|e| e.to_string())?;
+            }
+            Ok(())
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
