@@ -86,18 +86,47 @@ pub struct LeaderboardState {
     pub active: bool,
     /// Which leaderboard with this id it is (1 for the first; see [`WindowId::for_incarnation`]).
     pub incarnation: u32,
+    /// Windows whose standings are in memory: open ones, and ended ones not yet moved to cold storage.
     windows: BTreeMap<WindowId, WindowStandings>,
+    /// Ended windows whose final standings were moved out of memory ([`Engine::make_cold`]); storage
+    /// keeps them and answers their reads.
+    cold: BTreeMap<WindowId, Window>,
     /// The window the last scored event fell in: most events land in it, so `window_for` is skipped.
     recent: Option<WindowId>,
 }
 
+/// Where an event's window is.
+enum Slot<'a> {
+    Hot(&'a mut WindowStandings),
+    /// Moved to cold storage: it ended before the log's acceptance high-water mark, so it is late.
+    Cold,
+}
+
+/// An ended window's final ranked standings, in rank order: what cold storage keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrozenWindow {
+    pub window: Window,
+    pub method: crate::config::RankingMethod,
+    pub entries: Vec<Standing>,
+}
+
 impl LeaderboardState {
-    pub fn windows(&self) -> impl Iterator<Item = &WindowStandings> {
-        self.windows.values()
+    /// Every window that has standings, in memory or cold.
+    pub fn all_windows(&self) -> impl Iterator<Item = &Window> {
+        self.windows
+            .values()
+            .map(|w| &w.window)
+            .chain(self.cold.values())
     }
 
+    /// A window held in memory.
     pub fn window(&self, id: &WindowId) -> Option<&WindowStandings> {
         self.windows.get(id)
+    }
+
+    /// A window moved to cold storage.
+    pub fn cold_window(&self, id: &WindowId) -> Option<&Window> {
+        self.cold.get(id)
     }
 
     /// The window readers see at `now` (SPEC §6): the open one, or the upcoming or last closed one.
@@ -107,7 +136,7 @@ impl LeaderboardState {
         (window, status)
     }
 
-    fn window_for(&mut self, at: Timestamp) -> Option<&mut WindowStandings> {
+    fn window_for(&mut self, at: Timestamp) -> Option<Slot<'_>> {
         let cached = self
             .recent
             .as_ref()
@@ -116,6 +145,9 @@ impl LeaderboardState {
         if !cached {
             let mut window = self.config.timeframe.window_for(at)?;
             window.id = window.id.for_incarnation(self.incarnation);
+            if self.cold.contains_key(&window.id) {
+                return Some(Slot::Cold);
+            }
             let id = window.id.clone();
             if !self.windows.contains_key(&id) {
                 self.windows
@@ -124,7 +156,7 @@ impl LeaderboardState {
             self.recent = Some(id);
         }
         let id = self.recent.as_ref()?;
-        self.windows.get_mut(id)
+        self.windows.get_mut(id).map(Slot::Hot)
     }
 }
 
@@ -196,6 +228,7 @@ impl Engine {
                 active,
                 incarnation,
                 windows: BTreeMap::new(),
+                cold: BTreeMap::new(),
                 recent: None,
             },
         );
@@ -245,8 +278,13 @@ impl Engine {
                 continue;
             };
             let aggregation = lb.config.scoring.aggregation;
-            let Some(standings) = lb.window_for(event.occurred_at) else {
-                continue;
+            let standings = match lb.window_for(event.occurred_at) {
+                None => continue,
+                Some(Slot::Cold) => {
+                    outcome.late += 1;
+                    continue;
+                }
+                Some(Slot::Hot(standings)) => standings,
             };
             if standings.window.is_closed_at(accepted_at) {
                 outcome.late += 1;
@@ -269,6 +307,68 @@ impl Engine {
             }
         }
         outcome
+    }
+
+    /// Windows held in memory that end at or before `by`, of live and deleted leaderboards alike:
+    /// `(tenant, uid, window)`. With `by` at or before the acceptance high-water mark, no later event
+    /// can change them: they are frozen and may move to cold storage.
+    pub fn hot_windows_ending_by(&self, by: Timestamp) -> Vec<(String, u64, Window)> {
+        let live = self
+            .tenants
+            .iter()
+            .flat_map(|(tenant, t)| t.leaderboards.values().map(move |lb| (tenant.as_str(), lb)));
+        let retired = self
+            .retired
+            .values()
+            .map(|(tenant, lb)| (tenant.as_str(), lb));
+        live.chain(retired)
+            .flat_map(|(tenant, lb)| {
+                lb.windows
+                    .values()
+                    .filter(|w| w.window.is_closed_at(by))
+                    .map(move |w| (tenant.to_owned(), lb.uid, w.window.clone()))
+            })
+            .collect()
+    }
+
+    /// The final ranked standings of a window held in memory, for cold storage.
+    pub fn freeze(&self, tenant_id: &str, uid: u64, window: &WindowId) -> Option<FrozenWindow> {
+        let (users, lb) = self.leaderboard(tenant_id, uid)?;
+        let standings = lb.windows.get(window)?;
+        let entries = standings
+            .index
+            .range(1, standings.index.ranked_len())
+            .map(|e| to_standing(users, standings, e.rank, e.user, e.score, e.seq))
+            .collect();
+        Some(FrozenWindow {
+            window: standings.window.clone(),
+            method: lb.config.ranking.method,
+            entries,
+        })
+    }
+
+    /// Drops a window's standings from memory once cold storage holds them durably; reads of it are
+    /// then storage's, and an event that falls in it is late. False if it was not in memory.
+    pub fn make_cold(&mut self, tenant_id: &str, uid: u64, window: &WindowId) -> bool {
+        let lb = match self
+            .tenants
+            .get_mut(tenant_id)
+            .and_then(|t| t.leaderboards.get_mut(&uid))
+        {
+            Some(lb) => lb,
+            None => match self.retired.get_mut(&uid) {
+                Some((owner, lb)) if owner == tenant_id => lb,
+                _ => return false,
+            },
+        };
+        let Some(standings) = lb.windows.remove(window) else {
+            return false;
+        };
+        if lb.recent.as_ref() == Some(window) {
+            lb.recent = None;
+        }
+        lb.cold.insert(window.clone(), standings.window);
+        true
     }
 
     /// The uids of the leaderboards whose standings changed since the last call.
@@ -466,6 +566,8 @@ pub struct LeaderboardSnapshot {
     pub active: bool,
     pub incarnation: u32,
     pub windows: Vec<WindowSnapshot>,
+    /// Windows in cold storage (their standings are not in the snapshot).
+    pub cold: Vec<Window>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -500,6 +602,7 @@ fn export_leaderboard(lb: &LeaderboardState) -> LeaderboardSnapshot {
         config: lb.config.to_json(),
         active: lb.active,
         incarnation: lb.incarnation,
+        cold: lb.cold.values().cloned().collect(),
         windows: lb
             .windows
             .values()
@@ -561,6 +664,7 @@ fn restore_leaderboard(snap: LeaderboardSnapshot) -> Result<LeaderboardState, St
         active: snap.active,
         incarnation: snap.incarnation,
         windows,
+        cold: snap.cold.into_iter().map(|w| (w.id.clone(), w)).collect(),
         recent: None,
     })
 }

@@ -358,6 +358,12 @@ impl fmt::Debug for RankIndex {
 
 /// Maps a score to a `u64` that sorts better scores first under `method`, so the tree compares
 /// integers. `-0.0` and `0.0` become the same value; no non-NaN score becomes `u64::MAX`.
+/// The ranking order of a score as an integer: lower sorts first (better) under `method`. With `seq`
+/// as the tie-break, `(sort_key(score), seq)` orders entries exactly as a [`RankIndex`] does.
+pub fn sort_key(score: f64, method: RankingMethod) -> u64 {
+    encode(score, method)
+}
+
 fn encode(score: f64, method: RankingMethod) -> u64 {
     let score = if score == 0.0 { 0.0 } else { score };
     let bits = score.to_bits();

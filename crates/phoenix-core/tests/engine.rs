@@ -351,8 +351,8 @@ fn a_restored_snapshot_answers_and_scores_like_the_original() {
     }
     assert_eq!(restored.snapshot(), original.snapshot());
     let lb = original.leaderboard_state(T, 1).unwrap();
-    for w in lb.windows() {
-        let id = w.window.id.as_str();
+    for w in lb.all_windows() {
+        let id = w.id.as_str();
         assert_eq!(table(&original, id), table(&restored, id), "window {id}");
     }
     let gone = WindowId::parse("all").unwrap();

@@ -316,6 +316,10 @@ impl Application {
         tasks.push(tokio::spawn(
             Arc::clone(&self.connections).reap_until(shutdown.clone()),
         ));
+        tasks.push(tokio::spawn(maintain_store(
+            Arc::clone(&self.state.store),
+            shutdown.clone(),
+        )));
         for bound in self.bound {
             tasks.push(tokio::spawn(listener::serve(
                 bound.name,
@@ -336,6 +340,26 @@ impl Application {
         };
         if tokio::time::timeout(drain_timeout, all).await.is_err() {
             tracing::warn!("in-flight requests did not finish in time; stopping anyway");
+        }
+    }
+}
+
+/// Runs the store's housekeeping (ended windows to cold storage) about once a second until shutdown.
+async fn maintain_store(store: Arc<dyn Store>, shutdown: CancellationToken) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        match store.maintain().await {
+            Ok(()) => failing = false,
+            // Logged once per run of failures; the next round retries.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::error!(error = %e, "store housekeeping failed; retrying");
+            }
+            Err(_) => {}
         }
     }
 }

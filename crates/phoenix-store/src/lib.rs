@@ -62,6 +62,10 @@ pub struct StoreStats {
     /// Leaderboard matches refused because the event's window had already closed.
     pub events_late: u64,
     pub dedupe_entries: u64,
+    /// Ended windows moved from memory to cold storage since start.
+    pub windows_moved_cold: u64,
+    /// Bytes of cold windows' standings cached in memory.
+    pub cold_cache_bytes: u64,
 }
 
 /// Whether a watched leaderboard still serves live standings.
@@ -121,6 +125,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counters for `/metrics`.
     fn stats(&self) -> StoreStats;
+
+    /// Housekeeping that follows the log, called about once a second by the server: moves ended
+    /// windows out of memory. The default does nothing.
+    async fn maintain(&self) -> StoreResult<()> {
+        Ok(())
+    }
 
     /// Makes `events` durable (one group-committed write) and applies them to every active leaderboard
     /// of the tenant, answering per event in order. Idempotent on `(tenant, event_id)`: an id seen before

@@ -384,3 +384,201 @@ async fn a_single_file_log_becomes_the_first_segment() {
     assert_eq!(segments(dir.path()), vec![0]);
     assert_eq!(top_of(&store, "old-score").await, expected);
 }
+
+/// Every page shape of one window's history, for byte-for-byte comparisons.
+async fn history(store: &EmbeddedStore, tenant: &str, window: &str) -> Vec<String> {
+    use phoenix_store::PageStart;
+    let id = phoenix_core::window::WindowId::parse(window).unwrap();
+    let mut pages = Vec::new();
+    let mut starts = vec![
+        PageStart::Rank(1),
+        PageStart::Rank(3),
+        PageStart::Rank(40),
+        PageStart::Around {
+            user_id: "p3".into(),
+            radius: 2,
+        },
+        PageStart::Around {
+            user_id: "nobody".into(),
+            radius: 2,
+        },
+    ];
+    let first = store
+        .window_standings(tenant, "sprint", &id, PageStart::Rank(1), 4)
+        .await
+        .unwrap()
+        .unwrap();
+    let last = first.entries.last().unwrap();
+    starts.push(PageStart::After {
+        score: last.score,
+        seq: last.seq,
+        user_id: last.user_id.clone(),
+    });
+    for start in starts {
+        let page = store
+            .window_standings(tenant, "sprint", &id, start, 4)
+            .await
+            .unwrap();
+        pages.push(format!("{page:?}"));
+    }
+    for user in ["p0", "p5", "nobody"] {
+        let me = store
+            .standing_of(tenant, "sprint", Some(&id), user)
+            .await
+            .unwrap();
+        pages.push(format!("{me:?}"));
+    }
+    pages.push(format!(
+        "{:?}",
+        store.past_windows(tenant, "sprint").await.unwrap()
+    ));
+    pages
+}
+
+/// An ended window moves out of memory into a cold file and answers every history read exactly as
+/// before: after the move, after a restart (with and without a snapshot), and after deletion; a
+/// damaged cold file is refused, never served.
+#[tokio::test]
+async fn ended_windows_go_cold_and_read_the_same() {
+    use phoenix_core::ids::{LeaderboardId, TenantId};
+    use phoenix_store::model::{LeaderboardStatus, NewLeaderboard};
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = "cold";
+    let store = EmbeddedStore::open_initialized(dir.path(), key())
+        .await
+        .unwrap();
+    store
+        .create_tenant(
+            TenantId::parse(tenant).unwrap(),
+            "Cold".into(),
+            "s".repeat(32),
+        )
+        .await
+        .unwrap();
+    let now = jiff::Timestamp::now();
+    let ends_at = now + jiff::SignedDuration::from_millis(400);
+    store
+        .create_leaderboard(NewLeaderboard {
+            leaderboard_id: LeaderboardId::parse("sprint").unwrap(),
+            tenant_id: TenantId::parse(tenant).unwrap(),
+            name: "Sprint".into(),
+            description: None,
+            status: LeaderboardStatus::Active,
+            config: serde_json::json!({
+                "timeframe": {"type": "custom",
+                              "starts_at": (now - jiff::SignedDuration::from_hours(1)).to_string(),
+                              "ends_at": ends_at.to_string()},
+                "scoring": {"rules": [{"event_type": "match.*", "points_expression": "attrs.score"}]},
+                "ranking": {"size": 8}
+            }),
+        })
+        .await
+        .unwrap();
+    let events: Vec<_> = (0..30)
+        .map(|i| event(&format!("c{i}"), &format!("p{}", i % 10), f64::from(i % 4)))
+        .collect();
+    store.ingest(tenant, events).await.unwrap();
+    while jiff::Timestamp::now() < ends_at {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let hot = history(&store, tenant, "custom").await;
+    assert!(hot[0].contains("total_entries: 8"), "{}", hot[0]);
+    // No event arrived after the end: a tick record freezes it, then it moves.
+    assert_eq!(store.move_ended_windows().await.unwrap(), 1);
+    assert_eq!(store.move_ended_windows().await.unwrap(), 0);
+    assert_eq!(store.stats().windows_moved_cold, 1);
+    let cold_file = dir.path().join("cold");
+    assert!(cold_file.exists());
+    assert_eq!(
+        history(&store, tenant, "custom").await,
+        hot,
+        "after the move"
+    );
+    // A late event changes nothing.
+    store
+        .ingest(tenant, vec![event("late", "p1", 100.0)])
+        .await
+        .unwrap();
+    assert_eq!(
+        history(&store, tenant, "custom").await,
+        hot,
+        "after a late event"
+    );
+    drop(store);
+
+    // Restart without a snapshot: the log rebuilds the window, which moves again to the same bytes.
+    let file = std::fs::read_dir(
+        cold_file.join(
+            std::fs::read_dir(&cold_file)
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path(),
+        ),
+    )
+    .unwrap()
+    .map(|e| e.unwrap().path())
+    .find(|p| p.extension().is_some_and(|e| e == "win"))
+    .unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    // As if the process was killed in the middle of writing a cold file: a torn temporary beside it.
+    std::fs::write(file.with_extension("tmp"), &bytes[..bytes.len() / 3]).unwrap();
+    let store = EmbeddedStore::open_initialized(dir.path(), key())
+        .await
+        .unwrap();
+    assert_eq!(history(&store, tenant, "custom").await, hot, "replayed");
+    assert_eq!(store.move_ended_windows().await.unwrap(), 1);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        bytes,
+        "moved again to the same bytes"
+    );
+    store.checkpoint().await.unwrap();
+    drop(store);
+
+    // Restart from a snapshot that holds the window as cold: read from the file.
+    let store = EmbeddedStore::open_initialized(dir.path(), key())
+        .await
+        .unwrap();
+    assert_eq!(store.move_ended_windows().await.unwrap(), 0);
+    assert_eq!(
+        history(&store, tenant, "custom").await,
+        hot,
+        "from the snapshot"
+    );
+    store.delete_leaderboard(tenant, "sprint").await.unwrap();
+    // Player lookups are for live boards; every history page and the listing stay the same.
+    let deleted = history(&store, tenant, "custom").await;
+    assert_eq!(deleted[..6], hot[..6], "after deletion");
+    assert_eq!(deleted.last(), hot.last(), "after deletion");
+    drop(store);
+
+    // A damaged file is refused with an error naming it.
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x20;
+    std::fs::write(&file, damaged).unwrap();
+    let store = EmbeddedStore::open_initialized(dir.path(), key())
+        .await
+        .unwrap();
+    let id = phoenix_core::window::WindowId::parse("custom").unwrap();
+    let err = store
+        .window_standings(tenant, "sprint", &id, phoenix_store::PageStart::Rank(1), 5)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&file.display().to_string()),
+        "{err}"
+    );
+    // Listing still works: it needs no standings.
+    assert_eq!(
+        store
+            .past_windows(tenant, "sprint")
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -174,6 +174,14 @@ pub struct Settings {
         default_value = "24h"
     )]
     pub log_retention: String,
+    /// Bytes of ended windows' standings kept in memory after they are read from cold storage.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_COLD_CACHE_BYTES",
+        default_value = "67108864"
+    )]
+    pub cold_cache_bytes: String,
     /// How long shutdown waits for in-flight requests, in seconds.
     #[arg(
         long,
@@ -302,6 +310,7 @@ pub struct Resolved {
     pub snapshot_interval: std::time::Duration,
     /// `None`: keep the whole log.
     pub log_retention: Option<std::time::Duration>,
+    pub cold_cache_bytes: usize,
 }
 
 /// A configuration error: one line naming the variable.
@@ -469,6 +478,12 @@ impl Settings {
         server.dedupe_horizon = parse_duration("PHOENIX_DEDUPE_HORIZON", &self.dedupe_horizon)?;
         let snapshot_interval =
             parse_duration("PHOENIX_SNAPSHOT_INTERVAL", &self.snapshot_interval)?.unsigned_abs();
+        let cold_cache_bytes = parse_u64(
+            "PHOENIX_COLD_CACHE_BYTES",
+            &self.cold_cache_bytes,
+            0,
+            1 << 40,
+        )? as usize;
         let log_retention = match self.log_retention.trim() {
             "0" => None,
             raw => Some(parse_duration("PHOENIX_LOG_RETENTION", raw)?.unsigned_abs()),
@@ -558,6 +573,7 @@ impl Settings {
             shutdown_timeout,
             snapshot_interval,
             log_retention,
+            cold_cache_bytes,
         })
     }
 }

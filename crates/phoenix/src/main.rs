@@ -205,6 +205,7 @@ async fn start(resolved: Resolved) -> anyhow::Result<Started> {
     let master_key = resolved.master_key.clone();
     let horizon = config.dedupe_horizon;
     let log_retention = resolved.log_retention;
+    let cold_cache_bytes = resolved.cold_cache_bytes;
     // Opening replays the journal: blocking file work, kept off the async workers.
     let store = tokio::task::spawn_blocking(move || -> anyhow::Result<EmbeddedStore> {
         std::fs::create_dir_all(&data_dir)
@@ -219,6 +220,7 @@ async fn start(resolved: Resolved) -> anyhow::Result<Started> {
             EmbeddedOptions {
                 dedupe_horizon: horizon,
                 log_retention,
+                cold_cache_bytes,
                 ..EmbeddedOptions::default()
             },
         )?)

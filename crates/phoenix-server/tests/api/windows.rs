@@ -115,6 +115,48 @@ async fn an_ended_window_is_frozen_listed_and_readable_after_deletion() {
     assert_eq!(rest.body["entries"][0]["user_id"], "ann");
     assert_eq!(rest.body["entries"][0]["rank"], 3);
     assert_eq!(rest.body["next_cursor"], Value::Null);
+
+    // The frozen window moves out of memory to cold storage; every history page stays byte-identical.
+    let history_paths = [
+        "/v1/leaderboards/sprint/windows".to_owned(),
+        "/v1/leaderboards/sprint/windows/custom?limit=2".to_owned(),
+        format!("/v1/leaderboards/sprint/windows/custom?limit=2&cursor={cursor}"),
+        "/v1/leaderboards/sprint/windows/custom".to_owned(),
+    ];
+    let pages = |app: &TestApp| {
+        let requests: Vec<_> = history_paths
+            .iter()
+            .map(|p| app.get(p).bearer_auth(&token))
+            .collect();
+        async move {
+            let mut texts = Vec::new();
+            for r in requests {
+                let reply = send(r).await;
+                reply.expect(StatusCode::OK);
+                texts.push(reply.text);
+            }
+            texts
+        }
+    };
+    let hot = pages(&app).await;
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = send(app.get("/metrics")).await.text;
+        if metrics
+            .lines()
+            .any(|l| l.starts_with("phoenix_windows_moved_cold_total") && !l.ends_with(" 0"))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the window never moved to cold storage"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(pages(&app).await, hot, "read from cold storage");
+    let app = app.restart().await;
+    assert_eq!(pages(&app).await, hot, "after a restart");
     // The current window of an ended custom timeframe is the closed one.
     let current = send(app.get("/v1/leaderboards/sprint").bearer_auth(&token)).await;
     assert_eq!(current.body["window"]["status"], "closed");

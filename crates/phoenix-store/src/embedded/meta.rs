@@ -16,6 +16,11 @@ pub(super) enum MetaRecord {
     Init {
         key_check: String,
     },
+    /// Time has passed: raises the acceptance high-water mark to `at`, freezing every window that
+    /// ended by then (written when a window ended while no event arrived to say so).
+    Tick {
+        at: Timestamp,
+    },
     TenantCreated {
         tenant: Tenant,
         sealed_secret: String,
@@ -131,6 +136,7 @@ impl State {
                 self.initialized = true;
                 self.key_check = Some(key_check);
             }
+            MetaRecord::Tick { .. } => {}
             MetaRecord::TenantCreated {
                 tenant,
                 sealed_secret,

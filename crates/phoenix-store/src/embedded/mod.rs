@@ -4,6 +4,7 @@
 //! thread, and only then acknowledged, so readers never see a change that is not yet durable. The data
 //! dir is locked so a second process cannot open it.
 
+mod cold;
 mod console;
 mod dedupe;
 mod meta;
@@ -33,6 +34,8 @@ use wal::{Folded, WalRecord};
 
 /// The log's segments (see [`crate::journal::Journal::open_segmented`]).
 const WAL_DIR: &str = "wal";
+/// Ended windows' final standings (see [`cold`]).
+const COLD_DIR: &str = "cold";
 /// The single-file log of versions before segments: moved into `wal/` as its first segment.
 const LEGACY_WAL: &str = "wal.log";
 const LOCK_FILE: &str = "LOCK";
@@ -99,6 +102,8 @@ pub struct EmbeddedOptions {
     pub log_retention: Option<std::time::Duration>,
     /// Size at which the log starts a new segment.
     pub segment_bytes: u64,
+    /// Bytes of ended windows' standings kept in memory after a read (default 64 MiB).
+    pub cold_cache_bytes: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -107,6 +112,7 @@ impl Default for EmbeddedOptions {
             dedupe_horizon: SignedDuration::from_hours(24 * 7),
             log_retention: Some(std::time::Duration::from_secs(24 * 3600)),
             segment_bytes: crate::journal::SEGMENT_BYTES,
+            cold_cache_bytes: 64 << 20,
         }
     }
 }
@@ -184,6 +190,12 @@ pub struct EmbeddedStore {
     write_gate: tokio::sync::Mutex<()>,
     master: MasterKey,
     options: EmbeddedOptions,
+    /// Ended windows' standings on disk (see [`cold`]).
+    cold: Arc<cold::ColdStore>,
+    /// One mover of ended windows at a time.
+    maintain_gate: tokio::sync::Mutex<()>,
+    /// Windows moved to cold storage since start.
+    moved_cold: AtomicU64,
     _lock: File,
 }
 
@@ -342,6 +354,12 @@ impl EmbeddedStore {
             write_gate: tokio::sync::Mutex::new(()),
             master,
             options,
+            cold: Arc::new(cold::ColdStore::new(
+                dir.join(COLD_DIR),
+                options.cold_cache_bytes,
+            )),
+            maintain_gate: tokio::sync::Mutex::new(()),
+            moved_cold: AtomicU64::new(0),
             _lock: lock,
         })
     }
@@ -508,12 +526,122 @@ impl EmbeddedStore {
     fn lock_dedupe(&self) -> std::sync::MutexGuard<'_, Dedupe> {
         self.dedupe.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Moves every window the log has frozen to cold storage: its standings are written to a file
+    /// (durably) and only then dropped from memory. A window that ended by the clock but that no record
+    /// has passed yet (a quiet server) is first frozen by a `Tick` record, so the decision is the log's
+    /// and a replay makes the same one. Returns how many windows moved. Safe to interrupt at any point:
+    /// a window whose file was written but that a snapshot still holds in memory is moved again, to
+    /// the same bytes.
+    pub async fn move_ended_windows(&self) -> StoreResult<usize> {
+        let _one = self.maintain_gate.lock().await;
+        let now = now();
+        let high_water = |folded: &Folded| {
+            Timestamp::from_microsecond(folded.accepted_high_water.load(Ordering::Acquire))
+                .unwrap_or(Timestamp::UNIX_EPOCH)
+        };
+        let behind = {
+            let hw = high_water(&self.folded);
+            self.folded
+                .engine()
+                .hot_windows_ending_by(now)
+                .iter()
+                .any(|(_, _, w)| w.ends_at.is_some_and(|end| end > hw))
+        };
+        if behind {
+            let _gate = self.write_gate.lock().await;
+            self.commit(MetaRecord::Tick { at: now }).await?;
+        }
+        let frozen = self
+            .folded
+            .engine()
+            .hot_windows_ending_by(high_water(&self.folded));
+        let mut moved = 0;
+        for (tenant_id, uid, window) in frozen {
+            let Some(data) = self.folded.engine().freeze(&tenant_id, uid, &window.id) else {
+                continue;
+            };
+            let cold = self.cold.clone();
+            tokio::task::spawn_blocking(move || cold.write(uid, &data))
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?
+                .map_err(|e| StoreError::Unavailable(format!("writing a cold window file: {e}")))?;
+            let mut engine = self
+                .folded
+                .engine
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            if engine.make_cold(&tenant_id, uid, &window.id) {
+                moved += 1;
+            }
+        }
+        if moved > 0 {
+            self.moved_cold.fetch_add(moved as u64, Ordering::Relaxed);
+            tracing::debug!(windows = moved, "moved ended windows to cold storage");
+        }
+        Ok(moved)
+    }
+
+    /// A cold window's standings (reading its file off the async workers on a cache miss).
+    async fn load_cold(&self, uid: u64, window: &WindowId) -> StoreResult<Arc<cold::ColdWindow>> {
+        let cold = self.cold.clone();
+        let id = window.clone();
+        tokio::task::spawn_blocking(move || cold.load(uid, &id))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .map_err(StoreError::Unavailable)
+    }
+
+    /// A page of a window's ranked entries and the number of ranked entries, from memory or from
+    /// cold storage.
+    async fn window_page(
+        &self,
+        tenant_id: &str,
+        uid: u64,
+        window: &WindowId,
+        start: PageStart,
+        count: u32,
+    ) -> StoreResult<(Vec<Standing>, u32)> {
+        {
+            let engine = self.folded.engine();
+            let cold = engine
+                .leaderboard_state(tenant_id, uid)
+                .is_some_and(|lb| lb.cold_window(window).is_some());
+            if !cold {
+                let (from_rank, count) =
+                    page_bounds(&engine, tenant_id, uid, window, start, count).unwrap_or((1, 0));
+                return Ok(engine
+                    .page(tenant_id, uid, window, from_rank, count)
+                    .unwrap_or_default());
+            }
+        }
+        let cold = self.load_cold(uid, window).await?;
+        let (from_rank, count) = match start {
+            PageStart::Rank(rank) => (rank.max(1), count),
+            PageStart::After { score, seq, .. } => {
+                (cold.position_after(score, seq).saturating_add(1), count)
+            }
+            PageStart::Around { user_id, radius } => match cold.standing_of(&user_id) {
+                Some(me) => {
+                    let from = me.rank.saturating_sub(radius).max(1);
+                    let span = (me.rank - from).saturating_add(radius).saturating_add(1);
+                    (from, span.min(count))
+                }
+                None => (1, 0),
+            },
+        };
+        Ok((cold.page(from_rank, count), cold.total()))
+    }
 }
 
 #[async_trait]
 impl Store for EmbeddedStore {
     fn is_ready(&self) -> bool {
         self.wal.is_healthy() && self.signatures.is_healthy()
+    }
+
+    async fn maintain(&self) -> StoreResult<()> {
+        self.move_ended_windows().await.map(|_| ())
     }
 
     fn stats(&self) -> StoreStats {
@@ -524,6 +652,8 @@ impl Store for EmbeddedStore {
             events_scored: c.scored.load(Ordering::Relaxed),
             events_late: c.late.load(Ordering::Relaxed),
             dedupe_entries: self.lock_dedupe().len() as u64,
+            windows_moved_cold: self.moved_cold.load(Ordering::Relaxed),
+            cold_cache_bytes: self.cold.cached_bytes() as u64,
         }
     }
 
@@ -595,29 +725,30 @@ impl Store for EmbeddedStore {
         let Some(uid) = self.uid_of(tenant_id, leaderboard_id) else {
             return Ok(None);
         };
-        let engine = self.folded.engine();
-        let Some(lb) = engine.leaderboard_state(tenant_id, uid) else {
-            return Ok(None);
+        let now = Timestamp::now();
+        let (window, status) = {
+            let engine = self.folded.engine();
+            let Some(lb) = engine.leaderboard_state(tenant_id, uid) else {
+                return Ok(None);
+            };
+            match window {
+                None => lb.current_window(now),
+                Some(id) => match lb.window(id).map(|w| &w.window).or(lb.cold_window(id)) {
+                    Some(w) => {
+                        let status = if w.is_closed_at(now) {
+                            WindowStatus::Closed
+                        } else {
+                            WindowStatus::Open
+                        };
+                        (w.clone(), status)
+                    }
+                    None => return Ok(None),
+                },
+            }
         };
-        let (window, status) = match window {
-            None => lb.current_window(Timestamp::now()),
-            Some(id) => match lb.window(id) {
-                Some(w) => {
-                    let status = if w.window.is_closed_at(Timestamp::now()) {
-                        WindowStatus::Closed
-                    } else {
-                        WindowStatus::Open
-                    };
-                    (w.window.clone(), status)
-                }
-                None => return Ok(None),
-            },
-        };
-        let (from_rank, count) =
-            page_bounds(&engine, tenant_id, uid, &window.id, start, count).unwrap_or((1, 0));
-        let (entries, total_entries) = engine
-            .page(tenant_id, uid, &window.id, from_rank, count)
-            .unwrap_or_default();
+        let (entries, total_entries) = self
+            .window_page(tenant_id, uid, &window.id, start, count)
+            .await?;
         Ok(Some(StandingsPage {
             window,
             status,
@@ -640,9 +771,9 @@ impl Store for EmbeddedStore {
         let mut windows: Vec<Window> = uids
             .iter()
             .filter_map(|uid| engine.leaderboard_state(tenant_id, *uid))
-            .flat_map(|lb| lb.windows())
-            .filter(|w| w.window.is_closed_at(now))
-            .map(|w| w.window.clone())
+            .flat_map(|lb| lb.all_windows())
+            .filter(|w| w.is_closed_at(now))
+            .cloned()
             .collect();
         windows.sort_by_key(|w| std::cmp::Reverse((w.starts_at, w.id.incarnation())));
         Ok(Some(windows))
@@ -666,20 +797,24 @@ impl Store for EmbeddedStore {
             return Ok(None);
         };
         let now = Timestamp::now();
-        let engine = self.folded.engine();
-        let Some(found) = engine
-            .leaderboard_state(tenant_id, uid)
-            .and_then(|lb| lb.window(window))
-            .filter(|w| w.window.is_closed_at(now))
-            .map(|w| w.window.clone())
-        else {
+        let found = {
+            let engine = self.folded.engine();
+            engine
+                .leaderboard_state(tenant_id, uid)
+                .and_then(|lb| {
+                    lb.window(window)
+                        .map(|w| &w.window)
+                        .or(lb.cold_window(window))
+                })
+                .filter(|w| w.is_closed_at(now))
+                .cloned()
+        };
+        let Some(found) = found else {
             return Ok(None);
         };
-        let (from_rank, count) =
-            page_bounds(&engine, tenant_id, uid, window, start, count).unwrap_or((1, 0));
-        let (entries, total_entries) = engine
-            .page(tenant_id, uid, window, from_rank, count)
-            .unwrap_or_default();
+        let (entries, total_entries) = self
+            .window_page(tenant_id, uid, window, start, count)
+            .await?;
         Ok(Some(StandingsPage {
             window: found,
             status: WindowStatus::Closed,
@@ -710,13 +845,21 @@ impl Store for EmbeddedStore {
         let Some(uid) = self.uid_of(tenant_id, leaderboard_id) else {
             return Ok(None);
         };
-        let engine = self.folded.engine();
-        let window = match (window, engine.leaderboard_state(tenant_id, uid)) {
-            (Some(id), _) => id.clone(),
-            (None, Some(lb)) => lb.current_window(Timestamp::now()).0.id,
-            (None, None) => return Ok(None),
+        let cold = {
+            let engine = self.folded.engine();
+            let lb = engine.leaderboard_state(tenant_id, uid);
+            let window = match (window, lb) {
+                (Some(id), _) => id.clone(),
+                (None, Some(lb)) => lb.current_window(Timestamp::now()).0.id,
+                (None, None) => return Ok(None),
+            };
+            if lb.is_none_or(|lb| lb.cold_window(&window).is_none()) {
+                return Ok(engine.standing_of(tenant_id, uid, &window, user_id));
+            }
+            window
         };
-        Ok(engine.standing_of(tenant_id, uid, &window, user_id))
+        let cold = self.load_cold(uid, &cold).await?;
+        Ok(cold.standing_of(user_id).cloned())
     }
 
     async fn use_signature_once(

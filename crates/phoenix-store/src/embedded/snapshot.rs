@@ -35,9 +35,28 @@ pub(super) struct Snapshot {
 #[derive(Serialize, Deserialize)]
 struct WindowHeader {
     id: String,
+    /// Unix µs (kept for snapshots written before `start`/`end`).
     starts_at: Option<i64>,
     ends_at: Option<i64>,
+    /// The exact bounds (a custom window's may carry nanoseconds).
+    #[serde(default)]
+    start: Option<Timestamp>,
+    #[serde(default)]
+    end: Option<Timestamp>,
     players: u64,
+}
+
+impl WindowHeader {
+    fn of(window: &Window, players: u64) -> WindowHeader {
+        WindowHeader {
+            id: window.id.as_str().to_owned(),
+            starts_at: window.starts_at.map(|t| t.as_microsecond()),
+            ends_at: window.ends_at.map(|t| t.as_microsecond()),
+            start: window.starts_at,
+            end: window.ends_at,
+            players,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -50,6 +69,9 @@ struct LeaderboardHeader {
     #[serde(default = "first_incarnation")]
     incarnation: u32,
     windows: Vec<WindowHeader>,
+    /// Windows in cold storage (no players here).
+    #[serde(default)]
+    cold: Vec<WindowHeader>,
 }
 
 fn first_incarnation() -> u32 {
@@ -80,15 +102,11 @@ fn lb_header(lb: &LeaderboardSnapshot) -> LeaderboardHeader {
         config: lb.config.clone(),
         active: lb.active,
         incarnation: lb.incarnation,
+        cold: lb.cold.iter().map(|w| WindowHeader::of(w, 0)).collect(),
         windows: lb
             .windows
             .iter()
-            .map(|w| WindowHeader {
-                id: w.window.id.as_str().to_owned(),
-                starts_at: w.window.starts_at.map(|t| t.as_microsecond()),
-                ends_at: w.window.ends_at.map(|t| t.as_microsecond()),
-                players: w.players.len() as u64,
-            })
+            .map(|w| WindowHeader::of(&w.window, w.players.len() as u64))
             .collect(),
     }
 }
@@ -191,19 +209,23 @@ impl<'a> Reader<'a> {
     }
 }
 
+fn window_of(w: &WindowHeader) -> Result<Window, String> {
+    let id = WindowId::parse(&w.id).ok_or_else(|| format!("bad window id '{}'", w.id))?;
+    let time = |us: Option<i64>| -> Result<Option<Timestamp>, String> {
+        us.map(|us| Timestamp::from_microsecond(us).map_err(|e| e.to_string()))
+            .transpose()
+    };
+    Ok(Window {
+        id,
+        starts_at: w.start.map_or_else(|| time(w.starts_at), |t| Ok(Some(t)))?,
+        ends_at: w.end.map_or_else(|| time(w.ends_at), |t| Ok(Some(t)))?,
+    })
+}
+
 fn read_lb(r: &mut Reader<'_>, h: LeaderboardHeader) -> Result<LeaderboardSnapshot, String> {
     let mut windows = Vec::with_capacity(h.windows.len());
-    for w in h.windows {
-        let id = WindowId::parse(&w.id).ok_or_else(|| format!("bad window id '{}'", w.id))?;
-        let time = |us: Option<i64>| -> Result<Option<Timestamp>, String> {
-            us.map(|us| Timestamp::from_microsecond(us).map_err(|e| e.to_string()))
-                .transpose()
-        };
-        let window = Window {
-            id,
-            starts_at: time(w.starts_at)?,
-            ends_at: time(w.ends_at)?,
-        };
+    for w in &h.windows {
+        let window = window_of(w)?;
         let count = usize::try_from(w.players).map_err(|e| e.to_string())?;
         let mut players = Vec::with_capacity(count.min(r.bytes.len() / 36));
         for _ in 0..count {
@@ -224,6 +246,7 @@ fn read_lb(r: &mut Reader<'_>, h: LeaderboardHeader) -> Result<LeaderboardSnapsh
         active: h.active,
         incarnation: h.incarnation,
         windows,
+        cold: h.cold.iter().map(window_of).collect::<Result<_, _>>()?,
     })
 }
 

@@ -246,6 +246,11 @@ impl Folded {
         let mut state = self.meta.write().unwrap_or_else(|p| p.into_inner());
         let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
         match &record {
+            MetaRecord::Tick { at } => {
+                // Under the engine lock, like an event record's acceptance time.
+                self.accepted_high_water
+                    .fetch_max(at.as_microsecond(), Ordering::Relaxed);
+            }
             MetaRecord::LeaderboardCreated { uid, leaderboard } => {
                 // Applied before `state` records the new board, so it counts only those before it.
                 let incarnation = state
