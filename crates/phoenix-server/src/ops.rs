@@ -69,6 +69,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::counter!("phoenix_events_scored_total").absolute(stats.events_scored);
     metrics::counter!("phoenix_events_late_total").absolute(stats.events_late);
     metrics::gauge!("phoenix_dedupe_entries").set(stats.dedupe_entries as f64);
+    metrics::gauge!("phoenix_dedupe_pieces").set(stats.dedupe_pieces as f64);
+    metrics::gauge!("phoenix_dedupe_piece_bytes").set(stats.dedupe_piece_bytes as f64);
     metrics::counter!("phoenix_windows_moved_cold_total").absolute(stats.windows_moved_cold);
     metrics::gauge!("phoenix_cold_cache_bytes").set(stats.cold_cache_bytes as f64);
     let mut response = prometheus().render().into_response();

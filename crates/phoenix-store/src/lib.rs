@@ -62,6 +62,10 @@ pub struct StoreStats {
     /// Leaderboard matches refused because the event's window had already closed.
     pub events_late: u64,
     pub dedupe_entries: u64,
+    /// Frozen pieces of the idempotency index on disk.
+    pub dedupe_pieces: u64,
+    /// Memory held by the pieces' filters and block indexes.
+    pub dedupe_piece_bytes: u64,
     /// Ended windows moved from memory to cold storage since start.
     pub windows_moved_cold: u64,
     /// Bytes of cold windows' standings cached in memory.
@@ -126,8 +130,9 @@ pub trait Store: Send + Sync + 'static {
     /// Counters for `/metrics`.
     fn stats(&self) -> StoreStats;
 
-    /// Housekeeping that follows the log, called about once a second by the server: moves ended
-    /// windows out of memory. The default does nothing.
+    /// Housekeeping, called about once a second by the server: freezes recent event ids into a piece
+    /// on disk and drops expired pieces, and moves ended windows out of memory. The default does
+    /// nothing.
     async fn maintain(&self) -> StoreResult<()> {
         Ok(())
     }

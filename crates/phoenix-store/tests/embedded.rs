@@ -280,10 +280,14 @@ async fn retention_deletes_only_segments_every_snapshot_covers() {
         segment_bytes: 2048,
         ..EmbeddedOptions::default()
     };
-    let open = || async {
-        let store = EmbeddedStore::open_with(dir.path(), key(), options).unwrap();
-        store.initialize().await.unwrap();
-        store
+    let open = || {
+        let options = options.clone();
+        let dir = dir.path().to_owned();
+        async move {
+            let store = EmbeddedStore::open_with(&dir, key(), options).unwrap();
+            store.initialize().await.unwrap();
+            store
+        }
     };
     let store = open().await;
     conformance::run_all(&store, "ret").await;
@@ -580,5 +584,108 @@ async fn ended_windows_go_cold_and_read_the_same() {
             .unwrap()
             .len(),
         1
+    );
+}
+
+fn event_at(
+    id: &str,
+    user: &str,
+    occurred_at: jiff::Timestamp,
+    now: jiff::Timestamp,
+) -> phoenix_core::event::Event {
+    phoenix_core::event::Event::from_json(
+        &serde_json::json!({
+            "event_id": id, "type": "match.completed", "actor": {"user_id": user},
+            "occurred_at": occurred_at.to_string(), "attrs": {"score": 1}
+        }),
+        phoenix_core::event::EventRules {
+            now,
+            dedupe_horizon: jiff::SignedDuration::from_hours(24 * 7),
+        },
+    )
+    .unwrap()
+}
+
+/// With a clock the test drives: an id accepted six days ago is still a duplicate after its key was
+/// frozen to disk and the process restarted (also when the retry carries another `occurred_at`), new
+/// ids never are, and ids past the horizon are forgotten whole pieces at a time.
+#[tokio::test]
+async fn a_duplicate_from_six_days_ago_is_caught_after_a_restart() {
+    use phoenix_store::IngestStatus::{Accepted, Duplicate};
+    use phoenix_store::embedded::{Clock, EmbeddedOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let start: jiff::Timestamp = "2026-03-01T10:00:00Z".parse().unwrap();
+    let clock = Clock::manual(start);
+    let options = EmbeddedOptions {
+        clock: clock.clone(),
+        dedupe_hot_keys: 50,
+        ..EmbeddedOptions::default()
+    };
+    let open = || {
+        let options = options.clone();
+        let dir = dir.path().to_owned();
+        async move {
+            let store = EmbeddedStore::open_with(&dir, key(), options).unwrap();
+            store.initialize().await.unwrap();
+            store
+        }
+    };
+    let store = open().await;
+    store
+        .create_tenant(
+            phoenix_core::ids::TenantId::parse("six").unwrap(),
+            "Six".into(),
+            "s".repeat(32),
+        )
+        .await
+        .unwrap();
+    let day = jiff::SignedDuration::from_hours(24);
+    // Six days of traffic, 120 ids a day, frozen along the way.
+    for d in 0..6 {
+        let now = clock.now();
+        let events: Vec<_> = (0..120)
+            .map(|i| event_at(&format!("d{d}-{i}"), "p", now, now))
+            .collect();
+        let statuses = store.ingest("six", events).await.unwrap();
+        assert!(statuses.iter().all(|s| *s == Accepted));
+        store.maintain().await.unwrap();
+        clock.advance(day);
+        store.maintain().await.unwrap();
+    }
+    assert!(store.stats().dedupe_pieces >= 6, "{:?}", store.stats());
+    store.checkpoint().await.unwrap();
+    drop(store);
+
+    let store = open().await;
+    let now = clock.now();
+    let retries = vec![
+        // Day 0's id, as first sent six days ago.
+        event_at("d0-7", "p", start, now),
+        // The same id with another occurred_at.
+        event_at("d0-8", "p", now - jiff::SignedDuration::from_mins(3), now),
+        event_at("d5-119", "p", now, now),
+        event_at("brand-new", "p", now, now),
+    ];
+    assert_eq!(
+        store.ingest("six", retries).await.unwrap(),
+        vec![Duplicate, Duplicate, Duplicate, Accepted]
+    );
+    let fresh: Vec<_> = (0..500)
+        .map(|i| event_at(&format!("fresh-{i}"), "p", now, now))
+        .collect();
+    let statuses = store.ingest("six", fresh).await.unwrap();
+    assert!(
+        statuses.iter().all(|s| *s == Accepted),
+        "a new id refused as a duplicate"
+    );
+    // Two more days: day 0's piece is past the horizon and goes whole.
+    let remembered = store.stats().dedupe_entries;
+    clock.advance(day * 2);
+    store.maintain().await.unwrap();
+    assert_eq!(
+        store.stats().dedupe_entries,
+        remembered - 120,
+        "day 0's piece went whole: {:?}",
+        store.stats()
     );
 }

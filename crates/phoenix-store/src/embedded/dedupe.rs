@@ -1,38 +1,384 @@
-//! The idempotency index: which `(tenant, event_id)` pairs have been accepted, for as long as an event
-//! with that id could still be accepted (its `occurred_at` within the dedupe horizon). Entries are
-//! 128-bit SipHash-1-3 digests under a secret random key, so memory per event is fixed whatever the id's
-//! length and ids cannot be chosen to collide; the key is kept in snapshots so a restored index matches.
-//! Entries older than the horizon are dropped, which bounds the index by the horizon times the event rate.
+//! The idempotency index: which `(tenant, event_id)` pairs were accepted, for as long as a retry of
+//! them could still arrive inside the dedupe horizon. Keys are 128-bit SipHash-1-3 digests under a secret
+//! random key (kept in snapshots), so memory per key is fixed whatever the id's length and ids cannot be
+//! chosen to collide.
+//!
+//! Memory is bounded by the recent part only:
+//! - **Hot**: the keys accepted most recently, in a hash set, up to [`DedupeOptions::hot_keys`] (or for at
+//!   most an eighth of the horizon). Snapshots hold these (and nothing else of the index).
+//! - **Pieces**: [`Dedupe::freeze`] turns the hot keys into an immutable file under `dedupe/` (sorted keys
+//!   in checksummed 4 KiB blocks), of which memory keeps a blocked Bloom filter (12 bits a key) and the
+//!   first key of every block: about 1.6 bytes a key. A lookup probes one cache line per piece and reads
+//!   one block from disk only on a filter hit (about 1% of new keys per piece).
+//! - **Expiry** drops whole pieces: a piece goes once its newest key was accepted longer ago than the
+//!   horizon plus the allowed clock skew, whatever `occurred_at` its events (or their retries) carry.
+//!
+//! Pieces are durable on their own (temp file, fsync, rename, fsync dir) before the hot keys they hold
+//! are dropped, and are found by listing the directory at start-up; so log retention never forgets an id
+//! inside the horizon: every accepted id is in a snapshot's hot keys, in a piece, or in the log after the
+//! snapshot. A piece holding keys that are also in a snapshot or in the log is harmless (a superset).
 
 use jiff::{SignedDuration, Timestamp};
 use siphasher::sip128::{Hasher128, SipHasher13};
-use std::collections::HashMap;
-use std::hash::Hasher;
+use std::collections::HashSet;
+use std::fs;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const MAGIC: &[u8; 8] = b"PHXDDUP1";
+const SUFFIX: &str = ".keys";
+const KEY_FILE: &str = "hash.key";
+/// Keys per on-disk block (4 KiB).
+const BLOCK_KEYS: usize = 256;
+/// Bloom filter bits per key.
+const BITS_PER_KEY: usize = 12;
+/// Events may be stamped this far ahead of the server's clock (SPEC §5), so a key is kept this much
+/// longer than the horizon after its acceptance.
+const FUTURE_SKEW: SignedDuration = SignedDuration::from_mins(5);
+
+/// The keys are already uniform random bits: hash them by their low 64 bits.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+type KeySet = HashSet<u128, BuildHasherDefault<KeyHasher>>;
+
+/// Settings of the index.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DedupeOptions {
+    pub horizon: SignedDuration,
+    /// Hot keys before they are frozen into a piece.
+    pub hot_keys: usize,
+}
+
+/// One frozen piece: its filter and block index in memory, its keys on disk.
+pub(super) struct Piece {
+    path: PathBuf,
+    count: u64,
+    /// The newest acceptance time of its keys (Unix µs).
+    newest: i64,
+    bloom: Vec<u64>,
+    /// The first key and the CRC32 of every block.
+    blocks: Vec<(u128, u32)>,
+    /// Where the keys start in the file.
+    keys_at: u64,
+}
+
+impl Piece {
+    fn may_contain(&self, key: u128) -> bool {
+        bloom_check(&self.bloom, key)
+    }
+
+    /// Reads the one block that could hold `key`. An error when the file cannot be read or the block
+    /// fails its checksum: the answer is unknown, never guessed.
+    fn contains(&self, key: u128) -> Result<bool, String> {
+        let block = self.blocks.partition_point(|(first, _)| *first <= key);
+        if block == 0 {
+            return Ok(false);
+        }
+        let block = block - 1;
+        let start = block * BLOCK_KEYS;
+        let n = (self.count as usize - start).min(BLOCK_KEYS);
+        let mut bytes = vec![0u8; n * 16];
+        fs::File::open(&self.path)
+            .and_then(|file| read_exact_at(&file, &mut bytes, self.keys_at + (start * 16) as u64))
+            .map_err(|e| format!("dedupe piece {}: {e}", self.path.display()))?;
+        if crc32fast::hash(&bytes) != self.blocks[block].1 {
+            return Err(format!(
+                "dedupe piece {} is damaged (block {block})",
+                self.path.display()
+            ));
+        }
+        let keys: Vec<u128> = bytes
+            .chunks_exact(16)
+            .map(|c| u128::from_le_bytes(c.try_into().unwrap_or([0; 16])))
+            .collect();
+        Ok(keys.binary_search(&key).is_ok())
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.bloom.capacity() * 8 + self.blocks.capacity() * 32
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &fs::File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, at)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(file: &fs::File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = file;
+    file.seek(SeekFrom::Start(at))?;
+    file.read_exact(buf)
+}
+
+fn bloom_words(count: usize) -> usize {
+    // Whole 512-bit blocks.
+    (count * BITS_PER_KEY).div_ceil(512).max(1) * 8
+}
+
+/// The 512-bit block of `key` and its seven bit positions in it.
+fn bloom_bits(words: usize, key: u128) -> (usize, [u32; 7]) {
+    let blocks = (words / 8) as u128;
+    let block = (((key as u64) as u128 * blocks) >> 64) as usize;
+    let high = (key >> 64) as u64;
+    let mut bits = [0u32; 7];
+    for (i, bit) in bits.iter_mut().enumerate() {
+        *bit = ((high >> (i * 9)) & 511) as u32;
+    }
+    (block * 8, bits)
+}
+
+fn bloom_add(bloom: &mut [u64], key: u128) {
+    let (base, bits) = bloom_bits(bloom.len(), key);
+    for bit in bits {
+        bloom[base + (bit / 64) as usize] |= 1 << (bit % 64);
+    }
+}
+
+fn bloom_check(bloom: &[u64], key: u128) -> bool {
+    let (base, bits) = bloom_bits(bloom.len(), key);
+    bits.iter()
+        .all(|bit| bloom[base + (bit / 64) as usize] & (1 << (bit % 64)) != 0)
+}
+
+/// Writes `keys` (sorted) as a piece file in `dir`; returns the piece (blocking file work).
+fn write_piece(dir: &Path, keys: &[u128], newest: i64) -> std::io::Result<Piece> {
+    crate::journal::create_private_dir(dir)?;
+    let mut bloom = vec![0u64; bloom_words(keys.len())];
+    for key in keys {
+        bloom_add(&mut bloom, *key);
+    }
+    let mut key_bytes = Vec::with_capacity(keys.len() * 16);
+    let mut blocks = Vec::with_capacity(keys.len().div_ceil(BLOCK_KEYS));
+    for chunk in keys.chunks(BLOCK_KEYS) {
+        let from = key_bytes.len();
+        for key in chunk {
+            key_bytes.extend_from_slice(&key.to_le_bytes());
+        }
+        blocks.push((chunk[0], crc32fast::hash(&key_bytes[from..])));
+    }
+    let mut head = Vec::with_capacity(40 + bloom.len() * 8 + blocks.len() * 20);
+    head.extend_from_slice(MAGIC);
+    head.extend_from_slice(&(keys.len() as u64).to_le_bytes());
+    head.extend_from_slice(&newest.to_le_bytes());
+    head.extend_from_slice(&(bloom.len() as u64).to_le_bytes());
+    head.extend_from_slice(&(blocks.len() as u64).to_le_bytes());
+    for word in &bloom {
+        head.extend_from_slice(&word.to_le_bytes());
+    }
+    for (first, crc) in &blocks {
+        head.extend_from_slice(&first.to_le_bytes());
+        head.extend_from_slice(&crc.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&head);
+    head.extend_from_slice(&crc.to_le_bytes());
+    // Named by the newest acceptance time and the first key: unique, and sorted by age.
+    let name = format!(
+        "{:020}-{:032x}{SUFFIX}",
+        newest.max(0),
+        keys.first().copied().unwrap_or(0)
+    );
+    let path = dir.join(name);
+    let tmp = path.with_extension("tmp");
+    let mut file = crate::journal::owner_only()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    file.write_all(&head)?;
+    file.write_all(&key_bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, &path)?;
+    crate::journal::sync_dir(dir)?;
+    Ok(Piece {
+        path,
+        count: keys.len() as u64,
+        newest,
+        bloom,
+        blocks,
+        keys_at: head.len() as u64,
+    })
+}
+
+/// Reads a piece's header, filter and block index (not its keys).
+fn read_piece(path: &Path) -> Result<Piece, String> {
+    let file = fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut fixed = [0u8; 40];
+    read_exact_at(&file, &mut fixed, 0).map_err(|e| e.to_string())?;
+    if &fixed[..8] != MAGIC {
+        return Err("not a dedupe piece".into());
+    }
+    let u64_at = |i: usize| u64::from_le_bytes(fixed[i..i + 8].try_into().unwrap_or([0; 8]));
+    let (count, newest, words, nblocks) = (u64_at(8), u64_at(16) as i64, u64_at(24), u64_at(32));
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let head_len = 40u64
+        .checked_add(words.checked_mul(8).ok_or("bad header")?)
+        .and_then(|n| n.checked_add(nblocks.checked_mul(20)?))
+        .and_then(|n| n.checked_add(4))
+        .filter(|n| *n <= len)
+        .ok_or("truncated")?;
+    if count.div_ceil(BLOCK_KEYS as u64) != nblocks || head_len + count * 16 != len {
+        return Err("its sizes do not add up".into());
+    }
+    let mut head = vec![0u8; head_len as usize];
+    read_exact_at(&file, &mut head, 0).map_err(|e| e.to_string())?;
+    let (body, crc) = head.split_at(head.len() - 4);
+    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().unwrap_or([0; 4])) {
+        return Err("checksum mismatch".into());
+    }
+    let mut at = 40;
+    let mut bloom = Vec::with_capacity(words as usize);
+    for _ in 0..words {
+        bloom.push(u64::from_le_bytes(
+            body[at..at + 8].try_into().unwrap_or([0; 8]),
+        ));
+        at += 8;
+    }
+    let mut blocks = Vec::with_capacity(nblocks as usize);
+    for _ in 0..nblocks {
+        let first = u128::from_le_bytes(body[at..at + 16].try_into().unwrap_or([0; 16]));
+        let crc = u32::from_le_bytes(body[at + 16..at + 20].try_into().unwrap_or([0; 4]));
+        blocks.push((first, crc));
+        at += 20;
+    }
+    if words == 0 || words % 8 != 0 {
+        return Err("bad filter size".into());
+    }
+    Ok(Piece {
+        path: path.to_owned(),
+        count,
+        newest,
+        bloom,
+        blocks,
+        keys_at: head_len,
+    })
+}
 
 pub(super) struct Dedupe {
-    /// Digest → `occurred_at` in Unix seconds.
-    seen: HashMap<u128, i64>,
+    hot: KeySet,
+    /// Oldest and newest acceptance time of the hot keys (Unix µs).
+    hot_span: Option<(i64, i64)>,
+    /// Keys being written to a piece (and their newest acceptance time): still answered from memory
+    /// until the piece is in place.
+    freezing: Option<(Arc<Vec<u128>>, i64)>,
+    pieces: Vec<Piece>,
     key: [u64; 2],
-    horizon: SignedDuration,
+    options: DedupeOptions,
+    dir: PathBuf,
     last_prune: i64,
 }
 
-/// The index as plain data, for snapshots.
+/// The hot keys as plain data, for snapshots.
 pub(super) struct DedupeSnapshot {
     pub key: [u64; 2],
+    /// Hot keys with their acceptance time (Unix µs; older snapshots hold `occurred_at` in seconds
+    /// here, which only matters for when the key freezes).
     pub entries: Vec<(u128, i64)>,
 }
 
+/// Hot keys taken out to be written as a piece (see [`Dedupe::take_hot`]).
+pub(super) struct Freezing {
+    keys: Arc<Vec<u128>>,
+    newest: i64,
+}
+
 impl Dedupe {
-    pub(super) fn new(horizon: SignedDuration) -> Self {
-        let bytes = crate::seal::random_bytes::<16>();
-        let half = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-        Dedupe {
-            seen: HashMap::new(),
-            key: [half(&bytes[..8]), half(&bytes[8..])],
-            horizon,
-            last_prune: 0,
+    /// The index in `dir`: its pieces, and the hash key kept beside them (`hash.key`), created on first
+    /// use from `snapshot_key` (a data dir from before pieces kept it only in snapshots) or at random.
+    pub(super) fn open(
+        dir: &Path,
+        snapshot_key: Option<[u64; 2]>,
+        options: DedupeOptions,
+    ) -> Result<Self, String> {
+        let key = Self::hash_key(dir, snapshot_key)
+            .map_err(|e| format!("dedupe key in {}: {e}", dir.display()))?;
+        if snapshot_key.is_some_and(|k| k != key) {
+            return Err(format!(
+                "{} does not match the snapshot's dedupe key",
+                dir.join(KEY_FILE).display()
+            ));
         }
+        let mut pieces = Vec::new();
+        let entries = fs::read_dir(dir).map_err(|e| e.to_string())?;
+        for entry in entries {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("keys") => {
+                    let piece = read_piece(&path)
+                        .map_err(|e| format!("dedupe piece {}: {e}", path.display()))?;
+                    pieces.push(piece);
+                }
+                // A piece whose write was interrupted: its keys are still hot elsewhere.
+                Some("tmp") => {
+                    let _ = fs::remove_file(&path);
+                }
+                _ => {}
+            }
+        }
+        pieces.sort_by_key(|p| p.newest);
+        Ok(Dedupe {
+            hot: KeySet::default(),
+            hot_span: None,
+            freezing: None,
+            pieces,
+            key,
+            options,
+            dir: dir.to_owned(),
+            last_prune: 0,
+        })
+    }
+
+    fn hash_key(dir: &Path, snapshot_key: Option<[u64; 2]>) -> std::io::Result<[u64; 2]> {
+        crate::journal::create_private_dir(dir)?;
+        let path = dir.join(KEY_FILE);
+        let half = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        match fs::read(&path) {
+            Ok(bytes) if bytes.len() == 16 => return Ok([half(&bytes[..8]), half(&bytes[8..])]),
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "hash.key is not 16 bytes",
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let key = snapshot_key.unwrap_or_else(|| {
+            let bytes = crate::seal::random_bytes::<16>();
+            [half(&bytes[..8]), half(&bytes[8..])]
+        });
+        let tmp = dir.join("hash.key.tmp");
+        let mut file = crate::journal::owner_only()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        file.write_all(&key[0].to_le_bytes())?;
+        file.write_all(&key[1].to_le_bytes())?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, &path)?;
+        crate::journal::sync_dir(dir)?;
+        Ok(key)
     }
 
     pub(super) fn key(&self, tenant_id: &str, event_id: &str) -> u128 {
@@ -44,39 +390,153 @@ impl Dedupe {
         h.finish128().as_u128()
     }
 
-    /// Claims `key`: true the first time (the event is new), false for a duplicate.
-    pub(super) fn claim(&mut self, key: u128, occurred_at: Timestamp) -> bool {
-        match self.seen.entry(key) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(occurred_at.as_second());
-                true
+    /// Whether `key` was accepted before (within what the index remembers).
+    fn seen(&self, key: u128) -> Result<bool, String> {
+        if self.hot.contains(&key) {
+            return Ok(true);
+        }
+        if let Some((freezing, _)) = &self.freezing
+            && freezing.binary_search(&key).is_ok()
+        {
+            return Ok(true);
+        }
+        for piece in self.pieces.iter().rev() {
+            if piece.may_contain(key) && piece.contains(key)? {
+                return Ok(true);
             }
+        }
+        Ok(false)
+    }
+
+    /// Claims `key`, accepted at `accepted_at`: true the first time (the event is new), false for a
+    /// duplicate; an error when a piece that might hold it cannot be read.
+    pub(super) fn claim(&mut self, key: u128, accepted_at: Timestamp) -> Result<bool, String> {
+        if self.seen(key)? {
+            return Ok(false);
+        }
+        self.hot.insert(key);
+        let at = accepted_at.as_microsecond();
+        self.hot_span = Some(match self.hot_span {
+            None => (at, at),
+            Some((oldest, newest)) => (oldest.min(at), newest.max(at)),
+        });
+        Ok(true)
+    }
+
+    /// Claims `key` during replay: what the log says was accepted is remembered (a piece that cannot
+    /// be read is not trusted to hold it).
+    pub(super) fn replay(&mut self, key: u128, accepted_at: Timestamp) {
+        if self.claim(key, accepted_at).is_err() {
+            self.hot.insert(key);
         }
     }
 
     /// Gives a claim back (its write failed, so the event was never accepted).
     pub(super) fn release(&mut self, key: u128) {
-        self.seen.remove(&key);
+        self.hot.remove(&key);
     }
 
-    /// Drops entries no event can collide with any more (older than the horizon); cheap to call often.
+    /// Whether the hot keys should become a piece now: there are enough of them, or the oldest has
+    /// been hot for an eighth of the horizon.
+    pub(super) fn should_freeze(&self, now: Timestamp) -> bool {
+        if self.freezing.is_some() {
+            return false;
+        }
+        let span = self.options.horizon.as_micros() as i64 / 8;
+        self.hot.len() >= self.options.hot_keys
+            || self
+                .hot_span
+                .is_some_and(|(oldest, _)| now.as_microsecond() - oldest >= span)
+    }
+
+    /// Takes the hot keys out to be written as a piece; they keep answering from memory until
+    /// [`Dedupe::install`]. Call only while no claim is waiting for its write (a claim that fails after
+    /// this could not be given back).
+    pub(super) fn take_hot(&mut self) -> Option<Freezing> {
+        let (_, newest) = self.hot_span.take()?;
+        let mut keys: Vec<u128> = self.hot.drain().collect();
+        keys.sort_unstable();
+        let keys = Arc::new(keys);
+        self.freezing = Some((keys.clone(), newest));
+        Some(Freezing { keys, newest })
+    }
+
+    /// Writes taken keys as a piece file (blocking file work; no lock needed).
+    pub(super) fn write(dir: &Path, freezing: &Freezing) -> std::io::Result<Piece> {
+        write_piece(dir, &freezing.keys, freezing.newest)
+    }
+
+    /// Puts a written piece in place of the keys it was made from; on `None` (the write failed) the
+    /// keys go back to the hot set.
+    pub(super) fn install(&mut self, piece: Option<Piece>) {
+        let Some((keys, newest)) = self.freezing.take() else {
+            return;
+        };
+        match piece {
+            Some(piece) => {
+                self.pieces.push(piece);
+                self.pieces.sort_by_key(|p| p.newest);
+            }
+            None => {
+                self.hot.extend(keys.iter().copied());
+                self.hot_span = Some(match self.hot_span {
+                    None => (newest, newest),
+                    Some((oldest, latest)) => (oldest.min(newest), latest.max(newest)),
+                });
+            }
+        }
+    }
+
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Deletes the pieces no retry can reach any more (their newest key accepted longer ago than the
+    /// horizon plus the clock skew): whole files, nothing scanned. Cheap to call often.
     pub(super) fn prune(&mut self, now: Timestamp) {
         let now_s = now.as_second();
         if now_s - self.last_prune < 60 {
             return;
         }
         self.last_prune = now_s;
-        let oldest = now_s - self.horizon.as_secs();
-        self.seen.retain(|_, occurred| *occurred >= oldest);
+        let oldest = (now - self.options.horizon - FUTURE_SKEW).as_microsecond();
+        self.pieces.retain(|p| {
+            if p.newest >= oldest {
+                return true;
+            }
+            if let Err(e) = crate::journal::remove_if_exists(&p.path) {
+                tracing::warn!(path = %p.path.display(), error = %e, "could not delete an expired dedupe piece");
+            }
+            false
+        });
     }
 
+    /// Keys remembered (hot, being frozen, and in pieces).
     pub(super) fn len(&self) -> usize {
-        self.seen.len()
+        self.hot.len()
+            + self.freezing.as_ref().map_or(0, |(f, _)| f.len())
+            + self.pieces.iter().map(|p| p.count as usize).sum::<usize>()
     }
 
+    /// Pieces on disk.
+    pub(super) fn pieces(&self) -> usize {
+        self.pieces.len()
+    }
+
+    /// Heap bytes held by the pieces' filters and block indexes.
+    pub(super) fn piece_bytes(&self) -> usize {
+        self.pieces.iter().map(Piece::heap_bytes).sum()
+    }
+
+    /// The hot keys (and those being frozen), for a snapshot.
     pub(super) fn snapshot(&self) -> DedupeSnapshot {
-        let mut entries: Vec<(u128, i64)> = self.seen.iter().map(|(k, v)| (*k, *v)).collect();
+        let stamp = self.hot_span.map_or(0, |(_, newest)| newest);
+        let mut entries: Vec<(u128, i64)> = self
+            .hot
+            .iter()
+            .chain(self.freezing.iter().flat_map(|(f, _)| f.iter()))
+            .map(|k| (*k, stamp))
+            .collect();
         entries.sort_unstable();
         DedupeSnapshot {
             key: self.key,
@@ -84,13 +544,24 @@ impl Dedupe {
         }
     }
 
-    pub(super) fn restore(snapshot: DedupeSnapshot, horizon: SignedDuration) -> Self {
-        Dedupe {
-            seen: snapshot.entries.into_iter().collect(),
-            key: snapshot.key,
-            horizon,
-            last_prune: 0,
+    /// The index a snapshot saw: its hash key and hot keys, with the pieces in `dir`.
+    pub(super) fn restore(
+        snapshot: DedupeSnapshot,
+        dir: &Path,
+        options: DedupeOptions,
+        now: Timestamp,
+    ) -> Result<Self, String> {
+        let mut dedupe = Self::open(dir, Some(snapshot.key), options)?;
+        let now = now.as_microsecond();
+        for (key, _) in snapshot.entries {
+            dedupe.hot.insert(key);
         }
+        if !dedupe.hot.is_empty() {
+            // When they were accepted is not kept per key: count from now, so they freeze within an
+            // eighth of the horizon (their pieces then live a horizon from now: longer, never shorter).
+            dedupe.hot_span = Some((now, now));
+        }
+        Ok(dedupe)
     }
 }
 
@@ -98,32 +569,103 @@ impl Dedupe {
 mod tests {
     use super::*;
 
+    fn options() -> DedupeOptions {
+        DedupeOptions {
+            horizon: SignedDuration::from_hours(1),
+            hot_keys: 100,
+        }
+    }
+
     #[test]
-    fn claims_once_and_forgets_beyond_the_horizon() {
-        let mut d = Dedupe::new(SignedDuration::from_hours(1));
+    fn claims_once_across_hot_keys_and_pieces_and_forgets_whole_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = Dedupe::open(dir.path(), None, options()).unwrap();
         let now: Timestamp = "2026-01-01T12:00:00Z".parse().unwrap();
         let k = d.key("t", "e1");
         assert_ne!(k, d.key("t2", "e1"));
         assert_ne!(d.key("t", "e"), d.key("te", ""));
-        assert!(d.claim(k, now));
-        assert!(!d.claim(k, now));
+        assert!(d.claim(k, now).unwrap());
+        assert!(!d.claim(k, now).unwrap());
         d.release(k);
-        assert!(d.claim(k, now));
-        d.prune(now + SignedDuration::from_mins(59));
-        assert_eq!(d.len(), 1);
-        d.prune(now + SignedDuration::from_mins(121));
-        assert_eq!(d.len(), 0);
+        assert!(d.claim(k, now).unwrap());
+        let keys: Vec<u128> = (0..1000).map(|i| d.key("t", &format!("id-{i}"))).collect();
+        for (i, key) in keys.iter().enumerate() {
+            let at = now + SignedDuration::from_secs(i as i64);
+            assert!(d.claim(*key, at).unwrap());
+            if d.should_freeze(at) {
+                let f = d.take_hot().unwrap();
+                let piece = Dedupe::write(d.dir(), &f).unwrap();
+                d.install(Some(piece));
+            }
+        }
+        assert!(d.pieces() >= 9, "{}", d.pieces());
+        assert_eq!(d.len(), 1001);
+        for key in &keys {
+            assert!(!d.claim(*key, now).unwrap(), "remembered");
+        }
+        // New keys are never refused (the filter's false positives are checked on disk).
+        for i in 0..5000 {
+            let key = d.key("t", &format!("new-{i}"));
+            assert!(!d.seen(key).unwrap());
+        }
+        // Reopened from the directory (as after a restart), the pieces answer the same.
+        if let Some(f) = d.take_hot() {
+            let piece = Dedupe::write(d.dir(), &f).unwrap();
+            d.install(Some(piece));
+        }
+        let again = Dedupe::open(dir.path(), None, options()).unwrap();
+        assert_eq!(again.key, d.key, "the hash key is kept with the pieces");
+        assert_eq!(again.pieces(), d.pieces());
+        assert!(keys.iter().all(|k| again.seen(*k).unwrap()));
+        // Past the horizon (plus skew) from their newest key, pieces go whole.
+        let before = d.pieces();
+        d.prune(now + SignedDuration::from_mins(61));
+        assert_eq!(d.pieces(), before);
+        d.last_prune = 0;
+        d.prune(now + SignedDuration::from_hours(3));
+        assert_eq!(d.pieces(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "only hash.key is left"
+        );
+    }
+
+    #[test]
+    fn a_damaged_piece_is_an_error_not_an_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = Dedupe::open(dir.path(), None, options()).unwrap();
+        let now: Timestamp = "2026-01-01T12:00:00Z".parse().unwrap();
+        let keys: Vec<u128> = (0..600).map(|i| d.key("t", &format!("id-{i}"))).collect();
+        for key in &keys {
+            d.claim(*key, now).unwrap();
+        }
+        let f = d.take_hot().unwrap();
+        let piece = Dedupe::write(d.dir(), &f).unwrap();
+        let path = piece.path.clone();
+        d.install(Some(piece));
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 5;
+        bytes[last] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        // The last block is damaged: a lookup that needs it fails instead of guessing.
+        let in_last_block = *f.keys.last().unwrap();
+        assert!(d.claim(in_last_block, now).is_err());
+        // A damaged header is refused at open.
+        bytes[20] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        assert!(Dedupe::open(dir.path(), None, options()).is_err());
     }
 
     #[test]
     fn a_restored_index_hashes_and_remembers_the_same() {
-        let mut d = Dedupe::new(SignedDuration::from_hours(1));
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = Dedupe::open(dir.path(), None, options()).unwrap();
         let now: Timestamp = "2026-01-01T12:00:00Z".parse().unwrap();
         let k = d.key("t", "e1");
-        assert!(d.claim(k, now));
-        let r = Dedupe::restore(d.snapshot(), SignedDuration::from_hours(1));
+        assert!(d.claim(k, now).unwrap());
+        let mut r = Dedupe::restore(d.snapshot(), dir.path(), options(), now).unwrap();
         assert_eq!(r.key("t", "e1"), k);
-        let mut r = r;
-        assert!(!r.claim(k, now));
+        assert!(!r.claim(k, now).unwrap());
     }
 }

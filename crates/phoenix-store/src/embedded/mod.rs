@@ -34,6 +34,8 @@ use wal::{Folded, WalRecord};
 
 /// The log's segments (see [`crate::journal::Journal::open_segmented`]).
 const WAL_DIR: &str = "wal";
+/// The idempotency index's pieces (see [`dedupe`]).
+const DEDUPE_DIR: &str = "dedupe";
 /// Ended windows' final standings (see [`cold`]).
 const COLD_DIR: &str = "cold";
 /// The single-file log of versions before segments: moved into `wal/` as its first segment.
@@ -93,8 +95,48 @@ fn page_bounds(
     }
 }
 
+/// Where the store reads the time: the system clock, or (for tests and `phoenix bench soak`) a clock the
+/// caller moves by hand. There is no way to reach the manual clock from configuration or over HTTP.
+#[derive(Debug, Clone, Default)]
+pub struct Clock(Option<Arc<std::sync::atomic::AtomicI64>>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock(None)
+    }
+
+    /// A clock that stands at `start` until [`Clock::set`] or [`Clock::advance`] moves it.
+    pub fn manual(start: Timestamp) -> Clock {
+        Clock(Some(Arc::new(std::sync::atomic::AtomicI64::new(
+            start.as_microsecond(),
+        ))))
+    }
+
+    /// The time now, at microsecond precision.
+    pub fn now(&self) -> Timestamp {
+        match &self.0 {
+            None => now(),
+            Some(at) => Timestamp::from_microsecond(at.load(Ordering::Acquire))
+                .unwrap_or(Timestamp::UNIX_EPOCH),
+        }
+    }
+
+    /// Moves a manual clock to `at` (never backwards); does nothing to the system clock.
+    pub fn set(&self, at: Timestamp) {
+        if let Some(clock) = &self.0 {
+            clock.fetch_max(at.as_microsecond(), Ordering::AcqRel);
+        }
+    }
+
+    /// Moves a manual clock forward by `by`.
+    pub fn advance(&self, by: SignedDuration) {
+        self.set(self.now() + by);
+    }
+}
+
 /// Settings of the embedded store.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EmbeddedOptions {
     /// How long an event id is remembered for idempotency (SPEC §5, default 7 days).
     pub dedupe_horizon: SignedDuration,
@@ -104,6 +146,27 @@ pub struct EmbeddedOptions {
     pub segment_bytes: u64,
     /// Bytes of ended windows' standings kept in memory after a read (default 64 MiB).
     pub cold_cache_bytes: usize,
+    /// Recently accepted event ids kept in memory before they are frozen into a piece on disk
+    /// (default 1 Mi, about 40 MB at most).
+    pub dedupe_hot_keys: usize,
+    /// Where time comes from (the system clock unless a test drives it).
+    pub clock: Clock,
+}
+
+impl EmbeddedOptions {
+    fn dedupe(&self) -> dedupe::DedupeOptions {
+        dedupe::DedupeOptions {
+            horizon: self.dedupe_horizon,
+            hot_keys: self.dedupe_hot_keys.max(1),
+        }
+    }
+}
+
+fn corrupt(dir: &Path, detail: String) -> OpenError {
+    OpenError::Corrupt {
+        path: dir.display().to_string(),
+        detail,
+    }
 }
 
 impl Default for EmbeddedOptions {
@@ -113,6 +176,8 @@ impl Default for EmbeddedOptions {
             log_retention: Some(std::time::Duration::from_secs(24 * 3600)),
             segment_bytes: crate::journal::SEGMENT_BYTES,
             cold_cache_bytes: 64 << 20,
+            dedupe_hot_keys: 1 << 20,
+            clock: Clock::system(),
         }
     }
 }
@@ -241,7 +306,8 @@ impl EmbeddedStore {
             Some(restored) => restored,
             None => (
                 Arc::new(Folded::default()),
-                Dedupe::new(options.dedupe_horizon),
+                Dedupe::open(&dir.join(DEDUPE_DIR), None, options.dedupe())
+                    .map_err(|detail| corrupt(dir, detail))?,
                 0,
             ),
         };
@@ -272,15 +338,12 @@ impl EmbeddedStore {
                     }
                 }
                 WalRecord::Events(batch) => {
+                    let at = Timestamp::from_microsecond(batch.accepted_at)
+                        .unwrap_or(Timestamp::UNIX_EPOCH);
                     for body in &batch.events {
-                        if let (Some(id), Some(at)) = (
-                            Event::dedupe_key_of(body),
-                            body.get("occurred_at")
-                                .and_then(|v| v.as_str())
-                                .and_then(|s| s.parse::<Timestamp>().ok()),
-                        ) {
+                        if let Some(id) = Event::dedupe_key_of(body) {
                             let key = dedupe.key(&batch.tenant_id, id);
-                            dedupe.claim(key, at);
+                            dedupe.replay(key, at);
                         }
                     }
                 }
@@ -340,7 +403,7 @@ impl EmbeddedStore {
             return Err(e);
         }
         let wal = opened.map_err(io)?;
-        dedupe.prune(Timestamp::now());
+        dedupe.prune(options.clock.now());
         let signatures = SignatureLog::open(dir, Timestamp::now().as_second()).map_err(io)?;
         let snapshot_at = AtomicU64::new(folded.applied_events.load(Ordering::Relaxed));
         Ok(EmbeddedStore {
@@ -353,11 +416,11 @@ impl EmbeddedStore {
             signatures,
             write_gate: tokio::sync::Mutex::new(()),
             master,
-            options,
             cold: Arc::new(cold::ColdStore::new(
                 dir.join(COLD_DIR),
                 options.cold_cache_bytes,
             )),
+            options,
             maintain_gate: tokio::sync::Mutex::new(()),
             moved_cold: AtomicU64::new(0),
             _lock: lock,
@@ -411,11 +474,14 @@ impl EmbeddedStore {
                         .accepted_high_water
                         .store(high_water, Ordering::Release);
                     tracing::info!(path = %path.display(), "restored snapshot; replaying the log after it");
-                    return Ok(Some((
-                        Arc::new(folded),
-                        Dedupe::restore(dedupe, options.dedupe_horizon),
-                        offset,
-                    )));
+                    let dedupe = Dedupe::restore(
+                        dedupe,
+                        &dir.join(DEDUPE_DIR),
+                        options.dedupe(),
+                        options.clock.now(),
+                    )
+                    .map_err(|detail| corrupt(dir, detail))?;
+                    return Ok(Some((Arc::new(folded), dedupe, offset)));
                 }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable snapshot");
@@ -492,6 +558,11 @@ impl EmbeddedStore {
         Ok(store)
     }
 
+    /// The store's time (see [`Clock`]).
+    pub fn now(&self) -> Timestamp {
+        self.options.clock.now()
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.dir
     }
@@ -535,7 +606,7 @@ impl EmbeddedStore {
     /// the same bytes.
     pub async fn move_ended_windows(&self) -> StoreResult<usize> {
         let _one = self.maintain_gate.lock().await;
-        let now = now();
+        let now = self.now();
         let high_water = |folded: &Folded| {
             Timestamp::from_microsecond(folded.accepted_high_water.load(Ordering::Acquire))
                 .unwrap_or(Timestamp::UNIX_EPOCH)
@@ -580,6 +651,47 @@ impl EmbeddedStore {
             tracing::debug!(windows = moved, "moved ended windows to cold storage");
         }
         Ok(moved)
+    }
+
+    /// Freezes the hot part of the idempotency index into a piece on disk when it is big or old
+    /// enough, and deletes pieces beyond the horizon. Returns whether a piece was written.
+    pub async fn freeze_dedupe(&self) -> StoreResult<bool> {
+        let _one = self.maintain_gate.lock().await;
+        let now = self.now();
+        let taken = {
+            let due = self.lock_dedupe().should_freeze(now);
+            if !due {
+                self.lock_dedupe().prune(now);
+                return Ok(false);
+            }
+            // No claim may be waiting for its write while its key leaves the hot set.
+            let _ingest = self.ingest_gate.write().await;
+            self.lock_dedupe().take_hot()
+        };
+        let Some(taken) = taken else {
+            return Ok(false);
+        };
+        let dir = self.lock_dedupe().dir().to_owned();
+        let written = tokio::task::spawn_blocking(move || {
+            dedupe::Dedupe::write(&dir, &taken).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        let mut dedupe = self.lock_dedupe();
+        match written {
+            Ok(piece) => {
+                dedupe.install(Some(piece));
+                dedupe.prune(now);
+                Ok(true)
+            }
+            Err(e) => {
+                dedupe.install(None);
+                Err(StoreError::Unavailable(format!(
+                    "writing a dedupe piece: {e}"
+                )))
+            }
+        }
     }
 
     /// A cold window's standings (reading its file off the async workers on a cache miss).
@@ -641,17 +753,24 @@ impl Store for EmbeddedStore {
     }
 
     async fn maintain(&self) -> StoreResult<()> {
+        self.freeze_dedupe().await?;
         self.move_ended_windows().await.map(|_| ())
     }
 
     fn stats(&self) -> StoreStats {
         let c = &self.folded.counters;
+        let (dedupe_entries, dedupe_pieces, dedupe_piece_bytes) = {
+            let dedupe = self.lock_dedupe();
+            (dedupe.len(), dedupe.pieces(), dedupe.piece_bytes())
+        };
         StoreStats {
             events_accepted: c.accepted.load(Ordering::Relaxed),
             events_duplicate: c.duplicates.load(Ordering::Relaxed),
             events_scored: c.scored.load(Ordering::Relaxed),
             events_late: c.late.load(Ordering::Relaxed),
-            dedupe_entries: self.lock_dedupe().len() as u64,
+            dedupe_entries: dedupe_entries as u64,
+            dedupe_pieces: dedupe_pieces as u64,
+            dedupe_piece_bytes: dedupe_piece_bytes as u64,
             windows_moved_cold: self.moved_cold.load(Ordering::Relaxed),
             cold_cache_bytes: self.cold.cached_bytes() as u64,
         }
@@ -659,22 +778,29 @@ impl Store for EmbeddedStore {
 
     async fn ingest(&self, tenant_id: &str, events: Vec<Event>) -> StoreResult<Vec<IngestStatus>> {
         let _gate = self.ingest_gate.read().await;
-        let accepted_at = now();
+        let accepted_at = self.now();
         let total = events.len();
         let mut statuses = Vec::with_capacity(total);
         let mut claimed = Vec::new();
         let mut accepted = Vec::with_capacity(total);
         {
             let mut dedupe = self.lock_dedupe();
-            dedupe.prune(accepted_at);
             for event in events {
                 let key = dedupe.key(tenant_id, &event.event_id);
-                if dedupe.claim(key, event.occurred_at) {
-                    claimed.push(key);
-                    accepted.push(event);
-                    statuses.push(IngestStatus::Accepted);
-                } else {
-                    statuses.push(IngestStatus::Duplicate);
+                match dedupe.claim(key, accepted_at) {
+                    Ok(true) => {
+                        claimed.push(key);
+                        accepted.push(event);
+                        statuses.push(IngestStatus::Accepted);
+                    }
+                    Ok(false) => statuses.push(IngestStatus::Duplicate),
+                    Err(e) => {
+                        // Not knowing whether an id was seen is not a guess we make.
+                        for key in claimed {
+                            dedupe.release(key);
+                        }
+                        return Err(StoreError::Unavailable(e));
+                    }
                 }
             }
         }
@@ -725,7 +851,7 @@ impl Store for EmbeddedStore {
         let Some(uid) = self.uid_of(tenant_id, leaderboard_id) else {
             return Ok(None);
         };
-        let now = Timestamp::now();
+        let now = self.now();
         let (window, status) = {
             let engine = self.folded.engine();
             let Some(lb) = engine.leaderboard_state(tenant_id, uid) else {
@@ -766,7 +892,7 @@ impl Store for EmbeddedStore {
         if uids.is_empty() {
             return Ok(None);
         }
-        let now = Timestamp::now();
+        let now = self.now();
         let engine = self.folded.engine();
         let mut windows: Vec<Window> = uids
             .iter()
@@ -796,7 +922,7 @@ impl Store for EmbeddedStore {
         else {
             return Ok(None);
         };
-        let now = Timestamp::now();
+        let now = self.now();
         let found = {
             let engine = self.folded.engine();
             engine
@@ -850,7 +976,7 @@ impl Store for EmbeddedStore {
             let lb = engine.leaderboard_state(tenant_id, uid);
             let window = match (window, lb) {
                 (Some(id), _) => id.clone(),
-                (None, Some(lb)) => lb.current_window(Timestamp::now()).0.id,
+                (None, Some(lb)) => lb.current_window(self.now()).0.id,
                 (None, None) => return Ok(None),
             };
             if lb.is_none_or(|lb| lb.cold_window(&window).is_none()) {
@@ -891,7 +1017,7 @@ impl Store for EmbeddedStore {
         let tenant = Tenant {
             tenant_id,
             name,
-            created_at: now(),
+            created_at: self.now(),
             unscoped_tokens: UnscopedTokens::default(),
             rate_limits: RateLimits::default(),
         };
@@ -1006,7 +1132,7 @@ impl Store for EmbeddedStore {
             name: new.name,
             scopes: new.scopes,
             tenant_ids: new.tenant_ids,
-            created_at: now(),
+            created_at: self.now(),
             expires_at: new.expires_at,
             revoked_at: None,
         };
@@ -1067,7 +1193,7 @@ impl Store for EmbeddedStore {
         }
         self.commit(MetaRecord::ApiKeyRevoked {
             key_id: key_id.to_owned(),
-            at: now(),
+            at: self.now(),
         })
         .await?;
         Ok(self.read().keys.get(key_id).map(|e| e.key.clone()))
@@ -1088,7 +1214,7 @@ impl Store for EmbeddedStore {
             }
             state.next_uid.max(1)
         };
-        let at = now();
+        let at = self.now();
         let leaderboard = Leaderboard {
             uid,
             leaderboard_id: new.leaderboard_id,
@@ -1159,7 +1285,7 @@ impl Store for EmbeddedStore {
         }
         lb.version += 1;
         // updated_at never goes backwards, even if the wall clock does.
-        lb.updated_at = now().max(lb.updated_at);
+        lb.updated_at = self.now().max(lb.updated_at);
         self.commit(MetaRecord::LeaderboardUpdated {
             tenant_id: lb.tenant_id.clone(),
             leaderboard_id: lb.leaderboard_id.clone(),
@@ -1185,7 +1311,7 @@ impl Store for EmbeddedStore {
         self.commit(MetaRecord::LeaderboardDeleted {
             tenant_id: lb.tenant_id.clone(),
             leaderboard_id: lb.leaderboard_id.clone(),
-            at: now(),
+            at: self.now(),
         })
         .await?;
         Ok(Some(lb))
@@ -1199,7 +1325,7 @@ impl Store for EmbeddedStore {
                 new.username
             )));
         }
-        let at = now();
+        let at = self.now();
         let user = User {
             username: new.username,
             role: new.role,
@@ -1239,7 +1365,7 @@ impl Store for EmbeddedStore {
             username: username.to_owned(),
             role: patch.role,
             password_hash: patch.password_hash,
-            at: now(),
+            at: self.now(),
         })
         .await?;
         Ok(self.read().console.user(username).cloned())
@@ -1278,7 +1404,7 @@ impl Store for EmbeddedStore {
             access_expires_at: tokens.access_expires_at,
             refresh_hash: console::hash_hex(&tokens.refresh_hash),
             refresh_expires_at: tokens.refresh_expires_at,
-            at: now(),
+            at: self.now(),
         })
         .await?;
         Ok(Some(ConsoleSession {
@@ -1292,7 +1418,10 @@ impl Store for EmbeddedStore {
         &self,
         access_hash: &[u8; 32],
     ) -> StoreResult<Option<ConsoleSession>> {
-        Ok(self.read().console.session_by_access(access_hash, now()))
+        Ok(self
+            .read()
+            .console
+            .session_by_access(access_hash, self.now()))
     }
 
     async fn refresh_session(
@@ -1302,7 +1431,7 @@ impl Store for EmbeddedStore {
     ) -> StoreResult<RefreshOutcome> {
         // Under the write gate: two refreshes with the same token cannot both see it unspent.
         let _gate = self.write_gate.lock().await;
-        let at = now();
+        let at = self.now();
         let lookup = self.read().console.lookup_refresh(refresh_hash, at);
         match lookup {
             // Not a token the family still remembers, yet it names a live family: one of its spent
@@ -1344,7 +1473,7 @@ impl Store for EmbeddedStore {
         refresh_hash: &[u8; 32],
         family_id: &str,
     ) -> StoreResult<bool> {
-        let at = now();
+        let at = self.now();
         let console = &self.read().console;
         let lookup = console.lookup_refresh(refresh_hash, at);
         Ok(!matches!(lookup, console::RefreshLookup::Unknown)
@@ -1353,7 +1482,7 @@ impl Store for EmbeddedStore {
 
     async fn revoke_family(&self, family_id: &str) -> StoreResult<bool> {
         let _gate = self.write_gate.lock().await;
-        if !self.read().console.family_is_live(family_id, now()) {
+        if !self.read().console.family_is_live(family_id, self.now()) {
             return Ok(false);
         }
         self.commit(MetaRecord::SessionRevoked {
