@@ -2,10 +2,11 @@
 //! reads it over authenticated HTTP (top-100 pages and around-me windows) at a chosen concurrency and
 //! reports reads/s and latency percentiles.
 
-use super::{
+use super::client::{
     REQUEST_TIMEOUT, SplitMix64, Tally, Target, base_url, create_bench_tenant, error_chain,
-    latency_line, one_line, push_event_for, run_id, seed, tenant_jwt, timed_exchange,
+    one_line, push_event_for, run_id, seed, tenant_jwt, timed_exchange,
 };
+use super::report::latency_line;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};

@@ -7,10 +7,11 @@
 //! every event, the arrival of the first frame whose best score is `i + 1` or more: from then on its copy
 //! of the top N includes event `i` (or already shows it pushed out by later ones).
 
-use super::{
-    LATENCY_MAX_MICROS, REQUEST_TIMEOUT, base_url, create_bench_tenant, error_chain, latency_line,
-    one_line, push_event_for, run_id, tenant_jwt,
+use super::client::{
+    LATENCY_MAX_MICROS, REQUEST_TIMEOUT, base_url, create_bench_tenant, error_chain, one_line,
+    push_event_for, run_id, tenant_jwt,
 };
+use super::report::latency_line;
 use anyhow::{Context, bail};
 use clap::Args;
 use futures_util::StreamExt;

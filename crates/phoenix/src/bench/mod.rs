@@ -1,0 +1,75 @@
+//! `phoenix bench`: load generators for a running server and a soak of the store itself. One file
+//! per bench; `client` holds what they share to talk to a server (tenants, JWTs, events, timings) and
+//! `report` how they print results.
+
+use clap::Subcommand;
+
+/// Load generators for a running server (figures and commands: docs/benchmarks.md).
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Post events to /v1/events (single) or /v1/events/batch (batch) and report events/s and latency.
+    ///
+    /// With --admin-secret (or PHOENIX_ADMIN_SECRET) it first creates a fresh tenant `bench-<run>` with
+    /// one all-time `sum` leaderboard; with --tenant and --tenant-secret it posts to that tenant instead.
+    /// Events are `match.completed` with a random `attrs.score` for one of --users players, each with a
+    /// unique `event_id`. The run stops by itself after --duration seconds or --events events. Requests
+    /// that fail (not 202, or a transport error) and rejected events count as errors; the exit status is
+    /// non-zero if there was any.
+    #[command(verbatim_doc_comment)]
+    Ingest(IngestArgs),
+    /// Read top-100 pages and around-me windows over authenticated HTTP and report reads/s and latency.
+    ///
+    /// With --admin-secret it creates a fresh tenant with one all-time leaderboard (ranking.size
+    /// --ranked, default 100000) and loads --players players (`u0`, `u1`, ...; player `uK` scores
+    /// players - K, so `uK` has rank K+1) through /v1/events/batch; with --tenant and --tenant-secret it
+    /// reuses a board loaded that way earlier (--leaderboard, --players, --ranked must match). Then, for
+    /// each --read kind, --concurrency connections read for --duration seconds with player JWTs whose
+    /// `sub` is a random ranked player. Any answer other than 200 is an error (non-zero exit).
+    #[command(verbatim_doc_comment)]
+    Query(query::QueryArgs),
+    /// Measure the delay from an event's 202 to the WebSocket frame that shows it.
+    ///
+    /// Creates a fresh tenant and all-time leaderboard (needs --admin-secret), opens --subscribers
+    /// sockets to its /ws (the default top 10; raise the open-file limit first, e.g. `ulimit -n 20000`),
+    /// reports the server's memory per idle subscriber when --server-pid is given, then posts --rate
+    /// events/s for --duration seconds, one per request, each giving a new player a new top score that
+    /// encodes the event's index. --sample subscribers time every frame; the rest read and discard.
+    #[command(verbatim_doc_comment)]
+    Ws(ws::WsArgs),
+    /// Measure one small write to each of many loopback TCP sockets: the floor under `bench ws`.
+    ///
+    /// Needs no server. Opens --sockets connected pairs on 127.0.0.1, then writes --bytes to every
+    /// socket, --rounds times, from one thread, and reports the median and best round.
+    #[command(verbatim_doc_comment)]
+    SendFloor(floor::FloorArgs),
+    /// Attack a running server on this machine as an unauthenticated client and check it stays up.
+    ///
+    /// Holds --sockets stalled sockets (silent, headers trickled a byte a second, 1 MiB bodies
+    /// trickled), sends requests with made-up methods and oversized bodies, for --duration seconds,
+    /// while probing `GET /livez` every 100 ms on a fresh connection. Reports the probe's latency, the
+    /// server's memory with --server-pid, and the size of /metrics before and after; exits non-zero
+    /// if a probe failed or took 1 s or more. Raise `ulimit -n` above --sockets first.
+    #[command(verbatim_doc_comment)]
+    Attack(attack::AttackArgs),
+}
+
+mod attack;
+mod client;
+mod floor;
+mod ingest;
+mod query;
+mod report;
+mod ws;
+
+pub use ingest::IngestArgs;
+
+/// Runs one bench subcommand; `admin_secret` is the global `--admin-secret` / `PHOENIX_ADMIN_SECRET`.
+pub async fn run(command: BenchCommand, admin_secret: Option<String>) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Ingest(args) => ingest::run(args, admin_secret).await,
+        BenchCommand::Query(args) => query::run(args, admin_secret).await,
+        BenchCommand::Ws(args) => ws::run(args, admin_secret).await,
+        BenchCommand::SendFloor(args) => floor::run(args).await,
+        BenchCommand::Attack(args) => attack::run(args).await,
+    }
+}
