@@ -93,12 +93,12 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<Segment>> {
 }
 
 /// Deletes the segments of `dir` that end at or before `covered` (a snapshot holds everything before
-/// that offset) and were last written before `older_than`; never the newest segment (the writer's).
-/// Returns the deleted segments.
+/// that offset) and that `expired` says retention no longer keeps; never the newest segment (the
+/// writer's), and never one after a segment that stays (no holes). Returns the deleted segments.
 pub fn remove_segments_before(
     dir: &Path,
     covered: u64,
-    older_than: std::time::SystemTime,
+    mut expired: impl FnMut(&Segment) -> bool,
 ) -> io::Result<Vec<Segment>> {
     let segments = list_segments(dir)?;
     let mut removed = Vec::new();
@@ -106,8 +106,7 @@ pub fn remove_segments_before(
         return Ok(removed);
     };
     for segment in older {
-        if segment.start + segment.len > covered || segment.modified >= older_than {
-            // Segments are in log order: once one must stay, so must the rest (no holes).
+        if segment.start + segment.len > covered || !expired(segment) {
             break;
         }
         remove_if_exists(&segment.path)?;
@@ -770,11 +769,10 @@ mod tests {
         assert_eq!(tail, appended[7..]);
 
         // Nothing newer than the cutoff, nor beyond what is covered, is deleted; never the newest.
-        let far_future = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
-        let removed = remove_segments_before(&wal, appended[7], far_future).unwrap();
+        let removed = remove_segments_before(&wal, appended[7], |_| true).unwrap();
         assert!(!removed.is_empty());
         assert!(removed.iter().all(|s| s.start + s.len <= appended[7]));
-        let none = remove_segments_before(&wal, u64::MAX, std::time::UNIX_EPOCH).unwrap();
+        let none = remove_segments_before(&wal, u64::MAX, |_| false).unwrap();
         assert!(none.is_empty());
         let (_, tail) = collect_segmented(&wal, appended[7], 64).unwrap();
         assert_eq!(tail, appended[7..]);

@@ -258,3 +258,51 @@ fn bench_attack_leaves_the_server_answering_livez() {
         .unwrap_or_else(|| panic!("no size in: {metrics}"));
     assert!(after < 64 * 1024, "{stdout}");
 }
+
+/// `phoenix bench soak` runs the store through simulated days and reports a table and a chart.
+#[test]
+fn bench_soak_reports_a_table_and_writes_a_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("soak.svg");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args([
+            "bench",
+            "soak",
+            "--days",
+            "9",
+            "--events-per-day",
+            "3000",
+            "--players-per-day",
+            "300",
+            "--players",
+            "2000",
+            "--report-every",
+            "3",
+            "--restart-every",
+            "3",
+            "--soak-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .arg("--chart")
+        .arg(&chart)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(rows.len(), 4, "header and days 3, 6, 9: {stdout}");
+    assert!(rows[3].starts_with("| 9 | 27000 |"), "{stdout}");
+    assert!(stdout.contains("ended windows in cold storage"), "{stdout}");
+    // Nine daily windows and the first week ended: they are on disk, not in memory.
+    let cold = std::fs::read_dir(dir.path().join("data").join("cold"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .count();
+    assert!(cold >= 9, "{cold} cold windows");
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
+}

@@ -210,16 +210,27 @@ fn migrate_legacy_log(dir: &Path) -> std::io::Result<()> {
 /// is kept from the older one's offset on.
 const SNAPSHOTS_KEPT: usize = 2;
 
-/// Deletes the log segments every kept snapshot covers and that are older than `retention`.
-fn remove_covered_segments(dir: &Path, retention: std::time::Duration) -> std::io::Result<()> {
+/// Deletes the log segments every kept snapshot covers and that are older than `retention`. A
+/// segment's age counts from when the store first saw it complete (`closed`, in the store's clock, so a
+/// driven clock ages the log as it ages everything else); after a restart, from the first snapshot.
+fn remove_covered_segments(
+    dir: &Path,
+    retention: std::time::Duration,
+    closed: &Mutex<std::collections::HashMap<u64, Timestamp>>,
+    now: Timestamp,
+) -> std::io::Result<()> {
     let snapshots = snapshot::list(dir)?;
     let Some(covered) = snapshots.iter().map(|(offset, _)| *offset).min() else {
         return Ok(());
     };
-    let cutoff = std::time::SystemTime::now()
-        .checked_sub(retention)
-        .unwrap_or(std::time::UNIX_EPOCH);
-    let removed = crate::journal::remove_segments_before(&dir.join(WAL_DIR), covered, cutoff)?;
+    let cutoff = now - SignedDuration::try_from(retention).unwrap_or(SignedDuration::MAX);
+    let mut closed = closed.lock().unwrap_or_else(|p| p.into_inner());
+    let removed = crate::journal::remove_segments_before(&dir.join(WAL_DIR), covered, |segment| {
+        *closed.entry(segment.start).or_insert(now) <= cutoff
+    })?;
+    for segment in &removed {
+        closed.remove(&segment.start);
+    }
     if let Some(last) = removed.last() {
         tracing::info!(
             segments = removed.len(),
@@ -261,6 +272,8 @@ pub struct EmbeddedStore {
     maintain_gate: tokio::sync::Mutex<()>,
     /// Windows moved to cold storage since start.
     moved_cold: AtomicU64,
+    /// When each complete log segment was first seen (store time), for retention.
+    segments_closed: Arc<Mutex<std::collections::HashMap<u64, Timestamp>>>,
     _lock: File,
 }
 
@@ -423,6 +436,7 @@ impl EmbeddedStore {
             options,
             maintain_gate: tokio::sync::Mutex::new(()),
             moved_cold: AtomicU64::new(0),
+            segments_closed: Arc::default(),
             _lock: lock,
         })
     }
@@ -523,11 +537,14 @@ impl EmbeddedStore {
         let dir = self.dir.clone();
         let wal_offset = snap.wal_offset;
         let retention = self.options.log_retention;
+        let segments_closed = self.segments_closed.clone();
+        let now = self.now();
         tokio::task::spawn_blocking(move || -> Result<(), String> {
             let bytes = snapshot::encode(snap)?;
             snapshot::write(&dir, wal_offset, &bytes, SNAPSHOTS_KEPT).map_err(|e| e.to_string())?;
             if let Some(retention) = retention {
-                remove_covered_segments(&dir, retention).map_err(|e| e.to_string())?;
+                remove_covered_segments(&dir, retention, &segments_closed, now)
+                    .map_err(|e| e.to_string())?;
             }
             Ok(())
         })

@@ -7,6 +7,7 @@
 //!
 //! Only for servers on this machine: every socket goes to --url, which must be a loopback address.
 
+use super::client::rss_kib;
 use anyhow::{Context, bail};
 use clap::Args;
 use hdrhistogram::Histogram;
@@ -37,15 +38,6 @@ pub struct AttackArgs {
     /// The server's process id, to report its memory (RSS) before, at peak and after.
     #[arg(long)]
     pub server_pid: Option<u32>,
-}
-
-/// The server's resident memory in KiB, from /proc.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn loopback(url: &str) -> anyhow::Result<SocketAddr> {

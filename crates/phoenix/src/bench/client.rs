@@ -307,3 +307,12 @@ pub(super) fn one_line(text: &str) -> String {
         .collect();
     flat.trim().to_owned()
 }
+
+/// The resident memory (`VmRSS`) of a process in KiB, from /proc; `None` where there is none.
+pub(super) fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}

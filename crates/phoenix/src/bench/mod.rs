@@ -51,6 +51,17 @@ pub enum BenchCommand {
     /// if a probe failed or took 1 s or more. Raise `ulimit -n` above --sockets first.
     #[command(verbatim_doc_comment)]
     Attack(attack::AttackArgs),
+    /// Run the embedded store through a simulated season and report memory, disk and restart time.
+    ///
+    /// Needs no server: opens a store in --soak-dir (default: a fresh temp dir, removed after) with a
+    /// clock the bench moves, creates daily, weekly and monthly boards in --timezone, and feeds
+    /// --events-per-day events a day for --days days (--players-per-day players a day drawn from
+    /// --players, --retry-percent of them retries of ids from up to six days earlier), running the
+    /// store's housekeeping and a snapshot each day. Prints a table every --report-every days (whole
+    /// process RSS, newest snapshot, data dir size, restart time every --restart-every days) and the
+    /// restart time from the final state; --chart writes the curves as SVG.
+    #[command(verbatim_doc_comment)]
+    Soak(soak::SoakArgs),
 }
 
 mod attack;
@@ -59,6 +70,7 @@ mod floor;
 mod ingest;
 mod query;
 mod report;
+mod soak;
 mod ws;
 
 pub use ingest::IngestArgs;
@@ -71,5 +83,6 @@ pub async fn run(command: BenchCommand, admin_secret: Option<String>) -> anyhow:
         BenchCommand::Ws(args) => ws::run(args, admin_secret).await,
         BenchCommand::SendFloor(args) => floor::run(args).await,
         BenchCommand::Attack(args) => attack::run(args).await,
+        BenchCommand::Soak(args) => soak::run(args).await,
     }
 }

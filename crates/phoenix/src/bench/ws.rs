@@ -286,14 +286,9 @@ pub async fn run(args: WsArgs, admin_secret: Option<String>) -> anyhow::Result<(
     Ok(())
 }
 
-/// `VmRSS` of a process, in KiB.
+/// `VmRSS` of the server, in KiB.
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("--server-pid: cannot read /proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    super::client::rss_kib(pid)
         .with_context(|| format!("--server-pid: no VmRSS in /proc/{pid}/status"))
 }
 
