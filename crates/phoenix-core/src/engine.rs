@@ -34,20 +34,14 @@ pub struct Standing {
     pub seq: u64,
 }
 
-/// Per-player facts beside the rank index: when the score last changed, and for `latest` the
-/// `occurred_at` of the event that set it.
-#[derive(Debug, Clone, Copy)]
-struct PlayerStat {
-    updated_at: Timestamp,
-    latest_occurred_at: Timestamp,
-}
-
-/// One window of one leaderboard.
+/// One window of one leaderboard. A player's `updated_at` is kept in the rank index's row beside the
+/// score (no second per-player map); `latest` boards also remember the `occurred_at` that set it.
 pub struct WindowStandings {
     pub window: Window,
     index: RankIndex,
-    /// Keyed by dense handles: a cheap hash instead of SipHash (every read entry looks its player up).
-    players: hashbrown::HashMap<UserHandle, PlayerStat>,
+    /// For `latest` aggregation only: the `occurred_at` (Unix µs) of the event that set the score.
+    /// Keyed by dense handles: a cheap hash instead of SipHash.
+    latest: hashbrown::HashMap<UserHandle, i64>,
 }
 
 impl WindowStandings {
@@ -59,7 +53,7 @@ impl WindowStandings {
                 config.ranking.size,
                 config.ranking.min_score,
             ),
-            players: hashbrown::HashMap::new(),
+            latest: hashbrown::HashMap::new(),
         }
     }
 
@@ -338,7 +332,7 @@ impl Engine {
         let entries = standings
             .index
             .range(1, standings.index.ranked_len())
-            .map(|e| to_standing(users, standings, e.rank, e.user, e.score, e.seq))
+            .map(|e| to_standing(users, e.rank, e.user, e.score, e.seq, e.stamp))
             .collect();
         Some(FrozenWindow {
             window: standings.window.clone(),
@@ -407,7 +401,7 @@ impl Engine {
         let page = standings
             .index
             .range(from_rank, count)
-            .map(|e| to_standing(users, standings, e.rank, e.user, e.score, e.seq))
+            .map(|e| to_standing(users, e.rank, e.user, e.score, e.seq, e.stamp))
             .collect();
         Some((page, standings.index.ranked_len()))
     }
@@ -464,27 +458,25 @@ impl Engine {
         let user = users.get(user_id)?;
         let rank = standings.index.rank_of(user)?;
         let (score, seq) = standings.index.get(user)?;
-        Some(to_standing(users, standings, rank, user, score, seq))
+        let stamp = standings.index.stamp(user)?;
+        Some(to_standing(users, rank, user, score, seq, stamp))
     }
 }
 
 fn to_standing(
     users: &UserInterner,
-    standings: &WindowStandings,
     rank: u32,
     user: UserHandle,
     score: f64,
     seq: u64,
+    stamp: i64,
 ) -> Standing {
     Standing {
         rank,
         seq,
         user_id: users.resolve(user).to_owned(),
         score,
-        updated_at: standings
-            .players
-            .get(&user)
-            .map_or(Timestamp::UNIX_EPOCH, |p| p.updated_at),
+        updated_at: from_micros(stamp),
     }
 }
 
@@ -500,7 +492,11 @@ fn update_player(
     accepted_at: Timestamp,
 ) -> bool {
     let previous = standings.index.get(user).map(|(score, _)| score);
-    let stat = standings.players.get(&user).copied();
+    let occurred = micros(occurred_at);
+    let latest_seen = match aggregation {
+        Aggregation::Latest => standings.latest.get(&user).copied(),
+        _ => None,
+    };
     let score = match (aggregation, previous) {
         (_, None) => points,
         (Aggregation::Sum | Aggregation::Count, Some(old)) => old + points,
@@ -508,7 +504,7 @@ fn update_player(
         (Aggregation::Min, Some(old)) => old.min(points),
         (Aggregation::Latest, Some(old)) => {
             // Latest by occurred_at; on equal times the later arrival wins.
-            if stat.is_none_or(|s| occurred_at >= s.latest_occurred_at) {
+            if latest_seen.is_none_or(|seen| occurred >= seen) {
                 points
             } else {
                 old
@@ -518,26 +514,16 @@ fn update_player(
     if !score.is_finite() {
         return false;
     }
-    let latest_occurred_at = match (aggregation, stat) {
-        (Aggregation::Latest, Some(s)) if occurred_at < s.latest_occurred_at => {
-            s.latest_occurred_at
-        }
-        _ => occurred_at,
-    };
+    if aggregation == Aggregation::Latest {
+        let latest = latest_seen.map_or(occurred, |seen| seen.max(occurred));
+        standings.latest.insert(user, latest);
+    }
     if previous == Some(score) {
-        if let Some(s) = standings.players.get_mut(&user) {
-            s.latest_occurred_at = latest_occurred_at;
-        }
         return false;
     }
-    standings.index.set(user, score, seq);
-    standings.players.insert(
-        user,
-        PlayerStat {
-            updated_at: accepted_at,
-            latest_occurred_at,
-        },
-    );
+    standings
+        .index
+        .set_stamped(user, score, seq, micros(accepted_at));
     true
 }
 
@@ -608,17 +594,14 @@ fn export_leaderboard(lb: &LeaderboardState) -> LeaderboardSnapshot {
             .values()
             .map(|w| {
                 let mut players: Vec<PlayerSnapshot> = w
-                    .players
-                    .iter()
-                    .filter_map(|(user, stat)| {
-                        let (score, seq) = w.index.get(*user)?;
-                        Some(PlayerSnapshot {
-                            user: user.0,
-                            score,
-                            seq,
-                            updated_at: micros(stat.updated_at),
-                            latest_occurred_at: micros(stat.latest_occurred_at),
-                        })
+                    .index
+                    .all()
+                    .map(|e| PlayerSnapshot {
+                        user: e.user.0,
+                        score: e.score,
+                        seq: e.seq,
+                        updated_at: e.stamp,
+                        latest_occurred_at: w.latest.get(&e.user).copied().unwrap_or(e.stamp),
                     })
                     .collect();
                 // Deterministic files: the same state always writes the same bytes.
@@ -646,14 +629,12 @@ fn restore_leaderboard(snap: LeaderboardSnapshot) -> Result<LeaderboardState, St
                 ));
             }
             let user = UserHandle(p.user);
-            standings.index.set(user, p.score, p.seq);
-            standings.players.insert(
-                user,
-                PlayerStat {
-                    updated_at: from_micros(p.updated_at),
-                    latest_occurred_at: from_micros(p.latest_occurred_at),
-                },
-            );
+            standings
+                .index
+                .set_stamped(user, p.score, p.seq, p.updated_at);
+            if config.scoring.aggregation == Aggregation::Latest {
+                standings.latest.insert(user, p.latest_occurred_at);
+            }
         }
         windows.insert(standings.window.id.clone(), standings);
     }

@@ -189,7 +189,8 @@ fn range_is_truncated_at_the_edges() {
             rank: 8,
             user: u(7),
             score: 93.0,
-            seq: 7
+            seq: 7,
+            stamp: 0
         }
     );
     assert_eq!(index.nth(0), None);
@@ -315,7 +316,7 @@ fn columns_switch_between_dense_and_sparse_without_changing_answers() {
 }
 
 #[test]
-fn a_dense_index_stays_near_twenty_three_bytes_per_user() {
+fn a_dense_index_stays_near_thirty_one_bytes_per_user() {
     let n = 100_000u32;
     let mut index = RankIndex::new(DESC, n, None);
     let mut rng = SplitMix(7);
@@ -324,7 +325,8 @@ fn a_dense_index_stays_near_twenty_three_bytes_per_user() {
     }
     index.tree.check(&index.users);
     let per_entry = index.heap_bytes() as f64 / f64::from(n);
-    assert!(per_entry < 26.0, "{per_entry} bytes per entry");
+    // 24-byte rows (score, seq, updated_at) by handle and 4-byte slots in the tree's leaves.
+    assert!(per_entry < 34.0, "{per_entry} bytes per entry");
 }
 
 /// A small deterministic generator for the randomized tests.
@@ -404,6 +406,7 @@ impl Model {
                 user: u(user),
                 score,
                 seq,
+                stamp: 0,
             })
             .collect()
     }

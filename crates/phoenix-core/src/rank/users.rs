@@ -2,8 +2,8 @@
 //! tree stores slot numbers into these columns, never the values themselves.
 //!
 //! Two layouts, chosen by the index from how densely its users cover the tenant's handles:
-//! - dense: one row per handle `0..bound`, the slot *is* the handle, no map (16 bytes per handle);
-//! - sparse: rows by slot, a `handles` column, and a hash table from handle to slot (about 26 to 31
+//! - dense: one row per handle `0..bound`, the slot *is* the handle, no map (24 bytes per handle);
+//! - sparse: rows by slot, a `handles` column, and a hash table from handle to slot (about 34 to 39
 //!   bytes per user), for indexes that hold a small part of a large tenant (a day's players).
 
 use super::{Key, SlotKeys};
@@ -17,13 +17,23 @@ use std::hash::BuildHasher;
 pub(super) struct Row {
     pub(super) order: u64,
     pub(super) seq: u64,
+    /// The caller's timestamp of the row (the engine's `updated_at`, Unix µs): kept beside the key so
+    /// a window needs no second per-player map.
+    pub(super) stamp: i64,
 }
 
 /// Marks a row with no user. No score encodes to `u64::MAX` (only a NaN would), see `encode`.
 pub(super) const ABSENT: Row = Row {
     order: u64::MAX,
     seq: 0,
+    stamp: 0,
 };
+
+impl Row {
+    fn is_absent(&self) -> bool {
+        self.order == u64::MAX
+    }
+}
 
 #[derive(Clone)]
 pub(super) enum Users {
@@ -119,7 +129,7 @@ impl Users {
         match self {
             Users::Dense(rows) => rows
                 .get(handle as usize)
-                .filter(|row| **row != ABSENT)
+                .filter(|row| !row.is_absent())
                 .map(|_| handle),
             Users::Sparse(sparse) => sparse.slot_of(handle),
         }
