@@ -30,6 +30,8 @@ use std::sync::Arc;
 const MAGIC: &[u8; 8] = b"PHXDDUP1";
 const SUFFIX: &str = ".keys";
 const KEY_FILE: &str = "hash.key";
+/// Pieces merged at once.
+const MERGE_FANIN: usize = 4;
 /// Keys per on-disk block (4 KiB).
 const BLOCK_KEYS: usize = 256;
 /// Bloom filter bits per key.
@@ -159,93 +161,207 @@ fn bloom_check(bloom: &[u64], key: u128) -> bool {
         .all(|bit| bloom[base + (bit / 64) as usize] & (1 << (bit % 64)) != 0)
 }
 
-/// Writes `keys` (sorted) as a piece file in `dir`; returns the piece (blocking file work).
-fn write_piece(dir: &Path, keys: &[u128], newest: i64) -> std::io::Result<Piece> {
-    crate::journal::create_private_dir(dir)?;
-    let mut bloom = vec![0u64; bloom_words(keys.len())];
-    for key in keys {
-        bloom_add(&mut bloom, *key);
-    }
-    let mut key_bytes = Vec::with_capacity(keys.len() * 16);
-    let mut blocks = Vec::with_capacity(keys.len().div_ceil(BLOCK_KEYS));
-    for chunk in keys.chunks(BLOCK_KEYS) {
-        let from = key_bytes.len();
-        for key in chunk {
-            key_bytes.extend_from_slice(&key.to_le_bytes());
-        }
-        blocks.push((chunk[0], crc32fast::hash(&key_bytes[from..])));
-    }
-    let mut head = Vec::with_capacity(40 + bloom.len() * 8 + blocks.len() * 20);
-    head.extend_from_slice(MAGIC);
-    head.extend_from_slice(&(keys.len() as u64).to_le_bytes());
-    head.extend_from_slice(&newest.to_le_bytes());
-    head.extend_from_slice(&(bloom.len() as u64).to_le_bytes());
-    head.extend_from_slice(&(blocks.len() as u64).to_le_bytes());
-    for word in &bloom {
-        head.extend_from_slice(&word.to_le_bytes());
-    }
-    for (first, crc) in &blocks {
-        head.extend_from_slice(&first.to_le_bytes());
-        head.extend_from_slice(&crc.to_le_bytes());
-    }
-    let crc = crc32fast::hash(&head);
-    head.extend_from_slice(&crc.to_le_bytes());
-    // Named by the newest acceptance time and the first key: unique, and sorted by age.
-    let name = format!(
-        "{:020}-{:032x}{SUFFIX}",
-        newest.max(0),
-        keys.first().copied().unwrap_or(0)
-    );
-    let path = dir.join(name);
-    let tmp = path.with_extension("tmp");
-    let mut file = crate::journal::owner_only()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
-    file.write_all(&head)?;
-    file.write_all(&key_bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, &path)?;
-    crate::journal::sync_dir(dir)?;
-    Ok(Piece {
-        path,
-        count: keys.len() as u64,
-        newest,
-        bloom,
-        blocks,
-        keys_at: head.len() as u64,
-    })
+/// Writes a piece file from keys handed over in ascending order, without holding them all: keys go to
+/// the file block by block, the filter and block index stay in memory. Layout (little-endian):
+/// `keys (16 bytes each, in 4 KiB blocks) | filter | block index (first key, CRC32 of the block) |
+/// "PHXDDUP1" | count u64 | newest i64 | filter words u64 | blocks u64 | CRC32 of everything after the
+/// keys`. The footer is written last, so a piece is complete only once it is renamed into place.
+struct PieceWriter {
+    tmp: PathBuf,
+    file: std::io::BufWriter<fs::File>,
+    /// Keys not yet written (at most a block).
+    block: Vec<u128>,
+    blocks: Vec<(u128, u32)>,
+    bloom: Vec<u64>,
+    count: u64,
+    last: Option<u128>,
 }
 
-/// Reads a piece's header, filter and block index (not its keys).
+impl PieceWriter {
+    /// A writer for at most `capacity` keys (the filter is sized for it).
+    fn new(dir: &Path, capacity: usize) -> std::io::Result<PieceWriter> {
+        crate::journal::create_private_dir(dir)?;
+        let tmp = dir.join(format!("piece-{}.tmp", crate::seal::random_hex::<8>()));
+        let file = crate::journal::owner_only()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        Ok(PieceWriter {
+            tmp,
+            file: std::io::BufWriter::with_capacity(1 << 16, file),
+            block: Vec::with_capacity(BLOCK_KEYS),
+            blocks: Vec::new(),
+            bloom: vec![0u64; bloom_words(capacity)],
+            count: 0,
+            last: None,
+        })
+    }
+
+    /// Adds the next key; a key equal to the previous one is skipped (merged pieces may overlap).
+    fn push(&mut self, key: u128) -> std::io::Result<()> {
+        if self.last == Some(key) {
+            return Ok(());
+        }
+        self.last = Some(key);
+        bloom_add(&mut self.bloom, key);
+        self.block.push(key);
+        self.count += 1;
+        if self.block.len() == BLOCK_KEYS {
+            self.flush_block()?;
+        }
+        Ok(())
+    }
+
+    fn flush_block(&mut self) -> std::io::Result<()> {
+        let Some(first) = self.block.first().copied() else {
+            return Ok(());
+        };
+        let mut bytes = Vec::with_capacity(self.block.len() * 16);
+        for key in &self.block {
+            bytes.extend_from_slice(&key.to_le_bytes());
+        }
+        self.blocks.push((first, crc32fast::hash(&bytes)));
+        self.file.write_all(&bytes)?;
+        self.block.clear();
+        Ok(())
+    }
+
+    /// Writes the filter, index and footer, syncs, and renames the file into place.
+    fn finish(mut self, dir: &Path, newest: i64) -> std::io::Result<Piece> {
+        self.flush_block()?;
+        let mut tail = Vec::with_capacity(self.bloom.len() * 8 + self.blocks.len() * 20 + 44);
+        for word in &self.bloom {
+            tail.extend_from_slice(&word.to_le_bytes());
+        }
+        for (first, crc) in &self.blocks {
+            tail.extend_from_slice(&first.to_le_bytes());
+            tail.extend_from_slice(&crc.to_le_bytes());
+        }
+        tail.extend_from_slice(MAGIC);
+        tail.extend_from_slice(&self.count.to_le_bytes());
+        tail.extend_from_slice(&newest.to_le_bytes());
+        tail.extend_from_slice(&(self.bloom.len() as u64).to_le_bytes());
+        tail.extend_from_slice(&(self.blocks.len() as u64).to_le_bytes());
+        let crc = crc32fast::hash(&tail);
+        tail.extend_from_slice(&crc.to_le_bytes());
+        self.file.write_all(&tail)?;
+        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        // Named by the newest acceptance time (sorted by age) and a random part: never the name of a
+        // piece it was merged from.
+        let path = dir.join(format!(
+            "{:020}-{}{SUFFIX}",
+            newest.max(0),
+            crate::seal::random_hex::<8>()
+        ));
+        fs::rename(&self.tmp, &path)?;
+        crate::journal::sync_dir(dir)?;
+        Ok(Piece {
+            path,
+            count: self.count,
+            newest,
+            bloom: self.bloom,
+            blocks: self.blocks,
+            keys_at: 0,
+        })
+    }
+}
+
+/// Writes `keys` (sorted) as a piece file in `dir`; returns the piece (blocking file work).
+fn write_piece(dir: &Path, keys: &[u128], newest: i64) -> std::io::Result<Piece> {
+    let mut writer = PieceWriter::new(dir, keys.len())?;
+    for key in keys {
+        writer.push(*key)?;
+    }
+    writer.finish(dir, newest)
+}
+
+/// Merges pieces into one (their keys in order, repeats dropped; the newest time of them all).
+fn merge_pieces(dir: &Path, inputs: &[(PathBuf, u64, i64)]) -> std::io::Result<Piece> {
+    struct Input {
+        reader: std::io::BufReader<fs::File>,
+        left: u64,
+        head: Option<u128>,
+    }
+    impl Input {
+        fn advance(&mut self) -> std::io::Result<()> {
+            self.head = if self.left == 0 {
+                None
+            } else {
+                let mut bytes = [0u8; 16];
+                std::io::Read::read_exact(&mut self.reader, &mut bytes)?;
+                self.left -= 1;
+                Some(u128::from_le_bytes(bytes))
+            };
+            Ok(())
+        }
+    }
+    let capacity: u64 = inputs.iter().map(|(_, count, _)| count).sum();
+    let newest = inputs
+        .iter()
+        .map(|(_, _, newest)| *newest)
+        .max()
+        .unwrap_or(0);
+    let mut readers = Vec::with_capacity(inputs.len());
+    for (path, count, _) in inputs {
+        let mut input = Input {
+            reader: std::io::BufReader::with_capacity(1 << 16, fs::File::open(path)?),
+            left: *count,
+            head: None,
+        };
+        input.advance()?;
+        readers.push(input);
+    }
+    let mut writer = PieceWriter::new(dir, capacity as usize)?;
+    // Few inputs (four): a linear scan for the smallest head beats a heap.
+    while let Some(i) = (0..readers.len())
+        .filter(|i| readers[*i].head.is_some())
+        .min_by_key(|i| readers[*i].head)
+    {
+        if let Some(key) = readers[i].head {
+            writer.push(key)?;
+        }
+        readers[i].advance()?;
+    }
+    writer.finish(dir, newest)
+}
+
+/// Reads a piece's footer, filter and block index (not its keys).
 fn read_piece(path: &Path) -> Result<Piece, String> {
     let file = fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut fixed = [0u8; 40];
-    read_exact_at(&file, &mut fixed, 0).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    if len < 44 {
+        return Err("truncated".into());
+    }
+    let mut fixed = [0u8; 44];
+    read_exact_at(&file, &mut fixed, len - 44).map_err(|e| e.to_string())?;
     if &fixed[..8] != MAGIC {
         return Err("not a dedupe piece".into());
     }
     let u64_at = |i: usize| u64::from_le_bytes(fixed[i..i + 8].try_into().unwrap_or([0; 8]));
     let (count, newest, words, nblocks) = (u64_at(8), u64_at(16) as i64, u64_at(24), u64_at(32));
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
-    let head_len = 40u64
-        .checked_add(words.checked_mul(8).ok_or("bad header")?)
+    let tail_len = words
+        .checked_mul(8)
         .and_then(|n| n.checked_add(nblocks.checked_mul(20)?))
-        .and_then(|n| n.checked_add(4))
-        .filter(|n| *n <= len)
-        .ok_or("truncated")?;
-    if count.div_ceil(BLOCK_KEYS as u64) != nblocks || head_len + count * 16 != len {
+        .and_then(|n| n.checked_add(44))
+        .ok_or("bad footer")?;
+    let keys_len = count.checked_mul(16).ok_or("bad footer")?;
+    if count.div_ceil(BLOCK_KEYS as u64) != nblocks
+        || keys_len.checked_add(tail_len) != Some(len)
+        || words == 0
+        || words % 8 != 0
+    {
         return Err("its sizes do not add up".into());
     }
-    let mut head = vec![0u8; head_len as usize];
-    read_exact_at(&file, &mut head, 0).map_err(|e| e.to_string())?;
-    let (body, crc) = head.split_at(head.len() - 4);
+    let mut tail = vec![0u8; tail_len as usize];
+    read_exact_at(&file, &mut tail, keys_len).map_err(|e| e.to_string())?;
+    let (body, crc) = tail.split_at(tail.len() - 4);
     if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().unwrap_or([0; 4])) {
         return Err("checksum mismatch".into());
     }
-    let mut at = 40;
+    let mut at = 0;
     let mut bloom = Vec::with_capacity(words as usize);
     for _ in 0..words {
         bloom.push(u64::from_le_bytes(
@@ -260,16 +376,13 @@ fn read_piece(path: &Path) -> Result<Piece, String> {
         blocks.push((first, crc));
         at += 20;
     }
-    if words == 0 || words % 8 != 0 {
-        return Err("bad filter size".into());
-    }
     Ok(Piece {
         path: path.to_owned(),
         count,
         newest,
         bloom,
         blocks,
-        keys_at: head_len,
+        keys_at: 0,
     })
 }
 
@@ -487,6 +600,49 @@ impl Dedupe {
         }
     }
 
+    /// Pieces worth merging: four or more of the same size class whose newest keys fall in the same
+    /// quarter of the horizon (so a merged piece outlives its oldest key by at most that quarter).
+    /// Merging keeps the pieces a lookup probes to a few per size class however long the horizon.
+    pub(super) fn merge_candidates(&self) -> Option<Vec<(PathBuf, u64, i64)>> {
+        let quarter = (self.options.horizon.as_micros() as i64 / 4).max(1);
+        let level = |count: u64| (count / self.options.hot_keys as u64).max(1).ilog(4);
+        let mut groups: std::collections::BTreeMap<(i64, u32), Vec<&Piece>> = Default::default();
+        for piece in &self.pieces {
+            groups
+                .entry((piece.newest.div_euclid(quarter), level(piece.count)))
+                .or_default()
+                .push(piece);
+        }
+        groups
+            .into_values()
+            .find(|group| group.len() >= MERGE_FANIN)
+            .map(|group| {
+                group
+                    .iter()
+                    .take(MERGE_FANIN)
+                    .map(|p| (p.path.clone(), p.count, p.newest))
+                    .collect()
+            })
+    }
+
+    /// Merges pieces (blocking file work; no lock needed).
+    pub(super) fn merge(dir: &Path, inputs: &[(PathBuf, u64, i64)]) -> std::io::Result<Piece> {
+        merge_pieces(dir, inputs)
+    }
+
+    /// Puts a merged piece in place of its inputs and deletes their files.
+    pub(super) fn install_merged(&mut self, merged: Piece, inputs: &[(PathBuf, u64, i64)]) {
+        self.pieces
+            .retain(|p| !inputs.iter().any(|(path, _, _)| *path == p.path));
+        self.pieces.push(merged);
+        self.pieces.sort_by_key(|p| p.newest);
+        for (path, _, _) in inputs {
+            if let Err(e) = crate::journal::remove_if_exists(path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not delete a merged dedupe piece");
+            }
+        }
+    }
+
     pub(super) fn dir(&self) -> &Path {
         &self.dir
     }
@@ -645,16 +801,56 @@ mod tests {
         let path = piece.path.clone();
         d.install(Some(piece));
         let mut bytes = fs::read(&path).unwrap();
-        let last = bytes.len() - 5;
+        // The last key's bytes (keys come first in the file).
+        let last = 599 * 16 + 3;
         bytes[last] ^= 1;
         fs::write(&path, &bytes).unwrap();
         // The last block is damaged: a lookup that needs it fails instead of guessing.
         let in_last_block = *f.keys.last().unwrap();
         assert!(d.claim(in_last_block, now).is_err());
-        // A damaged header is refused at open.
-        bytes[20] ^= 1;
+        // A damaged footer is refused at open.
+        let footer = bytes.len() - 20;
+        bytes[footer] ^= 1;
         fs::write(&path, &bytes).unwrap();
         assert!(Dedupe::open(dir.path(), None, options()).is_err());
+    }
+
+    #[test]
+    fn small_pieces_merge_and_still_answer_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = Dedupe::open(dir.path(), None, options()).unwrap();
+        let now: Timestamp = "2026-01-01T12:00:00Z".parse().unwrap();
+        let keys: Vec<u128> = (0..1000).map(|i| d.key("t", &format!("id-{i}"))).collect();
+        for chunk in keys.chunks(100) {
+            for key in chunk {
+                assert!(d.claim(*key, now).unwrap());
+            }
+            let f = d.take_hot().unwrap();
+            let piece = Dedupe::write(d.dir(), &f).unwrap();
+            d.install(Some(piece));
+        }
+        assert_eq!(d.pieces(), 10);
+        while let Some(inputs) = d.merge_candidates() {
+            let merged = Dedupe::merge(d.dir(), &inputs).unwrap();
+            d.install_merged(merged, &inputs);
+        }
+        assert!(d.pieces() < 10, "{} pieces", d.pieces());
+        assert_eq!(d.len(), 1000);
+        assert!(keys.iter().all(|k| d.seen(*k).unwrap()));
+        for i in 0..2000 {
+            assert!(!d.seen(d.key("t", &format!("new-{i}"))).unwrap());
+        }
+        let files = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "keys")
+            })
+            .count();
+        assert_eq!(files, d.pieces(), "merged inputs are deleted");
     }
 
     #[test]

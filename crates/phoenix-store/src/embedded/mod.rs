@@ -679,6 +679,7 @@ impl EmbeddedStore {
             let due = self.lock_dedupe().should_freeze(now);
             if !due {
                 self.lock_dedupe().prune(now);
+                self.merge_dedupe_pieces().await?;
                 return Ok(false);
             }
             // No claim may be waiting for its write while its key leaves the hot set.
@@ -695,20 +696,44 @@ impl EmbeddedStore {
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r);
-        let mut dedupe = self.lock_dedupe();
-        match written {
-            Ok(piece) => {
-                dedupe.install(Some(piece));
-                dedupe.prune(now);
-                Ok(true)
-            }
-            Err(e) => {
-                dedupe.install(None);
-                Err(StoreError::Unavailable(format!(
-                    "writing a dedupe piece: {e}"
-                )))
+        {
+            let mut dedupe = self.lock_dedupe();
+            match written {
+                Ok(piece) => {
+                    dedupe.install(Some(piece));
+                    dedupe.prune(now);
+                }
+                Err(e) => {
+                    dedupe.install(None);
+                    return Err(StoreError::Unavailable(format!(
+                        "writing a dedupe piece: {e}"
+                    )));
+                }
             }
         }
+        self.merge_dedupe_pieces().await?;
+        Ok(true)
+    }
+
+    /// Merges one group of small dedupe pieces, if there is one (see `Dedupe::merge_candidates`).
+    /// Call with the maintenance gate held.
+    async fn merge_dedupe_pieces(&self) -> StoreResult<()> {
+        let (inputs, dir) = {
+            let dedupe = self.lock_dedupe();
+            (dedupe.merge_candidates(), dedupe.dir().to_owned())
+        };
+        let Some(inputs) = inputs else {
+            return Ok(());
+        };
+        let merged = {
+            let inputs = inputs.clone();
+            tokio::task::spawn_blocking(move || dedupe::Dedupe::merge(&dir, &inputs))
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?
+                .map_err(|e| StoreError::Unavailable(format!("merging dedupe pieces: {e}")))?
+        };
+        self.lock_dedupe().install_merged(merged, &inputs);
+        Ok(())
     }
 
     /// A cold window's standings (reading its file off the async workers on a cache miss).
