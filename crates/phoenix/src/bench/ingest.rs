@@ -52,6 +52,13 @@ pub struct IngestArgs {
     /// Distinct player ids (`u0`, `u1`, ...); each event picks one at random.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     pub users: u64,
+    /// Give every event a player never seen before (`u<N>`, counting up from --first-user) instead of
+    /// picking one of --users: for measuring memory per player.
+    #[arg(long)]
+    pub new_player_per_event: bool,
+    /// The first player number with --new-player-per-event (to continue an earlier run).
+    #[arg(long, default_value_t = 0)]
+    pub first_user: u64,
     /// Seconds of load before measuring (opens connections, warms caches); not in the report.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=300))]
     pub warmup: u64,
@@ -115,6 +122,9 @@ pub async fn run(args: IngestArgs, admin_secret: Option<String>) -> anyhow::Resu
             .context("bench ingest: the tenant JWT is not a valid header value")?,
         batch_size,
         users: args.users,
+        next_player: args
+            .new_player_per_event
+            .then(|| AtomicU64::new(args.first_user)),
     });
 
     println!(
@@ -175,6 +185,8 @@ pub(super) struct WorkerSpec {
     pub(super) auth: HeaderValue,
     pub(super) batch_size: u64,
     pub(super) users: u64,
+    /// With --new-player-per-event: the next player number, shared by every worker.
+    pub(super) next_player: Option<AtomicU64>,
 }
 
 /// Events the measured phase may still send, shared by its workers.
@@ -265,6 +277,7 @@ pub(super) async fn run_worker(
                 &occurred_at,
                 &mut rng,
                 spec.users,
+                spec.next_player.as_ref(),
             );
             seq += 1;
         } else {
@@ -280,6 +293,7 @@ pub(super) async fn run_worker(
                     &occurred_at,
                     &mut rng,
                     spec.users,
+                    spec.next_player.as_ref(),
                 );
                 seq += 1;
             }
@@ -330,8 +344,12 @@ pub(super) fn push_event(
     occurred_at: &str,
     rng: &mut SplitMix64,
     users: u64,
+    next_player: Option<&AtomicU64>,
 ) {
-    let user = rng.next() % users;
+    let user = match next_player {
+        Some(next) => next.fetch_add(1, Ordering::Relaxed),
+        None => rng.next() % users,
+    };
     let score = 1 + rng.next() % 100;
     push_event_for(body, id_prefix, seq, occurred_at, user, score);
 }
@@ -351,6 +369,7 @@ mod tests {
             "2026-11-28T00:00:00Z",
             &mut rng,
             10,
+            None,
         );
         let v: serde_json::Value = serde_json::from_str(&body).expect("valid JSON");
         assert_eq!(v["event_id"], "run-m3-42");

@@ -151,7 +151,6 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut total = 0u64;
     let mut duplicates_caught = 0u64;
-    let mut body = String::new();
     let day = SignedDuration::from_hours(24);
     let batches = args.events_per_day.div_ceil(BATCH);
     let step = day / batches as i32;
@@ -180,13 +179,13 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
                     (seq, now)
                 };
                 let player = (first_player + rng.next() % args.players_per_day) % args.players;
-                body.clear();
-                let _ = write!(
-                    body,
-                    r#"{{"event_id":"e{id}","type":"match.completed","actor":{{"user_id":"player-{player}"}},"occurred_at":"{occurred_at}","attrs":{{"score":{}}}}}"#,
-                    1 + rng.next() % 100
-                );
-                let value: serde_json::Value = serde_json::from_str(&body)?;
+                let value = serde_json::json!({
+                    "event_id": format!("e{id}"),
+                    "type": "match.completed",
+                    "actor": {"user_id": format!("player-{player}")},
+                    "occurred_at": occurred_at.to_string(),
+                    "attrs": {"score": 1 + rng.next() % 100},
+                });
                 let event = Event::from_json(
                     &value,
                     EventRules {
