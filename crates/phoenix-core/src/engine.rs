@@ -123,6 +123,22 @@ impl LeaderboardState {
         self.cold.get(id)
     }
 
+    /// Makes this the `incarnation`-th board with its id, renaming the windows it holds to match.
+    fn set_incarnation(&mut self, incarnation: u32) {
+        self.incarnation = incarnation;
+        self.recent = None;
+        let windows = std::mem::take(&mut self.windows);
+        for (_, mut standings) in windows {
+            standings.window.id = standings.window.id.clone().for_incarnation(incarnation);
+            self.windows.insert(standings.window.id.clone(), standings);
+        }
+        let cold = std::mem::take(&mut self.cold);
+        for (_, mut window) in cold {
+            window.id = window.id.clone().for_incarnation(incarnation);
+            self.cold.insert(window.id.clone(), window);
+        }
+    }
+
     /// The window readers see at `now` (SPEC §6): the open one, or the upcoming or last closed one.
     pub fn current_window(&self, now: Timestamp) -> (Window, WindowStatus) {
         let (mut window, status) = self.config.timeframe.current_window(now);
@@ -651,6 +667,24 @@ fn restore_leaderboard(snap: LeaderboardSnapshot) -> Result<LeaderboardState, St
 }
 
 impl Engine {
+    /// Gives every board restored without an incarnation (a snapshot from before window ids carried
+    /// one) the one `of(tenant, uid, leaderboard id)` names, renaming its windows, so the state is what a
+    /// replay of the whole log would have built.
+    pub fn fill_incarnations(&mut self, mut of: impl FnMut(&str, u64, &LeaderboardId) -> u32) {
+        for (tenant, t) in &mut self.tenants {
+            for lb in t.leaderboards.values_mut() {
+                if lb.incarnation == 0 {
+                    lb.set_incarnation(of(tenant, lb.uid, &lb.leaderboard_id).max(1));
+                }
+            }
+        }
+        for (tenant, lb) in self.retired.values_mut() {
+            if lb.incarnation == 0 {
+                lb.set_incarnation(of(tenant, lb.uid, &lb.leaderboard_id).max(1));
+            }
+        }
+    }
+
     /// Copies the whole state out as plain data.
     pub fn snapshot(&self) -> EngineSnapshot {
         let mut retired_by_tenant: HashMap<&str, Vec<LeaderboardSnapshot>> = HashMap::new();

@@ -361,3 +361,32 @@ fn a_restored_snapshot_answers_and_scores_like_the_original() {
         restored.page(T, 2, &gone, 1, 50)
     );
 }
+
+/// A snapshot from before window ids carried incarnations restores its boards with incarnation 0;
+/// `fill_incarnations` gives them theirs and renames their windows as a full replay would have.
+#[test]
+fn boards_restored_without_an_incarnation_get_theirs_and_their_windows_renamed() {
+    let mut engine = engine_with(all_time("sum", "attrs.s"));
+    apply_all(&mut engine, &[event("a", "ann", "m", NOW, json!({"s": 5}))]);
+    let mut snapshot = engine.snapshot();
+    for t in &mut snapshot.tenants {
+        for lb in &mut t.leaderboards {
+            lb.incarnation = 0;
+        }
+    }
+    let mut restored = Engine::restore(snapshot).unwrap();
+    restored.fill_incarnations(|tenant, uid, id| {
+        assert_eq!((tenant, uid, id.as_str()), (T, 1, "lb"));
+        2
+    });
+    let lb = restored.leaderboard_state(T, 1).unwrap();
+    assert_eq!(lb.incarnation, 2);
+    let ids: Vec<&str> = lb.all_windows().map(|w| w.id.as_str()).collect();
+    assert_eq!(ids, ["all~2"]);
+    assert_eq!(table(&restored, "all~2"), rows(&[("ann", 5.0)]));
+    assert_eq!(
+        lb.current_window(at(NOW)).0.id.as_str(),
+        "all~2",
+        "new events land in the renamed window"
+    );
+}

@@ -176,8 +176,10 @@ pub fn restrict_to_owner(dir: &Path) -> Vec<(std::path::PathBuf, io::Error)> {
     failed
 }
 
-/// Creates `dir` (and missing parents) accessible to its owner only, and makes an existing one so.
+/// Creates `dir` (and missing parents) accessible to its owner only, and makes an existing one so. A
+/// directory it creates is made durable (its parent is synced), so files in it can be relied on.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let existed = dir.is_dir();
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -189,6 +191,9 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     }
     #[cfg(not(unix))]
     builder.create(dir)?;
+    if !existed && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
     Ok(())
 }
 

@@ -689,3 +689,57 @@ async fn a_duplicate_from_six_days_ago_is_caught_after_a_restart() {
         store.stats()
     );
 }
+
+/// Retention ages every complete segment from when the store first saw it, so after the retention has
+/// passed, every segment the snapshots cover goes in one pass, not one segment per retention period.
+#[tokio::test]
+async fn retention_deletes_every_covered_segment_once_it_is_old_enough() {
+    use phoenix_store::embedded::{Clock, EmbeddedOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::manual("2026-03-01T10:00:00Z".parse().unwrap());
+    let options = EmbeddedOptions {
+        log_retention: Some(std::time::Duration::from_secs(3600)),
+        segment_bytes: 2048,
+        clock: clock.clone(),
+        ..EmbeddedOptions::default()
+    };
+    let store = EmbeddedStore::open_with(dir.path(), key(), options).unwrap();
+    store.initialize().await.unwrap();
+    // (Not the conformance suite: it expects the system clock.)
+    store
+        .create_tenant(
+            phoenix_core::ids::TenantId::parse("ret-score").unwrap(),
+            "Ret".into(),
+            "s".repeat(32),
+        )
+        .await
+        .unwrap();
+    for round in 0..10 {
+        ingest(&store, round * 20).await;
+    }
+    store.checkpoint().await.unwrap();
+    store.checkpoint().await.unwrap();
+    let before = segments(dir.path());
+    assert!(before.len() > 4, "{before:?}");
+    assert_eq!(before, segments(dir.path()), "nothing is old enough yet");
+    clock.advance(jiff::SignedDuration::from_hours(2));
+    ingest(&store, 1000).await;
+    store.checkpoint().await.unwrap();
+    let older_snapshot = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_prefix("snapshot-")?
+                .strip_suffix(".bin")?
+                .parse::<u64>()
+                .ok()
+        })
+        .min()
+        .unwrap();
+    let after = phoenix_store::journal::list_segments(&dir.path().join("wal")).unwrap();
+    assert!(after.len() < before.len(), "{before:?} -> {after:?}");
+    assert!(
+        after.iter().all(|s| s.start + s.len > older_snapshot),
+        "every segment the snapshots cover went at once: {after:?}, older snapshot at {older_snapshot}"
+    );
+}

@@ -11,8 +11,9 @@
 //! before it. Files are written to a temporary name, synced, renamed and the directory synced, so a
 //! crash leaves either no file or a whole one; writing the same window again writes the same bytes.
 //!
-//! Erasing a player (account deletion) rewrites the files of their tenant's windows without them (ranks
-//! close up): each file is independent and small next to the log, so nothing else is rebuilt.
+//! Erasing a player (account deletion; the route comes later) is designed as a rewrite of the files of
+//! their tenant's windows without them (ranks close up): each file is independent and small next to the
+//! log, so nothing else needs rebuilding.
 
 use jiff::Timestamp;
 use phoenix_core::config::RankingMethod;
@@ -226,11 +227,14 @@ impl Cache {
         })
     }
 
+    /// Caches `window`, evicting the least recently used until it fits. A window larger than the whole
+    /// budget is still kept, alone, so the most read big window is not parsed again for every page: the
+    /// cache holds at most the budget or one window, whichever is larger.
     fn insert(&mut self, key: (u64, WindowId), window: Arc<ColdWindow>) {
-        if window.bytes > self.max_bytes {
-            return;
+        if let Some((old, _)) = self.entries.remove(&key) {
+            self.bytes -= old.bytes;
         }
-        while self.bytes + window.bytes > self.max_bytes {
+        while !self.entries.is_empty() && self.bytes + window.bytes > self.max_bytes {
             let Some(oldest) = self
                 .entries
                 .iter()
@@ -245,9 +249,7 @@ impl Cache {
         }
         self.clock += 1;
         self.bytes += window.bytes;
-        if let Some((old, _)) = self.entries.insert(key, (window, self.clock)) {
-            self.bytes -= old.bytes;
-        }
+        self.entries.insert(key, (window, self.clock));
     }
 }
 
@@ -404,6 +406,13 @@ mod tests {
             assert_eq!(store.load(uid, &id).unwrap().total(), 100);
             assert!(store.cached_bytes() <= one * 2 + one / 2);
         }
+        // A window bigger than the whole budget is kept alone.
+        let small = ColdStore::new(dir.path().join("cold"), one / 2);
+        assert_eq!(small.load(0, &id).unwrap().total(), 100);
+        let alone = small.cached_bytes();
+        assert!(alone > one / 2, "kept although over the budget");
+        assert_eq!(small.load(1, &id).unwrap().total(), 100);
+        assert_eq!(small.cached_bytes(), alone, "and only that one");
         assert!(store.load(9, &id).is_err(), "missing file");
     }
 }

@@ -278,52 +278,78 @@ fn write_piece(dir: &Path, keys: &[u128], newest: i64) -> std::io::Result<Piece>
     writer.finish(dir, newest)
 }
 
-/// Merges pieces into one (their keys in order, repeats dropped; the newest time of them all).
+/// Merges pieces into one (their keys in order, repeats dropped; the newest time of them all). Every
+/// input block is checked against its CRC: a damaged piece stops the merge instead of being rewritten
+/// with fresh checksums over wrong keys.
 fn merge_pieces(dir: &Path, inputs: &[(PathBuf, u64, i64)]) -> std::io::Result<Piece> {
     struct Input {
+        piece: Piece,
         reader: std::io::BufReader<fs::File>,
-        left: u64,
-        head: Option<u128>,
+        /// The next block to read, and the keys of the current one (reversed, to pop in order).
+        next_block: usize,
+        keys: Vec<u128>,
     }
     impl Input {
-        fn advance(&mut self) -> std::io::Result<()> {
-            self.head = if self.left == 0 {
-                None
-            } else {
-                let mut bytes = [0u8; 16];
+        fn head(&mut self) -> std::io::Result<Option<u128>> {
+            if self.keys.is_empty() && self.next_block < self.piece.blocks.len() {
+                let start = self.next_block * BLOCK_KEYS;
+                let n = (self.piece.count as usize - start).min(BLOCK_KEYS);
+                let mut bytes = vec![0u8; n * 16];
                 std::io::Read::read_exact(&mut self.reader, &mut bytes)?;
-                self.left -= 1;
-                Some(u128::from_le_bytes(bytes))
-            };
-            Ok(())
+                if crc32fast::hash(&bytes) != self.piece.blocks[self.next_block].1 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "dedupe piece {} is damaged (block {})",
+                            self.piece.path.display(),
+                            self.next_block
+                        ),
+                    ));
+                }
+                self.keys = bytes
+                    .chunks_exact(16)
+                    .rev()
+                    .map(|c| u128::from_le_bytes(c.try_into().unwrap_or([0; 16])))
+                    .collect();
+                self.next_block += 1;
+            }
+            Ok(self.keys.last().copied())
         }
     }
-    let capacity: u64 = inputs.iter().map(|(_, count, _)| count).sum();
     let newest = inputs
         .iter()
         .map(|(_, _, newest)| *newest)
         .max()
         .unwrap_or(0);
     let mut readers = Vec::with_capacity(inputs.len());
-    for (path, count, _) in inputs {
-        let mut input = Input {
+    let mut capacity = 0u64;
+    for (path, _, _) in inputs {
+        let piece = read_piece(path)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        capacity += piece.count;
+        readers.push(Input {
             reader: std::io::BufReader::with_capacity(1 << 16, fs::File::open(path)?),
-            left: *count,
-            head: None,
-        };
-        input.advance()?;
-        readers.push(input);
+            piece,
+            next_block: 0,
+            keys: Vec::new(),
+        });
     }
     let mut writer = PieceWriter::new(dir, capacity as usize)?;
-    // Few inputs (four): a linear scan for the smallest head beats a heap.
-    while let Some(i) = (0..readers.len())
-        .filter(|i| readers[*i].head.is_some())
-        .min_by_key(|i| readers[*i].head)
-    {
-        if let Some(key) = readers[i].head {
-            writer.push(key)?;
+    loop {
+        // Few inputs (four): a linear scan for the smallest head beats a heap.
+        let mut smallest: Option<(usize, u128)> = None;
+        for (i, input) in readers.iter_mut().enumerate() {
+            if let Some(key) = input.head()?
+                && smallest.is_none_or(|(_, k)| key < k)
+            {
+                smallest = Some((i, key));
+            }
         }
-        readers[i].advance()?;
+        let Some((i, key)) = smallest else {
+            break;
+        };
+        writer.push(key)?;
+        readers[i].keys.pop();
     }
     writer.finish(dir, newest)
 }
@@ -541,6 +567,11 @@ impl Dedupe {
     pub(super) fn replay(&mut self, key: u128, accepted_at: Timestamp) {
         if self.claim(key, accepted_at).is_err() {
             self.hot.insert(key);
+            let at = accepted_at.as_microsecond();
+            self.hot_span = Some(match self.hot_span {
+                None => (at, at),
+                Some((oldest, newest)) => (oldest.min(at), newest.max(at)),
+            });
         }
     }
 

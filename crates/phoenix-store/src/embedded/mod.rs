@@ -225,8 +225,17 @@ fn remove_covered_segments(
     };
     let cutoff = now - SignedDuration::try_from(retention).unwrap_or(SignedDuration::MAX);
     let mut closed = closed.lock().unwrap_or_else(|p| p.into_inner());
+    // Every complete segment is stamped when first seen, not only those the deletion reaches: each one
+    // ages from then on, so a log writing many segments a day loses them all after the retention.
+    let segments = crate::journal::list_segments(&dir.join(WAL_DIR))?;
+    if let Some((_, complete)) = segments.split_last() {
+        for segment in complete {
+            closed.entry(segment.start).or_insert(now);
+        }
+    }
+    closed.retain(|start, _| segments.iter().any(|s| s.start == *start));
     let removed = crate::journal::remove_segments_before(&dir.join(WAL_DIR), covered, |segment| {
-        *closed.entry(segment.start).or_insert(now) <= cutoff
+        closed.get(&segment.start).is_some_and(|at| *at <= cutoff)
     })?;
     for segment in &removed {
         closed.remove(&segment.start);
@@ -463,7 +472,13 @@ impl EmbeddedStore {
                         return Err("its offset is beyond the end of the log".into());
                     }
                     let state = meta::State::restore(snap.meta)?;
-                    let engine = phoenix_core::engine::Engine::restore(snap.engine)?;
+                    let mut engine = phoenix_core::engine::Engine::restore(snap.engine)?;
+                    engine.fill_incarnations(|tenant, uid, id| {
+                        let uids = state.incarnations(tenant, id.as_str());
+                        uids.iter()
+                            .position(|u| *u == uid)
+                            .map_or(1, |i| i as u32 + 1)
+                    });
                     Ok((
                         state,
                         engine,
@@ -795,8 +810,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn maintain(&self) -> StoreResult<()> {
-        self.freeze_dedupe().await?;
-        self.move_ended_windows().await.map(|_| ())
+        // Both run every round: a failure of one must not stop the other.
+        let dedupe = self.freeze_dedupe().await;
+        let windows = self.move_ended_windows().await;
+        dedupe?;
+        windows.map(|_| ())
     }
 
     fn stats(&self) -> StoreStats {

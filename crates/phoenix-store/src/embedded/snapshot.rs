@@ -65,17 +65,14 @@ struct LeaderboardHeader {
     leaderboard_id: LeaderboardId,
     config: serde_json::Value,
     active: bool,
-    /// Absent in snapshots written before ids carried incarnations: the first.
-    #[serde(default = "first_incarnation")]
+    /// Absent in snapshots written before window ids carried incarnations: then 0, and the store
+    /// works it out from the metadata after loading (see `Engine::fill_incarnations`).
+    #[serde(default)]
     incarnation: u32,
     windows: Vec<WindowHeader>,
     /// Windows in cold storage (no players here).
     #[serde(default)]
     cold: Vec<WindowHeader>,
-}
-
-fn first_incarnation() -> u32 {
-    1
 }
 
 #[derive(Serialize, Deserialize)]
