@@ -262,6 +262,16 @@ fn segments(dir: &std::path::Path) -> Vec<u64> {
         .collect()
 }
 
+/// Opens and initializes the store in `dir` with `options`.
+async fn open_with(
+    dir: &std::path::Path,
+    options: phoenix_store::embedded::EmbeddedOptions,
+) -> EmbeddedStore {
+    let store = EmbeddedStore::open_with(dir, key(), options).unwrap();
+    store.initialize().await.unwrap();
+    store
+}
+
 async fn ingest(store: &EmbeddedStore, from: usize) {
     let events: Vec<_> = (from..from + 20)
         .map(|i| event(&format!("r{i}"), &format!("p{}", i % 7), 1.0))
@@ -280,15 +290,7 @@ async fn retention_deletes_only_segments_every_snapshot_covers() {
         segment_bytes: 2048,
         ..EmbeddedOptions::default()
     };
-    let open = || {
-        let options = options.clone();
-        let dir = dir.path().to_owned();
-        async move {
-            let store = EmbeddedStore::open_with(&dir, key(), options).unwrap();
-            store.initialize().await.unwrap();
-            store
-        }
-    };
+    let open = || open_with(dir.path(), options.clone());
     let store = open().await;
     conformance::run_all(&store, "ret").await;
     for round in 0..10 {
@@ -621,15 +623,7 @@ async fn a_duplicate_from_six_days_ago_is_caught_after_a_restart() {
         dedupe_hot_keys: 50,
         ..EmbeddedOptions::default()
     };
-    let open = || {
-        let options = options.clone();
-        let dir = dir.path().to_owned();
-        async move {
-            let store = EmbeddedStore::open_with(&dir, key(), options).unwrap();
-            store.initialize().await.unwrap();
-            store
-        }
-    };
+    let open = || open_with(dir.path(), options.clone());
     let store = open().await;
     store
         .create_tenant(
@@ -703,8 +697,7 @@ async fn retention_deletes_every_covered_segment_once_it_is_old_enough() {
         clock: clock.clone(),
         ..EmbeddedOptions::default()
     };
-    let store = EmbeddedStore::open_with(dir.path(), key(), options).unwrap();
-    store.initialize().await.unwrap();
+    let store = open_with(dir.path(), options).await;
     // (Not the conformance suite: it expects the system clock.)
     store
         .create_tenant(

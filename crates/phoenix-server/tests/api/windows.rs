@@ -20,6 +20,27 @@ fn event(id: &str, user: &str, score: f64) -> Value {
            "occurred_at": Timestamp::now().to_string(), "attrs": {"score": score}})
 }
 
+/// The `windows` list of `sprint` once it has `count` ended windows (polling, with a deadline).
+async fn ended_windows(app: &TestApp, token: &str, count: u64) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let r = send(
+            app.get("/v1/leaderboards/sprint/windows")
+                .bearer_auth(token),
+        )
+        .await;
+        if r.body["total"] == count {
+            return r.body;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "never {count} ended windows: {}",
+            r.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_ended_window_is_frozen_listed_and_readable_after_deletion() {
     let app = spawn_app().await;
@@ -71,19 +92,7 @@ async fn an_ended_window_is_frozen_listed_and_readable_after_deletion() {
     .expect_not_found();
 
     // Wait (polling, with a deadline) until the window has ended.
-    let started = std::time::Instant::now();
-    let listed = loop {
-        let r = send(
-            app.get("/v1/leaderboards/sprint/windows")
-                .bearer_auth(&token),
-        )
-        .await;
-        if r.body["total"] == 1 {
-            break r.body;
-        }
-        assert!(started.elapsed() < DEADLINE, "the window never ended");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    };
+    let listed = ended_windows(&app, &token, 1).await;
     assert_eq!(listed["windows"][0]["id"], "custom");
     assert_eq!(listed["windows"][0]["status"], "closed");
 
@@ -216,22 +225,7 @@ async fn an_ended_window_is_frozen_listed_and_readable_after_deletion() {
         .json(Method::POST, "/v1/events", &event("again", "zed", 1.0))
         .bearer_auth(&token);
     send(request).await.expect(StatusCode::ACCEPTED);
-    let started = std::time::Instant::now();
-    let listed = loop {
-        let r = send(
-            app.get("/v1/leaderboards/sprint/windows")
-                .bearer_auth(&token),
-        )
-        .await;
-        if r.body["total"] == 2 {
-            break r.body;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "the second window never ended"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    };
+    let listed = ended_windows(&app, &token, 2).await;
     let ids: Vec<&str> = listed["windows"]
         .as_array()
         .unwrap()
