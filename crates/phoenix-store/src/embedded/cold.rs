@@ -203,10 +203,16 @@ fn decode(bytes: &[u8]) -> Result<FrozenWindow, String> {
     })
 }
 
+/// A cold window's place: its leaderboard's uid and its id.
+type WindowKey = (u64, WindowId);
+
 /// The cold files of one data dir and the cache in front of them.
 pub(super) struct ColdStore {
     dir: PathBuf,
     cache: Mutex<Cache>,
+    /// One lock per window being loaded now, so concurrent misses of one window read its file once
+    /// (entries leave when their load is done: bounded by the loads in flight).
+    loading: Mutex<HashMap<WindowKey, Arc<Mutex<()>>>>,
 }
 
 #[derive(Default)]
@@ -261,6 +267,7 @@ impl ColdStore {
                 max_bytes,
                 ..Cache::default()
             }),
+            loading: Mutex::default(),
         }
     }
 
@@ -303,6 +310,29 @@ impl ColdStore {
         if let Some(hit) = self.lock().get(&key) {
             return Ok(hit);
         }
+        // The first miss reads the file; the others wait for it and take the cached result.
+        let gate = self
+            .loading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _loading = gate.lock().unwrap_or_else(|p| p.into_inner());
+        let result = self.load_locked(&key);
+        let mut loading = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        if loading.get(&key).is_some_and(|g| Arc::ptr_eq(g, &gate)) {
+            loading.remove(&key);
+        }
+        result
+    }
+
+    /// [`ColdStore::load`] with the window's load lock held.
+    fn load_locked(&self, key: &(u64, WindowId)) -> Result<Arc<ColdWindow>, String> {
+        if let Some(hit) = self.lock().get(key) {
+            return Ok(hit);
+        }
+        let (uid, window) = (key.0, &key.1);
         let path = self.path(uid, window);
         let loaded = fs::read(&path)
             .map_err(|e| e.to_string())
@@ -317,7 +347,7 @@ impl ColdStore {
         match loaded {
             Ok(frozen) => {
                 let cold = Arc::new(ColdWindow::new(frozen));
-                self.lock().insert(key, cold.clone());
+                self.lock().insert(key.clone(), cold.clone());
                 Ok(cold)
             }
             Err(e) => {
@@ -391,6 +421,25 @@ mod tests {
             assert!(decode(&bad).is_err(), "flipped byte {at}");
         }
         assert!(decode(&bytes[..bytes.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn concurrent_misses_of_one_window_share_one_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(ColdStore::new(dir.path().join("cold"), 1 << 20));
+        store.write(7, &frozen(900)).unwrap();
+        let id = WindowId::parse("2026-12-01~2").unwrap();
+        let loads: Vec<Arc<ColdWindow>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| store.load(7, &id).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            loads.iter().all(|l| Arc::ptr_eq(l, &loads[0])),
+            "one load, shared"
+        );
+        assert!(store.loading.lock().unwrap().is_empty());
     }
 
     #[test]
