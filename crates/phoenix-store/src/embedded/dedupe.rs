@@ -418,7 +418,7 @@ pub(super) struct Dedupe {
     hot_span: Option<(i64, i64)>,
     /// Keys being written to a piece (and their newest acceptance time): still answered from memory
     /// until the piece is in place.
-    freezing: Option<(Arc<Vec<u128>>, i64)>,
+    freezing: Option<(Arc<KeySet>, i64)>,
     pieces: Vec<Piece>,
     key: [u64; 2],
     options: DedupeOptions,
@@ -436,7 +436,7 @@ pub(super) struct DedupeSnapshot {
 
 /// Hot keys taken out to be written as a piece (see [`Dedupe::take_hot`]).
 pub(super) struct Freezing {
-    keys: Arc<Vec<u128>>,
+    keys: Arc<KeySet>,
     newest: i64,
 }
 
@@ -535,7 +535,7 @@ impl Dedupe {
             return Ok(true);
         }
         if let Some((freezing, _)) = &self.freezing
-            && freezing.binary_search(&key).is_ok()
+            && freezing.contains(&key)
         {
             return Ok(true);
         }
@@ -596,18 +596,22 @@ impl Dedupe {
     /// Takes the hot keys out to be written as a piece; they keep answering from memory until
     /// [`Dedupe::install`]. Call only while no claim is waiting for its write (a claim that fails after
     /// this could not be given back).
+    ///
+    /// Cheap: the set itself moves out (a fresh one of the same capacity takes its place; its pages are
+    /// touched only as keys arrive), and the keys are sorted by [`Dedupe::write`], off every lock.
     pub(super) fn take_hot(&mut self) -> Option<Freezing> {
         let (_, newest) = self.hot_span.take()?;
-        let mut keys: Vec<u128> = self.hot.drain().collect();
-        keys.sort_unstable();
-        let keys = Arc::new(keys);
+        let fresh = KeySet::with_capacity_and_hasher(self.hot.capacity(), Default::default());
+        let keys = Arc::new(std::mem::replace(&mut self.hot, fresh));
         self.freezing = Some((keys.clone(), newest));
         Some(Freezing { keys, newest })
     }
 
     /// Writes taken keys as a piece file (blocking file work; no lock needed).
     pub(super) fn write(dir: &Path, freezing: &Freezing) -> std::io::Result<Piece> {
-        write_piece(dir, &freezing.keys, freezing.newest)
+        let mut keys: Vec<u128> = freezing.keys.iter().copied().collect();
+        keys.sort_unstable();
+        write_piece(dir, &keys, freezing.newest)
     }
 
     /// Puts a written piece in place of the keys it was made from; on `None` (the write failed) the
@@ -837,7 +841,7 @@ mod tests {
         bytes[last] ^= 1;
         fs::write(&path, &bytes).unwrap();
         // The last block is damaged: a lookup that needs it fails instead of guessing.
-        let in_last_block = *f.keys.last().unwrap();
+        let in_last_block = *f.keys.iter().max().unwrap();
         assert!(d.claim(in_last_block, now).is_err());
         // A damaged footer is refused at open.
         let footer = bytes.len() - 20;
