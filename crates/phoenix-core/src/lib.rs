@@ -14,6 +14,7 @@ pub mod field;
 pub mod ids;
 pub mod intern;
 pub mod rank;
+pub mod reward;
 pub mod window;
 
 pub use error::ValidationError;

@@ -1,0 +1,453 @@
+//! Rewards (SPEC §7.1) and the tiers of a reward rule (§7.2, §7.7): what a reward is, how a rule's tiers
+//! are validated, and which tier a final rank falls in. Pure: settlement, grants and their ledger are
+//! the store's, built on this.
+//!
+//! `top_percent` is exact: it is kept in hundredths of a percent, and the ranks it covers are
+//! ⌈hundredths × ranked / 10 000⌉ in integer arithmetic (10% of 30 ranked entries is 3 ranks).
+
+use crate::error::ValidationError;
+use serde_json::{Map, Value, json};
+
+/// Tiers a rule may have.
+pub const MAX_TIERS: usize = 50;
+/// Rewards a tier may hold.
+pub const MAX_REWARDS_PER_TIER: usize = 10;
+/// The largest serialized `data` of a `custom` reward.
+pub const MAX_CUSTOM_BYTES: usize = 4096;
+/// The largest `amount` or `quantity`: the largest integer every JSON client reads exactly (2^53 - 1).
+pub const MAX_COUNT: u64 = (1 << 53) - 1;
+
+/// One reward (SPEC §7.1).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reward {
+    Currency {
+        currency: String,
+        amount: u64,
+    },
+    Item {
+        item: String,
+        quantity: u64,
+    },
+    Badge {
+        badge: String,
+    },
+    /// Hands the player a new personal code of the campaign.
+    Coupon {
+        campaign_id: String,
+    },
+    /// Opaque to Phoenix.
+    Custom {
+        data: Value,
+    },
+}
+
+const TYPES: &str = "currency, item, badge, coupon, custom";
+
+/// `^[A-Za-z0-9_.:-]{1,64}$`: currency, item and badge names.
+fn is_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+/// `^[A-Za-z0-9_-]{1,64}$`: ids chosen by clients (rules, campaigns, achievements).
+pub fn is_client_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
+/// The members of `value` as an object, refusing members not in `allowed`.
+fn object<'a>(
+    value: &'a Value,
+    allowed: &[&str],
+) -> Result<&'a Map<String, Value>, ValidationError> {
+    let map = value
+        .as_object()
+        .ok_or_else(|| ValidationError::new("expected an object"))?;
+    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ValidationError::field(unknown, "unknown field"));
+    }
+    Ok(map)
+}
+
+fn required<'a>(map: &'a Map<String, Value>, field: &str) -> Result<&'a Value, ValidationError> {
+    map.get(field)
+        .ok_or_else(|| ValidationError::field(field, "is required"))
+}
+
+fn name(map: &Map<String, Value>, field: &str) -> Result<String, ValidationError> {
+    match required(map, field)?.as_str() {
+        Some(s) if is_name(s) => Ok(s.to_owned()),
+        Some(_) => Err(ValidationError::field(
+            field,
+            "must match ^[A-Za-z0-9_.:-]{1,64}$",
+        )),
+        None => Err(ValidationError::field(field, "expected a string")),
+    }
+}
+
+fn count(map: &Map<String, Value>, field: &str) -> Result<u64, ValidationError> {
+    match required(map, field)?.as_u64() {
+        Some(n) if (1..=MAX_COUNT).contains(&n) => Ok(n),
+        _ => Err(ValidationError::field(
+            field,
+            format!("expected a positive integer (at most {MAX_COUNT})"),
+        )),
+    }
+}
+
+impl Reward {
+    /// Parses one reward; error paths are relative to it (`amount`, `type`).
+    pub fn from_json(value: &Value) -> Result<Reward, ValidationError> {
+        let kind = value
+            .as_object()
+            .ok_or_else(|| ValidationError::new("expected an object"))?
+            .get("type")
+            .ok_or_else(|| ValidationError::field("type", "is required"))?;
+        let kind = kind
+            .as_str()
+            .ok_or_else(|| ValidationError::field("type", "expected a string"))?;
+        match kind {
+            "currency" => {
+                let map = object(value, &["type", "currency", "amount"])?;
+                Ok(Reward::Currency {
+                    currency: name(map, "currency")?,
+                    amount: count(map, "amount")?,
+                })
+            }
+            "item" => {
+                let map = object(value, &["type", "item", "quantity"])?;
+                Ok(Reward::Item {
+                    item: name(map, "item")?,
+                    quantity: count(map, "quantity")?,
+                })
+            }
+            "badge" => {
+                let map = object(value, &["type", "badge"])?;
+                Ok(Reward::Badge {
+                    badge: name(map, "badge")?,
+                })
+            }
+            "coupon" => {
+                let map = object(value, &["type", "campaign_id"])?;
+                match required(map, "campaign_id")?.as_str() {
+                    Some(id) if is_client_id(id) => Ok(Reward::Coupon {
+                        campaign_id: id.to_owned(),
+                    }),
+                    Some(_) => Err(ValidationError::field(
+                        "campaign_id",
+                        "must match ^[A-Za-z0-9_-]{1,64}$",
+                    )),
+                    None => Err(ValidationError::field("campaign_id", "expected a string")),
+                }
+            }
+            "custom" => {
+                let map = object(value, &["type", "data"])?;
+                let data = required(map, "data")?;
+                if !data.is_object() {
+                    return Err(ValidationError::field("data", "expected an object"));
+                }
+                let size = serde_json::to_vec(data).map_or(usize::MAX, |b| b.len());
+                if size > MAX_CUSTOM_BYTES {
+                    return Err(ValidationError::field(
+                        "data",
+                        format!("is {size} bytes as JSON; at most {MAX_CUSTOM_BYTES}"),
+                    ));
+                }
+                Ok(Reward::Custom { data: data.clone() })
+            }
+            other => Err(ValidationError::field(
+                "type",
+                format!("unknown reward type '{other}'; expected one of {TYPES}"),
+            )),
+        }
+    }
+
+    /// The reward as the API shows it.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Reward::Currency { currency, amount } => {
+                json!({"type": "currency", "currency": currency, "amount": amount})
+            }
+            Reward::Item { item, quantity } => {
+                json!({"type": "item", "item": item, "quantity": quantity})
+            }
+            Reward::Badge { badge } => json!({"type": "badge", "badge": badge}),
+            Reward::Coupon { campaign_id } => json!({"type": "coupon", "campaign_id": campaign_id}),
+            Reward::Custom { data } => json!({"type": "custom", "data": data}),
+        }
+    }
+}
+
+/// Which final ranks a tier covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierRanks {
+    /// `rank_from ..= rank_to`, 1-based.
+    Range { from: u32, to: u32 },
+    /// The first ⌈p% × ranked entries⌉ ranks; `p` in hundredths of a percent (1 ..= 10 000).
+    TopPercent { hundredths: u32 },
+}
+
+/// One tier of a reward rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tier {
+    pub ranks: TierRanks,
+    pub rewards: Vec<Reward>,
+}
+
+/// How many ranks `hundredths` of a percent of `ranked` entries covers, rounded up, exactly.
+pub fn top_percent_ranks(hundredths: u32, ranked: u32) -> u32 {
+    let covered = (u64::from(hundredths) * u64::from(ranked)).div_ceil(10_000);
+    covered.min(u64::from(ranked)) as u32
+}
+
+/// `p` as hundredths of a percent, when it has at most two decimals and 0 < p ≤ 100.
+fn hundredths(p: &Value) -> Option<u32> {
+    let p = p.as_f64()?;
+    if !(p > 0.0 && p <= 100.0) {
+        return None;
+    }
+    let scaled = p * 100.0;
+    let rounded = scaled.round();
+    ((scaled - rounded).abs() < 1e-6 && rounded >= 1.0).then_some(rounded as u32)
+}
+
+impl Tier {
+    /// Parses one tier; error paths are relative to it (`rank_to`, `rewards[0].amount`).
+    pub fn from_json(value: &Value) -> Result<Tier, ValidationError> {
+        let map = object(value, &["rank_from", "rank_to", "top_percent", "rewards"])?;
+        let rank = |field: &str| -> Result<Option<u32>, ValidationError> {
+            match map.get(field) {
+                None => Ok(None),
+                Some(v) => match v.as_u64() {
+                    Some(n) if n >= 1 && n <= u64::from(u32::MAX) => Ok(Some(n as u32)),
+                    _ => Err(ValidationError::field(field, "expected an integer >= 1")),
+                },
+            }
+        };
+        let ranks = match (rank("rank_from")?, rank("rank_to")?, map.get("top_percent")) {
+            (Some(from), Some(to), None) if to >= from => TierRanks::Range { from, to },
+            (Some(_), Some(_), None) => {
+                return Err(ValidationError::field("rank_to", "must be >= rank_from"));
+            }
+            (None, None, Some(p)) => TierRanks::TopPercent {
+                hundredths: hundredths(p).ok_or_else(|| {
+                    ValidationError::field(
+                        "top_percent",
+                        "expected a number above 0 and at most 100, with at most two decimals",
+                    )
+                })?,
+            },
+            (None, None, None) => {
+                return Err(ValidationError::new(
+                    "a tier needs rank_from and rank_to, or top_percent",
+                ));
+            }
+            (Some(_), None, None) => {
+                return Err(ValidationError::field(
+                    "rank_to",
+                    "is required with rank_from",
+                ));
+            }
+            (None, Some(_), None) => {
+                return Err(ValidationError::field(
+                    "rank_from",
+                    "is required with rank_to",
+                ));
+            }
+            (_, _, Some(_)) => {
+                return Err(ValidationError::field(
+                    "top_percent",
+                    "cannot be combined with rank_from or rank_to",
+                ));
+            }
+        };
+        let rewards = required(map, "rewards")?
+            .as_array()
+            .ok_or_else(|| ValidationError::field("rewards", "expected an array"))?;
+        if !(1..=MAX_REWARDS_PER_TIER).contains(&rewards.len()) {
+            return Err(ValidationError::field(
+                "rewards",
+                format!("expected 1 to {MAX_REWARDS_PER_TIER} rewards"),
+            ));
+        }
+        let rewards = rewards
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Reward::from_json(r).map_err(|e| e.at_index(i).within("rewards")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Tier { ranks, rewards })
+    }
+
+    /// Whether final rank `rank` (1-based) of a window with `ranked` ranked entries is in this tier.
+    pub fn contains(&self, rank: u32, ranked: u32) -> bool {
+        rank >= 1
+            && rank <= ranked
+            && match self.ranks {
+                TierRanks::Range { from, to } => (from..=to).contains(&rank),
+                TierRanks::TopPercent { hundredths } => {
+                    rank <= top_percent_ranks(hundredths, ranked)
+                }
+            }
+    }
+
+    /// The tier as the API shows it.
+    pub fn to_json(&self) -> Value {
+        let rewards: Vec<Value> = self.rewards.iter().map(Reward::to_json).collect();
+        match self.ranks {
+            TierRanks::Range { from, to } => {
+                json!({"rank_from": from, "rank_to": to, "rewards": rewards})
+            }
+            TierRanks::TopPercent { hundredths } => {
+                let percent = if hundredths % 100 == 0 {
+                    json!(hundredths / 100)
+                } else {
+                    json!(f64::from(hundredths) / 100.0)
+                };
+                json!({"top_percent": percent, "rewards": rewards})
+            }
+        }
+    }
+}
+
+/// Parses a rule's `tiers` (1 to 50); error paths are relative to the array's holder
+/// (`tiers[1].rank_to`).
+pub fn tiers_from_json(value: &Value) -> Result<Vec<Tier>, ValidationError> {
+    let tiers = value
+        .as_array()
+        .ok_or_else(|| ValidationError::field("tiers", "expected an array"))?;
+    if !(1..=MAX_TIERS).contains(&tiers.len()) {
+        return Err(ValidationError::field(
+            "tiers",
+            format!("expected 1 to {MAX_TIERS} tiers"),
+        ));
+    }
+    tiers
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Tier::from_json(t).map_err(|e| e.at_index(i).within("tiers")))
+        .collect()
+}
+
+/// The first tier, in list order, that holds final rank `rank` of a window with `ranked` ranked
+/// entries (SPEC §7.2: a player receives the rewards of that tier only).
+pub fn tier_of(tiers: &[Tier], rank: u32, ranked: u32) -> Option<usize> {
+    tiers.iter().position(|t| t.contains(rank, ranked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(v: Value) -> String {
+        tiers_from_json(&v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_contracts_example_parses_and_round_trips() {
+        let tiers = json!([
+            {"rank_from": 1, "rank_to": 1, "rewards": [{"type":"currency","currency":"gems","amount":500},
+                                                       {"type":"badge","badge":"weekly-champion"}]},
+            {"rank_from": 2, "rank_to": 10, "rewards": [{"type":"item","item":"chest_gold","quantity":1}]},
+            {"top_percent": 5, "rewards": [{"type":"coupon","campaign_id":"vip-week"}]},
+            {"top_percent": 12.5, "rewards": [{"type":"custom","data":{"skin":"gold"}}]}
+        ]);
+        let parsed = tiers_from_json(&tiers).unwrap();
+        assert_eq!(parsed.len(), 4);
+        let back: Vec<Value> = parsed.iter().map(Tier::to_json).collect();
+        assert_eq!(Value::Array(back), tiers);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let cases = [
+            (
+                json!([{"rank_from": 1, "rank_to": 1, "rewards": [{"type":"badge","badge":"b"}]},
+                       {"rank_from": 5, "rank_to": 2, "rewards": [{"type":"badge","badge":"b"}]}]),
+                "tiers[1].rank_to: must be >= rank_from",
+            ),
+            (
+                json!([{"top_percent": 0, "rewards": [{"type":"badge","badge":"b"}]}]),
+                "tiers[0].top_percent: expected a number above 0 and at most 100, with at most two decimals",
+            ),
+            (
+                json!([{"top_percent": 1.005, "rewards": [{"type":"badge","badge":"b"}]}]),
+                "tiers[0].top_percent: expected a number above 0 and at most 100, with at most two decimals",
+            ),
+            (
+                json!([{"rank_from": 1, "rank_to": 3, "rewards": [{"type":"currency","currency":"gems","amount":0}]}]),
+                "tiers[0].rewards[0].amount: expected a positive integer (at most 9007199254740991)",
+            ),
+            (
+                json!([{"rank_from": 1, "rank_to": 3, "rewards": [{"type":"item","item":"a b","quantity":1}]}]),
+                "tiers[0].rewards[0].item: must match ^[A-Za-z0-9_.:-]{1,64}$",
+            ),
+            (
+                json!([{"rank_from": 1, "rank_to": 3, "rewards": [{"type":"gold"}]}]),
+                "tiers[0].rewards[0].type: unknown reward type 'gold'; expected one of currency, item, badge, coupon, custom",
+            ),
+            (
+                json!([{"rank_from": 1, "rank_to": 3, "rewards": [{"type":"badge","badge":"b","extra":1}]}]),
+                "tiers[0].rewards[0].extra: unknown field",
+            ),
+            (
+                json!([{"rank_from": 1, "rank_to": 3, "rewards": []}]),
+                "tiers[0].rewards: expected 1 to 10 rewards",
+            ),
+            (
+                json!([{"rank_from": 1, "top_percent": 5, "rewards": [{"type":"badge","badge":"b"}]}]),
+                "tiers[0].top_percent: cannot be combined with rank_from or rank_to",
+            ),
+            (json!([]), "tiers: expected 1 to 50 tiers"),
+            (
+                json!([{"rank_from": 1, "rank_to": 1, "rewards": [{"type":"custom","data":{"x": "y".repeat(5000)}}]}]),
+                "tiers[0].rewards[0].data: is 5008 bytes as JSON; at most 4096",
+            ),
+        ];
+        for (tiers, expected) in cases {
+            assert_eq!(err(tiers), expected);
+        }
+    }
+
+    #[test]
+    fn top_percent_is_exact_and_the_first_matching_tier_wins() {
+        assert_eq!(top_percent_ranks(1000, 30), 3, "10% of 30 is 3 ranks");
+        assert_eq!(top_percent_ranks(3333, 3), 1, "33.33% of 3 rounds up to 1");
+        assert_eq!(top_percent_ranks(10_000, 7), 7);
+        assert_eq!(top_percent_ranks(1, 0), 0);
+        assert_eq!(
+            top_percent_ranks(1, 1),
+            1,
+            "any share of one entry is that entry"
+        );
+        let tiers = tiers_from_json(&json!([
+            {"rank_from": 1, "rank_to": 1, "rewards": [{"type":"badge","badge":"first"}]},
+            {"top_percent": 10, "rewards": [{"type":"badge","badge":"top10"}]},
+            {"rank_from": 2, "rank_to": 5, "rewards": [{"type":"badge","badge":"podium"}]}
+        ]))
+        .unwrap();
+        let of = |rank| tier_of(&tiers, rank, 30);
+        assert_eq!(of(1), Some(0));
+        assert_eq!(of(2), Some(1));
+        assert_eq!(of(3), Some(1));
+        assert_eq!(of(4), Some(2), "past the top 10% (3 ranks), the next tier");
+        assert_eq!(of(6), None);
+        assert_eq!(of(31), None, "beyond the ranked entries");
+        assert_eq!(
+            tier_of(&tiers, 2, 1),
+            None,
+            "a rank the window does not have"
+        );
+    }
+
+    #[test]
+    fn client_ids_and_names_follow_their_patterns() {
+        assert!(is_client_id("weekly-podium_2"));
+        assert!(!is_client_id("weekly.podium"));
+        assert!(!is_client_id(""));
+        assert!(!is_client_id(&"a".repeat(65)));
+        assert!(is_name("chest.gold:v2"));
+        assert!(!is_name("chest gold"));
+    }
+}
