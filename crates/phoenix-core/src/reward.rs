@@ -336,9 +336,186 @@ pub fn tier_of(tiers: &[Tier], rank: u32, ranked: u32) -> Option<usize> {
     tiers.iter().position(|t| t.contains(rank, ranked))
 }
 
+/// Where a grant came from, as far as its id is concerned (SPEC §7.7: one grant per source, window or
+/// step or redemption, player, and index of the reward in its list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantSource<'a> {
+    RewardRule {
+        rule_id: &'a str,
+        window_id: &'a str,
+    },
+    Achievement {
+        achievement_id: &'a str,
+        step: u32,
+    },
+    Coupon {
+        campaign_id: &'a str,
+        redemption_id: &'a str,
+    },
+}
+
+/// The id of a grant: derived from what was earned, never from when or where it was computed, so the
+/// same earning has the same id on every node, every retry and every replay. `g_` and 32 hex digits
+/// (the first 128 bits of a SHA-256 over the length-prefixed parts).
+pub fn grant_id(
+    tenant_id: &str,
+    source: GrantSource<'_>,
+    user_id: &str,
+    reward_index: usize,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    };
+    part(b"phoenix-grant-v1");
+    part(tenant_id.as_bytes());
+    match source {
+        GrantSource::RewardRule { rule_id, window_id } => {
+            part(b"reward_rule");
+            part(rule_id.as_bytes());
+            part(window_id.as_bytes());
+        }
+        GrantSource::Achievement {
+            achievement_id,
+            step,
+        } => {
+            part(b"achievement");
+            part(achievement_id.as_bytes());
+            part(&step.to_le_bytes());
+        }
+        GrantSource::Coupon {
+            campaign_id,
+            redemption_id,
+        } => {
+            part(b"coupon");
+            part(campaign_id.as_bytes());
+            part(redemption_id.as_bytes());
+        }
+    }
+    part(user_id.as_bytes());
+    part(&(reward_index as u64).to_le_bytes());
+    let digest = hash.finalize();
+    format!("g_{}", hex::encode(&digest[..16]))
+}
+
+/// One grant a settlement makes: who, at which final rank, which reward (by its index in the tier).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedGrant {
+    pub grant_id: String,
+    pub user_id: String,
+    pub rank: u32,
+    pub reward_index: usize,
+    pub reward: Reward,
+}
+
+/// What settling a rule over a window's final standings grants (SPEC §7.2): each ranked player gets
+/// the rewards of the first tier holding their rank; nothing when fewer than `min_participants` are
+/// ranked. `standings` is `(rank, user_id)` of every ranked entry, `ranked` their number. The same
+/// inputs always plan the same grants with the same ids.
+pub fn plan_settlement<'a>(
+    tenant_id: &str,
+    rule_id: &str,
+    window_id: &str,
+    tiers: &[Tier],
+    min_participants: u32,
+    ranked: u32,
+    standings: impl IntoIterator<Item = (u32, &'a str)>,
+) -> Vec<PlannedGrant> {
+    if ranked < min_participants {
+        return Vec::new();
+    }
+    let source = GrantSource::RewardRule { rule_id, window_id };
+    let mut grants = Vec::new();
+    for (rank, user_id) in standings {
+        let Some(tier) = tier_of(tiers, rank, ranked) else {
+            continue;
+        };
+        for (reward_index, reward) in tiers[tier].rewards.iter().enumerate() {
+            grants.push(PlannedGrant {
+                grant_id: grant_id(tenant_id, source, user_id, reward_index),
+                user_id: user_id.to_owned(),
+                rank,
+                reward_index,
+                reward: reward.clone(),
+            });
+        }
+    }
+    grants
+}
+
+/// The highest final rank any tier can reach in a window of `ranked` entries: a settlement only needs
+/// the standings down to it.
+pub fn deepest_rank(tiers: &[Tier], ranked: u32) -> u32 {
+    tiers
+        .iter()
+        .map(|t| match t.ranks {
+            TierRanks::Range { to, .. } => to.min(ranked),
+            TierRanks::TopPercent { hundredths } => top_percent_ranks(hundredths, ranked),
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grant_ids_depend_on_the_earning_only() {
+        let rule = |rule_id, window_id| GrantSource::RewardRule { rule_id, window_id };
+        let a = grant_id("t", rule("podium", "2026-12-01"), "ann", 0);
+        assert_eq!(a, grant_id("t", rule("podium", "2026-12-01"), "ann", 0));
+        assert!(a.starts_with("g_") && a.len() == 34, "{a}");
+        for other in [
+            grant_id("t2", rule("podium", "2026-12-01"), "ann", 0),
+            grant_id("t", rule("podium", "2026-12-01~2"), "ann", 0),
+            grant_id("t", rule("podium2", "2026-12-01"), "ann", 0),
+            grant_id("t", rule("podium", "2026-12-01"), "bob", 0),
+            grant_id("t", rule("podium", "2026-12-01"), "ann", 1),
+            // Length-prefixed parts: moving a character between parts changes the id.
+            grant_id("t", rule("podiu", "m2026-12-01"), "ann", 0),
+            grant_id(
+                "t",
+                GrantSource::Achievement {
+                    achievement_id: "podium",
+                    step: 0,
+                },
+                "ann",
+                0,
+            ),
+        ] {
+            assert_ne!(a, other);
+        }
+    }
+
+    #[test]
+    fn a_settlement_plans_the_first_tiers_rewards_for_each_ranked_player() {
+        let tiers = tiers_from_json(&json!([
+            {"rank_from": 1, "rank_to": 1, "rewards": [{"type":"currency","currency":"gems","amount":500},
+                                                       {"type":"badge","badge":"champion"}]},
+            {"top_percent": 50, "rewards": [{"type":"item","item":"chest","quantity":1}]}
+        ]))
+        .unwrap();
+        let standings = [(1, "ann"), (2, "bob"), (3, "cat"), (4, "dan")];
+        assert_eq!(deepest_rank(&tiers, 4), 2);
+        let plan = plan_settlement("t", "r", "w", &tiers, 0, 4, standings);
+        let who: Vec<(&str, u32, usize)> = plan
+            .iter()
+            .map(|g| (g.user_id.as_str(), g.rank, g.reward_index))
+            .collect();
+        assert_eq!(who, [("ann", 1, 0), ("ann", 1, 1), ("bob", 2, 0)]);
+        assert_eq!(
+            plan,
+            plan_settlement("t", "r", "w", &tiers, 0, 4, standings)
+        );
+        assert!(plan_settlement("t", "r", "w", &tiers, 5, 4, standings).is_empty());
+        assert_eq!(
+            plan_settlement("t", "r", "w", &tiers, 4, 4, standings).len(),
+            3
+        );
+    }
 
     fn err(v: Value) -> String {
         tiers_from_json(&v).unwrap_err().to_string()
