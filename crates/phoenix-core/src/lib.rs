@@ -6,6 +6,7 @@
 pub mod access;
 pub mod condition;
 pub mod config;
+pub mod coupon;
 pub mod engine;
 pub mod error;
 pub mod event;
