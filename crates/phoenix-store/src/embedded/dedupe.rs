@@ -75,10 +75,8 @@ pub(super) struct Piece {
     /// The newest acceptance time of its keys (Unix µs).
     newest: i64,
     bloom: Vec<u64>,
-    /// The first key and the CRC32 of every block.
+    /// The first key and the CRC32 of every block (the keys start the file).
     blocks: Vec<(u128, u32)>,
-    /// Where the keys start in the file.
-    keys_at: u64,
 }
 
 impl Piece {
@@ -98,7 +96,7 @@ impl Piece {
         let n = (self.count as usize - start).min(BLOCK_KEYS);
         let mut bytes = vec![0u8; n * 16];
         fs::File::open(&self.path)
-            .and_then(|file| read_exact_at(&file, &mut bytes, self.keys_at + (start * 16) as u64))
+            .and_then(|file| read_exact_at(&file, &mut bytes, (start * 16) as u64))
             .map_err(|e| format!("dedupe piece {}: {e}", self.path.display()))?;
         if crc32fast::hash(&bytes) != self.blocks[block].1 {
             return Err(format!(
@@ -264,7 +262,6 @@ impl PieceWriter {
             newest,
             bloom: self.bloom,
             blocks: self.blocks,
-            keys_at: 0,
         })
     }
 }
@@ -408,7 +405,6 @@ fn read_piece(path: &Path) -> Result<Piece, String> {
         newest,
         bloom,
         blocks,
-        keys_at: 0,
     })
 }
 
@@ -554,12 +550,16 @@ impl Dedupe {
             return Ok(false);
         }
         self.hot.insert(key);
-        let at = accepted_at.as_microsecond();
+        self.widen_span(accepted_at.as_microsecond());
+        Ok(true)
+    }
+
+    /// Takes acceptance time `at` (Unix µs) into the hot keys' oldest..newest span.
+    fn widen_span(&mut self, at: i64) {
         self.hot_span = Some(match self.hot_span {
             None => (at, at),
             Some((oldest, newest)) => (oldest.min(at), newest.max(at)),
         });
-        Ok(true)
     }
 
     /// Claims `key` during replay: what the log says was accepted is remembered (a piece that cannot
@@ -567,11 +567,7 @@ impl Dedupe {
     pub(super) fn replay(&mut self, key: u128, accepted_at: Timestamp) {
         if self.claim(key, accepted_at).is_err() {
             self.hot.insert(key);
-            let at = accepted_at.as_microsecond();
-            self.hot_span = Some(match self.hot_span {
-                None => (at, at),
-                Some((oldest, newest)) => (oldest.min(at), newest.max(at)),
-            });
+            self.widen_span(accepted_at.as_microsecond());
         }
     }
 
@@ -627,10 +623,7 @@ impl Dedupe {
             }
             None => {
                 self.hot.extend(keys.iter().copied());
-                self.hot_span = Some(match self.hot_span {
-                    None => (newest, newest),
-                    Some((oldest, latest)) => (oldest.min(newest), latest.max(newest)),
-                });
+                self.widen_span(newest);
             }
         }
     }

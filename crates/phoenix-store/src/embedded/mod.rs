@@ -88,11 +88,17 @@ fn page_bounds(
         )),
         PageStart::Around { user_id, radius } => {
             let rank = engine.rank_of(tenant_id, uid, window, &user_id)?;
-            let from = rank.saturating_sub(radius).max(1);
-            let span = (rank - from).saturating_add(radius).saturating_add(1);
-            Some((from, span.min(count)))
+            Some(around(rank, radius, count))
         }
     }
+}
+
+/// The first rank and the length of the page `radius` ranks either side of `rank`, at most `count`
+/// long, truncated (not shifted) at the top.
+fn around(rank: u32, radius: u32, count: u32) -> (u32, u32) {
+    let from = rank.saturating_sub(radius).max(1);
+    let span = (rank - from).saturating_add(radius).saturating_add(1);
+    (from, span.min(count))
 }
 
 /// Where the store reads the time: the system clock, or (for tests and `phoenix bench soak`) a clock the
@@ -790,14 +796,9 @@ impl EmbeddedStore {
             PageStart::After { score, seq, .. } => {
                 (cold.position_after(score, seq).saturating_add(1), count)
             }
-            PageStart::Around { user_id, radius } => match cold.standing_of(&user_id) {
-                Some(me) => {
-                    let from = me.rank.saturating_sub(radius).max(1);
-                    let span = (me.rank - from).saturating_add(radius).saturating_add(1);
-                    (from, span.min(count))
-                }
-                None => (1, 0),
-            },
+            PageStart::Around { user_id, radius } => cold
+                .standing_of(&user_id)
+                .map_or((1, 0), |me| around(me.rank, radius, count)),
         };
         Ok((cold.page(from_rank, count), cold.total()))
     }

@@ -302,36 +302,32 @@ fn newest_snapshot_bytes(dir: &Path) -> u64 {
         .map_or(0, |(_, len)| len)
 }
 
-/// Files with extension `ext` under `dir`, at any depth.
-fn count_files(dir: &Path, ext: &str) -> usize {
-    let mut count = 0;
-    let mut pending = vec![dir.to_owned()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == ext) {
-                count += 1;
-            }
-        }
-    }
-    count
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
+/// Every file under `dir`, at any depth, with its size.
+fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut found = Vec::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             match entry.metadata() {
                 Ok(meta) if meta.is_dir() => pending.push(entry.path()),
-                Ok(meta) => total += meta.len(),
+                Ok(meta) => found.push((entry.path(), meta.len())),
                 Err(_) => {}
             }
         }
     }
-    total
+    found
+}
+
+/// Files with extension `ext` under `dir`, at any depth.
+fn count_files(dir: &Path, ext: &str) -> usize {
+    files(dir)
+        .iter()
+        .filter(|(path, _)| path.extension().is_some_and(|e| e == ext))
+        .count()
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    files(dir).iter().map(|(_, len)| len).sum()
 }
 
 /// An SVG line chart of memory and disk over the simulated days, restart times as labelled marks.
