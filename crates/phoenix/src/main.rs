@@ -110,9 +110,9 @@ fn init_logging(resolved: &Resolved) {
 }
 
 async fn serve(resolved: Resolved) -> anyhow::Result<()> {
-    let started = start(resolved).await?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signal(shutdown.clone()));
+    tokio::spawn(on_shutdown_signal(shutdown.clone())?);
+    let started = start(resolved).await?;
     run(started, shutdown).await
 }
 
@@ -162,7 +162,7 @@ async fn run_demo(mut resolved: Resolved, args: demo::DemoArgs) -> anyhow::Resul
         .map_or(started.app.addr(), |(_, addr)| addr);
     let base = format!("http://{addr}");
     let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signal(shutdown.clone()));
+    tokio::spawn(on_shutdown_signal(shutdown.clone())?);
     let stop = shutdown.clone();
     let players = tokio::spawn(async move {
         let result = async {
@@ -299,25 +299,28 @@ async fn take_snapshots(
     }
 }
 
-async fn wait_for_signal(shutdown: CancellationToken) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the SIGTERM and Ctrl-C handlers now (not when a task first polls them, which can be
+/// after the server already answers), and returns the future that cancels `shutdown` on either.
+fn on_shutdown_signal(
+    shutdown: CancellationToken,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown signal received");
-    shutdown.cancel();
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown signal received");
+        shutdown.cancel();
+    })
 }
