@@ -276,6 +276,23 @@ impl JsonBody {
         Ok(())
     }
 
+    /// For routes that take no body: none, or `{}` (whatever the content type).
+    pub fn require_none(&self) -> Result<(), ApiError> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&self.bytes) {
+            Ok(map) if map.is_empty() => Ok(()),
+            Ok(map) => Err(ApiError::Validation(format!(
+                "{}: unknown field (this route takes no body, or {{}})",
+                map.keys().next().map_or("", String::as_str)
+            ))),
+            Err(_) => Err(ApiError::Validation(
+                "this route takes no body, or {}".into(),
+            )),
+        }
+    }
+
     /// True when the request carried no body at all.
     pub fn is_empty(&self) -> bool {
         self.bytes.iter().all(u8::is_ascii_whitespace)

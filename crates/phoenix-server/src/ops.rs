@@ -73,6 +73,20 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("phoenix_dedupe_piece_bytes").set(stats.dedupe_piece_bytes as f64);
     metrics::counter!("phoenix_windows_moved_cold_total").absolute(stats.windows_moved_cold);
     metrics::gauge!("phoenix_cold_cache_bytes").set(stats.cold_cache_bytes as f64);
+    let r = stats.rewards;
+    metrics::counter!("phoenix_settlements_total").absolute(r.settlements);
+    metrics::counter!("phoenix_settlements_automatic_total").absolute(r.automatic_settlements);
+    // With the count above, the mean time from a window's end to its automatic settlement.
+    metrics::counter!("phoenix_settlement_lag_seconds_sum")
+        .absolute(r.settlement_lag_ms_sum / 1000);
+    metrics::counter!("phoenix_grants_total", "source" => "reward_rule")
+        .absolute(r.grants_reward_rule);
+    metrics::counter!("phoenix_grants_total", "source" => "coupon").absolute(r.grants_coupon);
+    metrics::counter!("phoenix_grants_total", "source" => "achievement")
+        .absolute(r.grants_achievement);
+    metrics::counter!("phoenix_grant_claims_total").absolute(r.claims);
+    metrics::counter!("phoenix_grant_voids_total").absolute(r.voids);
+    metrics::counter!("phoenix_coupon_redemptions_total").absolute(r.redemptions);
     let mut response = prometheus().render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

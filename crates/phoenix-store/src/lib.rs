@@ -6,6 +6,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod journal;
 pub mod model;
+pub mod rewards;
 pub mod seal;
 mod signatures;
 
@@ -20,6 +21,11 @@ use phoenix_core::engine::Standing;
 use phoenix_core::event::Event;
 use phoenix_core::ids::TenantId;
 use phoenix_core::window::{Window, WindowId, WindowStatus};
+use rewards::{
+    Campaign, CampaignPatch, ClaimOutcome, CouponCode, Grant, GrantQuery, NewCampaign,
+    NewRewardRule, Page, Preview, RedeemOutcome, Redemption, RewardRule, RewardRulePatch,
+    SettleOutcome, Settlement,
+};
 
 pub use embedded::EmbeddedStore;
 pub use seal::MasterKey;
@@ -70,6 +76,23 @@ pub struct StoreStats {
     pub windows_moved_cold: u64,
     /// Bytes of cold windows' standings cached in memory.
     pub cold_cache_bytes: u64,
+    pub rewards: RewardStats,
+}
+
+/// Rewards counters since start (what this process applied, not what it replayed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RewardStats {
+    pub settlements: u64,
+    /// Settlements made by the settler when a window ended (not by `settle`).
+    pub automatic_settlements: u64,
+    /// Sum over automatic settlements of the time from the window's `ends_at` to the settlement.
+    pub settlement_lag_ms_sum: u64,
+    pub grants_reward_rule: u64,
+    pub grants_coupon: u64,
+    pub grants_achievement: u64,
+    pub claims: u64,
+    pub voids: u64,
+    pub redemptions: u64,
 }
 
 /// Whether a watched leaderboard still serves live standings.
@@ -314,6 +337,143 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a session family by its id (a logout with one of its spent refresh tokens). False when
     /// no live family has that id.
     async fn revoke_family(&self, family_id: &str) -> StoreResult<bool>;
+
+    // ---- Rewards (SPEC §7.1–7.4). Every write is a record of the log, applied in its order. ----
+
+    /// Creates a reward rule at version 1. Conflict if the id was ever taken in the tenant.
+    async fn create_reward_rule(&self, new: NewRewardRule) -> StoreResult<RewardRule>;
+    /// Live rules of a tenant, optionally of one leaderboard, by id.
+    async fn list_reward_rules(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: Option<&str>,
+    ) -> StoreResult<Vec<RewardRule>>;
+    async fn get_reward_rule(
+        &self,
+        tenant_id: &str,
+        rule_id: &str,
+    ) -> StoreResult<Option<RewardRule>>;
+    /// Applies a patch, bumping `version` and `updated_at`.
+    async fn update_reward_rule(
+        &self,
+        tenant_id: &str,
+        rule_id: &str,
+        patch: RewardRulePatch,
+    ) -> StoreResult<Option<RewardRule>>;
+    /// Deletes a rule (its id stays taken; its settlements and grants stay).
+    async fn delete_reward_rule(
+        &self,
+        tenant_id: &str,
+        rule_id: &str,
+    ) -> StoreResult<Option<RewardRule>>;
+    /// Settles an ended window of the rule's leaderboard now (any incarnation's window id). `None`
+    /// when there is no such rule.
+    async fn settle(
+        &self,
+        tenant_id: &str,
+        rule_id: &str,
+        window_id: &str,
+    ) -> StoreResult<Option<SettleOutcome>>;
+    /// What settling the rule's current window would grant now: grants `from..from+limit` of it.
+    /// `None` when there is no such rule or its leaderboard is gone.
+    async fn preview_settlement(
+        &self,
+        tenant_id: &str,
+        rule_id: &str,
+        from: u64,
+        limit: u32,
+    ) -> StoreResult<Option<Preview>>;
+    /// A rule's settlements, newest window first. `None` when there is no such rule.
+    async fn list_settlements(
+        &self,
+        tenant_id: &str,
+        rule_id: &str,
+    ) -> StoreResult<Option<Vec<Settlement>>>;
+    /// Settles every window that ended (plus its rule's delay) while its leaderboard and rule were
+    /// active; called by [`Store::maintain`]. Returns how many settlements it made.
+    async fn settle_due(&self) -> StoreResult<usize> {
+        Ok(0)
+    }
+
+    async fn list_grants(&self, tenant_id: &str, query: GrantQuery) -> StoreResult<Page<Grant>>;
+    async fn get_grant(&self, tenant_id: &str, grant_id: &str) -> StoreResult<Option<Grant>>;
+    /// A player claims their grant.
+    async fn claim_grant(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        grant_id: &str,
+    ) -> StoreResult<ClaimOutcome>;
+    /// Voids a grant (a voided one is answered unchanged). `None` when there is no such grant.
+    async fn void_grant(
+        &self,
+        tenant_id: &str,
+        grant_id: &str,
+        reason: String,
+    ) -> StoreResult<Option<Grant>>;
+
+    /// Creates a campaign. Conflict if the id was taken or the shared code clashes with a code.
+    async fn create_campaign(&self, new: NewCampaign) -> StoreResult<Campaign>;
+    async fn list_campaigns(&self, tenant_id: &str) -> StoreResult<Vec<Campaign>>;
+    async fn get_campaign(
+        &self,
+        tenant_id: &str,
+        campaign_id: &str,
+    ) -> StoreResult<Option<Campaign>>;
+    async fn update_campaign(
+        &self,
+        tenant_id: &str,
+        campaign_id: &str,
+        patch: CampaignPatch,
+    ) -> StoreResult<Option<Campaign>>;
+    /// Issues `count` new personal codes of a campaign. `None` when there is no such campaign.
+    async fn issue_codes(
+        &self,
+        tenant_id: &str,
+        campaign_id: &str,
+        count: u32,
+        issued_to: Option<String>,
+    ) -> StoreResult<Option<Vec<CouponCode>>>;
+    /// A page of a campaign's personal codes, after `after` (a code). `None` when no such campaign.
+    async fn list_codes(
+        &self,
+        tenant_id: &str,
+        campaign_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Option<Page<CouponCode>>>;
+    /// A code (any form) with its first `limit` redemptions.
+    async fn get_code(
+        &self,
+        tenant_id: &str,
+        code: &str,
+        limit: u32,
+    ) -> StoreResult<Option<(CouponCode, Vec<Redemption>)>>;
+    /// Voids a code (a voided one is answered unchanged).
+    async fn void_code(
+        &self,
+        tenant_id: &str,
+        code: &str,
+        reason: String,
+    ) -> StoreResult<Option<CouponCode>>;
+    /// A player redeems a code (SPEC §7.4, §7.7). With an `idempotency_key` that this player used
+    /// before, the first redemption is answered again.
+    async fn redeem(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        code: &str,
+        idempotency_key: Option<String>,
+    ) -> StoreResult<RedeemOutcome>;
+    /// A page of the audit trail, newest first, after `after` (a redemption id).
+    async fn list_redemptions(
+        &self,
+        tenant_id: &str,
+        campaign_id: Option<&str>,
+        user_id: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<Redemption>>;
 }
 
 /// Wall-clock time for record timestamps, at microsecond precision so it round-trips through any backend.

@@ -86,6 +86,17 @@ impl MasterKey {
         }
     }
 
+    /// A key derived from the master key for one purpose (HMAC-SHA256 of `context`): the same on every
+    /// start and every node that shares the master key.
+    pub fn derive(&self, context: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC takes a key of any length");
+        mac.update(b"phoenix-derive-v1\0");
+        mac.update(context.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Encrypts `plaintext` bound to `context` (e.g. `tenant:<id>`): nonce ‖ ciphertext ‖ tag.
     pub fn seal(&self, context: &str, plaintext: &[u8]) -> Vec<u8> {
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.0));

@@ -2,9 +2,11 @@
 //! console users and sign-in, and the web console itself. Routes carry no `/v1` prefix. Every handler takes an [`AdminAuth`](crate::auth::AdminAuth) and checks, in this order,
 //! permission (403), existence (404), then the body (400).
 
+pub mod coupons;
 pub mod health;
 pub mod keys;
 pub mod leaderboards;
+pub mod rewards;
 pub mod sessions;
 pub mod tenants;
 pub mod users;
@@ -34,6 +36,24 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(windows::list))
         .routes(routes!(windows::get))
         .routes(routes!(crate::query::ws::watch_tenant))
+        .routes(routes!(rewards::list_rules, rewards::create_rule))
+        .routes(routes!(
+            rewards::get_rule,
+            rewards::patch_rule,
+            rewards::delete_rule
+        ))
+        .routes(routes!(rewards::settle))
+        .routes(routes!(rewards::preview))
+        .routes(routes!(rewards::settlements))
+        .routes(routes!(rewards::list_grants))
+        .routes(routes!(rewards::get_grant))
+        .routes(routes!(rewards::void_grant))
+        .routes(routes!(coupons::list_campaigns, coupons::create_campaign))
+        .routes(routes!(coupons::get_campaign, coupons::patch_campaign))
+        .routes(routes!(coupons::issue_codes, coupons::list_codes))
+        .routes(routes!(coupons::get_coupon))
+        .routes(routes!(coupons::void_coupon))
+        .routes(routes!(coupons::list_redemptions))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(
             users::get_user,

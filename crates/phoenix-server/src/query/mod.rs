@@ -24,6 +24,7 @@ use utoipa_axum::routes;
 
 pub mod cache;
 pub mod feed;
+pub mod rewards;
 pub mod windows;
 pub mod ws;
 
@@ -37,6 +38,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(windows::list))
         .routes(routes!(windows::get))
         .routes(routes!(ws::watch))
+        .routes(routes!(rewards::list))
+        .routes(routes!(rewards::claim))
+        .routes(routes!(rewards::redeem))
 }
 
 /// A `/v1` caller for reads: a tenant JWT must name the player in `sub` (SPEC §3.2).

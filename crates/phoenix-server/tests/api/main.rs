@@ -13,6 +13,7 @@ mod ops;
 mod order;
 mod query;
 mod ratelimits;
+mod rewards;
 mod scopes;
 mod support;
 mod tenants;

@@ -7,12 +7,15 @@
 mod cold;
 mod console;
 mod dedupe;
+mod ledger;
 mod meta;
+mod rewards;
 mod snapshot;
 mod wal;
 
 use crate::journal::Journal;
 use crate::model::*;
+use crate::rewards::*;
 use crate::seal::MasterKey;
 use crate::signatures::SignatureLog;
 use crate::{
@@ -21,6 +24,7 @@ use crate::{
 use async_trait::async_trait;
 use dedupe::Dedupe;
 use jiff::{SignedDuration, Timestamp};
+use ledger::{Ledger, LedgerRecord, Standings};
 use meta::MetaRecord;
 use phoenix_core::engine::Standing;
 use phoenix_core::event::Event;
@@ -31,6 +35,98 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use wal::{Folded, WalRecord};
+
+/// Applies what a decoded record means to the ledger: a rewards record itself, or what a metadata
+/// record implies (a deleted leaderboard's rules become inactive; a leaderboard that becomes active
+/// again settles only windows that end from then on). Call before the fold applies the record.
+fn apply_to_ledger(
+    ledger: &Ledger,
+    folded: &Folded,
+    cold: &cold::ColdStore,
+    end: u64,
+    record: &WalRecord<'_>,
+    live: bool,
+) -> Result<(), String> {
+    let derived;
+    let ledger_record = match record {
+        WalRecord::Ledger(r) => r,
+        WalRecord::Meta(MetaRecord::LeaderboardDeleted {
+            tenant_id,
+            leaderboard_id,
+            at,
+        }) => {
+            derived = LedgerRecord::BoardDeleted {
+                tenant_id: tenant_id.to_string(),
+                leaderboard_id: leaderboard_id.to_string(),
+                at: *at,
+            };
+            &derived
+        }
+        WalRecord::Meta(MetaRecord::LeaderboardUpdated {
+            tenant_id,
+            leaderboard_id,
+            status: LeaderboardStatus::Active,
+            updated_at,
+            ..
+        }) => {
+            let was_active = folded
+                .meta()
+                .leaderboard(tenant_id.as_str(), leaderboard_id.as_str())
+                .is_some_and(|lb| lb.status == LeaderboardStatus::Active);
+            if was_active {
+                return Ok(());
+            }
+            derived = LedgerRecord::BoardActivated {
+                tenant_id: tenant_id.to_string(),
+                leaderboard_id: leaderboard_id.to_string(),
+                at: *updated_at,
+            };
+            &derived
+        }
+        _ => return Ok(()),
+    };
+    let standings =
+        |tenant: &str, uid: u64, window: &str| final_standings(folded, cold, tenant, uid, window);
+    ledger.apply(end, ledger_record, &standings, live)
+}
+
+/// A window's frozen final standings, from memory or from its cold file; `None` when the leaderboard
+/// has no such window.
+fn final_standings(
+    folded: &Folded,
+    cold: &cold::ColdStore,
+    tenant_id: &str,
+    uid: u64,
+    window: &str,
+) -> Result<Option<Standings>, String> {
+    let Some(id) = WindowId::parse(window) else {
+        return Ok(None);
+    };
+    let hot = {
+        let engine = folded.engine();
+        match engine.leaderboard_state(tenant_id, uid) {
+            Some(lb) if lb.window(&id).is_some() => engine.freeze(tenant_id, uid, &id),
+            Some(lb) if lb.cold_window(&id).is_some() => None,
+            _ => return Ok(None),
+        }
+    };
+    let entries: Vec<(u32, String)> = match hot {
+        Some(frozen) => frozen
+            .entries
+            .into_iter()
+            .map(|s| (s.rank, s.user_id))
+            .collect(),
+        None => {
+            let loaded = cold.load(uid, &id)?;
+            loaded
+                .page(1, loaded.total())
+                .into_iter()
+                .map(|s| (s.rank, s.user_id))
+                .collect()
+        }
+    };
+    Ok(Some((entries.len() as u32, entries)))
+}
 
 /// The log's segments (see [`crate::journal::Journal::open_segmented`]).
 const WAL_DIR: &str = "wal";
@@ -283,6 +379,11 @@ pub struct EmbeddedStore {
     options: EmbeddedOptions,
     /// Ended windows' standings on disk (see [`cold`]).
     cold: Arc<cold::ColdStore>,
+    /// Rewards, grants and coupons (see [`ledger`]).
+    ledger: Arc<Ledger>,
+    /// Serializes rewards writers across check → durable append → apply, so an answer that depends on
+    /// the ledger (a limit, a conflict, 201 or 200) is the one the log's order gives.
+    rewards_gate: tokio::sync::Mutex<()>,
     /// One mover of ended windows at a time.
     maintain_gate: tokio::sync::Mutex<()>,
     /// Windows moved to cold storage since start.
@@ -339,6 +440,18 @@ impl EmbeddedStore {
                 0,
             ),
         };
+        let cold = Arc::new(cold::ColdStore::new(
+            dir.join(COLD_DIR),
+            options.cold_cache_bytes,
+        ));
+        // The ledger folds the same log with its own watermark: a new ledger starts where the
+        // snapshot does (no rewards record can be older than the ledger itself).
+        let ledger = Arc::new(
+            Ledger::open(dir, master.derive("coupon-codes"), start)
+                .map_err(|detail| corrupt(dir, detail))?,
+        );
+        let snapshot_start = start;
+        let replay_from = start.min(ledger.watermark());
         // Replay errors are kept aside: the journal's replay callback speaks io::Error.
         let mut failure: Option<OpenError> = None;
         let replay = |offset: u64, payload: &[u8]| -> std::io::Result<()> {
@@ -358,6 +471,20 @@ impl EmbeddedStore {
                     ));
                 }
             };
+            let end = offset + (crate::journal::HEADER + payload.len()) as u64;
+            if let Err(detail) = apply_to_ledger(&ledger, &folded, &cold, end, &record, false) {
+                return Err(fail(
+                    OpenError::Corrupt {
+                        path: dir.display().to_string(),
+                        detail,
+                    },
+                    &mut failure,
+                ));
+            }
+            if offset < snapshot_start {
+                // Before the snapshot: only the ledger had not applied it.
+                return Ok(());
+            }
             match &record {
                 WalRecord::Meta(MetaRecord::Init { key_check }) => {
                     let sealed = hex::decode(key_check).unwrap_or_default();
@@ -375,9 +502,8 @@ impl EmbeddedStore {
                         }
                     }
                 }
-                WalRecord::Meta(_) => {}
+                WalRecord::Meta(_) | WalRecord::Ledger(_) => {}
             }
-            let end = offset + (crate::journal::HEADER + payload.len()) as u64;
             folded.apply(offset, end, record, false).map_err(|detail| {
                 fail(
                     OpenError::Corrupt {
@@ -389,6 +515,8 @@ impl EmbeddedStore {
             })
         };
         let live = folded.clone();
+        let live_ledger = ledger.clone();
+        let live_cold = cold.clone();
         let apply: crate::journal::ApplyFn = Box::new(
             move |group: &mut [crate::journal::Durable<'_>]| {
                 for record in group.iter_mut() {
@@ -410,8 +538,10 @@ impl EmbeddedStore {
                             );
                             Ok(())
                         }
-                        None => wal::decode(record.payload)
-                            .and_then(|r| live.apply(record.offset, end, r, true)),
+                        None => wal::decode(record.payload).and_then(|r| {
+                            apply_to_ledger(&live_ledger, &live, &live_cold, end, &r, true)?;
+                            live.apply(record.offset, end, r, true)
+                        }),
                     };
                     if let Err(e) = outcome {
                         // A record we just wrote ourselves cannot be unreadable: a bug, not input.
@@ -422,7 +552,7 @@ impl EmbeddedStore {
         );
         let opened = Journal::open_segmented(
             &dir.join(WAL_DIR),
-            start,
+            replay_from,
             replay,
             Some(apply),
             options.segment_bytes,
@@ -444,10 +574,9 @@ impl EmbeddedStore {
             signatures,
             write_gate: tokio::sync::Mutex::new(()),
             master,
-            cold: Arc::new(cold::ColdStore::new(
-                dir.join(COLD_DIR),
-                options.cold_cache_bytes,
-            )),
+            cold,
+            ledger,
+            rewards_gate: tokio::sync::Mutex::new(()),
             options,
             maintain_gate: tokio::sync::Mutex::new(()),
             moved_cold: AtomicU64::new(0),
@@ -560,9 +689,13 @@ impl EmbeddedStore {
         let retention = self.options.log_retention;
         let segments_closed = self.segments_closed.clone();
         let now = self.now();
+        let ledger = self.ledger.clone();
         tokio::task::spawn_blocking(move || -> Result<(), String> {
             let bytes = snapshot::encode(snap)?;
             snapshot::write(&dir, wal_offset, &bytes, SNAPSHOTS_KEPT).map_err(|e| e.to_string())?;
+            // Every rewards record before the snapshot is applied: the ledger is made durable up to
+            // it before any log the snapshot covers may go.
+            ledger.checkpoint(wal_offset)?;
             if let Some(retention) = retention {
                 remove_covered_segments(&dir, retention, &segments_closed, now)
                     .map_err(|e| e.to_string())?;
@@ -811,11 +944,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn maintain(&self) -> StoreResult<()> {
-        // Both run every round: a failure of one must not stop the other.
+        // Each runs every round: a failure of one must not stop the others.
         let dedupe = self.freeze_dedupe().await;
         let windows = self.move_ended_windows().await;
+        let settled = self.settle_due_windows().await;
+        let pruned = self.prune_ledger().await;
         dedupe?;
-        windows.map(|_| ())
+        windows?;
+        settled?;
+        pruned
     }
 
     fn stats(&self) -> StoreStats {
@@ -834,6 +971,21 @@ impl Store for EmbeddedStore {
             dedupe_piece_bytes: dedupe_piece_bytes as u64,
             windows_moved_cold: self.moved_cold.load(Ordering::Relaxed),
             cold_cache_bytes: self.cold.cached_bytes() as u64,
+            rewards: {
+                let l = &self.ledger.counters;
+                let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                crate::RewardStats {
+                    settlements: n(&l.settlements),
+                    automatic_settlements: n(&l.automatic_settlements),
+                    settlement_lag_ms_sum: n(&l.settlement_lag_ms_sum),
+                    grants_reward_rule: n(&l.grants_rule),
+                    grants_coupon: n(&l.grants_coupon),
+                    grants_achievement: n(&l.grants_achievement),
+                    claims: n(&l.claims),
+                    voids: n(&l.voids),
+                    redemptions: n(&l.redemptions),
+                }
+            },
         }
     }
 
@@ -1551,6 +1703,187 @@ impl Store for EmbeddedStore {
         })
         .await?;
         Ok(true)
+    }
+
+    async fn create_reward_rule(&self, new: NewRewardRule) -> StoreResult<RewardRule> {
+        self.rule_create(new).await
+    }
+
+    async fn list_reward_rules(
+        &self,
+        tenant_id: &str,
+        leaderboard_id: Option<&str>,
+    ) -> StoreResult<Vec<RewardRule>> {
+        self.rules_list(tenant_id, leaderboard_id).await
+    }
+
+    async fn get_reward_rule(
+        &self,
+        tenant_id: &str,
+        rule_id: &str,
+    ) -> StoreResult<Option<RewardRule>> {
+        self.rule_get(tenant_id, rule_id).await
+    }
+
+    async fn update_reward_rule(
+        &self,
+        tenant_id: &str,
+        rule_id: &str,
+        patch: RewardRulePatch,
+    ) -> StoreResult<Option<RewardRule>> {
+        self.rule_update(tenant_id, rule_id, patch).await
+    }
+
+    async fn delete_reward_rule(
+        &self,
+        tenant_id: &str,
+        rule_id: &str,
+    ) -> StoreResult<Option<RewardRule>> {
+        self.rule_delete(tenant_id, rule_id).await
+    }
+
+    async fn settle(
+        &self,
+        tenant_id: &str,
+        rule_id: &str,
+        window_id: &str,
+    ) -> StoreResult<Option<SettleOutcome>> {
+        self.settle_now(tenant_id, rule_id, window_id).await
+    }
+
+    async fn preview_settlement(
+        &self,
+        tenant_id: &str,
+        rule_id: &str,
+        from: u64,
+        limit: u32,
+    ) -> StoreResult<Option<Preview>> {
+        self.preview(tenant_id, rule_id, from, limit).await
+    }
+
+    async fn list_settlements(
+        &self,
+        tenant_id: &str,
+        rule_id: &str,
+    ) -> StoreResult<Option<Vec<Settlement>>> {
+        self.settlements_of(tenant_id, rule_id).await
+    }
+
+    async fn settle_due(&self) -> StoreResult<usize> {
+        self.settle_due_windows().await
+    }
+
+    async fn list_grants(&self, tenant_id: &str, query: GrantQuery) -> StoreResult<Page<Grant>> {
+        self.grants_page(tenant_id, query).await
+    }
+
+    async fn get_grant(&self, tenant_id: &str, grant_id: &str) -> StoreResult<Option<Grant>> {
+        self.grant_get(tenant_id, grant_id).await
+    }
+
+    async fn claim_grant(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        grant_id: &str,
+    ) -> StoreResult<ClaimOutcome> {
+        self.grant_claim(tenant_id, user_id, grant_id).await
+    }
+
+    async fn void_grant(
+        &self,
+        tenant_id: &str,
+        grant_id: &str,
+        reason: String,
+    ) -> StoreResult<Option<Grant>> {
+        self.grant_void(tenant_id, grant_id, reason).await
+    }
+
+    async fn create_campaign(&self, new: NewCampaign) -> StoreResult<Campaign> {
+        self.campaign_create(new).await
+    }
+
+    async fn list_campaigns(&self, tenant_id: &str) -> StoreResult<Vec<Campaign>> {
+        self.campaigns_list(tenant_id).await
+    }
+
+    async fn get_campaign(
+        &self,
+        tenant_id: &str,
+        campaign_id: &str,
+    ) -> StoreResult<Option<Campaign>> {
+        self.campaign_get(tenant_id, campaign_id).await
+    }
+
+    async fn update_campaign(
+        &self,
+        tenant_id: &str,
+        campaign_id: &str,
+        patch: CampaignPatch,
+    ) -> StoreResult<Option<Campaign>> {
+        self.campaign_update(tenant_id, campaign_id, patch).await
+    }
+
+    async fn issue_codes(
+        &self,
+        tenant_id: &str,
+        campaign_id: &str,
+        count: u32,
+        issued_to: Option<String>,
+    ) -> StoreResult<Option<Vec<CouponCode>>> {
+        self.codes_issue(tenant_id, campaign_id, count, issued_to)
+            .await
+    }
+
+    async fn list_codes(
+        &self,
+        tenant_id: &str,
+        campaign_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Option<Page<CouponCode>>> {
+        self.codes_page(tenant_id, campaign_id, after, limit).await
+    }
+
+    async fn get_code(
+        &self,
+        tenant_id: &str,
+        code: &str,
+        limit: u32,
+    ) -> StoreResult<Option<(CouponCode, Vec<Redemption>)>> {
+        self.code_get(tenant_id, code, limit).await
+    }
+
+    async fn void_code(
+        &self,
+        tenant_id: &str,
+        code: &str,
+        reason: String,
+    ) -> StoreResult<Option<CouponCode>> {
+        self.code_void(tenant_id, code, reason).await
+    }
+
+    async fn redeem(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        code: &str,
+        idempotency_key: Option<String>,
+    ) -> StoreResult<RedeemOutcome> {
+        self.redeem_code(tenant_id, user_id, code, idempotency_key)
+            .await
+    }
+
+    async fn list_redemptions(
+        &self,
+        tenant_id: &str,
+        campaign_id: Option<&str>,
+        user_id: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<Redemption>> {
+        self.redemptions_page(tenant_id, campaign_id, user_id, after, limit)
+            .await
     }
 
     async fn revoke_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {

@@ -4,6 +4,7 @@
 //! Records are applied by the journal's writer thread after their fsync and before they are
 //! acknowledged: live state is always the fold of the durable log.
 
+use super::ledger::LedgerRecord;
 use super::meta::{MetaRecord, State};
 use crate::model::LeaderboardStatus;
 use crate::{BoardSignal, BoardState};
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const TAG_META: u8 = b'M';
 const TAG_EVENTS: u8 = b'E';
+const TAG_LEDGER: u8 = b'L';
 
 /// The events of one request, accepted together.
 #[derive(Serialize, Deserialize)]
@@ -33,6 +35,12 @@ pub(super) struct EventBatch<'a> {
 
 pub(super) fn encode_meta(record: &MetaRecord) -> Result<Vec<u8>, String> {
     let mut out = vec![TAG_META];
+    serde_json::to_writer(&mut out, record).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+pub(super) fn encode_ledger(record: &LedgerRecord) -> Result<Vec<u8>, String> {
+    let mut out = vec![TAG_LEDGER];
     serde_json::to_writer(&mut out, record).map_err(|e| e.to_string())?;
     Ok(out)
 }
@@ -73,6 +81,7 @@ pub(super) struct LiveEvents {
 pub(super) enum WalRecord<'a> {
     Meta(MetaRecord),
     Events(EventBatch<'a>),
+    Ledger(LedgerRecord),
 }
 
 pub(super) fn decode(payload: &[u8]) -> Result<WalRecord<'_>, String> {
@@ -83,6 +92,9 @@ pub(super) fn decode(payload: &[u8]) -> Result<WalRecord<'_>, String> {
         Some((&TAG_EVENTS, rest)) => serde_json::from_slice(rest)
             .map(WalRecord::Events)
             .map_err(|e| format!("event record: {e}")),
+        Some((&TAG_LEDGER, rest)) => serde_json::from_slice(rest)
+            .map(WalRecord::Ledger)
+            .map_err(|e| format!("rewards record: {e}")),
         _ => Err("record with an unknown tag".into()),
     }
 }
@@ -140,6 +152,12 @@ impl Folded {
     ) -> Result<(), String> {
         match record {
             WalRecord::Meta(record) => self.apply_meta(record, end),
+            // The ledger applies these itself (see `ledger`); the fold only moves past them.
+            WalRecord::Ledger(_) => {
+                self.applied_events.fetch_add(1, Ordering::Relaxed);
+                self.applied_upto.store(end, Ordering::Release);
+                Ok(())
+            }
             WalRecord::Events(batch) => {
                 let accepted_at = Timestamp::from_microsecond(batch.accepted_at)
                     .map_err(|e| format!("event record time: {e}"))?;

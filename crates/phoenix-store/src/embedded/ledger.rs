@@ -1,0 +1,1478 @@
+//! The rewards ledger of the embedded store (SPEC §7.1–7.4): reward rules, settlements, grants, coupon
+//! campaigns, codes and redemptions, folded from the same write-ahead log as events, into a SQLite
+//! database (`ledger.db`) instead of memory, because the ledger is history that changes (a grant is
+//! claimed months after it was made) and grows without end.
+//!
+//! Exactly once by construction: every change is a [`LedgerRecord`] of the log, applied in log order
+//! in one SQLite transaction that also records how far the ledger has applied the log (its
+//! watermark). A crash loses at most transactions the log still holds: on start the log is replayed
+//! from the watermark, and a record at or below it is skipped. A settlement is one small record
+//! (the rule's tiers as they were, and the window); its grants are computed when it is applied, from
+//! the window's frozen final standings, which the log's order has fixed for good, so every replay and
+//! every node computes the same grants with the same ids, all in one transaction or none.
+//!
+//! Memory: SQLite's page cache (bounded, [`CACHE_KIB`]) and a few prepared statements; everything
+//! else is on disk.
+
+use crate::rewards::*;
+use jiff::Timestamp;
+use phoenix_core::reward::{GrantSource as IdSource, Reward, grant_id, plan_settlement};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub(super) const LEDGER_FILE: &str = "ledger.db";
+/// SQLite's page cache per connection, in KiB.
+const CACHE_KIB: i64 = 16 * 1024;
+/// Read connections kept open.
+const READERS: usize = 4;
+
+/// One change to the ledger: a record of the write-ahead log (tag `L`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(super) enum LedgerRecord {
+    RuleCreated {
+        rule: RewardRule,
+    },
+    RuleUpdated {
+        rule: RewardRule,
+    },
+    RuleDeleted {
+        tenant_id: String,
+        rule_id: String,
+    },
+    /// A rule settles a window. The grants are computed when this is applied, from the window's frozen
+    /// standings and the tiers as they were when it was written.
+    Settled {
+        tenant_id: String,
+        rule_id: String,
+        rule_version: u64,
+        leaderboard_id: String,
+        /// The leaderboard incarnation the window belongs to.
+        uid: u64,
+        window: SettledWindow,
+        tiers: serde_json::Value,
+        min_participants: u32,
+        settled_at: Timestamp,
+        /// Made by the settler (not `settle`): moves the rule's automatic settlement on.
+        automatic: bool,
+    },
+    GrantClaimed {
+        tenant_id: String,
+        grant_id: String,
+        at: Timestamp,
+    },
+    GrantVoided {
+        tenant_id: String,
+        grant_id: String,
+        reason: String,
+        at: Timestamp,
+    },
+    CampaignCreated {
+        campaign: Campaign,
+    },
+    CampaignUpdated {
+        campaign: Campaign,
+    },
+    /// Personal codes (display forms), bound to `issued_to` or to whoever redeems first.
+    CodesIssued {
+        tenant_id: String,
+        campaign_id: String,
+        codes: Vec<String>,
+        issued_to: Option<String>,
+        at: Timestamp,
+    },
+    CodeVoided {
+        tenant_id: String,
+        /// Canonical form.
+        code: String,
+        reason: String,
+        at: Timestamp,
+    },
+    /// A redemption, checked against the ledger (under the store's rewards gate) before it was written.
+    Redeemed {
+        tenant_id: String,
+        redemption_id: String,
+        /// Canonical form.
+        code: String,
+        campaign_id: String,
+        user_id: String,
+        at: Timestamp,
+        idempotency_key: Option<String>,
+    },
+    /// Not written: derived from a leaderboard's deletion record (its rules become inactive).
+    #[serde(skip)]
+    BoardDeleted {
+        tenant_id: String,
+        leaderboard_id: String,
+        at: Timestamp,
+    },
+    /// Not written: derived from a leaderboard becoming active (windows that ended before stay unsettled).
+    #[serde(skip)]
+    BoardActivated {
+        tenant_id: String,
+        leaderboard_id: String,
+        at: Timestamp,
+    },
+}
+
+/// A window's final ranked standings: the number of ranked entries and `(rank, user_id)` in rank order.
+pub(super) type Standings = (u32, Vec<(u32, String)>);
+
+/// Finds a window's frozen final standings: `(tenant, leaderboard uid, window id)`; `None` when the
+/// window has no standings.
+pub(super) type FinalStandings<'a> =
+    &'a dyn Fn(&str, u64, &str) -> Result<Option<Standings>, String>;
+
+/// Live counters for `/metrics`.
+#[derive(Default)]
+pub(super) struct LedgerCounters {
+    pub settlements: AtomicU64,
+    /// Sum of (settled_at - ends_at) over automatic settlements, in milliseconds.
+    pub settlement_lag_ms_sum: AtomicU64,
+    pub automatic_settlements: AtomicU64,
+    pub grants_rule: AtomicU64,
+    pub grants_coupon: AtomicU64,
+    pub grants_achievement: AtomicU64,
+    pub claims: AtomicU64,
+    pub voids: AtomicU64,
+    pub redemptions: AtomicU64,
+}
+
+pub(super) struct Ledger {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    /// Derives the personal codes reward rules issue (so replays issue the same codes).
+    code_key: [u8; 32],
+    applied: AtomicU64,
+    pub(super) counters: LedgerCounters,
+}
+
+fn sql(e: rusqlite::Error) -> String {
+    format!("ledger: {e}")
+}
+
+fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+fn from_micros(us: i64) -> Timestamp {
+    Timestamp::from_microsecond(us).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn opt_time(us: Option<i64>) -> Option<Timestamp> {
+    us.map(from_micros)
+}
+
+/// A grant id's 16 bytes (`g_` + 32 hex digits); `None` for anything else.
+pub(super) fn grant_key(grant_id: &str) -> Option<[u8; 16]> {
+    let hex = grant_id.strip_prefix("g_")?;
+    if hex.len() != 32 {
+        return None;
+    }
+    hex::decode(hex).ok()?.try_into().ok()
+}
+
+fn grant_id_of(key: &[u8]) -> String {
+    format!("g_{}", hex::encode(key))
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ledger_meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rules(
+  tenant TEXT NOT NULL, rule_id TEXT NOT NULL, leaderboard_id TEXT NOT NULL,
+  deleted INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL,
+  PRIMARY KEY(tenant, rule_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS settlements(
+  tenant TEXT NOT NULL, rule_id TEXT NOT NULL, window_id TEXT NOT NULL,
+  ends_us INTEGER, automatic INTEGER NOT NULL, settled_us INTEGER NOT NULL, body TEXT NOT NULL,
+  PRIMARY KEY(tenant, rule_id, window_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS grants(
+  tenant TEXT NOT NULL, gid BLOB NOT NULL, user_id TEXT NOT NULL, created_us INTEGER NOT NULL,
+  source_id TEXT NOT NULL, status INTEGER NOT NULL, claimed_us INTEGER, voided_us INTEGER,
+  void_reason TEXT, reward TEXT NOT NULL, source TEXT NOT NULL, coupon_code TEXT,
+  PRIMARY KEY(tenant, gid)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS grants_by_user ON grants(tenant, user_id, created_us DESC, gid);
+CREATE INDEX IF NOT EXISTS grants_by_source ON grants(tenant, source_id, created_us DESC, gid);
+CREATE INDEX IF NOT EXISTS grants_by_time ON grants(tenant, created_us DESC, gid);
+CREATE TABLE IF NOT EXISTS counts(
+  tenant TEXT NOT NULL, dim TEXT NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL,
+  PRIMARY KEY(tenant, dim, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS campaigns(
+  tenant TEXT NOT NULL, campaign_id TEXT NOT NULL, body TEXT NOT NULL,
+  redemptions INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY(tenant, campaign_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS codes(
+  tenant TEXT NOT NULL, code TEXT NOT NULL, display TEXT NOT NULL, campaign_id TEXT NOT NULL,
+  personal INTEGER NOT NULL, issued_to TEXT, redeemed_by TEXT, redeemed_us INTEGER,
+  voided_us INTEGER, void_reason TEXT, created_us INTEGER NOT NULL,
+  PRIMARY KEY(tenant, code)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS codes_by_campaign ON codes(tenant, campaign_id, created_us, code);
+CREATE TABLE IF NOT EXISTS redemptions(
+  tenant TEXT NOT NULL, redemption_id TEXT NOT NULL, code TEXT NOT NULL, display TEXT NOT NULL,
+  campaign_id TEXT NOT NULL, user_id TEXT NOT NULL, redeemed_us INTEGER NOT NULL,
+  grant_ids TEXT NOT NULL,
+  PRIMARY KEY(tenant, redemption_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS redemptions_by_time ON redemptions(tenant, redeemed_us DESC, redemption_id);
+CREATE INDEX IF NOT EXISTS redemptions_by_campaign
+  ON redemptions(tenant, campaign_id, redeemed_us DESC, redemption_id);
+CREATE INDEX IF NOT EXISTS redemptions_by_player ON redemptions(tenant, user_id, campaign_id, code);
+CREATE INDEX IF NOT EXISTS redemptions_by_code ON redemptions(tenant, code, redeemed_us);
+CREATE TABLE IF NOT EXISTS redeem_keys(
+  tenant TEXT NOT NULL, user_id TEXT NOT NULL, key TEXT NOT NULL, redemption_id TEXT NOT NULL,
+  at_us INTEGER NOT NULL,
+  PRIMARY KEY(tenant, user_id, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS redeem_keys_by_time ON redeem_keys(at_us);
+";
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // The log is the durable record: a transaction lost to power failure is replayed from it (the
+    // watermark rolls back with it). Checkpoints make the ledger durable before log segments go.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    Ok(())
+}
+
+/// How long a redemption's `Idempotency-Key` is remembered.
+pub(super) const REDEEM_KEY_HOURS: i64 = 24;
+
+impl Ledger {
+    /// Opens (creating) the ledger in `dir`. A new ledger starts at `fresh_watermark` (the log holds no
+    /// ledger record before it: a data dir from before the ledger existed).
+    pub(super) fn open(
+        dir: &Path,
+        code_key: [u8; 32],
+        fresh_watermark: u64,
+    ) -> Result<Ledger, String> {
+        let path = dir.join(LEDGER_FILE);
+        let existed = path.exists();
+        let open = || -> Result<Connection, String> {
+            let conn = Connection::open(&path).map_err(sql)?;
+            configure(&conn).map_err(sql)?;
+            Ok(conn)
+        };
+        let writer = open()?;
+        writer.execute_batch(SCHEMA).map_err(sql)?;
+        if !existed {
+            writer
+                .execute(
+                    "INSERT OR IGNORE INTO ledger_meta(k, v) VALUES('applied', ?1)",
+                    params![fresh_watermark as i64],
+                )
+                .map_err(sql)?;
+        }
+        for file in [
+            path.clone(),
+            dir.join(format!("{LEDGER_FILE}-wal")),
+            dir.join(format!("{LEDGER_FILE}-shm")),
+        ] {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if file.exists() {
+                    let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = file;
+        }
+        let applied: i64 = writer
+            .query_row("SELECT v FROM ledger_meta WHERE k = 'applied'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql)?
+            .unwrap_or(0);
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            readers.push(open()?);
+        }
+        Ok(Ledger {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(readers),
+            code_key,
+            applied: AtomicU64::new(applied.max(0) as u64),
+            counters: LedgerCounters::default(),
+        })
+    }
+
+    /// The log offset up to which the ledger has applied every record.
+    pub(super) fn watermark(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// Makes every applied transaction durable and moves the watermark to `upto` (a log position the
+    /// caller has applied every ledger record before). Called before a snapshot lets old log go.
+    pub(super) fn checkpoint(&self, upto: u64) -> Result<(), String> {
+        let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if upto > self.watermark() {
+            conn.execute(
+                "UPDATE ledger_meta SET v = MAX(v, ?1) WHERE k = 'applied'",
+                params![upto as i64],
+            )
+            .map_err(sql)?;
+            self.applied.fetch_max(upto, Ordering::AcqRel);
+        }
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    /// Forgets redemption idempotency keys older than [`REDEEM_KEY_HOURS`].
+    pub(super) fn prune(&self, now: Timestamp) -> Result<usize, String> {
+        let cutoff = micros(now) - REDEEM_KEY_HOURS * 3_600_000_000;
+        let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        conn.execute("DELETE FROM redeem_keys WHERE at_us < ?1", params![cutoff])
+            .map_err(sql)
+    }
+
+    /// Runs `f` on a read connection (blocking: call off the async workers).
+    pub(super) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, String> {
+        let conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open(&self.path).map_err(sql)?;
+                configure(&c).map_err(sql)?;
+                c
+            }
+        };
+        let out = f(&conn).map_err(sql);
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if readers.len() < READERS {
+            readers.push(conn);
+        }
+        out
+    }
+
+    /// Applies one record that ends at log position `end`, unless the ledger has applied it already.
+    /// `live` is false during replay (counters untouched).
+    pub(super) fn apply(
+        &self,
+        end: u64,
+        record: &LedgerRecord,
+        standings: FinalStandings<'_>,
+        live: bool,
+    ) -> Result<(), String> {
+        if end <= self.watermark() {
+            return Ok(());
+        }
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction().map_err(sql)?;
+        let effect = apply_in(&tx, record, standings, &self.code_key)?;
+        tx.execute(
+            "UPDATE ledger_meta SET v = ?1 WHERE k = 'applied'",
+            params![end as i64],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        self.applied.fetch_max(end, Ordering::AcqRel);
+        if live {
+            let c = &self.counters;
+            c.grants_rule
+                .fetch_add(effect.rule_grants, Ordering::Relaxed);
+            c.grants_coupon
+                .fetch_add(effect.coupon_grants, Ordering::Relaxed);
+            if effect.settled {
+                c.settlements.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(lag) = effect.automatic_lag_ms {
+                c.automatic_settlements.fetch_add(1, Ordering::Relaxed);
+                c.settlement_lag_ms_sum.fetch_add(lag, Ordering::Relaxed);
+            }
+            c.claims
+                .fetch_add(u64::from(effect.claimed), Ordering::Relaxed);
+            c.voids
+                .fetch_add(u64::from(effect.voided), Ordering::Relaxed);
+            c.redemptions
+                .fetch_add(u64::from(effect.redeemed), Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// What applying a record did (for the counters).
+#[derive(Default)]
+struct Effect {
+    settled: bool,
+    automatic_lag_ms: Option<u64>,
+    rule_grants: u64,
+    coupon_grants: u64,
+    claimed: bool,
+    voided: bool,
+    redeemed: bool,
+}
+
+fn json_text<T: Serialize>(value: &T) -> Result<String, String> {
+    serde_json::to_string(value).map_err(|e| e.to_string())
+}
+
+fn add_count(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    dim: &str,
+    key: &str,
+    by: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO counts(tenant, dim, key, n) VALUES(?1, ?2, ?3, ?4)
+         ON CONFLICT(tenant, dim, key) DO UPDATE SET n = n + excluded.n",
+    )?
+    .execute(params![tenant, dim, key, by])?;
+    Ok(())
+}
+
+/// Grant counters: by status in the tenant (`t`), and by status per source (`s`).
+fn count_grant(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    source_id: &str,
+    status: GrantStatus,
+    by: i64,
+) -> rusqlite::Result<()> {
+    let s = status.as_str();
+    add_count(tx, tenant, "t", s, by)?;
+    add_count(tx, tenant, "s", &format!("{s}:{source_id}"), by)
+}
+
+struct NewGrant<'a> {
+    tenant: &'a str,
+    key: [u8; 16],
+    user_id: &'a str,
+    created_at: Timestamp,
+    source_id: &'a str,
+    reward: &'a serde_json::Value,
+    source: &'a GrantSource,
+    coupon_code: Option<&'a str>,
+}
+
+/// Inserts a grant; false if it exists (exactly once: the id is the earning).
+fn insert_grant(tx: &Transaction<'_>, g: &NewGrant<'_>) -> Result<bool, String> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO grants(tenant, gid, user_id, created_us, source_id, status,
+               reward, source, coupon_code) VALUES(?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                g.tenant,
+                &g.key[..],
+                g.user_id,
+                micros(g.created_at),
+                g.source_id,
+                json_text(g.reward).unwrap_or_default(),
+                json_text(g.source).unwrap_or_default(),
+                g.coupon_code,
+            ])
+        })
+        .map_err(sql)?;
+    if inserted == 1 {
+        count_grant(tx, g.tenant, g.source_id, GrantStatus::Pending, 1).map_err(sql)?;
+    }
+    Ok(inserted == 1)
+}
+
+/// The personal code a rule's `coupon` reward issues for a grant: derived from the grant id under the
+/// store's key, so every replay issues the same one; a (very unlikely) clash takes the next derivation.
+fn derived_code(
+    tx: &Transaction<'_>,
+    key: &[u8; 32],
+    tenant: &str,
+    grant: &[u8; 16],
+) -> Result<String, String> {
+    use hmac::{Hmac, Mac};
+    for attempt in 0u32.. {
+        let mut mac =
+            <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).map_err(|e| e.to_string())?;
+        mac.update(tenant.as_bytes());
+        mac.update(&[0]);
+        mac.update(grant);
+        mac.update(&attempt.to_le_bytes());
+        let bytes = mac.finalize().into_bytes();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&bytes[..8]);
+        let display = phoenix_core::coupon::generated_code(u64::from_le_bytes(first));
+        let canonical = phoenix_core::coupon::canonical(&display);
+        let taken: Option<i64> = tx
+            .prepare_cached("SELECT 1 FROM codes WHERE tenant = ?1 AND code = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![tenant, canonical], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(sql)?;
+        if taken.is_none() {
+            return Ok(display);
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+fn insert_code(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    display: &str,
+    campaign_id: &str,
+    personal: bool,
+    issued_to: Option<&str>,
+    at: Timestamp,
+) -> Result<(), String> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO codes(tenant, code, display, campaign_id, personal, issued_to, created_us)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            tenant,
+            phoenix_core::coupon::canonical(display),
+            display,
+            campaign_id,
+            personal,
+            issued_to,
+            micros(at)
+        ])
+    })
+    .map_err(sql)?;
+    Ok(())
+}
+
+fn apply_in(
+    tx: &Transaction<'_>,
+    record: &LedgerRecord,
+    standings: FinalStandings<'_>,
+    code_key: &[u8; 32],
+) -> Result<Effect, String> {
+    let mut effect = Effect::default();
+    match record {
+        LedgerRecord::RuleCreated { rule } | LedgerRecord::RuleUpdated { rule } => {
+            tx.execute(
+                "INSERT INTO rules(tenant, rule_id, leaderboard_id, deleted, body) VALUES(?1, ?2, ?3, 0, ?4)
+                 ON CONFLICT(tenant, rule_id) DO UPDATE SET leaderboard_id = excluded.leaderboard_id,
+                   body = excluded.body",
+                params![rule.tenant_id, rule.rule_id, rule.leaderboard_id, json_text(rule)?],
+            )
+            .map_err(sql)?;
+        }
+        LedgerRecord::RuleDeleted { tenant_id, rule_id } => {
+            tx.execute(
+                "UPDATE rules SET deleted = 1 WHERE tenant = ?1 AND rule_id = ?2",
+                params![tenant_id, rule_id],
+            )
+            .map_err(sql)?;
+        }
+        LedgerRecord::BoardDeleted {
+            tenant_id,
+            leaderboard_id,
+            at,
+        }
+        | LedgerRecord::BoardActivated {
+            tenant_id,
+            leaderboard_id,
+            at,
+        } => {
+            let deleted = matches!(record, LedgerRecord::BoardDeleted { .. });
+            let rules = rules_where(
+                tx,
+                "tenant = ?1 AND leaderboard_id = ?2 AND deleted = 0",
+                params![tenant_id, leaderboard_id],
+            )?;
+            for mut rule in rules {
+                if deleted {
+                    if rule.status == Activity::Inactive {
+                        continue;
+                    }
+                    rule.status = Activity::Inactive;
+                    rule.version += 1;
+                    rule.updated_at = (*at).max(rule.updated_at);
+                } else {
+                    rule.active_since = (*at).max(rule.active_since);
+                }
+                tx.execute(
+                    "UPDATE rules SET body = ?3 WHERE tenant = ?1 AND rule_id = ?2",
+                    params![tenant_id, rule.rule_id, json_text(&rule)?],
+                )
+                .map_err(sql)?;
+            }
+        }
+        LedgerRecord::Settled {
+            tenant_id,
+            rule_id,
+            rule_version,
+            leaderboard_id,
+            uid,
+            window,
+            tiers,
+            min_participants,
+            settled_at,
+            automatic,
+        } => {
+            let exists: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM settlements WHERE tenant = ?1 AND rule_id = ?2 AND window_id = ?3",
+                    params![tenant_id, rule_id, window.id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            if exists.is_some() {
+                return Ok(effect);
+            }
+            let (ranked, entries) = standings(tenant_id, *uid, &window.id)?.unwrap_or_default();
+            let tiers = phoenix_core::reward::tiers_from_json(tiers)
+                .map_err(|e| format!("settlement of a rule whose tiers no longer parse: {e}"))?;
+            let planned = plan_settlement(
+                tenant_id,
+                rule_id,
+                &window.id,
+                &tiers,
+                *min_participants,
+                ranked,
+                entries.iter().map(|(rank, user)| (*rank, user.as_str())),
+            );
+            let mut granted = 0u64;
+            for p in &planned {
+                let key = grant_key(&p.grant_id).ok_or("a planned grant id is malformed")?;
+                let coupon_code = match &p.reward {
+                    Reward::Coupon { campaign_id } => {
+                        let code = derived_code(tx, code_key, tenant_id, &key)?;
+                        insert_code(
+                            tx,
+                            tenant_id,
+                            &code,
+                            campaign_id,
+                            true,
+                            Some(&p.user_id),
+                            *settled_at,
+                        )?;
+                        Some(code)
+                    }
+                    _ => None,
+                };
+                let source = GrantSource {
+                    kind: "reward_rule".into(),
+                    id: rule_id.clone(),
+                    leaderboard_id: Some(leaderboard_id.clone()),
+                    window_id: Some(window.id.clone()),
+                    rank: Some(p.rank),
+                    step: None,
+                    threshold: None,
+                    code: None,
+                };
+                if insert_grant(
+                    tx,
+                    &NewGrant {
+                        tenant: tenant_id,
+                        key,
+                        user_id: &p.user_id,
+                        created_at: *settled_at,
+                        source_id: rule_id,
+                        reward: &p.reward.to_json(),
+                        source: &source,
+                        coupon_code: coupon_code.as_deref(),
+                    },
+                )? {
+                    granted += 1;
+                }
+            }
+            let settlement = Settlement {
+                rule_id: rule_id.clone(),
+                rule_version: *rule_version,
+                leaderboard_id: leaderboard_id.clone(),
+                window: window.clone(),
+                settled_at: *settled_at,
+                ranked_entries: ranked,
+                grants: planned.len() as u64,
+            };
+            tx.execute(
+                "INSERT INTO settlements(tenant, rule_id, window_id, ends_us, automatic, settled_us, body)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    tenant_id,
+                    rule_id,
+                    window.id,
+                    window.ends_at.map(micros),
+                    automatic,
+                    micros(*settled_at),
+                    json_text(&settlement)?
+                ],
+            )
+            .map_err(sql)?;
+            effect.settled = true;
+            effect.rule_grants = granted;
+            if *automatic && let Some(end) = window.ends_at {
+                let lag = settled_at.duration_since(end).as_millis().max(0);
+                effect.automatic_lag_ms = Some(u64::try_from(lag).unwrap_or(0));
+            }
+        }
+        LedgerRecord::GrantClaimed {
+            tenant_id,
+            grant_id,
+            at,
+        } => {
+            let key = grant_key(grant_id).ok_or("claim of a malformed grant id")?;
+            if let Some(source_id) = set_status(
+                tx,
+                tenant_id,
+                &key,
+                GrantStatus::Pending,
+                GrantStatus::Claimed,
+            )? {
+                tx.execute(
+                    "UPDATE grants SET claimed_us = ?3 WHERE tenant = ?1 AND gid = ?2",
+                    params![tenant_id, &key[..], micros(*at)],
+                )
+                .map_err(sql)?;
+                let _ = source_id;
+                effect.claimed = true;
+            }
+        }
+        LedgerRecord::GrantVoided {
+            tenant_id,
+            grant_id,
+            reason,
+            at,
+        } => {
+            let key = grant_key(grant_id).ok_or("void of a malformed grant id")?;
+            let current: Option<i64> = tx
+                .query_row(
+                    "SELECT status FROM grants WHERE tenant = ?1 AND gid = ?2",
+                    params![tenant_id, &key[..]],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            if let Some(code) = current {
+                let from = GrantStatus::from_code(code);
+                if from != GrantStatus::Voided {
+                    set_status(tx, tenant_id, &key, from, GrantStatus::Voided)?;
+                    tx.execute(
+                        "UPDATE grants SET voided_us = ?3, void_reason = ?4 WHERE tenant = ?1 AND gid = ?2",
+                        params![tenant_id, &key[..], micros(*at), reason],
+                    )
+                    .map_err(sql)?;
+                    effect.voided = true;
+                }
+            }
+        }
+        LedgerRecord::CampaignCreated { campaign } | LedgerRecord::CampaignUpdated { campaign } => {
+            tx.execute(
+                "INSERT INTO campaigns(tenant, campaign_id, body) VALUES(?1, ?2, ?3)
+                 ON CONFLICT(tenant, campaign_id) DO UPDATE SET body = excluded.body",
+                params![
+                    campaign.tenant_id,
+                    campaign.campaign_id,
+                    json_text(campaign)?
+                ],
+            )
+            .map_err(sql)?;
+            if let (LedgerRecord::CampaignCreated { .. }, Some(code)) = (record, &campaign.code) {
+                insert_code(
+                    tx,
+                    &campaign.tenant_id,
+                    code,
+                    &campaign.campaign_id,
+                    false,
+                    None,
+                    campaign.created_at,
+                )?;
+            }
+        }
+        LedgerRecord::CodesIssued {
+            tenant_id,
+            campaign_id,
+            codes,
+            issued_to,
+            at,
+        } => {
+            for code in codes {
+                insert_code(
+                    tx,
+                    tenant_id,
+                    code,
+                    campaign_id,
+                    true,
+                    issued_to.as_deref(),
+                    *at,
+                )?;
+            }
+        }
+        LedgerRecord::CodeVoided {
+            tenant_id,
+            code,
+            reason,
+            at,
+        } => {
+            tx.execute(
+                "UPDATE codes SET voided_us = ?3, void_reason = ?4
+                 WHERE tenant = ?1 AND code = ?2 AND voided_us IS NULL",
+                params![tenant_id, code, micros(*at), reason],
+            )
+            .map_err(sql)?;
+        }
+        LedgerRecord::Redeemed {
+            tenant_id,
+            redemption_id,
+            code,
+            campaign_id,
+            user_id,
+            at,
+            idempotency_key,
+        } => {
+            let Some(campaign) = campaign_in(tx, tenant_id, campaign_id)? else {
+                return Err(format!("redemption of unknown campaign '{campaign_id}'"));
+            };
+            let display: String = tx
+                .query_row(
+                    "SELECT display FROM codes WHERE tenant = ?1 AND code = ?2",
+                    params![tenant_id, code],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?
+                .unwrap_or_else(|| code.clone());
+            let rewards = campaign.rewards.as_array().cloned().unwrap_or_default();
+            let source = GrantSource {
+                kind: "coupon".into(),
+                id: campaign_id.clone(),
+                leaderboard_id: None,
+                window_id: None,
+                rank: None,
+                step: None,
+                threshold: None,
+                code: Some(display.clone()),
+            };
+            let mut grant_ids = Vec::with_capacity(rewards.len());
+            for (index, reward) in rewards.iter().enumerate() {
+                let id = grant_id(
+                    tenant_id,
+                    IdSource::Coupon {
+                        campaign_id,
+                        redemption_id,
+                    },
+                    user_id,
+                    index,
+                );
+                let key = grant_key(&id).ok_or("a grant id is malformed")?;
+                if insert_grant(
+                    tx,
+                    &NewGrant {
+                        tenant: tenant_id,
+                        key,
+                        user_id,
+                        created_at: *at,
+                        source_id: campaign_id,
+                        reward,
+                        source: &source,
+                        coupon_code: None,
+                    },
+                )? {
+                    effect.coupon_grants += 1;
+                }
+                grant_ids.push(id);
+            }
+            tx.execute(
+                "UPDATE codes SET redeemed_by = ?3, redeemed_us = ?4
+                 WHERE tenant = ?1 AND code = ?2 AND personal = 1 AND redeemed_by IS NULL",
+                params![tenant_id, code, user_id, micros(*at)],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "UPDATE campaigns SET redemptions = redemptions + 1 WHERE tenant = ?1 AND campaign_id = ?2",
+                params![tenant_id, campaign_id],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "INSERT INTO redemptions(tenant, redemption_id, code, display, campaign_id, user_id,
+                   redeemed_us, grant_ids) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    tenant_id,
+                    redemption_id,
+                    code,
+                    display,
+                    campaign_id,
+                    user_id,
+                    micros(*at),
+                    json_text(&grant_ids)?
+                ],
+            )
+            .map_err(sql)?;
+            add_count(tx, tenant_id, "r", "", 1).map_err(sql)?;
+            if let Some(key) = idempotency_key {
+                tx.execute(
+                    "INSERT OR REPLACE INTO redeem_keys(tenant, user_id, key, redemption_id, at_us)
+                     VALUES(?1, ?2, ?3, ?4, ?5)",
+                    params![tenant_id, user_id, key, redemption_id, micros(*at)],
+                )
+                .map_err(sql)?;
+            }
+            effect.redeemed = true;
+        }
+    }
+    Ok(effect)
+}
+
+/// Moves a grant from `from` to `to` (keeping the counters); the grant's source id when it moved.
+fn set_status(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    key: &[u8; 16],
+    from: GrantStatus,
+    to: GrantStatus,
+) -> Result<Option<String>, String> {
+    let source: Option<String> = tx
+        .query_row(
+            "UPDATE grants SET status = ?4 WHERE tenant = ?1 AND gid = ?2 AND status = ?3 RETURNING source_id",
+            params![tenant, &key[..], from.code(), to.code()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    if let Some(source_id) = &source {
+        count_grant(tx, tenant, source_id, from, -1).map_err(sql)?;
+        count_grant(tx, tenant, source_id, to, 1).map_err(sql)?;
+    }
+    Ok(source)
+}
+
+// ---- reads ----
+
+fn rules_where(
+    conn: &Connection,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<RewardRule>, String> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT body FROM rules WHERE {filter} ORDER BY rule_id"
+        ))
+        .map_err(sql)?;
+    let bodies: Vec<String> = stmt
+        .query_map(params, |r| r.get(0))
+        .map_err(sql)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql)?;
+    bodies
+        .iter()
+        .map(|b| serde_json::from_str(b).map_err(|e| format!("ledger: stored rule: {e}")))
+        .collect()
+}
+
+fn campaign_in(
+    conn: &Connection,
+    tenant: &str,
+    campaign_id: &str,
+) -> Result<Option<Campaign>, String> {
+    let row: Option<(String, i64)> = conn
+        .query_row(
+            "SELECT body, redemptions FROM campaigns WHERE tenant = ?1 AND campaign_id = ?2",
+            params![tenant, campaign_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql)?;
+    row.map(|(body, n)| {
+        let mut c: Campaign =
+            serde_json::from_str(&body).map_err(|e| format!("ledger: stored campaign: {e}"))?;
+        c.redemptions = n.max(0) as u64;
+        Ok(c)
+    })
+    .transpose()
+}
+
+/// Reads, each on one connection (see [`Ledger::read`]). Errors are strings (the store maps them).
+pub(super) mod q {
+    use super::*;
+
+    fn to_sql(e: String) -> rusqlite::Error {
+        rusqlite::Error::ToSqlConversionFailure(e.into())
+    }
+
+    /// Live rules of a tenant (optionally of one leaderboard), and whether `rule_id` was ever taken.
+    pub fn rules(
+        conn: &Connection,
+        tenant: &str,
+        leaderboard_id: Option<&str>,
+    ) -> rusqlite::Result<Vec<RewardRule>> {
+        match leaderboard_id {
+            Some(lb) => rules_where(
+                conn,
+                "tenant = ?1 AND leaderboard_id = ?2 AND deleted = 0",
+                params![tenant, lb],
+            ),
+            None => rules_where(conn, "tenant = ?1 AND deleted = 0", params![tenant]),
+        }
+        .map_err(to_sql)
+    }
+
+    /// Every live, active rule of every tenant (the settler's list).
+    pub fn active_rules(conn: &Connection) -> rusqlite::Result<Vec<RewardRule>> {
+        let rules = rules_where(conn, "deleted = 0", []).map_err(to_sql)?;
+        Ok(rules
+            .into_iter()
+            .filter(|r| r.status == Activity::Active)
+            .collect())
+    }
+
+    /// A rule: `Some((rule, deleted))`.
+    pub fn rule(
+        conn: &Connection,
+        tenant: &str,
+        rule_id: &str,
+    ) -> rusqlite::Result<Option<(RewardRule, bool)>> {
+        let row: Option<(String, bool)> = conn
+            .query_row(
+                "SELECT body, deleted FROM rules WHERE tenant = ?1 AND rule_id = ?2",
+                params![tenant, rule_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(body, deleted)| {
+            serde_json::from_str(&body)
+                .map(|rule| (rule, deleted))
+                .map_err(|e| to_sql(e.to_string()))
+        })
+        .transpose()
+    }
+
+    pub fn settlement(
+        conn: &Connection,
+        tenant: &str,
+        rule_id: &str,
+        window_id: &str,
+    ) -> rusqlite::Result<Option<Settlement>> {
+        let body: Option<String> = conn
+            .query_row(
+                "SELECT body FROM settlements WHERE tenant = ?1 AND rule_id = ?2 AND window_id = ?3",
+                params![tenant, rule_id, window_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        body.map(|b| serde_json::from_str(&b).map_err(|e| to_sql(e.to_string())))
+            .transpose()
+    }
+
+    /// A rule's settlements, newest window first.
+    pub fn settlements(
+        conn: &Connection,
+        tenant: &str,
+        rule_id: &str,
+    ) -> rusqlite::Result<Vec<Settlement>> {
+        let mut stmt = conn.prepare(
+            "SELECT body FROM settlements WHERE tenant = ?1 AND rule_id = ?2
+             ORDER BY ends_us DESC, settled_us DESC, window_id",
+        )?;
+        let bodies: Vec<String> = stmt
+            .query_map(params![tenant, rule_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(|e| to_sql(e.to_string())))
+            .collect()
+    }
+
+    /// The newest `ends_at` (µs) among a rule's automatic settlements.
+    pub fn last_automatic(
+        conn: &Connection,
+        tenant: &str,
+        rule_id: &str,
+    ) -> rusqlite::Result<Option<i64>> {
+        conn.query_row(
+            "SELECT MAX(ends_us) FROM settlements WHERE tenant = ?1 AND rule_id = ?2 AND automatic = 1",
+            params![tenant, rule_id],
+            |r| r.get(0),
+        )
+    }
+
+    fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Grant> {
+        let key: Vec<u8> = r.get(0)?;
+        let reward: String = r.get(6)?;
+        let source: String = r.get(7)?;
+        Ok(Grant {
+            grant_id: grant_id_of(&key),
+            user_id: r.get(1)?,
+            created_at: from_micros(r.get(2)?),
+            status: GrantStatus::from_code(r.get(3)?),
+            claimed_at: opt_time(r.get(4)?),
+            voided_at: opt_time(r.get(5)?),
+            reward: serde_json::from_str(&reward).map_err(|e| to_sql(e.to_string()))?,
+            source: serde_json::from_str(&source).map_err(|e| to_sql(e.to_string()))?,
+            coupon_code: r.get(8)?,
+            void_reason: r.get(9)?,
+        })
+    }
+
+    const GRANT_COLUMNS: &str = "gid, user_id, created_us, status, claimed_us, voided_us, reward, source, coupon_code, void_reason";
+
+    pub fn grant(
+        conn: &Connection,
+        tenant: &str,
+        grant_id: &str,
+    ) -> rusqlite::Result<Option<Grant>> {
+        let Some(key) = grant_key(grant_id) else {
+            return Ok(None);
+        };
+        conn.prepare_cached(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE tenant = ?1 AND gid = ?2"
+        ))?
+        .query_row(params![tenant, &key[..]], grant_row)
+        .optional()
+    }
+
+    pub fn grants_by_ids(
+        conn: &Connection,
+        tenant: &str,
+        ids: &[String],
+    ) -> rusqlite::Result<Vec<Grant>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(g) = grant(conn, tenant, id)? {
+                out.push(g);
+            }
+        }
+        Ok(out)
+    }
+
+    fn count(conn: &Connection, tenant: &str, dim: &str, key: &str) -> rusqlite::Result<u64> {
+        let n: Option<i64> = conn
+            .prepare_cached("SELECT n FROM counts WHERE tenant = ?1 AND dim = ?2 AND key = ?3")?
+            .query_row(params![tenant, dim, key], |r| r.get(0))
+            .optional()?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
+    const STATUSES: [GrantStatus; 3] = [
+        GrantStatus::Pending,
+        GrantStatus::Claimed,
+        GrantStatus::Voided,
+    ];
+
+    /// A page of grants, newest first then by id, with the number of all that match.
+    pub fn grants(
+        conn: &Connection,
+        tenant: &str,
+        query: &GrantQuery,
+    ) -> rusqlite::Result<Page<Grant>> {
+        let mut filter = String::from("tenant = ?1");
+        let mut args: Vec<rusqlite::types::Value> = vec![tenant.to_owned().into()];
+        let mut push = |clause: &str, value: rusqlite::types::Value, filter: &mut String| {
+            args.push(value);
+            filter.push_str(&format!(" AND {clause} ?{}", args.len()));
+        };
+        if let Some(user) = &query.user_id {
+            push("user_id =", user.clone().into(), &mut filter);
+        }
+        if let Some(source) = &query.source_id {
+            push("source_id =", source.clone().into(), &mut filter);
+        }
+        if let Some(status) = query.status {
+            push("status =", status.code().into(), &mut filter);
+        }
+        // The total: from the counters where they answer it, else counted (one player's grants).
+        let total = match (&query.user_id, &query.source_id) {
+            (None, None) => match query.status {
+                Some(s) => count(conn, tenant, "t", s.as_str())?,
+                None => STATUSES
+                    .iter()
+                    .map(|s| count(conn, tenant, "t", s.as_str()))
+                    .sum::<rusqlite::Result<u64>>()?,
+            },
+            (None, Some(source)) => match query.status {
+                Some(s) => count(conn, tenant, "s", &format!("{}:{source}", s.as_str()))?,
+                None => STATUSES
+                    .iter()
+                    .map(|s| count(conn, tenant, "s", &format!("{}:{source}", s.as_str())))
+                    .sum::<rusqlite::Result<u64>>()?,
+            },
+            _ => {
+                let n: i64 = conn.query_row(
+                    &format!("SELECT COUNT(*) FROM grants WHERE {filter}"),
+                    rusqlite::params_from_iter(args.iter()),
+                    |r| r.get(0),
+                )?;
+                n.max(0) as u64
+            }
+        };
+        let mut page_filter = filter.clone();
+        let mut page_args = args.clone();
+        if let Some((at, id)) = &query.after {
+            let key = grant_key(id).map(|k| k.to_vec()).unwrap_or_default();
+            page_args.push(micros(*at).into());
+            let t = page_args.len();
+            page_args.push(key.into());
+            let k = page_args.len();
+            page_filter.push_str(&format!(
+                " AND (created_us < ?{t} OR (created_us = ?{t} AND gid > ?{k}))"
+            ));
+        }
+        let limit = i64::from(query.limit) + 1;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE {page_filter}
+             ORDER BY created_us DESC, gid LIMIT {limit}"
+        ))?;
+        let mut items: Vec<Grant> = stmt
+            .query_map(rusqlite::params_from_iter(page_args.iter()), grant_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        let more = items.len() > query.limit as usize;
+        items.truncate(query.limit as usize);
+        Ok(Page { total, items, more })
+    }
+
+    pub fn campaign(
+        conn: &Connection,
+        tenant: &str,
+        campaign_id: &str,
+    ) -> rusqlite::Result<Option<Campaign>> {
+        campaign_in(conn, tenant, campaign_id).map_err(to_sql)
+    }
+
+    pub fn campaigns(conn: &Connection, tenant: &str) -> rusqlite::Result<Vec<Campaign>> {
+        let mut stmt = conn.prepare(
+            "SELECT body, redemptions FROM campaigns WHERE tenant = ?1 ORDER BY campaign_id",
+        )?;
+        let rows: Vec<(String, i64)> = stmt
+            .query_map(params![tenant], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        rows.into_iter()
+            .map(|(body, n)| {
+                let mut c: Campaign =
+                    serde_json::from_str(&body).map_err(|e| to_sql(e.to_string()))?;
+                c.redemptions = n.max(0) as u64;
+                Ok(c)
+            })
+            .collect()
+    }
+
+    fn code_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CouponCode> {
+        Ok(CouponCode {
+            code: r.get(0)?,
+            campaign_id: r.get(1)?,
+            personal: r.get(2)?,
+            issued_to: r.get(3)?,
+            redeemed_by: r.get(4)?,
+            redeemed_at: opt_time(r.get(5)?),
+            voided_at: opt_time(r.get(6)?),
+            void_reason: r.get(7)?,
+            created_at: from_micros(r.get(8)?),
+        })
+    }
+
+    const CODE_COLUMNS: &str = "display, campaign_id, personal, issued_to, redeemed_by, redeemed_us, voided_us, void_reason, created_us";
+
+    /// A code by its canonical form.
+    pub fn code(
+        conn: &Connection,
+        tenant: &str,
+        canonical: &str,
+    ) -> rusqlite::Result<Option<CouponCode>> {
+        conn.prepare_cached(&format!(
+            "SELECT {CODE_COLUMNS} FROM codes WHERE tenant = ?1 AND code = ?2"
+        ))?
+        .query_row(params![tenant, canonical], code_row)
+        .optional()
+    }
+
+    pub fn code_taken(conn: &Connection, tenant: &str, canonical: &str) -> rusqlite::Result<bool> {
+        Ok(code(conn, tenant, canonical)?.is_some())
+    }
+
+    /// A page of a campaign's personal codes in issue order, after the code `after` (canonical).
+    pub fn codes(
+        conn: &Connection,
+        tenant: &str,
+        campaign_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> rusqlite::Result<Page<CouponCode>> {
+        let total: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM codes WHERE tenant = ?1 AND campaign_id = ?2 AND personal = 1",
+            params![tenant, campaign_id],
+            |r| r.get(0),
+        )?;
+        let after_row: Option<(i64, String)> = match after {
+            Some(code) => conn
+                .query_row(
+                    "SELECT created_us, code FROM codes WHERE tenant = ?1 AND code = ?2",
+                    params![tenant, code],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?,
+            None => None,
+        };
+        let (after_us, after_code) = after_row.unwrap_or((i64::MIN, String::new()));
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {CODE_COLUMNS} FROM codes WHERE tenant = ?1 AND campaign_id = ?2 AND personal = 1
+               AND (created_us > ?3 OR (created_us = ?3 AND code > ?4))
+             ORDER BY created_us, code LIMIT ?5"
+        ))?;
+        let mut items: Vec<CouponCode> = stmt
+            .query_map(
+                params![
+                    tenant,
+                    campaign_id,
+                    after_us,
+                    after_code,
+                    i64::from(limit) + 1
+                ],
+                code_row,
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        Ok(Page {
+            total: total.max(0) as u64,
+            items,
+            more,
+        })
+    }
+
+    fn redemption_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Redemption> {
+        let ids: String = r.get(5)?;
+        Ok(Redemption {
+            redemption_id: r.get(0)?,
+            code: r.get(1)?,
+            campaign_id: r.get(2)?,
+            user_id: r.get(3)?,
+            redeemed_at: from_micros(r.get(4)?),
+            grant_ids: serde_json::from_str(&ids).map_err(|e| to_sql(e.to_string()))?,
+        })
+    }
+
+    const REDEMPTION_COLUMNS: &str =
+        "redemption_id, display, campaign_id, user_id, redeemed_us, grant_ids";
+
+    pub fn redemption(
+        conn: &Connection,
+        tenant: &str,
+        redemption_id: &str,
+    ) -> rusqlite::Result<Option<Redemption>> {
+        conn.prepare_cached(&format!(
+            "SELECT {REDEMPTION_COLUMNS} FROM redemptions WHERE tenant = ?1 AND redemption_id = ?2"
+        ))?
+        .query_row(params![tenant, redemption_id], redemption_row)
+        .optional()
+    }
+
+    /// Redemptions of a code (canonical), oldest first.
+    pub fn redemptions_of_code(
+        conn: &Connection,
+        tenant: &str,
+        canonical: &str,
+        limit: u32,
+    ) -> rusqlite::Result<Vec<Redemption>> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {REDEMPTION_COLUMNS} FROM redemptions WHERE tenant = ?1 AND code = ?2
+             ORDER BY redeemed_us, redemption_id LIMIT ?3"
+        ))?;
+        stmt.query_map(params![tenant, canonical, i64::from(limit)], redemption_row)?
+            .collect()
+    }
+
+    /// A page of the audit trail, newest first, after `after` (a redemption id).
+    pub fn redemptions(
+        conn: &Connection,
+        tenant: &str,
+        campaign_id: Option<&str>,
+        user_id: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> rusqlite::Result<Page<Redemption>> {
+        let mut filter = String::from("tenant = ?1");
+        let mut args: Vec<rusqlite::types::Value> = vec![tenant.to_owned().into()];
+        if let Some(c) = campaign_id {
+            args.push(c.to_owned().into());
+            filter.push_str(&format!(" AND campaign_id = ?{}", args.len()));
+        }
+        if let Some(u) = user_id {
+            args.push(u.to_owned().into());
+            filter.push_str(&format!(" AND user_id = ?{}", args.len()));
+        }
+        let total: u64 = match (campaign_id, user_id) {
+            (None, None) => count(conn, tenant, "r", "")?,
+            (Some(c), None) => campaign_in(conn, tenant, c)
+                .map_err(to_sql)?
+                .map_or(0, |c| c.redemptions),
+            _ => {
+                let n: i64 = conn.query_row(
+                    &format!("SELECT COUNT(*) FROM redemptions WHERE {filter}"),
+                    rusqlite::params_from_iter(args.iter()),
+                    |r| r.get(0),
+                )?;
+                n.max(0) as u64
+            }
+        };
+        let after_row: Option<(i64, String)> = match after {
+            Some(id) => conn
+                .query_row(
+                    "SELECT redeemed_us, redemption_id FROM redemptions WHERE tenant = ?1 AND redemption_id = ?2",
+                    params![tenant, id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?,
+            None => None,
+        };
+        let mut page_filter = filter;
+        if let Some((us, id)) = after_row {
+            args.push(us.into());
+            let t = args.len();
+            args.push(id.into());
+            let k = args.len();
+            page_filter.push_str(&format!(
+                " AND (redeemed_us < ?{t} OR (redeemed_us = ?{t} AND redemption_id > ?{k}))"
+            ));
+        }
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {REDEMPTION_COLUMNS} FROM redemptions WHERE {page_filter}
+             ORDER BY redeemed_us DESC, redemption_id LIMIT {}",
+            i64::from(limit) + 1
+        ))?;
+        let mut items: Vec<Redemption> = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), redemption_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        Ok(Page { total, items, more })
+    }
+
+    /// How often `user` redeemed the campaign, and this very code.
+    pub fn player_redemptions(
+        conn: &Connection,
+        tenant: &str,
+        user: &str,
+        campaign_id: &str,
+        canonical: &str,
+    ) -> rusqlite::Result<(u64, u64)> {
+        conn.prepare_cached(
+            "SELECT COUNT(*), COALESCE(SUM(code = ?4), 0) FROM redemptions
+             WHERE tenant = ?1 AND user_id = ?2 AND campaign_id = ?3",
+        )?
+        .query_row(params![tenant, user, campaign_id, canonical], |r| {
+            let a: i64 = r.get(0)?;
+            let b: i64 = r.get(1)?;
+            Ok((a.max(0) as u64, b.max(0) as u64))
+        })
+    }
+
+    /// The redemption an `Idempotency-Key` of this player made.
+    pub fn redemption_by_key(
+        conn: &Connection,
+        tenant: &str,
+        user: &str,
+        key: &str,
+    ) -> rusqlite::Result<Option<String>> {
+        conn.query_row(
+            "SELECT redemption_id FROM redeem_keys WHERE tenant = ?1 AND user_id = ?2 AND key = ?3",
+            params![tenant, user, key],
+            |r| r.get(0),
+        )
+        .optional()
+    }
+}
