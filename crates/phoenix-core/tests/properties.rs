@@ -315,3 +315,93 @@ proptest! {
         prop_assert_eq!(reparsed.to_json(), normalized);
     }
 }
+
+/// A tier as a test generates it: a rank range or a percentage in hundredths.
+#[derive(Debug, Clone)]
+enum TierSpec {
+    Range(u32, u32),
+    Percent(u32),
+}
+
+fn tier_spec() -> impl Strategy<Value = TierSpec> {
+    prop_oneof![
+        (1u32..40, 0u32..20).prop_map(|(from, len)| TierSpec::Range(from, from + len)),
+        (1u32..=10_000).prop_map(TierSpec::Percent),
+    ]
+}
+
+fn tier_json(spec: &TierSpec, index: usize) -> Value {
+    let rewards = json!([{"type": "badge", "badge": format!("b{index}")},
+                         {"type": "item", "item": "chest", "quantity": index + 1}]);
+    match spec {
+        TierSpec::Range(from, to) => json!({"rank_from": from, "rank_to": to, "rewards": rewards}),
+        // Written as the client would: a decimal with at most two places.
+        TierSpec::Percent(h) => {
+            let text = format!("{}.{:02}", h / 100, h % 100);
+            let number: serde_json::Number = serde_json::from_str(&text).unwrap();
+            json!({"top_percent": number, "rewards": rewards})
+        }
+    }
+}
+
+proptest! {
+    /// Settlement against a naive model: sort the players by final rank, cut the list into tiers
+    /// (a percentage tier holds the smallest number of ranks k with k / ranked >= p%, found by
+    /// counting up in integers), and give each player the rewards of the first tier holding them.
+    #[test]
+    fn settlement_matches_a_naive_model(
+        specs in prop::collection::vec(tier_spec(), 1..6),
+        ranked in 0u32..120,
+        ties in prop::collection::vec(any::<bool>(), 120),
+        min_participants in 0u32..10,
+    ) {
+        use phoenix_core::reward::{plan_settlement, tiers_from_json};
+        let tiers_value = Value::Array(specs.iter().enumerate().map(|(i, s)| tier_json(s, i)).collect());
+        let tiers = tiers_from_json(&tiers_value).expect("generated tiers are valid");
+        // Competition ranking with ties: a tied player shares the rank of the one above.
+        let mut standings: Vec<(u32, String)> = Vec::new();
+        for i in 0..ranked {
+            let rank = if i > 0 && ties[i as usize] { standings[i as usize - 1].0 } else { i + 1 };
+            standings.push((rank, format!("p{i}")));
+        }
+        let planned = plan_settlement(
+            "t", "rule", "w", &tiers, min_participants, ranked,
+            standings.iter().map(|(r, u)| (*r, u.as_str())),
+        );
+        let mut naive: Vec<(String, u32, usize)> = Vec::new();
+        if ranked >= min_participants {
+            for (rank, user) in &standings {
+                let holds = |spec: &TierSpec| match spec {
+                    TierSpec::Range(from, to) => from <= rank && rank <= to,
+                    TierSpec::Percent(h) => {
+                        let mut k = 0u64;
+                        while k * 10_000 < u64::from(*h) * u64::from(ranked) {
+                            k += 1;
+                        }
+                        u64::from(*rank) <= k
+                    }
+                };
+                if let Some(t) = specs.iter().position(holds) {
+                    for reward in 0..2 {
+                        naive.push((user.clone(), *rank, t * 10 + reward));
+                    }
+                }
+            }
+        }
+        let got: Vec<(String, u32, usize)> = planned
+            .iter()
+            .map(|g| {
+                let reward = g.reward.to_json();
+                let t = match reward["badge"].as_str() {
+                    Some(badge) => badge[1..].parse::<usize>().unwrap(),
+                    None => (reward["quantity"].as_u64().unwrap() - 1) as usize,
+                };
+                (g.user_id.clone(), g.rank, t * 10 + g.reward_index)
+            })
+            .collect();
+        prop_assert_eq!(got, naive);
+        // Ids: one per (player, reward index), all distinct.
+        let ids: std::collections::HashSet<&str> = planned.iter().map(|g| g.grant_id.as_str()).collect();
+        prop_assert_eq!(ids.len(), planned.len());
+    }
+}

@@ -38,6 +38,56 @@ const SERVER_CHECKED: &[(&str, &str, &str)] = &[
         "/tenants/{tenant_id}/leaderboards/{leaderboard_id}/windows/{window_id}",
         "cursor must be a next_cursor this API returned for the same window",
     ),
+    (
+        "post",
+        "/tenants/{tenant_id}/reward-rules",
+        "leaderboard_id must name a leaderboard of the tenant that is not all_time; a coupon reward's campaign_id must name a campaign of the tenant; top_percent has at most two decimals",
+    ),
+    (
+        "patch",
+        "/tenants/{tenant_id}/reward-rules/{rule_id}",
+        "a coupon reward's campaign_id must name a campaign of the tenant; top_percent has at most two decimals",
+    ),
+    (
+        "post",
+        "/tenants/{tenant_id}/reward-rules/{rule_id}/settle",
+        "window_id must name an ended window of the rule's leaderboard (409 while it has not ended)",
+    ),
+    (
+        "get",
+        "/tenants/{tenant_id}/reward-rules/{rule_id}/preview",
+        "cursor must be a next_cursor this API returned for the same window",
+    ),
+    (
+        "get",
+        "/tenants/{tenant_id}/grants",
+        "cursor must be a next_cursor this API returned",
+    ),
+    (
+        "post",
+        "/tenants/{tenant_id}/coupon-campaigns",
+        "expires_at must be in the future and after starts_at; a shared code must be unique in the tenant without regard to case or dashes (409); rewards may not hold a coupon reward",
+    ),
+    (
+        "patch",
+        "/tenants/{tenant_id}/coupon-campaigns/{campaign_id}",
+        "expires_at must be in the future and after the campaign's starts_at",
+    ),
+    (
+        "get",
+        "/tenants/{tenant_id}/coupon-campaigns/{campaign_id}/codes",
+        "cursor must be a next_cursor this API returned",
+    ),
+    (
+        "get",
+        "/tenants/{tenant_id}/coupon-redemptions",
+        "cursor must be a next_cursor this API returned",
+    ),
+    (
+        "get",
+        "/v1/rewards",
+        "cursor must be a next_cursor this API returned",
+    ),
 ];
 
 /// Routes that need no credential.
