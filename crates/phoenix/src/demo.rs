@@ -1,7 +1,9 @@
 //! `phoenix demo`: the server on a fresh embedded store, seeded through its own API with a demo tenant,
-//! three leaderboards (a daily one in New York time, a weekly and an all-time one), an ADMIN and a
-//! VIEWER console login, and simulated players posting matches at a steady rate. It prints the console
-//! address, the logins, a player JWT and commands to paste, then runs until Ctrl-C.
+//! four leaderboards (a daily one in New York time, a weekly and an all-time one, and a 90-second
+//! sprint whose reward rule pays out when it ends), a coupon campaign with a shared code, an ADMIN and
+//! a VIEWER console login, and simulated players posting matches at a steady rate. It prints the
+//! console address, the logins, a player JWT, a code to redeem and commands to paste, then runs until
+//! Ctrl-C.
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -19,12 +21,17 @@ pub struct DemoArgs {
     /// Simulated players.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub players: u32,
+    /// How long the sprint leaderboard lasts; its reward rule pays out when it ends.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(10..=86_400))]
+    pub sprint_seconds: u32,
     /// Keep the demo's data in this directory (default: a fresh temporary one, removed at exit).
     #[arg(long)]
     pub demo_dir: Option<PathBuf>,
 }
 
 pub const TENANT: &str = "demo-studio";
+/// The shared code of the demo's coupon campaign.
+pub const COUPON_CODE: &str = "WELCOME-DEMO";
 
 /// Where the demo runs and how to get in.
 pub struct DemoAccess {
@@ -33,6 +40,7 @@ pub struct DemoAccess {
     pub admin_password: String,
     pub viewer_password: String,
     pub tenant_secret: String,
+    pub sprint_seconds: u32,
 }
 
 /// A tiny xorshift generator: the simulation needs variety, not cryptographic randomness.
@@ -115,7 +123,11 @@ async fn call(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Va
 }
 
 /// Creates the demo tenant, its leaderboards and the two console users through the API.
-pub async fn seed(base: &str, admin_secret: &str) -> anyhow::Result<DemoAccess> {
+pub async fn seed(
+    base: &str,
+    admin_secret: &str,
+    sprint_seconds: u32,
+) -> anyhow::Result<DemoAccess> {
     let client = reqwest::Client::new();
     let tenant = call(
         client
@@ -129,13 +141,64 @@ pub async fn seed(base: &str, admin_secret: &str) -> anyhow::Result<DemoAccess> 
         .as_str()
         .context("demo: the tenant answer has no hmac_secret")?
         .to_owned();
-    for board in leaderboards() {
+    let now = jiff::Timestamp::now();
+    let sprint = json!({
+        "leaderboard_id": "sprint",
+        "name": format!("{sprint_seconds}-second Sprint"),
+        "description": format!("Points from matches in the demo's first {sprint_seconds} seconds; its top players are paid when it ends"),
+        "config": {
+            "timeframe": {"type": "custom",
+                          "starts_at": now.to_string(),
+                          "ends_at": (now + jiff::SignedDuration::from_secs(i64::from(sprint_seconds))).to_string()},
+            "scoring": {"rules": [{"event_type": "match.completed", "points_expression": "attrs.score"}],
+                        "aggregation": "sum"},
+            "ranking": {"method": "score_desc", "size": 100}
+        }
+    });
+    for board in leaderboards().into_iter().chain([sprint]) {
         call(
             client
                 .post(format!("{base}/tenants/{TENANT}/leaderboards"))
                 .bearer_auth(admin_secret)
                 .json(&board),
             "creating a demo leaderboard",
+        )
+        .await?;
+    }
+    for (path, body, what) in [
+        (
+            "coupon-campaigns",
+            json!({"campaign_id": "sprint-vip", "name": "Sprint VIP pass",
+                   "rewards": [{"type": "item", "item": "vip_pass", "quantity": 1}]}),
+            "creating the sprint's coupon campaign",
+        ),
+        (
+            "coupon-campaigns",
+            json!({"campaign_id": "welcome", "name": "Welcome gift", "code": COUPON_CODE,
+                   "per_player_limit": 1,
+                   "rewards": [{"type": "currency", "currency": "gems", "amount": 100},
+                               {"type": "badge", "badge": "early-bird"}]}),
+            "creating the welcome coupon campaign",
+        ),
+        (
+            "reward-rules",
+            json!({"rule_id": "sprint-prizes", "leaderboard_id": "sprint", "name": "Sprint prizes",
+                   "tiers": [
+                       {"rank_from": 1, "rank_to": 1, "rewards": [
+                           {"type": "currency", "currency": "gems", "amount": 1000},
+                           {"type": "badge", "badge": "sprint-champion"}]},
+                       {"rank_from": 2, "rank_to": 3, "rewards": [
+                           {"type": "item", "item": "chest_gold", "quantity": 1}]},
+                       {"top_percent": 50, "rewards": [{"type": "coupon", "campaign_id": "sprint-vip"}]}]}),
+            "creating the sprint's reward rule",
+        ),
+    ] {
+        call(
+            client
+                .post(format!("{base}/tenants/{TENANT}/{path}"))
+                .bearer_auth(admin_secret)
+                .json(&body),
+            what,
         )
         .await?;
     }
@@ -160,6 +223,7 @@ pub async fn seed(base: &str, admin_secret: &str) -> anyhow::Result<DemoAccess> 
         admin_password,
         viewer_password,
         tenant_secret,
+        sprint_seconds,
     })
 }
 
@@ -258,7 +322,9 @@ Phoenix demo is running on {addr} (embedded store). Ctrl-C stops it.
     VIEWER login  viewer / {viewer_password}
   Admin secret    {admin_secret}
   Tenant          {TENANT}  (HMAC secret: {tenant_secret})
-  Leaderboards    daily-arena (daily, America/New_York), weekly-kills (weekly, UTC), all-time-best (all time, max)
+  Leaderboards    daily-arena (daily, America/New_York), weekly-kills (weekly, UTC), all-time-best (all time, max),
+                  sprint (the first {sprint} seconds: reward rule "sprint-prizes" pays its top players when it ends)
+  Coupon code     {coupon}  (campaign "welcome": 100 gems and a badge, once per player)
   Player JWT      {player}
                   (player-001, scope "leaderboards:read rewards:redeem": reads, never writes scores; valid 24 h)
   Server JWT      {server}
@@ -276,6 +342,11 @@ Paste these into another shell:
     -d '{{"event_id":"my-first-match","type":"match.completed","actor":{{"user_id":"player-001"}},"occurred_at":"'"$(date -u +%Y-%m-%dT%H:%M:%SZ)"'","attrs":{{"score":500,"kills":9}}}}'
   curl -s "$PHOENIX/v1/leaderboards/daily-arena/me" -H "Authorization: Bearer $PLAYER_TOKEN"
 
+  # redeem the coupon as player-001, then see (and claim) what the player has earned; once the sprint
+  # has ended, its prizes are there too (the console's Rewards page shows the settlement)
+  curl -s -X POST "$PHOENIX/v1/coupons/{coupon}/redeem" -H "Authorization: Bearer $PLAYER_TOKEN"
+  curl -s "$PHOENIX/v1/rewards" -H "Authorization: Bearer $PLAYER_TOKEN"
+
   # watch ranks move live (any WebSocket client, e.g. websocat)
   websocat "{ws}/v1/leaderboards/daily-arena/ws?access_token=$PLAYER_TOKEN"
 
@@ -285,5 +356,7 @@ phoenix demo ready: {base}/console
         viewer_password = access.viewer_password,
         admin_secret = access.admin_secret,
         tenant_secret = access.tenant_secret,
+        coupon = COUPON_CODE,
+        sprint = access.sprint_seconds,
     ))
 }

@@ -164,9 +164,10 @@ async fn run_demo(mut resolved: Resolved, args: demo::DemoArgs) -> anyhow::Resul
     let shutdown = CancellationToken::new();
     tokio::spawn(on_shutdown_signal(shutdown.clone())?);
     let stop = shutdown.clone();
+    let sprint_seconds = args.sprint_seconds;
     let players = tokio::spawn(async move {
         let result = async {
-            let access = demo::seed(&base, &admin_secret).await?;
+            let access = demo::seed(&base, &admin_secret, sprint_seconds).await?;
             println!("{}", demo::banner(&access, addr)?);
             demo::simulate(&access, args.rate, args.players, stop.clone()).await
         }

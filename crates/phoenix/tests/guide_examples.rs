@@ -50,9 +50,11 @@ async fn server_with_campaign(dir: &Path) -> (Server, String) {
     let r = http
         .post(server.url("/tenants/guide/coupon-campaigns"))
         .bearer_auth(SECRET)
-        .json(&json!({"campaign_id": "launch", "name": "Launch", "code": "LAUNCH-2026",
+        .json(
+            &json!({"campaign_id": "launch", "name": "Launch", "code": "LAUNCH-2026",
                       "rewards": [{"type": "currency", "currency": "gems", "amount": 100},
-                                  {"type": "item", "item": "launch_hat", "quantity": 1}]}))
+                                  {"type": "item", "item": "launch_hat", "quantity": 1}]}),
+        )
         .send()
         .await
         .unwrap();
@@ -75,7 +77,10 @@ fn run(mut command: Command, server: &Server, secret: &str, user: &str) -> Value
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("redeemed LAUNCH-2026: 2 grant(s)"), "{stdout}");
+    assert!(
+        stdout.contains("redeemed LAUNCH-2026: 2 grant(s)"),
+        "{stdout}"
+    );
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("a JSON summary")
 }
 

@@ -566,7 +566,15 @@ impl Demo {
     fn start() -> Demo {
         use std::io::BufRead;
         let mut child = phoenix()
-            .args(["--listen", "127.0.0.1:0", "demo", "--rate", "40"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "demo",
+                "--rate",
+                "40",
+                "--sprint-seconds",
+                "10",
+            ])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -687,5 +695,50 @@ async fn demo_prints_working_credentials_and_the_rankings_move() {
         .json()
         .await
         .unwrap();
-    assert_eq!(boards["total"], 3, "{boards}");
+    assert_eq!(boards["total"], 4, "{boards}");
+
+    // The printed coupon code works once for the player, and the sprint's rule pays out when the
+    // (here 10-second) sprint ends: a settlement with grants, visible to the winners.
+    let code = demo.value("Coupon code");
+    let code = code.split_whitespace().next().unwrap().to_owned();
+    let redeem = || async {
+        client()
+            .post(format!("{base}/v1/coupons/{code}/redeem"))
+            .bearer_auth(&player)
+            .send()
+            .await
+            .unwrap()
+    };
+    let first = redeem().await;
+    assert_eq!(first.status(), 200);
+    let body: Value = first.json().await.unwrap();
+    assert_eq!(body["grants"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(redeem().await.status(), 409);
+    let secret = demo.value("Admin secret");
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let settled = loop {
+        let s: Value = client()
+            .get(format!(
+                "{base}/tenants/demo-studio/reward-rules/sprint-prizes/settlements"
+            ))
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if s["total"] == 1 {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sprint was never settled: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        settled["settlements"][0]["grants"].as_u64() > Some(0),
+        "{settled}"
+    );
 }
