@@ -78,6 +78,58 @@ async fn auth_config_says_whether_authentication_is_on() {
 }
 
 #[tokio::test]
+async fn the_console_page_and_its_modules_are_served_with_a_strict_policy() {
+    let app = spawn_app().await;
+    let page = send(app.get("/console")).await;
+    page.expect(StatusCode::OK);
+    assert!(
+        page.text
+            .contains(r#"<script type="module" src="/console/js/main.js"></script>"#),
+        "{}",
+        page.text
+    );
+    for path in [
+        "/console",
+        "/console/js/main.js",
+        "/console/js/ui.js",
+        "/console/app.css",
+    ] {
+        let reply = send(app.get(path)).await;
+        reply.expect(StatusCode::OK);
+        let header = |name: &str| {
+            reply
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(
+            header("content-security-policy").contains("script-src 'self';"),
+            "{path}"
+        );
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        if path.ends_with(".js") {
+            assert_eq!(
+                header("content-type"),
+                "text/javascript; charset=utf-8",
+                "{path}"
+            );
+        }
+    }
+    // Only the listed modules: nothing else under the directory, and no way out of it.
+    for path in [
+        "/console/js/nope.js",
+        "/console/js/..%2Fapp.css",
+        "/console/js/%2E%2E%2Fmod.rs",
+        "/console/app.js",
+    ] {
+        send(app.get(path)).await.expect_not_found();
+    }
+}
+
+#[tokio::test]
 async fn the_first_admin_is_made_with_the_admin_secret_and_logs_in_with_cookies() {
     let app = spawn_app().await;
     // Without credentials nobody may create users.

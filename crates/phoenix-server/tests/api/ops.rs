@@ -87,6 +87,9 @@ async fn openapi_documents_every_route_as_openapi_3_1() {
         ("/readyz", vec!["get"]),
         ("/metrics", vec!["get"]),
         ("/openapi.json", vec!["get"]),
+        ("/console", vec!["get"]),
+        ("/console/js/{file}", vec!["get"]),
+        ("/console/app.css", vec!["get"]),
     ];
     let mut missing = Vec::new();
     for (path, methods) in expected {
