@@ -61,6 +61,23 @@ impl Scope {
         }
     }
 
+    /// What the scope lets a credential do, in a few words for people choosing scopes (the console
+    /// shows it next to each scope).
+    pub fn label(self) -> &'static str {
+        match self {
+            Scope::LeaderboardsRead => "Read leaderboards",
+            Scope::LeaderboardsWrite => "Create and change leaderboards",
+            Scope::RewardsRead => "Read rewards",
+            Scope::RewardsWrite => "Manage rewards",
+            Scope::AchievementsRead => "Read achievements",
+            Scope::AchievementsWrite => "Manage achievements",
+            Scope::TenantsRead => "Read tenants",
+            Scope::TenantsWrite => "Create tenants, rotate secrets",
+            Scope::KeysWrite => "Manage API keys",
+            Scope::Admin => "Everything",
+        }
+    }
+
     pub fn parse(raw: &str) -> Option<Scope> {
         Scope::ALL.into_iter().find(|s| s.as_str() == raw)
     }

@@ -13,15 +13,28 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{AppendHeaders, IntoResponse, Response};
+use phoenix_core::access::Scope;
 use phoenix_store::model::{RefreshOutcome, User};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use utoipa::ToSchema;
 
-/// `{"authentication_enabled": bool}`.
+/// What the console needs before anyone signs in.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuthConfig {
+    /// False in development mode: the console skips sign-in.
     pub authentication_enabled: bool,
+    /// Every scope an API key can carry, in a stable order, with a label for people.
+    pub scopes: Vec<ScopeLabel>,
+}
+
+/// An admin scope and what it allows, in a few words.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScopeLabel {
+    #[schema(example = "leaderboards:read")]
+    pub scope: &'static str,
+    #[schema(example = "Read leaderboards")]
+    pub label: &'static str,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -97,12 +110,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
-/// Whether the console signs in (false in development mode). No authentication.
+/// Whether the console signs in (false in development mode), and the admin scopes with their labels.
+/// No authentication.
 #[utoipa::path(get, path = "/auth/config", tag = "auth",
     responses((status = 200, body = AuthConfig)))]
 pub async fn config(State(state): State<AppState>) -> Json<AuthConfig> {
     Json(AuthConfig {
         authentication_enabled: state.config.auth_enabled,
+        scopes: Scope::ALL
+            .into_iter()
+            .map(|s| ScopeLabel {
+                scope: s.as_str(),
+                label: s.label(),
+            })
+            .collect(),
     })
 }
 

@@ -68,13 +68,41 @@ async fn auth_config_says_whether_authentication_is_on() {
     let app = spawn_app().await;
     let reply = send(app.get("/auth/config")).await;
     reply.expect(StatusCode::OK);
-    assert_eq!(reply.body, json!({"authentication_enabled": true}));
+    assert_eq!(reply.body["authentication_enabled"], true);
+    // The scopes an API key can carry, each with a label, for the console's key form.
+    let scopes = reply.body["scopes"].as_array().expect("scopes");
+    let names: Vec<&str> = scopes.iter().filter_map(|s| s["scope"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "leaderboards:read",
+            "leaderboards:write",
+            "rewards:read",
+            "rewards:write",
+            "achievements:read",
+            "achievements:write",
+            "tenants:read",
+            "tenants:write",
+            "keys:write",
+            "admin"
+        ]
+    );
+    assert_eq!(
+        scopes[0],
+        json!({"scope": "leaderboards:read", "label": "Read leaderboards"})
+    );
+    assert!(
+        scopes
+            .iter()
+            .all(|s| s["label"].as_str().is_some_and(|l| !l.is_empty()))
+    );
 
     let mut config = test_config();
     config.auth_enabled = false;
     let dev = spawn_app_with(config).await;
     let reply = send(dev.get("/auth/config")).await;
-    assert_eq!(reply.body, json!({"authentication_enabled": false}));
+    assert_eq!(reply.body["authentication_enabled"], false);
+    assert_eq!(reply.body["scopes"], json!(scopes));
 }
 
 #[tokio::test]

@@ -120,6 +120,11 @@ async fn openapi_documents_every_route_as_openapi_3_1() {
         8
     );
     assert_eq!(schema("PatchTenant")["additionalProperties"], false);
+    assert_eq!(
+        schema("AuthConfig")["required"],
+        json!(["authentication_enabled", "scopes"])
+    );
+    assert_eq!(schema("ScopeLabel")["required"], json!(["scope", "label"]));
     let limit = doc["paths"]["/v1/leaderboards/{id}"]["get"]["parameters"]
         .as_array()
         .expect("parameters")

@@ -4,17 +4,9 @@
 import { api } from './api.js';
 import { cardForm, field, input, onSubmit, toggleForm } from './forms.js';
 import { setCrumbs } from './router.js';
-import { canWrite } from './state.js';
+import { canWrite, state } from './state.js';
 import { loadTenants } from './tenants.js';
 import { act, badge, btn, countCard, dataTable, el, enc, listOf, mono, pageHead, plural, secretBox, timeEl, toast, writeOnly } from './ui.js';
-
-const SCOPES = [
-  ['leaderboards:read', 'Read leaderboards'], ['leaderboards:write', 'Create and change leaderboards'],
-  ['rewards:read', 'Read rewards'], ['rewards:write', 'Manage rewards'],
-  ['achievements:read', 'Read achievements'], ['achievements:write', 'Manage achievements'],
-  ['tenants:read', 'Read tenants'], ['tenants:write', 'Create tenants, rotate secrets'],
-  ['keys:write', 'Manage API keys'], ['admin', 'Everything'],
-];
 
 export async function viewKeys(view) {
   setCrumbs([['API keys']]);
@@ -71,7 +63,7 @@ function keyForm(tenants, onCreated) {
       field('Name', input('name', { placeholder: 'matchmaker-prod' }), 'Who or what uses this key.'),
       field('Expires (optional)', input('expires_at', { type: 'datetime-local' }), 'Your local time. Leave empty for no expiry.')),
     el('div', { class: 'field checks', 'data-for': 'scopes' }, el('span', { class: 'label', text: 'Scopes' }),
-      el('div', { class: 'check-grid' }, SCOPES.map(([scope, label]) =>
+      el('div', { class: 'check-grid' }, state.scopes.map(({ scope, label }) =>
         check('scopes', scope, el('span', null, mono(scope), el('small', { class: 'muted', text: label })))))),
     el('div', { class: 'field checks', 'data-for': 'tenant_ids' }, el('span', { class: 'label', text: 'Tenants' }),
       allTenants, el('div', { class: 'check-grid' }, tenantBoxes)));

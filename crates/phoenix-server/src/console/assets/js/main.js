@@ -15,7 +15,7 @@ import { logOut, viewLogin } from './login.js';
 import { go, render, runCleanups, setRenderer } from './router.js';
 import { canWrite, state } from './state.js';
 import { viewTenants } from './tenants.js';
-import { badge, el, errorBlock, loadingBlock, root } from './ui.js';
+import { badge, el, errorBlock, listOf, loadingBlock, root } from './ui.js';
 import { viewUsers } from './users.js';
 import { viewWindow } from './windows.js';
 
@@ -116,6 +116,7 @@ async function boot() {
     return;
   }
   state.authEnabled = !(config && config.authentication_enabled === false);
+  state.scopes = listOf(config, 'scopes');
   if (!state.authEnabled) state.user = { username: null, role: 'ADMIN' };
   else {
     try {
