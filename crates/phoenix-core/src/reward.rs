@@ -406,6 +406,8 @@ pub struct PlannedGrant {
     pub grant_id: String,
     pub user_id: String,
     pub rank: u32,
+    /// The tier (index in the rule's list) the rank fell in.
+    pub tier: usize,
     pub reward_index: usize,
     pub reward: Reward,
 }
@@ -437,6 +439,7 @@ pub fn plan_settlement<'a>(
                 grant_id: grant_id(tenant_id, source, user_id, reward_index),
                 user_id: user_id.to_owned(),
                 rank,
+                tier,
                 reward_index,
                 reward: reward.clone(),
             });

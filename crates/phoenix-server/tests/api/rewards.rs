@@ -258,6 +258,18 @@ async fn a_rule_settles_its_window_once_and_players_claim_what_they_earned() {
         .await
         .expect_forbidden();
 
+    // The settlement, its lag and the grants show in the metrics.
+    let metrics = send(app.get("/metrics")).await.text;
+    for name in [
+        "phoenix_settlements_total 1",
+        "phoenix_settlements_automatic_total 1",
+        "phoenix_grants_total{source=\"reward_rule\"} 3",
+        "phoenix_grant_claims_total 1",
+        "phoenix_grant_voids_total 1",
+    ] {
+        assert!(metrics.contains(name), "{name} not in {metrics}");
+    }
+
     // After a restart, the same grants, and no second settlement.
     let app = app.restart().await;
     let after = all_grants(&app, "rw").await;

@@ -24,10 +24,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(super) const LEDGER_FILE: &str = "ledger.db";
-/// SQLite's page cache per connection, in KiB.
+/// SQLite's page cache of the writing connection, in KiB.
 const CACHE_KIB: i64 = 16 * 1024;
-/// Read connections kept open.
-const READERS: usize = 4;
+/// SQLite's page cache of each reading connection, in KiB.
+const READER_CACHE_KIB: i64 = 4 * 1024;
+/// Read connections: a fixed pool; a read waits for one.
+const READERS: usize = 8;
 
 /// One change to the ledger: a record of the write-ahead log (tag `L`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,9 +147,18 @@ pub(super) struct Ledger {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Signalled when a read connection goes back to the pool.
+    returned: std::sync::Condvar,
     /// Derives the personal codes reward rules issue (so replays issue the same codes).
     code_key: [u8; 32],
     applied: AtomicU64,
+    /// False once applying a record failed: the ledger then applies nothing more (fail-stop), so its
+    /// watermark stays before the failed record and the next start re-applies it from the log.
+    healthy: std::sync::atomic::AtomicBool,
+    /// The watermark, for writers waiting until their record is applied (woken on failure too).
+    progress: tokio::sync::watch::Sender<u64>,
+    /// The end of the last record handed to the ledger's thread.
+    enqueued: AtomicU64,
     pub(super) counters: LedgerCounters,
 }
 
@@ -193,7 +204,7 @@ CREATE TABLE IF NOT EXISTS settlements(
 CREATE TABLE IF NOT EXISTS grants(
   tenant TEXT NOT NULL, gid BLOB NOT NULL, user_id TEXT NOT NULL, created_us INTEGER NOT NULL,
   source_id TEXT NOT NULL, status INTEGER NOT NULL, claimed_us INTEGER, voided_us INTEGER,
-  void_reason TEXT, reward TEXT NOT NULL, source TEXT NOT NULL, coupon_code TEXT,
+  void_reason TEXT, reward TEXT NOT NULL, source TEXT NOT NULL, rank INTEGER, coupon_code TEXT,
   PRIMARY KEY(tenant, gid)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS grants_by_user ON grants(tenant, user_id, created_us DESC, gid);
 CREATE INDEX IF NOT EXISTS grants_by_source ON grants(tenant, source_id, created_us DESC, gid);
@@ -228,13 +239,13 @@ CREATE TABLE IF NOT EXISTS redeem_keys(
 CREATE INDEX IF NOT EXISTS redeem_keys_by_time ON redeem_keys(at_us);
 ";
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+fn configure(conn: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // The log is the durable record: a transaction lost to power failure is replayed from it (the
     // watermark rolls back with it). Checkpoints make the ledger durable before log segments go.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
     conn.pragma_update(None, "foreign_keys", false)?;
     Ok(())
 }
@@ -252,12 +263,12 @@ impl Ledger {
     ) -> Result<Ledger, String> {
         let path = dir.join(LEDGER_FILE);
         let existed = path.exists();
-        let open = || -> Result<Connection, String> {
+        let open = |cache_kib| -> Result<Connection, String> {
             let conn = Connection::open(&path).map_err(sql)?;
-            configure(&conn).map_err(sql)?;
+            configure(&conn, cache_kib).map_err(sql)?;
             Ok(conn)
         };
-        let writer = open()?;
+        let writer = open(CACHE_KIB)?;
         writer.execute_batch(SCHEMA).map_err(sql)?;
         if !existed {
             writer
@@ -291,16 +302,53 @@ impl Ledger {
             .unwrap_or(0);
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
-            readers.push(open()?);
+            readers.push(open(READER_CACHE_KIB)?);
         }
         Ok(Ledger {
             path,
             writer: Mutex::new(writer),
             readers: Mutex::new(readers),
+            returned: std::sync::Condvar::new(),
             code_key,
             applied: AtomicU64::new(applied.max(0) as u64),
+            healthy: std::sync::atomic::AtomicBool::new(true),
+            progress: tokio::sync::watch::channel(applied.max(0) as u64).0,
+            enqueued: AtomicU64::new(0),
             counters: LedgerCounters::default(),
         })
+    }
+
+    /// False after a record could not be applied (see `healthy`).
+    pub(super) fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Notes that the record ending at `end` was handed to the ledger's thread.
+    pub(super) fn enqueued(&self, end: u64) {
+        self.enqueued.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// Waits until the record ending at `end` is applied; an error if the ledger stopped first.
+    pub(super) async fn wait_applied(&self, end: u64) -> Result<(), String> {
+        let mut rx = self.progress.subscribe();
+        let _ = rx.wait_for(|w| *w >= end || !self.is_healthy()).await;
+        if self.watermark() >= end {
+            Ok(())
+        } else {
+            Err("the rewards ledger stopped after a failure; see the server log".into())
+        }
+    }
+
+    /// Blocks until every record handed to the ledger's thread so far is applied (or it stopped).
+    fn drain(&self) -> Result<(), String> {
+        let target = self.enqueued.load(Ordering::Acquire);
+        while self.watermark() < target {
+            if !self.is_healthy() {
+                return Err("the rewards ledger stopped after a failure".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        Ok(())
     }
 
     /// The log offset up to which the ledger has applied every record.
@@ -311,6 +359,8 @@ impl Ledger {
     /// Makes every applied transaction durable and moves the watermark to `upto` (a log position the
     /// caller has applied every ledger record before). Called before a snapshot lets old log go.
     pub(super) fn checkpoint(&self, upto: u64) -> Result<(), String> {
+        // Records before `upto` may still be queued for the ledger's thread.
+        self.drain()?;
         let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if upto > self.watermark() {
             conn.execute(
@@ -319,6 +369,7 @@ impl Ledger {
             )
             .map_err(sql)?;
             self.applied.fetch_max(upto, Ordering::AcqRel);
+            self.progress.send_replace(self.watermark());
         }
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .map_err(sql)?;
@@ -338,20 +389,22 @@ impl Ledger {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, String> {
-        let conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match conn {
-            Some(c) => c,
-            None => {
-                let c = Connection::open(&self.path).map_err(sql)?;
-                configure(&c).map_err(sql)?;
-                c
+        // A fixed pool (its page caches bound the ledger's memory): a read waits for a connection.
+        let conn = {
+            let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(c) = pool.pop() {
+                    break c;
+                }
+                pool = self.returned.wait(pool).unwrap_or_else(|p| p.into_inner());
             }
         };
         let out = f(&conn).map_err(sql);
-        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if readers.len() < READERS {
-            readers.push(conn);
-        }
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
+        self.returned.notify_one();
         out
     }
 
@@ -367,16 +420,46 @@ impl Ledger {
         if end <= self.watermark() {
             return Ok(());
         }
+        if !self.is_healthy() {
+            return Err(
+                "the rewards ledger stopped after an earlier failure; restart to re-apply it"
+                    .into(),
+            );
+        }
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction().map_err(sql)?;
-        let effect = apply_in(&tx, record, standings, &self.code_key)?;
-        tx.execute(
-            "UPDATE ledger_meta SET v = ?1 WHERE k = 'applied'",
-            params![end as i64],
-        )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)?;
+        let applied = (|| {
+            let tx = conn.transaction().map_err(sql)?;
+            // The database's own watermark decides (another handle on this file, e.g. a store that
+            // is closing while a new one opens, may have applied the record meanwhile).
+            let stored: i64 = tx
+                .query_row("SELECT v FROM ledger_meta WHERE k = 'applied'", [], |r| {
+                    r.get(0)
+                })
+                .map_err(sql)?;
+            if end <= stored.max(0) as u64 {
+                return Ok(Effect::default());
+            }
+            let effect = apply_in(&tx, record, standings, &self.code_key)?;
+            tx.execute(
+                "UPDATE ledger_meta SET v = ?1 WHERE k = 'applied'",
+                params![end as i64],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            Ok::<Effect, String>(effect)
+        })();
+        let effect = match applied {
+            Ok(effect) => effect,
+            Err(e) => {
+                self.healthy.store(false, Ordering::Release);
+                self.progress.send_modify(|_| {});
+                tracing::error!(error = %e, path = %self.path.display(),
+                    "the rewards ledger could not apply a record; it stops taking changes until a restart re-applies the log");
+                return Err(e);
+            }
+        };
         self.applied.fetch_max(end, Ordering::AcqRel);
+        self.progress.send_replace(self.watermark());
         if live {
             let c = &self.counters;
             c.grants_rule
@@ -451,17 +534,21 @@ struct NewGrant<'a> {
     user_id: &'a str,
     created_at: Timestamp,
     source_id: &'a str,
-    reward: &'a serde_json::Value,
-    source: &'a GrantSource,
+    /// The reward's JSON (the same text for every grant of one reward of a tier).
+    reward: &'a str,
+    /// The source's JSON without its per-grant `rank` (the same for a whole settlement).
+    source: &'a str,
+    rank: Option<u32>,
     coupon_code: Option<&'a str>,
 }
 
-/// Inserts a grant; false if it exists (exactly once: the id is the earning).
+/// Inserts a grant; false if it exists (exactly once: the id is the earning). The caller counts what
+/// it inserted (see `count_grant`), once per record rather than once per grant.
 fn insert_grant(tx: &Transaction<'_>, g: &NewGrant<'_>) -> Result<bool, String> {
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO grants(tenant, gid, user_id, created_us, source_id, status,
-               reward, source, coupon_code) VALUES(?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8)",
+               reward, source, rank, coupon_code) VALUES(?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -470,15 +557,13 @@ fn insert_grant(tx: &Transaction<'_>, g: &NewGrant<'_>) -> Result<bool, String> 
                 g.user_id,
                 micros(g.created_at),
                 g.source_id,
-                json_text(g.reward).unwrap_or_default(),
-                json_text(g.source).unwrap_or_default(),
+                g.reward,
+                g.source,
+                g.rank,
                 g.coupon_code,
             ])
         })
         .map_err(sql)?;
-    if inserted == 1 {
-        count_grant(tx, g.tenant, g.source_id, GrantStatus::Pending, 1).map_err(sql)?;
-    }
     Ok(inserted == 1)
 }
 
@@ -639,6 +724,27 @@ fn apply_in(
                 entries.iter().map(|(rank, user)| (*rank, user.as_str())),
             );
             let mut granted = 0u64;
+            // Every grant of a tier's reward carries the same reward text, and every grant of the
+            // settlement the same source text: serialized once each, not once per grant.
+            let reward_texts: Vec<Vec<String>> = tiers
+                .iter()
+                .map(|t| {
+                    t.rewards
+                        .iter()
+                        .map(|r| json_text(&r.to_json()))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<_, _>>()?;
+            let source_text = json_text(&GrantSource {
+                kind: "reward_rule".into(),
+                id: rule_id.clone(),
+                leaderboard_id: Some(leaderboard_id.clone()),
+                window_id: Some(window.id.clone()),
+                rank: None,
+                step: None,
+                threshold: None,
+                code: None,
+            })?;
             for p in &planned {
                 let key = grant_key(&p.grant_id).ok_or("a planned grant id is malformed")?;
                 let coupon_code = match &p.reward {
@@ -657,16 +763,6 @@ fn apply_in(
                     }
                     _ => None,
                 };
-                let source = GrantSource {
-                    kind: "reward_rule".into(),
-                    id: rule_id.clone(),
-                    leaderboard_id: Some(leaderboard_id.clone()),
-                    window_id: Some(window.id.clone()),
-                    rank: Some(p.rank),
-                    step: None,
-                    threshold: None,
-                    code: None,
-                };
                 if insert_grant(
                     tx,
                     &NewGrant {
@@ -675,14 +771,17 @@ fn apply_in(
                         user_id: &p.user_id,
                         created_at: *settled_at,
                         source_id: rule_id,
-                        reward: &p.reward.to_json(),
-                        source: &source,
+                        reward: &reward_texts[p.tier][p.reward_index],
+                        source: &source_text,
+                        rank: Some(p.rank),
                         coupon_code: coupon_code.as_deref(),
                     },
                 )? {
                     granted += 1;
                 }
             }
+            count_grant(tx, tenant_id, rule_id, GrantStatus::Pending, granted as i64)
+                .map_err(sql)?;
             let settlement = Settlement {
                 rule_id: rule_id.clone(),
                 rule_version: *rule_version,
@@ -840,7 +939,7 @@ fn apply_in(
                 .map_err(sql)?
                 .unwrap_or_else(|| code.clone());
             let rewards = campaign.rewards.as_array().cloned().unwrap_or_default();
-            let source = GrantSource {
+            let source_text = json_text(&GrantSource {
                 kind: "coupon".into(),
                 id: campaign_id.clone(),
                 leaderboard_id: None,
@@ -849,7 +948,7 @@ fn apply_in(
                 step: None,
                 threshold: None,
                 code: Some(display.clone()),
-            };
+            })?;
             let mut grant_ids = Vec::with_capacity(rewards.len());
             for (index, reward) in rewards.iter().enumerate() {
                 let id = grant_id(
@@ -870,8 +969,9 @@ fn apply_in(
                         user_id,
                         created_at: *at,
                         source_id: campaign_id,
-                        reward,
-                        source: &source,
+                        reward: &json_text(reward)?,
+                        source: &source_text,
+                        rank: None,
                         coupon_code: None,
                     },
                 )? {
@@ -879,6 +979,14 @@ fn apply_in(
                 }
                 grant_ids.push(id);
             }
+            count_grant(
+                tx,
+                tenant_id,
+                campaign_id,
+                GrantStatus::Pending,
+                effect.coupon_grants as i64,
+            )
+            .map_err(sql)?;
             tx.execute(
                 "UPDATE codes SET redeemed_by = ?3, redeemed_us = ?4
                  WHERE tenant = ?1 AND code = ?2 AND personal = 1 AND redeemed_by IS NULL",
@@ -1096,6 +1204,11 @@ pub(super) mod q {
         let key: Vec<u8> = r.get(0)?;
         let reward: String = r.get(6)?;
         let source: String = r.get(7)?;
+        let mut source: GrantSource =
+            serde_json::from_str(&source).map_err(|e| to_sql(e.to_string()))?;
+        if let Some(rank) = r.get::<_, Option<u32>>(10)? {
+            source.rank = Some(rank);
+        }
         Ok(Grant {
             grant_id: grant_id_of(&key),
             user_id: r.get(1)?,
@@ -1104,13 +1217,13 @@ pub(super) mod q {
             claimed_at: opt_time(r.get(4)?),
             voided_at: opt_time(r.get(5)?),
             reward: serde_json::from_str(&reward).map_err(|e| to_sql(e.to_string()))?,
-            source: serde_json::from_str(&source).map_err(|e| to_sql(e.to_string()))?,
+            source,
             coupon_code: r.get(8)?,
             void_reason: r.get(9)?,
         })
     }
 
-    const GRANT_COLUMNS: &str = "gid, user_id, created_us, status, claimed_us, voided_us, reward, source, coupon_code, void_reason";
+    const GRANT_COLUMNS: &str = "gid, user_id, created_us, status, claimed_us, voided_us, reward, source, coupon_code, void_reason, rank";
 
     pub fn grant(
         conn: &Connection,
@@ -1176,6 +1289,15 @@ pub(super) mod q {
         if let Some(status) = query.status {
             push("status =", status.code().into(), &mut filter);
         }
+        // The planner is told the index: a status filter must not lure it into scanning the whole
+        // tenant when one player's rows are a short range of `grants_by_user`.
+        let index = if query.user_id.is_some() {
+            "grants_by_user"
+        } else if query.source_id.is_some() {
+            "grants_by_source"
+        } else {
+            "grants_by_time"
+        };
         // The total: from the counters where they answer it, else counted (one player's grants).
         let total = match (&query.user_id, &query.source_id) {
             (None, None) => match query.status {
@@ -1194,7 +1316,7 @@ pub(super) mod q {
             },
             _ => {
                 let n: i64 = conn.query_row(
-                    &format!("SELECT COUNT(*) FROM grants WHERE {filter}"),
+                    &format!("SELECT COUNT(*) FROM grants INDEXED BY {index} WHERE {filter}"),
                     rusqlite::params_from_iter(args.iter()),
                     |r| r.get(0),
                 )?;
@@ -1215,7 +1337,7 @@ pub(super) mod q {
         }
         let limit = i64::from(query.limit) + 1;
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE {page_filter}
+            "SELECT {GRANT_COLUMNS} FROM grants INDEXED BY {index} WHERE {page_filter}
              ORDER BY created_us DESC, gid LIMIT {limit}"
         ))?;
         let mut items: Vec<Grant> = stmt

@@ -36,32 +36,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use wal::{Folded, WalRecord};
 
-/// Applies what a decoded record means to the ledger: a rewards record itself, or what a metadata
-/// record implies (a deleted leaderboard's rules become inactive; a leaderboard that becomes active
-/// again settles only windows that end from then on). Call before the fold applies the record.
-fn apply_to_ledger(
-    ledger: &Ledger,
-    folded: &Folded,
-    cold: &cold::ColdStore,
-    end: u64,
-    record: &WalRecord<'_>,
-    live: bool,
-) -> Result<(), String> {
-    let derived;
-    let ledger_record = match record {
-        WalRecord::Ledger(r) => r,
+/// What a decoded record means to the ledger: a rewards record itself, or what a metadata record
+/// implies (a deleted leaderboard's rules become inactive; a leaderboard that becomes active again
+/// settles only windows that end from then on). Call before the fold applies the record.
+fn ledger_part(folded: &Folded, record: &WalRecord<'_>) -> Option<LedgerRecord> {
+    match record {
+        WalRecord::Ledger(r) => Some(r.clone()),
         WalRecord::Meta(MetaRecord::LeaderboardDeleted {
             tenant_id,
             leaderboard_id,
             at,
-        }) => {
-            derived = LedgerRecord::BoardDeleted {
-                tenant_id: tenant_id.to_string(),
-                leaderboard_id: leaderboard_id.to_string(),
-                at: *at,
-            };
-            &derived
-        }
+        }) => Some(LedgerRecord::BoardDeleted {
+            tenant_id: tenant_id.to_string(),
+            leaderboard_id: leaderboard_id.to_string(),
+            at: *at,
+        }),
         WalRecord::Meta(MetaRecord::LeaderboardUpdated {
             tenant_id,
             leaderboard_id,
@@ -73,21 +62,29 @@ fn apply_to_ledger(
                 .meta()
                 .leaderboard(tenant_id.as_str(), leaderboard_id.as_str())
                 .is_some_and(|lb| lb.status == LeaderboardStatus::Active);
-            if was_active {
-                return Ok(());
-            }
-            derived = LedgerRecord::BoardActivated {
+            (!was_active).then(|| LedgerRecord::BoardActivated {
                 tenant_id: tenant_id.to_string(),
                 leaderboard_id: leaderboard_id.to_string(),
                 at: *updated_at,
-            };
-            &derived
+            })
         }
-        _ => return Ok(()),
-    };
+        _ => None,
+    }
+}
+
+/// Applies a ledger record (on replay, in the replaying thread; live, on the ledger's own thread, so a
+/// settlement of a million grants never holds up the log's writer and the events behind it).
+fn apply_ledger(
+    ledger: &Ledger,
+    folded: &Folded,
+    cold: &cold::ColdStore,
+    end: u64,
+    record: &LedgerRecord,
+    live: bool,
+) -> Result<(), String> {
     let standings =
         |tenant: &str, uid: u64, window: &str| final_standings(folded, cold, tenant, uid, window);
-    ledger.apply(end, ledger_record, &standings, live)
+    ledger.apply(end, record, &standings, live)
 }
 
 /// A window's frozen final standings, from memory or from its cold file; `None` when the leaderboard
@@ -472,7 +469,11 @@ impl EmbeddedStore {
                 }
             };
             let end = offset + (crate::journal::HEADER + payload.len()) as u64;
-            if let Err(detail) = apply_to_ledger(&ledger, &folded, &cold, end, &record, false) {
+            let applied = match ledger_part(&folded, &record) {
+                Some(l) => apply_ledger(&ledger, &folded, &cold, end, &l, false),
+                None => Ok(()),
+            };
+            if let Err(detail) = applied {
                 return Err(fail(
                     OpenError::Corrupt {
                         path: dir.display().to_string(),
@@ -516,7 +517,7 @@ impl EmbeddedStore {
         };
         let live = folded.clone();
         let live_ledger = ledger.clone();
-        let live_cold = cold.clone();
+        let (to_ledger, ledger_jobs) = std::sync::mpsc::channel::<(u64, LedgerRecord)>();
         let apply: crate::journal::ApplyFn = Box::new(
             move |group: &mut [crate::journal::Durable<'_>]| {
                 for record in group.iter_mut() {
@@ -539,7 +540,13 @@ impl EmbeddedStore {
                             Ok(())
                         }
                         None => wal::decode(record.payload).and_then(|r| {
-                            apply_to_ledger(&live_ledger, &live, &live_cold, end, &r, true)?;
+                            // Handed over in log order, before the fold moves past the record.
+                            if let Some(l) = ledger_part(&live, &r) {
+                                live_ledger.enqueued(end);
+                                to_ledger
+                                    .send((end, l))
+                                    .map_err(|_| "the ledger's thread has stopped".to_owned())?;
+                            }
                             live.apply(record.offset, end, r, true)
                         }),
                     };
@@ -561,6 +568,20 @@ impl EmbeddedStore {
             return Err(e);
         }
         let wal = opened.map_err(io)?;
+        {
+            let (ledger, folded, cold) = (ledger.clone(), folded.clone(), cold.clone());
+            std::thread::Builder::new()
+                .name("phoenix-ledger".into())
+                .spawn(move || {
+                    // Ends when the journal (and with it the sender) is dropped.
+                    for (end, record) in ledger_jobs {
+                        if let Err(e) = apply_ledger(&ledger, &folded, &cold, end, &record, true) {
+                            tracing::error!(error = %e, "a rewards record was not applied");
+                        }
+                    }
+                })
+                .map_err(io)?;
+        }
         dedupe.prune(options.clock.now());
         let signatures = SignatureLog::open(dir, Timestamp::now().as_second()).map_err(io)?;
         let snapshot_at = AtomicU64::new(folded.applied_events.load(Ordering::Relaxed));
@@ -940,7 +961,7 @@ impl EmbeddedStore {
 #[async_trait]
 impl Store for EmbeddedStore {
     fn is_ready(&self) -> bool {
-        self.wal.is_healthy() && self.signatures.is_healthy()
+        self.wal.is_healthy() && self.signatures.is_healthy() && self.ledger.is_healthy()
     }
 
     async fn maintain(&self) -> StoreResult<()> {

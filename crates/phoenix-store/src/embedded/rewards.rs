@@ -41,12 +41,18 @@ impl EmbeddedStore {
             .map_err(unavailable)
     }
 
-    /// Appends a rewards record; the log's writer thread applies it to the ledger before this returns.
+    /// Appends a rewards record and waits until the ledger's thread has applied it.
     /// Call with the rewards gate held.
     async fn commit_ledger(&self, record: &LedgerRecord) -> StoreResult<()> {
+        if !self.ledger.is_healthy() {
+            return Err(unavailable(
+                "the rewards ledger stopped after a failure; see the server log".into(),
+            ));
+        }
         let payload = wal::encode_ledger(record).map_err(unavailable)?;
-        self.wal.append(&payload).await?;
-        Ok(())
+        let offset = self.wal.append(&payload).await?;
+        let end = offset + (crate::journal::HEADER + payload.len()) as u64;
+        self.ledger.wait_applied(end).await.map_err(unavailable)
     }
 
     pub(super) async fn rule_create(&self, new: NewRewardRule) -> StoreResult<RewardRule> {

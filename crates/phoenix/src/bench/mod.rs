@@ -62,6 +62,17 @@ pub enum BenchCommand {
     /// restart time from the final state; --chart writes the curves as SVG.
     #[command(verbatim_doc_comment)]
     Soak(soak::SoakArgs),
+    /// Measure the rewards ledger: settlements, `GET /v1/rewards` with millions of grants, redemptions.
+    ///
+    /// Needs no server: opens a store in --bench-dir (default: a fresh temp dir, removed after) with a
+    /// clock the bench moves, loads --players players into a window with a three-tier rule and into
+    /// --windows windows whose rule gives every player --rewards rewards, ends them all, and settles
+    /// each by hand, timing it (and, during the first large one, how long events written meanwhile
+    /// wait). Then it serves the store over HTTP in this process and measures `GET /v1/rewards` for
+    /// random players (--reads per kind, --concurrency clients) and --redemptions redemptions of a
+    /// shared code by as many players. Prints the whole process's memory and the ledger's size.
+    #[command(verbatim_doc_comment)]
+    Rewards(rewards::RewardsArgs),
 }
 
 mod attack;
@@ -70,6 +81,7 @@ mod floor;
 mod ingest;
 mod query;
 mod report;
+mod rewards;
 mod soak;
 mod ws;
 
@@ -84,5 +96,6 @@ pub async fn run(command: BenchCommand, admin_secret: Option<String>) -> anyhow:
         BenchCommand::SendFloor(args) => floor::run(args).await,
         BenchCommand::Attack(args) => attack::run(args).await,
         BenchCommand::Soak(args) => soak::run(args).await,
+        BenchCommand::Rewards(args) => rewards::run(args).await,
     }
 }
