@@ -204,8 +204,10 @@ CREATE TABLE IF NOT EXISTS settlements(
 CREATE TABLE IF NOT EXISTS grants(
   tenant TEXT NOT NULL, gid BLOB NOT NULL, user_id TEXT NOT NULL, created_us INTEGER NOT NULL,
   source_id TEXT NOT NULL, status INTEGER NOT NULL, claimed_us INTEGER, voided_us INTEGER,
-  void_reason TEXT, reward TEXT NOT NULL, source TEXT NOT NULL, rank INTEGER, coupon_code TEXT,
+  void_reason TEXT, template INTEGER NOT NULL, rank INTEGER, coupon_code TEXT,
   PRIMARY KEY(tenant, gid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS grant_templates(
+  id INTEGER PRIMARY KEY, reward TEXT NOT NULL, source TEXT NOT NULL, UNIQUE(reward, source));
 CREATE INDEX IF NOT EXISTS grants_by_user ON grants(tenant, user_id, created_us DESC, gid);
 CREATE INDEX IF NOT EXISTS grants_by_source ON grants(tenant, source_id, created_us DESC, gid);
 CREATE INDEX IF NOT EXISTS grants_by_time ON grants(tenant, created_us DESC, gid);
@@ -534,10 +536,9 @@ struct NewGrant<'a> {
     user_id: &'a str,
     created_at: Timestamp,
     source_id: &'a str,
-    /// The reward's JSON (the same text for every grant of one reward of a tier).
-    reward: &'a str,
-    /// The source's JSON without its per-grant `rank` (the same for a whole settlement).
-    source: &'a str,
+    /// The reward's and the source's JSON (without the per-grant `rank`), kept once in
+    /// `grant_templates`: the same for every grant of one reward of a tier in a settlement.
+    template: i64,
     rank: Option<u32>,
     coupon_code: Option<&'a str>,
 }
@@ -548,7 +549,7 @@ fn insert_grant(tx: &Transaction<'_>, g: &NewGrant<'_>) -> Result<bool, String> 
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO grants(tenant, gid, user_id, created_us, source_id, status,
-               reward, source, rank, coupon_code) VALUES(?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9)",
+               template, rank, coupon_code) VALUES(?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -557,14 +558,23 @@ fn insert_grant(tx: &Transaction<'_>, g: &NewGrant<'_>) -> Result<bool, String> 
                 g.user_id,
                 micros(g.created_at),
                 g.source_id,
-                g.reward,
-                g.source,
+                g.template,
                 g.rank,
                 g.coupon_code,
             ])
         })
         .map_err(sql)?;
     Ok(inserted == 1)
+}
+
+/// The id of the template holding `reward` and `source` (made if new).
+fn template_id(tx: &Transaction<'_>, reward: &str, source: &str) -> Result<i64, String> {
+    tx.prepare_cached("INSERT OR IGNORE INTO grant_templates(reward, source) VALUES(?1, ?2)")
+        .and_then(|mut s| s.execute(params![reward, source]))
+        .map_err(sql)?;
+    tx.prepare_cached("SELECT id FROM grant_templates WHERE reward = ?1 AND source = ?2")
+        .and_then(|mut s| s.query_row(params![reward, source], |r| r.get(0)))
+        .map_err(sql)
 }
 
 /// The personal code a rule's `coupon` reward issues for a grant: derived from the grant id under the
@@ -726,15 +736,6 @@ fn apply_in(
             let mut granted = 0u64;
             // Every grant of a tier's reward carries the same reward text, and every grant of the
             // settlement the same source text: serialized once each, not once per grant.
-            let reward_texts: Vec<Vec<String>> = tiers
-                .iter()
-                .map(|t| {
-                    t.rewards
-                        .iter()
-                        .map(|r| json_text(&r.to_json()))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .collect::<Result<_, _>>()?;
             let source_text = json_text(&GrantSource {
                 kind: "reward_rule".into(),
                 id: rule_id.clone(),
@@ -745,6 +746,15 @@ fn apply_in(
                 threshold: None,
                 code: None,
             })?;
+            let templates: Vec<Vec<i64>> = tiers
+                .iter()
+                .map(|t| {
+                    t.rewards
+                        .iter()
+                        .map(|r| template_id(tx, &json_text(&r.to_json())?, &source_text))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<_, _>>()?;
             for p in &planned {
                 let key = grant_key(&p.grant_id).ok_or("a planned grant id is malformed")?;
                 let coupon_code = match &p.reward {
@@ -771,8 +781,7 @@ fn apply_in(
                         user_id: &p.user_id,
                         created_at: *settled_at,
                         source_id: rule_id,
-                        reward: &reward_texts[p.tier][p.reward_index],
-                        source: &source_text,
+                        template: templates[p.tier][p.reward_index],
                         rank: Some(p.rank),
                         coupon_code: coupon_code.as_deref(),
                     },
@@ -969,8 +978,7 @@ fn apply_in(
                         user_id,
                         created_at: *at,
                         source_id: campaign_id,
-                        reward: &json_text(reward)?,
-                        source: &source_text,
+                        template: template_id(tx, &json_text(reward)?, &source_text)?,
                         rank: None,
                         coupon_code: None,
                     },
@@ -1223,7 +1231,7 @@ pub(super) mod q {
         })
     }
 
-    const GRANT_COLUMNS: &str = "gid, user_id, created_us, status, claimed_us, voided_us, reward, source, coupon_code, void_reason, rank";
+    const GRANT_COLUMNS: &str = "gid, user_id, created_us, status, claimed_us, voided_us, t.reward, t.source, coupon_code, void_reason, rank";
 
     pub fn grant(
         conn: &Connection,
@@ -1234,7 +1242,8 @@ pub(super) mod q {
             return Ok(None);
         };
         conn.prepare_cached(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE tenant = ?1 AND gid = ?2"
+            "SELECT {GRANT_COLUMNS} FROM grants JOIN grant_templates t ON t.id = grants.template
+             WHERE tenant = ?1 AND gid = ?2"
         ))?
         .query_row(params![tenant, &key[..]], grant_row)
         .optional()
@@ -1337,7 +1346,8 @@ pub(super) mod q {
         }
         let limit = i64::from(query.limit) + 1;
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants INDEXED BY {index} WHERE {page_filter}
+            "SELECT {GRANT_COLUMNS} FROM grants INDEXED BY {index}
+             JOIN grant_templates t ON t.id = grants.template WHERE {page_filter}
              ORDER BY created_us DESC, gid LIMIT {limit}"
         ))?;
         let mut items: Vec<Grant> = stmt
