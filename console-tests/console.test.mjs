@@ -101,6 +101,9 @@ async function assertNoWriteControls(page, where) {
   const offending = buttons.map((t) => t.trim()).filter((t) => WRITE_WORDS.test(t));
   if (offending.length) fail(`${where}: write buttons rendered for a VIEWER: ${offending.join(', ')}`);
   if (await page.locator('a[href="#/users"]').count()) fail(`${where}: the Users link is shown to a VIEWER`);
+  // A write form left out must leave nothing behind (not even the text "null").
+  const stray = await page.locator('#view').evaluate((view) => [...view.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE && n.textContent.trim()).length);
+  if (stray) fail(`${where}: stray text in the page where a write form would be`);
 }
 
 // ------------------------------------------------------------------ steps

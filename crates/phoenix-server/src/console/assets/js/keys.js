@@ -6,7 +6,7 @@ import { cardForm, field, input, onSubmit, toggleForm } from './forms.js';
 import { setCrumbs } from './router.js';
 import { canWrite, state } from './state.js';
 import { loadTenants } from './tenants.js';
-import { act, badge, btn, countCard, dataTable, el, enc, listOf, mono, pageHead, plural, secretBox, timeEl, toast, writeOnly } from './ui.js';
+import { act, badge, btn, countCard, dataTable, el, enc, fill, listOf, mono, pageHead, plural, secretBox, timeEl, toast, writeOnly } from './ui.js';
 
 export async function viewKeys(view) {
   setCrumbs([['API keys']]);
@@ -24,7 +24,7 @@ export async function viewKeys(view) {
     await reload();
   }));
   await reload();
-  view.replaceChildren(
+  fill(view,
     pageHead('API keys', 'Keys let your backend services call the Admin API with limited scopes and tenants.',
       btn('New API key', () => toggleForm(form), { write: true, kind: 'primary', id: 'key-new' })),
     slot, form, list);

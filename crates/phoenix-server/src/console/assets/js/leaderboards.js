@@ -8,7 +8,7 @@ import { leaderboardForm } from './leaderboard-form.js';
 import { go, setCrumbs } from './router.js';
 import { canWrite } from './state.js';
 import { loadTenants } from './tenants.js';
-import { act, btn, cap, countCard, dataTable, el, enc, fmtTime, isObj, listOf, mono, pageHead, plural, statusBadge, timeEl, toast, writeOnly } from './ui.js';
+import { act, btn, cap, countCard, dataTable, el, enc, fill, fmtTime, isObj, listOf, mono, pageHead, plural, statusBadge, timeEl, toast, writeOnly } from './ui.js';
 
 const STATUSES = ['active', 'inactive', 'archived'];
 
@@ -52,7 +52,7 @@ export async function viewLeaderboards(view, tenantFilter) {
     await reload();
   }));
   await reload();
-  view.replaceChildren(
+  fill(view,
     pageHead('Leaderboards', 'Competitions scored from your game events, with live rankings per time window.',
       btn('New leaderboard', () => toggleForm(form), { write: true, kind: 'primary', id: 'lb-new' })),
     form, filterBar(tenants, tenantFilter, filters, draw), list);

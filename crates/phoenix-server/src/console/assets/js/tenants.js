@@ -5,7 +5,7 @@ import { api } from './api.js';
 import { cardForm, field, input, onSubmit, select, toggleForm } from './forms.js';
 import { setCrumbs } from './router.js';
 import { canWrite } from './state.js';
-import { act, badge, btn, countCard, dataTable, el, enc, listOf, mono, pageHead, plural, secretBox, timeEl, toast, writeOnly } from './ui.js';
+import { act, badge, btn, countCard, dataTable, el, enc, fill, listOf, mono, pageHead, plural, secretBox, timeEl, toast, writeOnly } from './ui.js';
 
 export const loadTenants = async () => listOf(await api('GET', '/tenants'), 'tenants');
 
@@ -24,7 +24,7 @@ export async function viewTenants(view) {
     await reload();
   }));
   await reload();
-  view.replaceChildren(
+  fill(view,
     pageHead('Tenants', 'Each tenant is an isolated game or environment with its own signing secret.',
       btn('New tenant', () => toggleForm(form), { write: true, kind: 'primary', id: 'tenant-new' })),
     slot, form, list);

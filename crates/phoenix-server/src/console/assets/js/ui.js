@@ -32,6 +32,9 @@ function append(node, children) {
   return node;
 }
 
+/** Replaces a node's children, skipping null and false like el() (a VIEWER's missing write form). */
+export const fill = (node, ...children) => { node.replaceChildren(); return append(node, children); };
+
 export const enc = encodeURIComponent;
 export const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 export const clone = (v) => JSON.parse(JSON.stringify(v ?? {}));
