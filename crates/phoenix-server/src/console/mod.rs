@@ -35,6 +35,11 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("live.js", include_str!("assets/js/live.js")),
     ("windows.js", include_str!("assets/js/windows.js")),
     ("users.js", include_str!("assets/js/users.js")),
+    ("rewards.js", include_str!("assets/js/rewards.js")),
+    ("rule.js", include_str!("assets/js/rule.js")),
+    ("grants.js", include_str!("assets/js/grants.js")),
+    ("coupons.js", include_str!("assets/js/coupons.js")),
+    ("campaign.js", include_str!("assets/js/campaign.js")),
 ];
 
 /// The page may load only its own scripts and style and talk only to this origin.

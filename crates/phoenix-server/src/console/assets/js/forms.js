@@ -2,7 +2,7 @@
  * Forms: fields named by their path in the request body, submit handling with a busy button, and the
  * server's validation errors shown under the field they name.
  */
-import { cap, el } from './ui.js';
+import { cap, el, writeOnly } from './ui.js';
 
 export function field(label, control, hint) {
   control.id = control.id || `f-${String(control.name || label).replace(/[^A-Za-z0-9_-]+/g, '-')}`;
@@ -80,11 +80,15 @@ export function showSummary(form, title, message) {
 export function showFormError(form, err, conflictField) {
   const validation = err.status === 400;
   showSummary(form, validation ? 'Please fix the highlighted field.' : 'That did not work.', err.message);
-  const path = err.status === 409 && conflictField ? conflictField : validation ? matchField(err.message, fieldNames(form)) : null;
+  const conflict = typeof conflictField === 'function' ? conflictField(err.message) : conflictField;
+  const path = err.status === 409 && conflict ? conflict : validation ? matchField(err.message, fieldNames(form)) : null;
   if (path) addFieldError(form, path, err.message);
 }
 
-/** Wires a form's submit to an async handler, with a busy button and errors shown in place. */
+/**
+ * Wires a form's submit to an async handler, with a busy button and errors shown in place.
+ * `conflictField` names the field a 409 is about (or picks it from the message).
+ */
 export function onSubmit(form, handler, conflictField) {
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -101,7 +105,42 @@ export function onSubmit(form, handler, conflictField) {
   });
 }
 
+/** A whole number as typed, or the text itself so the server names what is wrong with it; blank: left out. */
+export function wholeNumber(raw) {
+  const text = raw.trim();
+  if (text === '') return undefined;
+  return /^\d+$/.test(text) ? Number(text) : text;
+}
+
 export function toggleForm(form) {
   form.hidden = !form.hidden;
   if (!form.hidden) { form.querySelector('input, select, textarea').focus(); form.scrollIntoView({ block: 'nearest' }); }
+}
+
+/**
+ * A dialog that asks why before a write that keeps its reason (voiding). `run(reason)` does the write,
+ * and the server's errors show in the dialog. Resolves with what `run` answered, or null if cancelled.
+ */
+export function reasonDialog({ title, body, action, run }) {
+  return new Promise((resolve) => {
+    let result = null;
+    const dlg = el('dialog', { class: 'modal', 'aria-labelledby': 'modal-title' });
+    const form = el('form', { novalidate: true },
+      el('h2', { id: 'modal-title', text: title }),
+      el('p', { text: body }),
+      el('div', { class: 'form-summary', role: 'alert', hidden: true }),
+      field('Reason', input('reason', { id: 'reason-input', maxlength: 500, placeholder: 'Kept with the record, e.g. "refunded" or "cheating"' })),
+      el('div', { class: 'modal-actions' },
+        el('button', { type: 'button', class: 'btn secondary', text: 'Cancel', onclick: () => dlg.close() }),
+        writeOnly(() => el('button', { type: 'submit', class: 'btn danger', id: 'reason-submit', text: action }))));
+    onSubmit(form, async () => {
+      result = await run(form.elements.reason.value.trim());
+      dlg.close();
+    });
+    dlg.append(form);
+    dlg.addEventListener('close', () => { dlg.remove(); resolve(result); });
+    document.body.append(dlg);
+    dlg.showModal();
+    form.elements.reason.focus();
+  });
 }

@@ -8,10 +8,14 @@
  * - Every write control carries `data-write` and is not rendered at all for VIEWERs (btn() and writeOnly()).
  */
 import { api, parseResponse, rawFetch } from './api.js';
+import { viewCampaign } from './campaign.js';
+import { viewCoupons } from './coupons.js';
 import { viewKeys } from './keys.js';
 import { viewLeaderboard } from './leaderboard.js';
 import { viewLeaderboards } from './leaderboards.js';
 import { logOut, viewLogin } from './login.js';
+import { viewRewards } from './rewards.js';
+import { viewRule } from './rule.js';
 import { go, render, runCleanups, setRenderer } from './router.js';
 import { canWrite, state } from './state.js';
 import { viewTenants } from './tenants.js';
@@ -25,8 +29,17 @@ const ROUTES = [
   [/^#\/leaderboards(?:\/([^/]+))?$/, 'leaderboards'],
   [/^#\/leaderboards\/([^/]+)\/([^/]+)$/, 'leaderboard'],
   [/^#\/windows\/([^/]+)\/([^/]+)\/([^/]+)$/, 'window'],
+  [/^#\/rewards(?:\/([^/]+))?$/, 'rewards'],
+  [/^#\/rewards\/([^/]+)\/([^/]+)$/, 'rule'],
+  [/^#\/coupons(?:\/([^/]+))?$/, 'coupons'],
+  [/^#\/coupons\/([^/]+)\/([^/]+)$/, 'campaign'],
 ];
-const VIEWS = { tenants: viewTenants, keys: viewKeys, users: viewUsers, leaderboards: viewLeaderboards, leaderboard: viewLeaderboard, window: viewWindow };
+const VIEWS = {
+  tenants: viewTenants, keys: viewKeys, users: viewUsers, leaderboards: viewLeaderboards, leaderboard: viewLeaderboard, window: viewWindow,
+  rewards: viewRewards, rule: viewRule, coupons: viewCoupons, campaign: viewCampaign,
+};
+/** The navigation entry a page belongs under, when it is not its own. */
+const NAV_PARENT = { leaderboard: 'leaderboards', window: 'leaderboards', rule: 'rewards', campaign: 'coupons' };
 
 function parseRoute(hash) {
   for (const [re, name] of ROUTES) {
@@ -71,7 +84,7 @@ function showViewError(view, err) {
 }
 
 // ------------------------------------------------------------------ shell
-const NAV = [['leaderboards', 'Leaderboards'], ['tenants', 'Tenants'], ['keys', 'API keys'], ['users', 'Users', true]];
+const NAV = [['leaderboards', 'Leaderboards'], ['rewards', 'Rewards'], ['coupons', 'Coupons'], ['tenants', 'Tenants'], ['keys', 'API keys'], ['users', 'Users', true]];
 
 function ensureShell() {
   if (state.shell && state.shell.node.isConnected) return state.shell;
@@ -98,7 +111,7 @@ function ensureShell() {
 }
 
 function setActiveNav(routeName) {
-  const active = routeName === 'leaderboard' || routeName === 'window' ? 'leaderboards' : routeName;
+  const active = NAV_PARENT[routeName] || routeName;
   state.shell.node.querySelectorAll('.nav-link').forEach((a) => {
     if (a.dataset.nav === active) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');

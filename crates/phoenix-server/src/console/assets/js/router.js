@@ -1,6 +1,7 @@
 /*
  * Navigation the pages share: go to a route, draw the current one again, the breadcrumbs, and the
- * cleanups run when the page changes. main.js owns the route table and hands its renderer over.
+ * cleanups run when the page changes, and the addresses of the rewards and coupons pages (which link
+ * to each other). main.js owns the route table and hands its renderer over.
  */
 import { state } from './state.js';
 import { el } from './ui.js';
@@ -32,3 +33,9 @@ export function setCrumbs(parts) {
     href ? el('a', { href, text: label }) : el('span', { class: 'current', text: label }),
   ]));
 }
+
+const enc = encodeURIComponent;
+export const rulesHref = (t) => `#/rewards/${enc(t)}`;
+export const ruleHref = (t, id) => `#/rewards/${enc(t)}/${enc(id)}`;
+export const campaignsHref = (t) => `#/coupons/${enc(t)}`;
+export const campaignHref = (t, id) => `#/coupons/${enc(t)}/${enc(id)}`;

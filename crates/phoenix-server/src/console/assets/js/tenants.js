@@ -1,13 +1,49 @@
 /*
- * The tenants page: list, create (the HMAC secret shown once), settings and secret rotation.
+ * The tenants page: list, create (the HMAC secret shown once), settings and secret rotation; and
+ * the tenant choice of the pages that work on one tenant at a time (rewards, coupons).
  */
 import { api } from './api.js';
 import { cardForm, field, input, onSubmit, select, toggleForm } from './forms.js';
-import { setCrumbs } from './router.js';
+import { go, setCrumbs } from './router.js';
 import { canWrite } from './state.js';
-import { act, badge, btn, countCard, dataTable, el, enc, fill, listOf, mono, pageHead, plural, secretBox, timeEl, toast, writeOnly } from './ui.js';
+import { act, badge, btn, countCard, dataTable, el, emptyBlock, enc, fill, listOf, mono, pageHead, plural, secretBox, timeEl, toast, writeOnly } from './ui.js';
 
 export const loadTenants = async () => listOf(await api('GET', '/tenants'), 'tenants');
+
+let lastTenant = null; // the tenant last shown on a per-tenant page (rewards, coupons)
+
+/** The tenant a per-tenant page shows when its route names none: the last one shown, else the only one. */
+function tenantToShow(tenants) {
+  if (tenants.some((t) => t.tenant_id === lastTenant)) return lastTenant;
+  return tenants.length === 1 ? tenants[0].tenant_id : null;
+}
+
+/** A tenant select for a per-tenant page: choosing one goes to `hrefFor(tenant)`. */
+export function tenantPicker(tenants, current, hrefFor, id) {
+  if (current) lastTenant = current;
+  const sel = el('select', { id, class: 'tenant-picker', 'aria-label': 'Tenant', value: current || '' },
+    current ? null : el('option', { value: '', text: 'Choose a tenant…' }),
+    tenants.map((t) => el('option', { value: t.tenant_id, text: t.name ? `${t.tenant_id} (${t.name})` : t.tenant_id })));
+  sel.addEventListener('change', () => { if (sel.value) go(hrefFor(sel.value)); });
+  return sel;
+}
+
+/**
+ * A page that works on one tenant: when the route names none, goes to the last one shown (or the
+ * only one), else asks. Returns the tenants, or null when the page has been drawn already.
+ */
+export async function withTenant(view, tenant, { title, subtitle, hrefFor, pickerId }) {
+  const tenants = await loadTenants();
+  if (tenant) return tenants;
+  const known = tenantToShow(tenants);
+  if (known) { location.replace(hrefFor(known)); return null; }
+  fill(view, pageHead(title, subtitle),
+    tenants.length
+      ? el('div', { class: 'filter-bar' }, tenantPicker(tenants, null, hrefFor, pickerId))
+      : null,
+    tenants.length ? emptyBlock('Choose a tenant', 'Rewards and coupons belong to one tenant.') : emptyBlock('No tenants yet.'));
+  return null;
+}
 
 export async function viewTenants(view) {
   setCrumbs([['Tenants']]);

@@ -7,6 +7,9 @@ import { canWrite } from './state.js';
 
 export const root = () => document.getElementById('app');
 
+/** Rows per page of every paged list. */
+export const PAGE_SIZE = 50;
+
 // ------------------------------------------------------------------ DOM helpers
 export function el(tag, props, ...children) {
   const node = document.createElement(tag);
@@ -143,3 +146,41 @@ export const pageHead = (title, subtitle, ...actions) => el('div', { class: 'pag
 
 export const card = (title, ...children) => el('section', { class: 'card' }, title ? el('div', { class: 'card-head' }, title) : null, children);
 export const countCard = (text, body) => card(el('h2', { text }), body);
+
+/**
+ * A keyset-paged list drawn into `container`: `fetchPage(cursor, limit)` answers `{total, next_cursor,
+ * ...}` (the first page's cursor is '') and `draw(data)` makes the page's nodes. Each page's cursor is
+ * kept, so Previous goes back exactly. `reload()` starts again at the first page; `refresh()` draws the
+ * current page again (after a change to one of its rows).
+ */
+export function pagedList(container, { id, fetchPage, draw }) {
+  let cursors = [''];
+  let page = 0;
+  let latest = 0; // only the last load started may draw
+  const turn = (by) => () => { page += by; load(); };
+  async function load() {
+    const mine = ++latest;
+    container.replaceChildren(loadingBlock());
+    let data;
+    try {
+      data = await fetchPage(cursors[page], PAGE_SIZE);
+    } catch (err) {
+      if (mine === latest && err.status !== 401) container.replaceChildren(errorBlock(err.message, load));
+      return;
+    }
+    if (mine !== latest) return;
+    cursors = cursors.slice(0, page + 1);
+    if (data.next_cursor) cursors[page + 1] = data.next_cursor;
+    const pages = Math.max(1, Math.ceil((data.total ?? 0) / PAGE_SIZE));
+    const pager = page > 0 || data.next_cursor ? el('div', { class: 'pager' },
+      page > 0 ? el('button', { type: 'button', class: 'btn secondary sm', id: `${id}-prev`, text: 'Previous page', onclick: turn(-1) }) : null,
+      el('span', { class: 'muted small', text: `Page ${page + 1} of ${pages}` }),
+      data.next_cursor ? el('button', { type: 'button', class: 'btn secondary sm', id: `${id}-next`, text: 'Next page', onclick: turn(1) }) : null) : null;
+    container.replaceChildren();
+    append(container, [draw(data), pager]);
+  }
+  return {
+    reload() { cursors = ['']; page = 0; return load(); },
+    refresh: load,
+  };
+}

@@ -4,9 +4,7 @@
 import { api } from './api.js';
 import { lbHref, lbPath } from './leaderboards.js';
 import { setCrumbs } from './router.js';
-import { card, dataTable, el, emptyBlock, enc, errorBlock, fmtScore, listOf, loadingBlock, mono, pageHead, plural, statusBadge, timeEl } from './ui.js';
-
-const PAGE_SIZE = 50;
+import { PAGE_SIZE, card, dataTable, el, emptyBlock, enc, errorBlock, fmtScore, listOf, loadingBlock, mono, pageHead, plural, statusBadge, timeEl } from './ui.js';
 
 export function windowsSection(tenant, id) {
   const list = el('div', { class: 'windows-list' }, loadingBlock());
