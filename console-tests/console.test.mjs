@@ -92,7 +92,7 @@ async function postScore(user, score) {
 }
 
 const rankCell = (user) => `#live-table tr[data-user="${user}"] td.rank`;
-const WRITE_WORDS = /create|new|delete|revoke|rotate|activate|deactivate|archive/i;
+const WRITE_WORDS = /create|new|delete|revoke|rotate|activate|deactivate|archive|void|settle|generate/i;
 
 async function assertNoWriteControls(page, where) {
   const marked = await page.locator('[data-write]').count();
@@ -104,6 +104,25 @@ async function assertNoWriteControls(page, where) {
   // A write form left out must leave nothing behind (not even the text "null").
   const stray = await page.locator('#view').evaluate((view) => [...view.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE && n.textContent.trim()).length);
   if (stray) fail(`${where}: stray text in the page where a write form would be`);
+}
+
+/** Opens a per-tenant page (Rewards, Coupons) from the navigation, for TENANT_ID. */
+async function openTenantPage(page, route) {
+  await page.click(`a.nav-link[data-nav="${route}"]`);
+  const ready = page.locator(`#view[data-route="${route}"][data-tenant="${env.TENANT_ID}"][data-state="ready"]`);
+  // The page shows the tenant last chosen (or the only one); otherwise it asks.
+  await page.waitForFunction((r) => !!document.querySelector(`#view[data-route="${r}"][data-state="ready"]`), route,
+    { timeout: TIMEOUT, polling: 100 });
+  if (!(await ready.count())) await page.locator(`#${route}-tenant`).selectOption(env.TENANT_ID);
+  await visible(ready, `the ${route} page of ${env.TENANT_ID}`);
+}
+
+/** Waits until the grants list shows the lookup it was asked for (its summary names it). */
+async function grantsListed(page, text) {
+  await page.waitForFunction((want) => {
+    const node = document.querySelector('#grants-total');
+    return !!node && node.textContent.includes(want);
+  }, text, { timeout: TIMEOUT, polling: 100 }).catch(() => fail(`the grants list never showed "${text}"`));
 }
 
 // ------------------------------------------------------------------ steps
@@ -288,6 +307,116 @@ async function past_window_shows_final_standings(page) {
   await shot(page, '08-past-window.png');
 }
 
+/** REWARD_LEADERBOARD has scored players in its open window (pia 300, quinn 200, rex 100). */
+async function admin_creates_a_reward_rule_and_sees_its_preview(page) {
+  const board = process.env.REWARD_LEADERBOARD;
+  if (!board) fail('REWARD_LEADERBOARD is not set');
+  await openTenantPage(page, 'rewards');
+  await page.click('#rule-new');
+  const form = page.locator('#rule-form');
+  await visible(form, 'the reward rule form');
+  const example = JSON.parse(await form.locator('[name="tiers"]').inputValue());
+  if (!Array.isArray(example) || !example.length) fail('the tiers are not prefilled with an example');
+  await form.locator('[name="rule_id"]').fill('console-podium');
+  await form.locator('[name="leaderboard_id"]').selectOption(board);
+  await form.locator('[name="name"]').fill('Console podium');
+  // Ranks that run backwards: the server's message shows under the tiers.
+  await form.locator('[name="tiers"]').fill(JSON.stringify([
+    { rank_from: 3, rank_to: 1, rewards: [{ type: 'currency', currency: 'gems', amount: 5 }] }]));
+  await page.click('#rule-create-submit');
+  const fieldError = page.locator('.field-error[data-field="tiers"]');
+  await visible(fieldError, 'the error under the tiers');
+  if (!/rank/.test(await fieldError.textContent())) fail(`the tiers error does not say what is wrong: ${await fieldError.textContent()}`);
+  await shot(page, '11-rule-validation-error.png');
+
+  await form.locator('[name="tiers"]').fill(JSON.stringify([
+    { rank_from: 1, rank_to: 1, rewards: [{ type: 'currency', currency: 'gems', amount: 500 }, { type: 'badge', badge: 'champion' }] },
+    { rank_from: 2, rank_to: 2, rewards: [{ type: 'item', item: 'chest_gold', quantity: 1 }] }], null, 2));
+  await page.click('#rule-create-submit');
+  const row = page.locator('#rules-table tr[data-rule="console-podium"]');
+  await visible(row, 'the new rule in the rules table');
+  if (await fieldError.count()) fail('the tiers error is still shown after a successful create');
+  await shot(page, '12-rule-created.png');
+
+  await row.locator('a.rule-open').click();
+  await viewSettled(page, 'rule');
+  await visible(page.locator('#tiers-table'), "the rule's tiers");
+  await waitForText(page, '#preview-table tr[data-user="pia"] td.rank', '1', 'pia in the preview');
+  await waitForText(page, '#preview-table tr[data-user="quinn"] td.rank', '2', 'quinn in the preview');
+  if ((await page.locator('#preview-table tr[data-user="pia"]').count()) !== 2) fail('pia should get two rewards in the preview');
+  if (await page.locator('#preview-table tr[data-user="rex"]').count()) fail('rex (rank 3) is in the preview');
+  await visible(page.locator('#settle-form'), 'the settle control for an ADMIN');
+  await shot(page, '13-rule-preview.png');
+}
+
+async function admin_generates_personal_codes_and_voids_one(page) {
+  await openTenantPage(page, 'coupons');
+  await page.click('#campaign-new');
+  const form = page.locator('#campaign-form');
+  await visible(form, 'the campaign form');
+  await form.locator('[name="campaign_id"]').fill('console-vip');
+  await form.locator('[name="name"]').fill('Console VIP');
+  await page.click('#campaign-create-submit');
+  const row = page.locator('#campaigns-table tr[data-campaign="console-vip"]');
+  await visible(row, 'the new campaign in the campaigns table');
+  await row.locator('a.campaign-open').click();
+  await viewSettled(page, 'campaign');
+
+  await page.click('#codes-new');
+  await page.locator('#codes-form [name="count"]').fill('3');
+  await page.click('#codes-generate-submit');
+  const fresh = page.locator('#new-codes-list li');
+  await visible(fresh, 'the new codes');
+  const codes = (await fresh.allTextContents()).map((t) => t.trim());
+  if (codes.length !== 3 || !codes.every((c) => /^[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}$/.test(c))) fail(`unexpected new codes: ${codes.join(', ')}`);
+  for (const code of codes) await visible(page.locator(`#codes-table tr[data-code="${code}"][data-state="available"]`), `code ${code} in the codes list`);
+  await shot(page, '14-codes.png');
+
+  await page.locator(`#codes-table tr[data-code="${codes[0]}"] button`, { hasText: 'Void' }).click();
+  await page.fill('#reason-input', 'Leaked in a forum');
+  await page.click('#reason-submit');
+  await visible(page.locator(`#codes-table tr[data-code="${codes[0]}"][data-state="voided"]`), 'the voided code');
+  await visible(page.locator(`#codes-table tr[data-code="${codes[1]}"][data-state="available"]`), 'the other codes untouched');
+}
+
+/** The short window's rule settled it before the browser started: GRANT_USER has pending grants. */
+async function admin_voids_a_grant(page) {
+  const user = process.env.GRANT_USER;
+  if (!user) fail('GRANT_USER is not set');
+  await openTenantPage(page, 'rewards');
+  await page.fill('#grants-user', user);
+  await page.click('#grants-lookup-submit');
+  await grantsListed(page, `of ${user}`);
+  const row = page.locator(`#grants-table tr[data-user="${user}"][data-status="pending"]`).first();
+  await visible(row, `a pending grant of ${user}`);
+  const grant = await row.getAttribute('data-grant');
+  await row.locator('button', { hasText: 'Void' }).click();
+  await page.click('#reason-submit'); // without a reason: the server asks for one
+  await visible(page.locator('dialog.modal .field-error[data-field="reason"]'), 'the reason error');
+  await page.fill('#reason-input', 'Console test: cheating');
+  await page.click('#reason-submit');
+  const voided = page.locator(`#grants-table tr[data-grant="${grant}"][data-status="voided"]`);
+  await visible(voided, 'the grant marked voided');
+  await visible(voided.locator('.badge', { hasText: 'voided' }), 'the voided badge');
+  if (await voided.locator('button', { hasText: 'Void' }).count()) fail('a voided grant still offers Void');
+  await shot(page, '15-grant-voided.png');
+
+  // Its rule's page: the settlement the rule made, and settling by hand (an unknown window is an error
+  // under the field; the settled one again changes nothing).
+  await voided.locator('a', { hasText: 'short-podium' }).click();
+  await viewSettled(page, 'rule');
+  const settled = page.locator('#settlements-table tr[data-window]');
+  await visible(settled, 'the settlement of the short window');
+  const windowId = await settled.first().getAttribute('data-window');
+  await page.fill('#settle-window', 'no-such-window');
+  await page.click('#settle-submit');
+  await visible(page.locator('#settle-form .field-error[data-field="window_id"]'), 'the error under the window id');
+  await page.fill('#settle-window', windowId);
+  await page.click('#settle-submit');
+  await visible(page.locator('.toast', { hasText: `Window ${windowId} was already settled` }), 'the already-settled answer');
+  if ((await settled.count()) !== 1) fail('settling the same window again made another settlement');
+}
+
 async function viewer_sees_no_write_controls(page) {
   await page.click('#logout');
   await logIn(page, env.VIEWER_USER, env.VIEWER_PASSWORD);
@@ -312,6 +441,28 @@ async function viewer_sees_no_write_controls(page) {
   await waitForText(page, '#live-status', 'live', 'the VIEWER live view');
   await assertNoWriteControls(page, 'leaderboard page');
   await shot(page, '06-viewer.png');
+
+  // Rewards and coupons: everything readable, nothing to change.
+  await openTenantPage(page, 'rewards');
+  await visible(page.locator('#rules-table tr[data-rule="console-podium"]'), 'the reward rule for the VIEWER');
+  await visible(page.locator('#grants-table tr[data-grant]'), 'grants for the VIEWER');
+  await assertNoWriteControls(page, 'rewards page');
+  await page.locator('#rules-table tr[data-rule="console-podium"] a.rule-open').click();
+  await viewSettled(page, 'rule');
+  await visible(page.locator('#preview-table tr[data-user="pia"]'), 'the preview for the VIEWER');
+  await visible(page.locator('#settlements'), 'the settlements for the VIEWER');
+  if (await page.locator('#settle-form').count()) fail('the settle control is shown to a VIEWER');
+  await assertNoWriteControls(page, 'reward rule page');
+  await shot(page, '16-viewer-rule.png');
+
+  await openTenantPage(page, 'coupons');
+  await visible(page.locator('#campaigns-table tr[data-campaign="console-vip"]'), 'the campaign for the VIEWER');
+  await assertNoWriteControls(page, 'coupons page');
+  await page.locator('#campaigns-table tr[data-campaign="console-vip"] a.campaign-open').click();
+  await viewSettled(page, 'campaign');
+  await visible(page.locator('#codes-table tr[data-code]'), 'the codes for the VIEWER');
+  await assertNoWriteControls(page, 'campaign page');
+  await shot(page, '17-viewer-campaign.png');
 }
 
 async function dev_mode_skips_sign_in(page) {
@@ -340,6 +491,9 @@ const STEPS = DEV_MODE ? [dev_mode_skips_sign_in] : [
   api_key_shown_once_then_revoked,
   admin_manages_users,
   past_window_shows_final_standings,
+  admin_creates_a_reward_rule_and_sees_its_preview,
+  admin_generates_personal_codes_and_voids_one,
+  admin_voids_a_grant,
   viewer_sees_no_write_controls,
 ];
 

@@ -2,9 +2,10 @@
 //! ADMIN and a VIEWER and a player token, then runs `console-tests/console.test.mjs` (playwright-core)
 //! against it: login errors, sign-in, a leaderboard created after a validation error shown by field,
 //! the live view moving as events are posted, a new tenant's secret and a new API key shown once (and
-//! the key revoked), users managed, a past window's final standings, and a VIEWER finding no write
-//! controls. Screenshots land
-//! in `target/console-screenshots/`.
+//! the key revoked), users managed, a past window's final standings, a reward rule created (after a
+//! validation error shown by field) with its preview, a coupon campaign's personal codes generated and
+//! one voided, a grant of a settled window voided, and a VIEWER finding no write controls on any page.
+//! Screenshots land in `target/console-screenshots/`.
 //!
 //! Needs Node.js, Chromium (`/usr/bin/chromium` or `$CHROMIUM`) and `npm ci --prefix console-tests`.
 //! Without them the test says so and is skipped, except under `CI=true`, where it fails.
@@ -157,6 +158,22 @@ async fn the_console_works_in_headless_chromium() {
     )
     .await
     .expect(StatusCode::CREATED);
+    // A reward rule on it, made before the window ends: when it ends, ann and ben get grants (one to
+    // void in the console).
+    app.admin_json(
+        Method::POST,
+        "/tenants/t-browser/reward-rules",
+        &json!({
+            "rule_id": "short-podium", "leaderboard_id": "short-window", "name": "Short podium",
+            "tiers": [
+                {"rank_from": 1, "rank_to": 1,
+                 "rewards": [{"type": "currency", "currency": "gems", "amount": 100}]},
+                {"top_percent": 100, "rewards": [{"type": "badge", "badge": "finisher"}]}
+            ]
+        }),
+    )
+    .await
+    .expect(StatusCode::CREATED);
     for (user, score) in [("ann", 30), ("ben", 20)] {
         send(
             app.json(
@@ -171,6 +188,44 @@ async fn the_console_works_in_headless_chromium() {
         .await
         .expect(StatusCode::ACCEPTED);
     }
+    // A leaderboard whose window stays open, with scores: the console makes a reward rule for it and
+    // previews what its players would get.
+    app.admin_json(
+        Method::POST,
+        "/tenants/t-browser/leaderboards",
+        &json!({
+            "leaderboard_id": "prize-board",
+            "name": "Prize board",
+            "config": {
+                "timeframe": {"type": "daily"},
+                "scoring": {"rules": [{"event_type": "prize.match", "points_expression": "attrs.score"}]}
+            }
+        }),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let events: Vec<_> = [("pia", 300), ("quinn", 200), ("rex", 100)]
+        .iter()
+        .map(|(user, score)| {
+            json!({"event_id": format!("prize-{user}"), "type": "prize.match",
+                   "actor": {"user_id": user}, "occurred_at": jiff::Timestamp::now().to_string(),
+                   "attrs": {"score": score}})
+        })
+        .collect();
+    send(
+        app.json(Method::POST, "/v1/events/batch", &json!({"events": events}))
+            .bearer_auth(&player_token),
+    )
+    .await
+    .expect(StatusCode::ACCEPTED);
+    // The short window has ended and its rule settled it: there are grants to void.
+    eventually("the short window is settled", || async {
+        let reply = app
+            .admin_get("/tenants/t-browser/reward-rules/short-podium/settlements")
+            .await;
+        reply.status == StatusCode::OK && reply.body["total"] == 1
+    })
+    .await;
     let stdout = run_script(
         &root,
         &chromium,
@@ -182,6 +237,8 @@ async fn the_console_works_in_headless_chromium() {
             ("VIEWER_PASSWORD", &passwords[1].2),
             ("TENANT_ID", "t-browser"),
             ("PAST_LEADERBOARD", "short-window"),
+            ("REWARD_LEADERBOARD", "prize-board"),
+            ("GRANT_USER", "ann"),
             ("PLAYER_TOKEN", &player_token),
         ],
     )
@@ -195,6 +252,9 @@ async fn the_console_works_in_headless_chromium() {
         "api_key_shown_once_then_revoked",
         "admin_manages_users",
         "past_window_shows_final_standings",
+        "admin_creates_a_reward_rule_and_sees_its_preview",
+        "admin_generates_personal_codes_and_voids_one",
+        "admin_voids_a_grant",
         "viewer_sees_no_write_controls",
         "no_script_errors",
     ] {
