@@ -604,7 +604,7 @@ struct After {
     a: String,
 }
 
-/// A campaign's personal codes in issue order, `limit` (1–1000, default 100) at a time.
+/// A campaign's personal codes, oldest first (by creation time, then code), `limit` (1–1000, default 100) at a time.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/coupon-campaigns/{campaign_id}/codes",
     tag = "coupons", params(("tenant_id" = String, Path), ("campaign_id" = String, Path),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000),

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(super) const LEDGER_FILE: &str = "ledger.db";
 /// SQLite's page cache of the writing connection, in KiB.
-const CACHE_KIB: i64 = 16 * 1024;
+const CACHE_KIB: i64 = 32 * 1024;
 /// SQLite's page cache of each reading connection, in KiB.
 const READER_CACHE_KIB: i64 = 4 * 1024;
 /// Read connections: a fixed pool; a read waits for one.
@@ -724,7 +724,7 @@ fn apply_in(
             let (ranked, entries) = standings(tenant_id, *uid, &window.id)?.unwrap_or_default();
             let tiers = phoenix_core::reward::tiers_from_json(tiers)
                 .map_err(|e| format!("settlement of a rule whose tiers no longer parse: {e}"))?;
-            let planned = plan_settlement(
+            let mut planned = plan_settlement(
                 tenant_id,
                 rule_id,
                 &window.id,
@@ -733,6 +733,9 @@ fn apply_in(
                 ranked,
                 entries.iter().map(|(rank, user)| (*rank, user.as_str())),
             );
+            // Inserted in key order: each page of the primary key (and of the indexes that end in
+            // the grant id) is visited once, not once per grant.
+            planned.sort_unstable_by(|a, b| a.grant_id.cmp(&b.grant_id));
             let mut granted = 0u64;
             // Every grant of a tier's reward carries the same reward text, and every grant of the
             // settlement the same source text: serialized once each, not once per grant.
