@@ -356,13 +356,26 @@ pub enum GrantSource<'a> {
 
 /// The id of a grant: derived from what was earned, never from when or where it was computed, so the
 /// same earning has the same id on every node, every retry and every replay. `g_` and 32 hex digits
-/// (the first 128 bits of a SHA-256 over the length-prefixed parts).
+/// (the first 128 bits of a SHA-256 over the length-prefixed parts; see [`grant_key`]).
 pub fn grant_id(
     tenant_id: &str,
     source: GrantSource<'_>,
     user_id: &str,
     reward_index: usize,
 ) -> String {
+    format!(
+        "g_{}",
+        hex::encode(grant_key(tenant_id, source, user_id, reward_index))
+    )
+}
+
+/// The 128 bits a grant id is made of (what storage keys grants by).
+pub fn grant_key(
+    tenant_id: &str,
+    source: GrantSource<'_>,
+    user_id: &str,
+    reward_index: usize,
+) -> [u8; 16] {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     let mut part = |bytes: &[u8]| {
@@ -397,7 +410,52 @@ pub fn grant_id(
     part(user_id.as_bytes());
     part(&(reward_index as u64).to_le_bytes());
     let digest = hash.finalize();
-    format!("g_{}", hex::encode(&digest[..16]))
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+/// One grant of a settlement in 24 bytes: its key, the entry of the standings it goes to (by
+/// position), and which reward of which tier. A window of a million grants plans in 24 MB, not in a
+/// million strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedSlot {
+    pub key: [u8; 16],
+    /// Position in the standings handed to [`plan_slots`].
+    pub entry: u32,
+    pub tier: u16,
+    pub reward_index: u16,
+}
+
+/// The settlement plan in compact form, in standings order (see [`plan_settlement`] for the rules).
+pub fn plan_slots<'a>(
+    tenant_id: &str,
+    rule_id: &str,
+    window_id: &str,
+    tiers: &[Tier],
+    min_participants: u32,
+    ranked: u32,
+    standings: impl IntoIterator<Item = (u32, &'a str)>,
+) -> Vec<PlannedSlot> {
+    if ranked < min_participants {
+        return Vec::new();
+    }
+    let source = GrantSource::RewardRule { rule_id, window_id };
+    let mut slots = Vec::new();
+    for (entry, (rank, user_id)) in standings.into_iter().enumerate() {
+        let Some(tier) = tier_of(tiers, rank, ranked) else {
+            continue;
+        };
+        for reward_index in 0..tiers[tier].rewards.len() {
+            slots.push(PlannedSlot {
+                key: grant_key(tenant_id, source, user_id, reward_index),
+                entry: entry as u32,
+                tier: tier as u16,
+                reward_index: reward_index as u16,
+            });
+        }
+    }
+    slots
 }
 
 /// One grant a settlement makes: who, at which final rank, which reward (by its index in the tier).
@@ -425,27 +483,30 @@ pub fn plan_settlement<'a>(
     ranked: u32,
     standings: impl IntoIterator<Item = (u32, &'a str)>,
 ) -> Vec<PlannedGrant> {
-    if ranked < min_participants {
-        return Vec::new();
-    }
-    let source = GrantSource::RewardRule { rule_id, window_id };
-    let mut grants = Vec::new();
-    for (rank, user_id) in standings {
-        let Some(tier) = tier_of(tiers, rank, ranked) else {
-            continue;
-        };
-        for (reward_index, reward) in tiers[tier].rewards.iter().enumerate() {
-            grants.push(PlannedGrant {
-                grant_id: grant_id(tenant_id, source, user_id, reward_index),
-                user_id: user_id.to_owned(),
-                rank,
-                tier,
-                reward_index,
-                reward: reward.clone(),
-            });
+    let standings: Vec<(u32, &str)> = standings.into_iter().collect();
+    plan_slots(
+        tenant_id,
+        rule_id,
+        window_id,
+        tiers,
+        min_participants,
+        ranked,
+        standings.iter().copied(),
+    )
+    .into_iter()
+    .map(|slot| {
+        let (rank, user_id) = standings[slot.entry as usize];
+        let (tier, reward_index) = (slot.tier as usize, slot.reward_index as usize);
+        PlannedGrant {
+            grant_id: format!("g_{}", hex::encode(slot.key)),
+            user_id: user_id.to_owned(),
+            rank,
+            tier,
+            reward_index,
+            reward: tiers[tier].rewards[reward_index].clone(),
         }
-    }
-    grants
+    })
+    .collect()
 }
 
 /// The highest final rank any tier can reach in a window of `ranked` entries: a settlement only needs

@@ -16,7 +16,7 @@
 
 use crate::rewards::*;
 use jiff::Timestamp;
-use phoenix_core::reward::{GrantSource as IdSource, Reward, grant_id, plan_settlement};
+use phoenix_core::reward::{GrantSource as IdSource, Reward, grant_id, plan_slots};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -724,7 +724,7 @@ fn apply_in(
             let (ranked, entries) = standings(tenant_id, *uid, &window.id)?.unwrap_or_default();
             let tiers = phoenix_core::reward::tiers_from_json(tiers)
                 .map_err(|e| format!("settlement of a rule whose tiers no longer parse: {e}"))?;
-            let mut planned = plan_settlement(
+            let mut planned = plan_slots(
                 tenant_id,
                 rule_id,
                 &window.id,
@@ -735,7 +735,7 @@ fn apply_in(
             );
             // Inserted in key order: each page of the primary key (and of the indexes that end in
             // the grant id) is visited once, not once per grant.
-            planned.sort_unstable_by(|a, b| a.grant_id.cmp(&b.grant_id));
+            planned.sort_unstable_by_key(|slot| slot.key);
             let mut granted = 0u64;
             // Every grant of a tier's reward carries the same reward text, and every grant of the
             // settlement the same source text: serialized once each, not once per grant.
@@ -758,18 +758,19 @@ fn apply_in(
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .collect::<Result<_, _>>()?;
-            for p in &planned {
-                let key = grant_key(&p.grant_id).ok_or("a planned grant id is malformed")?;
-                let coupon_code = match &p.reward {
+            for slot in &planned {
+                let (rank, user_id) = &entries[slot.entry as usize];
+                let (tier, index) = (slot.tier as usize, slot.reward_index as usize);
+                let coupon_code = match &tiers[tier].rewards[index] {
                     Reward::Coupon { campaign_id } => {
-                        let code = derived_code(tx, code_key, tenant_id, &key)?;
+                        let code = derived_code(tx, code_key, tenant_id, &slot.key)?;
                         insert_code(
                             tx,
                             tenant_id,
                             &code,
                             campaign_id,
                             true,
-                            Some(&p.user_id),
+                            Some(user_id),
                             *settled_at,
                         )?;
                         Some(code)
@@ -780,12 +781,12 @@ fn apply_in(
                     tx,
                     &NewGrant {
                         tenant: tenant_id,
-                        key,
-                        user_id: &p.user_id,
+                        key: slot.key,
+                        user_id,
                         created_at: *settled_at,
                         source_id: rule_id,
-                        template: templates[p.tier][p.reward_index],
-                        rank: Some(p.rank),
+                        template: templates[tier][index],
+                        rank: Some(*rank),
                         coupon_code: coupon_code.as_deref(),
                     },
                 )? {
