@@ -2,7 +2,7 @@
 //! `/tenants/{tenant_id}`. Scopes: `rewards:read` for GET, `rewards:write` otherwise.
 
 use super::rewards::{
-    activity_field, decode_cursor, encode_cursor, limit_param, object_body, only_params,
+    activity_field, decode_cursor, detached, encode_cursor, limit_param, object_body, only_params,
     reason_body, string_field, text_param,
 };
 use super::tenants::check_name;
@@ -412,21 +412,22 @@ pub async fn create_campaign(
         Some(v) => activity_field("status", v)?,
         None => Activity::Active,
     };
-    let campaign = state
-        .store
-        .create_campaign(NewCampaign {
-            tenant_id: tenant_id.clone(),
-            campaign_id,
-            name,
-            rewards,
-            code,
-            max_redemptions,
-            per_player_limit,
-            starts_at,
-            expires_at,
-            status,
-        })
-        .await?;
+    let new = NewCampaign {
+        tenant_id: tenant_id.clone(),
+        campaign_id,
+        name,
+        rewards,
+        code,
+        max_redemptions,
+        per_player_limit,
+        starts_at,
+        expires_at,
+        status,
+    };
+    let campaign = detached(&state, move |store| async move {
+        store.create_campaign(new).await
+    })
+    .await?;
     tracing::info!(tenant_id = %tenant_id, campaign_id = %campaign.campaign_id, "coupon campaign created");
     Ok((StatusCode::CREATED, Json(campaign.into())))
 }
@@ -512,11 +513,12 @@ pub async fn patch_campaign(
             }
         }
     }
-    let c = state
-        .store
-        .update_campaign(&tenant_id, &campaign_id, patch)
-        .await?
-        .ok_or_else(|| campaign_not_found(&tenant_id, &campaign_id))?;
+    let c = detached(&state, {
+        let (t, c) = (tenant_id.clone(), campaign_id.clone());
+        move |store| async move { store.update_campaign(&t, &c, patch).await }
+    })
+    .await?
+    .ok_or_else(|| campaign_not_found(&tenant_id, &campaign_id))?;
     tracing::info!(tenant_id = %tenant_id, campaign_id = %campaign_id, version = c.version, "coupon campaign updated");
     Ok(Json(c.into()))
 }
@@ -578,11 +580,12 @@ pub async fn issue_codes(
         }
     }
     let count = count.ok_or_else(|| ApiError::Validation("count: is required".into()))?;
-    let codes = state
-        .store
-        .issue_codes(&tenant_id, &campaign_id, count, user)
-        .await?
-        .ok_or_else(|| campaign_not_found(&tenant_id, &campaign_id))?;
+    let codes = detached(&state, {
+        let (t, c) = (tenant_id.clone(), campaign_id.clone());
+        move |store| async move { store.issue_codes(&t, &c, count, user).await }
+    })
+    .await?
+    .ok_or_else(|| campaign_not_found(&tenant_id, &campaign_id))?;
     tracing::info!(tenant_id = %tenant_id, campaign_id = %campaign_id, count, "personal codes issued");
     Ok((
         StatusCode::CREATED,
@@ -693,11 +696,12 @@ pub async fn void_coupon(
         return Err(code_not_found(&tenant_id, &code));
     }
     let reason = reason_body(&body)?;
-    let voided = state
-        .store
-        .void_code(&tenant_id, &code, reason)
-        .await?
-        .ok_or_else(|| code_not_found(&tenant_id, &code))?;
+    let voided = detached(&state, {
+        let (t, c) = (tenant_id.clone(), code.clone());
+        move |store| async move { store.void_code(&t, &c, reason).await }
+    })
+    .await?
+    .ok_or_else(|| code_not_found(&tenant_id, &code))?;
     tracing::info!(tenant_id = %tenant_id, "coupon code voided");
     Ok(Json(voided.into()))
 }

@@ -137,6 +137,21 @@ pub(crate) fn reason_body(body: &JsonBody) -> Result<String, ApiError> {
     reason.ok_or_else(|| ApiError::Validation("reason: is required".into()))
 }
 
+/// Runs a rewards write as a task of its own: a client that goes away (or a connection closed at
+/// shutdown) does not end it between its durable append and its application, so the store's rewards
+/// gate is only ever released by a finished write, and the next writer checks a ledger that has it.
+pub(crate) async fn detached<T, F, Fut>(state: &AppState, write: F) -> Result<T, ApiError>
+where
+    F: FnOnce(std::sync::Arc<dyn phoenix_store::Store>) -> Fut,
+    Fut: std::future::Future<Output = phoenix_store::StoreResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(write(state.store.clone()))
+        .await
+        .map_err(|e| ApiError::Internal(format!("a rewards write failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
 // ---- views ----
 
 /// A window as settlements and previews show it.
@@ -624,19 +639,20 @@ pub async fn create_rule(
     tiers_from_json(tiers_raw)?;
     checked_leaderboard(&state, &tenant_id, &leaderboard_id).await?;
     let tiers = checked_tiers(&state, &tenant_id, tiers_raw).await?;
-    let rule = state
-        .store
-        .create_reward_rule(NewRewardRule {
-            tenant_id: tenant_id.clone(),
-            rule_id,
-            leaderboard_id,
-            name,
-            status,
-            min_participants,
-            settle_delay_seconds,
-            tiers,
-        })
-        .await?;
+    let new = NewRewardRule {
+        tenant_id: tenant_id.clone(),
+        rule_id,
+        leaderboard_id,
+        name,
+        status,
+        min_participants,
+        settle_delay_seconds,
+        tiers,
+    };
+    let rule = detached(&state, move |store| async move {
+        store.create_reward_rule(new).await
+    })
+    .await?;
     tracing::info!(tenant_id = %tenant_id, rule_id = %rule.rule_id, "reward rule created");
     Ok((StatusCode::CREATED, Json(rule.into())))
 }
@@ -722,11 +738,12 @@ pub async fn patch_rule(
             _ => return Err(unknown_field(key, &ALLOWED)),
         }
     }
-    let rule = state
-        .store
-        .update_reward_rule(&tenant_id, &rule_id, patch)
-        .await?
-        .ok_or_else(|| rule_not_found(&tenant_id, &rule_id))?;
+    let rule = detached(&state, {
+        let (t, r) = (tenant_id.clone(), rule_id.clone());
+        move |store| async move { store.update_reward_rule(&t, &r, patch).await }
+    })
+    .await?
+    .ok_or_else(|| rule_not_found(&tenant_id, &rule_id))?;
     tracing::info!(tenant_id = %tenant_id, rule_id = %rule_id, version = rule.version, "reward rule updated");
     Ok(Json(rule.into()))
 }
@@ -742,11 +759,12 @@ pub async fn delete_rule(
     Path((tenant_id, rule_id)): Path<(String, String)>,
 ) -> Result<Json<RuleView>, ApiError> {
     auth.require_tenant(Scope::RewardsWrite, &tenant_id)?;
-    let rule = state
-        .store
-        .delete_reward_rule(&tenant_id, &rule_id)
-        .await?
-        .ok_or_else(|| rule_not_found(&tenant_id, &rule_id))?;
+    let rule = detached(&state, {
+        let (t, r) = (tenant_id.clone(), rule_id.clone());
+        move |store| async move { store.delete_reward_rule(&t, &r).await }
+    })
+    .await?
+    .ok_or_else(|| rule_not_found(&tenant_id, &rule_id))?;
     tracing::info!(tenant_id = %tenant_id, rule_id = %rule_id, "reward rule deleted");
     Ok(Json(rule.into()))
 }
@@ -784,11 +802,12 @@ pub async fn settle(
             .get("window_id")
             .ok_or_else(|| ApiError::Validation("window_id: is required".into()))?,
     )?;
-    let outcome = state
-        .store
-        .settle(&tenant_id, &rule_id, &window_id)
-        .await?
-        .ok_or_else(|| rule_not_found(&tenant_id, &rule_id))?;
+    let outcome = detached(&state, {
+        let (t, r, w) = (tenant_id.clone(), rule_id.clone(), window_id.clone());
+        move |store| async move { store.settle(&t, &r, &w).await }
+    })
+    .await?
+    .ok_or_else(|| rule_not_found(&tenant_id, &rule_id))?;
     match outcome {
         SettleOutcome::Created(s) => {
             tracing::info!(tenant_id = %tenant_id, rule_id = %rule_id, window_id = %window_id,
@@ -989,11 +1008,12 @@ pub async fn void_grant(
         return Err(grant_not_found(&tenant_id, &grant_id));
     }
     let reason = reason_body(&body)?;
-    let grant = state
-        .store
-        .void_grant(&tenant_id, &grant_id, reason)
-        .await?
-        .ok_or_else(|| grant_not_found(&tenant_id, &grant_id))?;
+    let grant = detached(&state, {
+        let (t, g) = (tenant_id.clone(), grant_id.clone());
+        move |store| async move { store.void_grant(&t, &g, reason).await }
+    })
+    .await?
+    .ok_or_else(|| grant_not_found(&tenant_id, &grant_id))?;
     tracing::info!(tenant_id = %tenant_id, grant_id = %grant_id, "grant voided");
     Ok(Json(grant.into()))
 }

@@ -2,7 +2,7 @@
 //! Tenant JWT with the player in `sub` and the `rewards:redeem` scope (or a token without scopes).
 
 use crate::admin::coupons::RedemptionView;
-use crate::admin::rewards::{GrantView, grant_next_cursor, grant_query, only_params};
+use crate::admin::rewards::{GrantView, detached, grant_next_cursor, grant_query, only_params};
 use crate::auth::{TenantAuth, TokenScope};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorEnvelope};
@@ -100,11 +100,16 @@ pub async fn claim(
     body: JsonBody,
 ) -> Result<Json<GrantView>, ApiError> {
     body.require_none()?;
-    match state
-        .store
-        .claim_grant(player.tenant(), &player.user_id, &grant_id)
-        .await?
-    {
+    let claimed = detached(&state, {
+        let (t, u, g) = (
+            player.tenant().to_owned(),
+            player.user_id.clone(),
+            grant_id.clone(),
+        );
+        move |store| async move { store.claim_grant(&t, &u, &g).await }
+    })
+    .await?;
+    match claimed {
         ClaimOutcome::Claimed(g) => Ok(Json(g.into())),
         ClaimOutcome::Voided(_) => Err(ApiError::Conflict(format!(
             "grant '{grant_id}' was voided and cannot be claimed"
@@ -182,11 +187,16 @@ pub async fn redeem(
             RedeemRefusal::Unknown,
         ));
     }
-    match state
-        .store
-        .redeem(player.tenant(), &player.user_id, &code, key)
-        .await?
-    {
+    let redeemed = detached(&state, {
+        let (t, u, c) = (
+            player.tenant().to_owned(),
+            player.user_id.clone(),
+            code.clone(),
+        );
+        move |store| async move { store.redeem(&t, &u, &c, key).await }
+    })
+    .await?;
+    match redeemed {
         RedeemOutcome::Redeemed {
             redemption,
             grants,

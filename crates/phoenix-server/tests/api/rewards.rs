@@ -613,3 +613,40 @@ async fn every_refusal_of_a_redemption_comes_in_the_specified_order() {
     assert_eq!(next.body["codes"].as_array().unwrap().len(), 1);
     assert!(next.body["next_cursor"].is_null());
 }
+
+#[tokio::test]
+async fn deleting_a_leaderboard_makes_its_rules_inactive_before_it_answers() {
+    let app = spawn_app().await;
+    app.create_tenant("rd").await;
+    short_board(&app, "rd", "sprint", SignedDuration::from_hours(1)).await;
+    app.admin_json(
+        Method::POST,
+        "/tenants/rd/reward-rules",
+        &json!({"rule_id": "r", "leaderboard_id": "sprint", "name": "R",
+                "tiers": [{"rank_from": 1, "rank_to": 1, "rewards": [{"type": "badge", "badge": "a"}]}]}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    app.admin_json(
+        Method::DELETE,
+        "/tenants/rd/leaderboards/sprint",
+        &json!({}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let rule = app.admin_get("/tenants/rd/reward-rules/r").await;
+    rule.expect(StatusCode::OK);
+    assert_eq!(rule.body["status"], "inactive", "{}", rule.body);
+    assert_eq!(rule.body["version"], 2);
+    // A PATCH right after works on the rule as the deletion left it.
+    let patched = app
+        .admin_json(
+            Method::PATCH,
+            "/tenants/rd/reward-rules/r",
+            &json!({"name": "Renamed"}),
+        )
+        .await;
+    patched.expect(StatusCode::OK);
+    assert_eq!(patched.body["status"], "inactive");
+    assert_eq!(patched.body["version"], 3);
+}

@@ -264,7 +264,6 @@ impl Ledger {
         fresh_watermark: u64,
     ) -> Result<Ledger, String> {
         let path = dir.join(LEDGER_FILE);
-        let existed = path.exists();
         let open = |cache_kib| -> Result<Connection, String> {
             let conn = Connection::open(&path).map_err(sql)?;
             configure(&conn, cache_kib).map_err(sql)?;
@@ -272,14 +271,15 @@ impl Ledger {
         };
         let writer = open(CACHE_KIB)?;
         writer.execute_batch(SCHEMA).map_err(sql)?;
-        if !existed {
-            writer
-                .execute(
-                    "INSERT OR IGNORE INTO ledger_meta(k, v) VALUES('applied', ?1)",
-                    params![fresh_watermark as i64],
-                )
-                .map_err(sql)?;
-        }
+        // A new ledger starts where the snapshot does (also one whose first start crashed between
+        // creating the schema and writing this row: it has applied nothing); an existing one keeps
+        // its watermark.
+        writer
+            .execute(
+                "INSERT OR IGNORE INTO ledger_meta(k, v) VALUES('applied', ?1)",
+                params![fresh_watermark as i64],
+            )
+            .map_err(sql)?;
         for file in [
             path.clone(),
             dir.join(format!("{LEDGER_FILE}-wal")),
@@ -339,6 +339,22 @@ impl Ledger {
         } else {
             Err("the rewards ledger stopped after a failure; see the server log".into())
         }
+    }
+
+    /// Waits until every record handed to the ledger's thread so far is applied (an error if it
+    /// stopped): a rewards writer does this after taking the rewards gate, so what it checks includes
+    /// every earlier change, also those a leaderboard's metadata record implies.
+    pub(super) async fn wait_drained(&self) -> Result<(), String> {
+        let target = self.enqueued.load(Ordering::Acquire);
+        self.wait_applied(target).await
+    }
+
+    /// Marks the ledger stopped (its thread could not take a record).
+    pub(super) fn stop(&self, why: &str) {
+        if self.healthy.swap(false, Ordering::AcqRel) {
+            tracing::error!(error = %why, "the rewards ledger stopped; a restart re-applies the log");
+        }
+        self.progress.send_modify(|_| {});
     }
 
     /// Blocks until every record handed to the ledger's thread so far is applied (or it stopped).

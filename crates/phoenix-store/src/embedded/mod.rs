@@ -543,9 +543,11 @@ impl EmbeddedStore {
                             // Handed over in log order, before the fold moves past the record.
                             if let Some(l) = ledger_part(&live, &r) {
                                 live_ledger.enqueued(end);
-                                to_ledger
-                                    .send((end, l))
-                                    .map_err(|_| "the ledger's thread has stopped".to_owned())?;
+                                if to_ledger.send((end, l)).is_err() {
+                                    // The fold still applies the record; the ledger stops short of
+                                    // it, and a restart re-applies it from the log.
+                                    live_ledger.stop("the ledger's thread has stopped");
+                                }
                             }
                             live.apply(record.offset, end, r, true)
                         }),
@@ -712,11 +714,12 @@ impl EmbeddedStore {
         let now = self.now();
         let ledger = self.ledger.clone();
         tokio::task::spawn_blocking(move || -> Result<(), String> {
+            // Every rewards record before the snapshot is applied and durable (and the ledger's
+            // watermark at least the snapshot's offset) before the snapshot exists: a replay never
+            // hands the ledger a record from before the snapshot, to be judged against later state.
+            ledger.checkpoint(wal_offset)?;
             let bytes = snapshot::encode(snap)?;
             snapshot::write(&dir, wal_offset, &bytes, SNAPSHOTS_KEPT).map_err(|e| e.to_string())?;
-            // Every rewards record before the snapshot is applied: the ledger is made durable up to
-            // it before any log the snapshot covers may go.
-            ledger.checkpoint(wal_offset)?;
             if let Some(retention) = retention {
                 remove_covered_segments(&dir, retention, &segments_closed, now)
                     .map_err(|e| e.to_string())?;
@@ -1530,6 +1533,11 @@ impl Store for EmbeddedStore {
             updated_at: lb.updated_at,
         })
         .await?;
+        // What it means for the leaderboard's reward rules is in the ledger before the answer.
+        self.ledger
+            .wait_drained()
+            .await
+            .map_err(StoreError::Unavailable)?;
         Ok(Some(lb))
     }
 
@@ -1548,6 +1556,11 @@ impl Store for EmbeddedStore {
             at: self.now(),
         })
         .await?;
+        // Its rules are inactive in the ledger before the answer.
+        self.ledger
+            .wait_drained()
+            .await
+            .map_err(StoreError::Unavailable)?;
         Ok(Some(lb))
     }
 

@@ -9,7 +9,7 @@ use crate::model::LeaderboardStatus;
 use crate::rewards::*;
 use crate::{StoreError, StoreResult};
 use jiff::{SignedDuration, Timestamp};
-use phoenix_core::reward::{Tier, deepest_rank, plan_settlement, tiers_from_json};
+use phoenix_core::reward::{Tier, deepest_rank, plan_slots, tiers_from_json};
 use phoenix_core::window::{WindowId, WindowStatus};
 use std::sync::atomic::Ordering;
 
@@ -41,6 +41,16 @@ impl EmbeddedStore {
             .map_err(unavailable)
     }
 
+    /// Takes the rewards gate once the ledger has applied everything handed to it so far, so a check
+    /// made under the gate sees every earlier change (a writer holds the gate until its own record is
+    /// applied; the server runs rewards writes as tasks of their own, so a client that goes away does
+    /// not end one between its append and its application).
+    async fn rewards_gate(&self) -> StoreResult<tokio::sync::MutexGuard<'_, ()>> {
+        let gate = self.rewards_gate.lock().await;
+        self.ledger.wait_drained().await.map_err(unavailable)?;
+        Ok(gate)
+    }
+
     /// Appends a rewards record and waits until the ledger's thread has applied it.
     /// Call with the rewards gate held.
     async fn commit_ledger(&self, record: &LedgerRecord) -> StoreResult<()> {
@@ -56,7 +66,7 @@ impl EmbeddedStore {
     }
 
     pub(super) async fn rule_create(&self, new: NewRewardRule) -> StoreResult<RewardRule> {
-        let _gate = self.rewards_gate.lock().await;
+        let _gate = self.rewards_gate().await?;
         let (tenant, id) = (new.tenant_id.clone(), new.rule_id.clone());
         if self
             .ledger_read(move |c| q::rule(c, &tenant, &id))
@@ -117,7 +127,7 @@ impl EmbeddedStore {
         rule_id: &str,
         patch: RewardRulePatch,
     ) -> StoreResult<Option<RewardRule>> {
-        let _gate = self.rewards_gate.lock().await;
+        let _gate = self.rewards_gate().await?;
         let Some(mut rule) = self.rule_get(tenant_id, rule_id).await? else {
             return Ok(None);
         };
@@ -153,7 +163,7 @@ impl EmbeddedStore {
         tenant_id: &str,
         rule_id: &str,
     ) -> StoreResult<Option<RewardRule>> {
-        let _gate = self.rewards_gate.lock().await;
+        let _gate = self.rewards_gate().await?;
         let Some(rule) = self.rule_get(tenant_id, rule_id).await? else {
             return Ok(None);
         };
@@ -248,7 +258,7 @@ impl EmbeddedStore {
         rule_id: &str,
         window_id: &str,
     ) -> StoreResult<Option<SettleOutcome>> {
-        let _gate = self.rewards_gate.lock().await;
+        let _gate = self.rewards_gate().await?;
         let Some(rule) = self.rule_get(tenant_id, rule_id).await? else {
             return Ok(None);
         };
@@ -298,6 +308,9 @@ impl EmbeddedStore {
     }
 
     pub(super) async fn settle_due_windows(&self) -> StoreResult<usize> {
+        // Rules as of every change handed to the ledger so far (a leaderboard's reactivation moves
+        // its rules' `active_since`).
+        self.ledger.wait_drained().await.map_err(unavailable)?;
         let rules = self.ledger_read(q::active_rules).await?;
         let now = self.now();
         let mut made = 0;
@@ -335,7 +348,7 @@ impl EmbeddedStore {
             };
             due.sort_by_key(|w| w.ends_at);
             for window in due {
-                let _gate = self.rewards_gate.lock().await;
+                let _gate = self.rewards_gate().await?;
                 // The rule as it is at this moment (SPEC §7.2), still active.
                 let Some(current) = self.rule_get(&rule.tenant_id, &rule.rule_id).await? else {
                     break;
@@ -393,27 +406,40 @@ impl EmbeddedStore {
             };
             (window, status, ranked, entries)
         };
-        let planned = plan_settlement(
-            tenant_id,
-            rule_id,
-            window.id.as_str(),
-            &tiers,
-            rule.min_participants,
-            ranked,
-            entries.iter().map(|s| (s.rank, s.user_id.as_str())),
+        // The plan in its 24-byte form (hashing off the async workers); only the page is expanded.
+        let (tenant, rule_key, window_key) = (
+            tenant_id.to_owned(),
+            rule_id.to_owned(),
+            window.id.as_str().to_owned(),
         );
-        let total = planned.len() as u64;
-        let start = usize::try_from(from)
-            .unwrap_or(usize::MAX)
-            .min(planned.len());
-        let end = start.saturating_add(limit as usize).min(planned.len());
-        let grants = planned[start..end]
+        let min_participants = rule.min_participants;
+        let (slots, entries, tiers) = tokio::task::spawn_blocking(move || {
+            let slots = plan_slots(
+                &tenant,
+                &rule_key,
+                &window_key,
+                &tiers,
+                min_participants,
+                ranked,
+                entries.iter().map(|s| (s.rank, s.user_id.as_str())),
+            );
+            (slots, entries, tiers)
+        })
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+        let total = slots.len() as u64;
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(slots.len());
+        let end = start.saturating_add(limit as usize).min(slots.len());
+        let grants = slots[start..end]
             .iter()
-            .map(|p| PreviewGrant {
-                grant_id: p.grant_id.clone(),
-                user_id: p.user_id.clone(),
-                rank: p.rank,
-                reward: p.reward.to_json(),
+            .map(|slot| {
+                let standing = &entries[slot.entry as usize];
+                PreviewGrant {
+                    grant_id: format!("g_{}", hex::encode(slot.key)),
+                    user_id: standing.user_id.clone(),
+                    rank: standing.rank,
+                    reward: tiers[slot.tier as usize].rewards[slot.reward_index as usize].to_json(),
+                }
             })
             .collect();
         Ok(Some(Preview {
@@ -422,7 +448,7 @@ impl EmbeddedStore {
             ranked_entries: ranked,
             total,
             grants,
-            next: (end < planned.len()).then_some(end as u64),
+            next: (end < slots.len()).then_some(end as u64),
         }))
     }
 
@@ -465,7 +491,7 @@ impl EmbeddedStore {
         user_id: &str,
         grant_id: &str,
     ) -> StoreResult<ClaimOutcome> {
-        let _gate = self.rewards_gate.lock().await;
+        let _gate = self.rewards_gate().await?;
         let Some(grant) = self.grant_get(tenant_id, grant_id).await? else {
             return Ok(ClaimOutcome::NotFound);
         };
@@ -495,7 +521,7 @@ impl EmbeddedStore {
         grant_id: &str,
         reason: String,
     ) -> StoreResult<Option<Grant>> {
-        let _gate = self.rewards_gate.lock().await;
+        let _gate = self.rewards_gate().await?;
         let Some(grant) = self.grant_get(tenant_id, grant_id).await? else {
             return Ok(None);
         };
@@ -513,7 +539,7 @@ impl EmbeddedStore {
     }
 
     pub(super) async fn campaign_create(&self, new: NewCampaign) -> StoreResult<Campaign> {
-        let _gate = self.rewards_gate.lock().await;
+        let _gate = self.rewards_gate().await?;
         let (tenant, id) = (new.tenant_id.clone(), new.campaign_id.clone());
         if self
             .ledger_read(move |c| q::campaign(c, &tenant, &id))
@@ -583,7 +609,7 @@ impl EmbeddedStore {
         campaign_id: &str,
         patch: CampaignPatch,
     ) -> StoreResult<Option<Campaign>> {
-        let _gate = self.rewards_gate.lock().await;
+        let _gate = self.rewards_gate().await?;
         let Some(mut campaign) = self.campaign_get(tenant_id, campaign_id).await? else {
             return Ok(None);
         };
@@ -618,7 +644,7 @@ impl EmbeddedStore {
         count: u32,
         issued_to: Option<String>,
     ) -> StoreResult<Option<Vec<CouponCode>>> {
-        let _gate = self.rewards_gate.lock().await;
+        let _gate = self.rewards_gate().await?;
         if self.campaign_get(tenant_id, campaign_id).await?.is_none() {
             return Ok(None);
         }
@@ -709,7 +735,7 @@ impl EmbeddedStore {
         code: &str,
         reason: String,
     ) -> StoreResult<Option<CouponCode>> {
-        let _gate = self.rewards_gate.lock().await;
+        let _gate = self.rewards_gate().await?;
         let canonical = phoenix_core::coupon::canonical(code);
         let Some((found, _)) = self.code_get(tenant_id, &canonical, 0).await? else {
             return Ok(None);
@@ -754,7 +780,7 @@ impl EmbeddedStore {
         code: &str,
         idempotency_key: Option<String>,
     ) -> StoreResult<RedeemOutcome> {
-        let _gate = self.rewards_gate.lock().await;
+        let _gate = self.rewards_gate().await?;
         let canonical = phoenix_core::coupon::canonical(code);
         let (tenant, canon) = (tenant_id.to_owned(), canonical.clone());
         let Some(found) = self
