@@ -3,7 +3,7 @@
 
 use super::rewards::{
     activity_field, decode_cursor, detached, encode_cursor, limit_param, object_body, only_params,
-    reason_body, string_field, text_param,
+    reason_body, require_tenant, string_field, text_param,
 };
 use super::tenants::check_name;
 use crate::auth::AdminAuth;
@@ -330,13 +330,6 @@ pub async fn list_campaigns(
         total: campaigns.len(),
         campaigns,
     }))
-}
-
-async fn require_tenant(state: &AppState, tenant_id: &str) -> Result<(), ApiError> {
-    match state.store.get_tenant(tenant_id).await? {
-        Some(_) => Ok(()),
-        None => Err(super::tenants::tenant_not_found(tenant_id)),
-    }
 }
 
 /// Creates a coupon campaign: a shared code and/or personal codes made later.

@@ -525,7 +525,8 @@ async fn checked_leaderboard(state: &AppState, tenant_id: &str, id: &str) -> Res
     Ok(())
 }
 
-async fn require_tenant(state: &AppState, tenant_id: &str) -> Result<(), ApiError> {
+/// 404 unless the tenant exists (after the caller's permission was checked).
+pub(crate) async fn require_tenant(state: &AppState, tenant_id: &str) -> Result<(), ApiError> {
     match state.store.get_tenant(tenant_id).await? {
         Some(_) => Ok(()),
         None => Err(super::tenants::tenant_not_found(tenant_id)),
