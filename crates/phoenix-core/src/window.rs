@@ -233,6 +233,42 @@ impl Timeframe {
         }
     }
 
+    /// The window with this id (incarnation suffix ignored: the caller names the incarnation), if the
+    /// timeframe has one: `all` for all_time, `custom` for custom, and for a schedule the window that
+    /// starts on the id's date in the timeframe's zone, found by walking forward from two days before.
+    pub fn window_by_id(&self, id: &WindowId) -> Option<Window> {
+        let (key, _) = parse_full(id.as_str())?;
+        match (self, key) {
+            (Timeframe::AllTime { .. }, IdKey::All) => Some(Window::all_time()),
+            (
+                Timeframe::Custom {
+                    starts_at, ends_at, ..
+                },
+                IdKey::Custom,
+            ) => Some(Window::custom(*starts_at, *ends_at)),
+            (_, IdKey::Date(date)) => {
+                let schedule = Schedule::of(self)?;
+                let probe = date
+                    .checked_sub(jiff::Span::new().days(2))
+                    .ok()?
+                    .to_zoned(jiff::tz::TimeZone::UTC)
+                    .ok()?
+                    .timestamp();
+                let mut window = schedule.window_containing(probe);
+                // A month is the longest window: a few steps always reach the date.
+                for _ in 0..8 {
+                    match parse_full(window.id.as_str())?.0.cmp(&key) {
+                        Ordering::Equal => return Some(window),
+                        Ordering::Greater => return None,
+                        Ordering::Less => window = schedule.window_containing(window.ends_at?),
+                    }
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
     /// The window that follows `window` (None for all_time and custom, and after a window that lasts
     /// to the end of representable time).
     pub fn next_window(&self, window: &Window) -> Option<Window> {

@@ -800,3 +800,41 @@ proptest! {
         prop_assert_eq!(window.contains(at), expected == WindowStatus::Open);
     }
 }
+
+#[test]
+fn a_window_is_found_by_its_id() {
+    use phoenix_core::config::LeaderboardConfig;
+    use phoenix_core::window::WindowId;
+    let timeframe = |tf: serde_json::Value| {
+        LeaderboardConfig::from_json(&serde_json::json!({
+            "timeframe": tf,
+            "scoring": {"rules": [{"event_type": "x", "points_expression": "1"}]}
+        }))
+        .unwrap()
+        .timeframe
+    };
+    for tf in [
+        serde_json::json!({"type": "daily", "timezone": "America/New_York", "reset_time": "06:00"}),
+        serde_json::json!({"type": "weekly", "timezone": "Asia/Tokyo", "reset_day": "wednesday"}),
+        serde_json::json!({"type": "monthly", "timezone": "Europe/Berlin"}),
+    ] {
+        let tf = timeframe(tf);
+        let at: jiff::Timestamp = "2026-03-29T01:30:00Z".parse().unwrap();
+        let window = tf.window_for(at).unwrap();
+        let found = tf.window_by_id(&window.id).unwrap();
+        assert_eq!(found, window, "{tf:?}");
+        let next = tf.next_window(&window).unwrap();
+        assert_eq!(tf.window_by_id(&next.id).unwrap(), next);
+        // A date that starts no window of this timeframe names none (except daily, where every
+        // date does).
+        let other = WindowId::parse("2026-03-31").unwrap();
+        if let Some(w) = tf.window_by_id(&other) {
+            assert_eq!(w.id, other);
+        }
+    }
+    assert!(
+        timeframe(serde_json::json!({"type": "all_time"}))
+            .window_by_id(&WindowId::parse("2026-01-01").unwrap())
+            .is_none()
+    );
+}

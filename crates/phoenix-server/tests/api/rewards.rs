@@ -650,3 +650,70 @@ async fn deleting_a_leaderboard_makes_its_rules_inactive_before_it_answers() {
     assert_eq!(patched.body["status"], "inactive");
     assert_eq!(patched.body["version"], 3);
 }
+
+#[tokio::test]
+async fn an_ended_window_nobody_scored_in_settles_with_no_grants_and_an_upcoming_one_is_409() {
+    let app = spawn_app().await;
+    app.create_tenant("re").await;
+    // A daily board: yesterday's window ended (nobody played), tomorrow's has not begun.
+    app.admin_json(
+        Method::POST,
+        "/tenants/re/leaderboards",
+        &json!({"leaderboard_id": "daily", "name": "Daily", "config": {
+            "timeframe": {"type": "daily", "timezone": "UTC"},
+            "scoring": {"rules": [{"event_type": "match", "points_expression": "1"}]}}}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    app.admin_json(
+        Method::POST,
+        "/tenants/re/reward-rules",
+        &json!({"rule_id": "r", "leaderboard_id": "daily", "name": "R",
+                "tiers": [{"rank_from": 1, "rank_to": 1, "rewards": [{"type": "badge", "badge": "a"}]}]}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let today = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let tomorrow = today.tomorrow().unwrap().to_string();
+    let settle = |window: String| {
+        let app = &app;
+        async move {
+            app.admin_json(
+                Method::POST,
+                "/tenants/re/reward-rules/r/settle",
+                &json!({"window_id": window}),
+            )
+            .await
+        }
+    };
+    settle(tomorrow)
+        .await
+        .expect_error(StatusCode::CONFLICT, "CONFLICT");
+    settle(today.to_string())
+        .await
+        .expect_error(StatusCode::CONFLICT, "CONFLICT");
+    // Before the leaderboard existed there was no window.
+    settle("2020-01-01".into()).await.expect_validation();
+
+    // A custom window that ended with nobody in it settles with no grants.
+    short_board(&app, "re", "empty", SignedDuration::from_millis(300)).await;
+    app.admin_json(
+        Method::POST,
+        "/tenants/re/reward-rules",
+        &json!({"rule_id": "e", "leaderboard_id": "empty", "name": "E",
+                "tiers": [{"rank_from": 1, "rank_to": 1, "rewards": [{"type": "badge", "badge": "a"}]}]}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let empty = app
+        .admin_json(
+            Method::POST,
+            "/tenants/re/reward-rules/e/settle",
+            &json!({"window_id": "custom"}),
+        )
+        .await;
+    empty.expect(StatusCode::CREATED);
+    assert_eq!(empty.body["ranked_entries"], 0);
+    assert_eq!(empty.body["grants"], 0);
+}

@@ -10,7 +10,7 @@ use crate::rewards::*;
 use crate::{StoreError, StoreResult};
 use jiff::{SignedDuration, Timestamp};
 use phoenix_core::reward::{Tier, deepest_rank, plan_slots, tiers_from_json};
-use phoenix_core::window::{WindowId, WindowStatus};
+use phoenix_core::window::WindowId;
 use std::sync::atomic::Ordering;
 
 /// Most personal codes made per request (SPEC §7.4).
@@ -188,6 +188,17 @@ impl EmbeddedStore {
             .copied()
     }
 
+    /// When the leaderboard incarnation `uid` (live or deleted) was created.
+    fn created_at_of(&self, uid: u64) -> Option<Timestamp> {
+        let state = self.read();
+        state
+            .leaderboards
+            .values()
+            .find(|lb| lb.uid == uid)
+            .or_else(|| state.deleted.get(&uid).map(|(lb, _)| lb))
+            .map(|lb| lb.created_at)
+    }
+
     /// Makes sure the log has frozen every window that ended by `now` (a `Tick` when no record has
     /// passed its end yet), so a settlement record always follows its window's end in the log.
     async fn freeze_up_to(&self, end: Timestamp) -> StoreResult<()> {
@@ -280,13 +291,19 @@ impl EmbeddedStore {
                 .or_else(|| lb.cold_window(&id).cloned())
             {
                 Some(w) => Some(w),
+                // A window without standings (nobody scored in it): known by its id from the
+                // timeframe, so an upcoming one is 409 and an ended one settles with no grants.
+                // Only windows the leaderboard lived in: ending after it was created.
                 None => {
-                    // A window without standings: the current (open or upcoming) one is not over.
-                    let (current, status) = lb.current_window(now);
-                    if current.id == id && status != WindowStatus::Closed {
-                        return Ok(Some(SettleOutcome::NotEnded));
-                    }
-                    None
+                    let created = self.created_at_of(uid);
+                    lb.config
+                        .timeframe
+                        .window_by_id(&id)
+                        .filter(|w| w.ends_at.is_none_or(|end| created.is_some_and(|c| end > c)))
+                        .map(|mut w| {
+                            w.id = id.clone();
+                            w
+                        })
                 }
             }
         };
