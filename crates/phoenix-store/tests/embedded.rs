@@ -736,3 +736,30 @@ async fn retention_deletes_every_covered_segment_once_it_is_old_enough() {
         "every segment the snapshots cover went at once: {after:?}, older snapshot at {older_snapshot}"
     );
 }
+
+#[tokio::test]
+async fn a_missing_ledger_is_refused_once_a_snapshot_relied_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = EmbeddedStore::open_initialized(dir.path(), key())
+            .await
+            .unwrap();
+        store
+            .create_tenant(
+                phoenix_core::ids::TenantId::parse("t").unwrap(),
+                "T".into(),
+                "s".repeat(32),
+            )
+            .await
+            .unwrap();
+        store.checkpoint().await.unwrap();
+    }
+    for file in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(file));
+    }
+    match EmbeddedStore::open(dir.path(), key()) {
+        Err(OpenError::Corrupt { detail, .. }) => assert!(detail.contains("ledger.db"), "{detail}"),
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("a data dir without its ledger was opened"),
+    }
+}

@@ -428,15 +428,28 @@ impl EmbeddedStore {
         }
 
         migrate_legacy_log(dir).map_err(io)?;
-        let (folded, mut dedupe, start) = match Self::restore_snapshot(dir, &master, &options)? {
-            Some(restored) => restored,
-            None => (
-                Arc::new(Folded::default()),
-                Dedupe::open(&dir.join(DEDUPE_DIR), None, options.dedupe())
-                    .map_err(|detail| corrupt(dir, detail))?,
-                0,
-            ),
-        };
+        let (folded, mut dedupe, start, had_ledger) =
+            match Self::restore_snapshot(dir, &master, &options)? {
+                Some(restored) => restored,
+                None => (
+                    Arc::new(Folded::default()),
+                    Dedupe::open(&dir.join(DEDUPE_DIR), None, options.dedupe())
+                        .map_err(|detail| corrupt(dir, detail))?,
+                    0,
+                    false,
+                ),
+            };
+        if had_ledger && !dir.join(ledger::LEDGER_FILE).exists() {
+            // An empty ledger would silently forget every grant, code and redemption before the
+            // snapshot (the log before it may be gone).
+            return Err(corrupt(
+                dir,
+                format!(
+                    "{} is missing but the snapshot was taken with it: restore it from a backup (see docs/operations.md)",
+                    ledger::LEDGER_FILE
+                ),
+            ));
+        }
         let cold = Arc::new(cold::ColdStore::new(
             dir.join(COLD_DIR),
             options.cold_cache_bytes,
@@ -615,7 +628,7 @@ impl EmbeddedStore {
         dir: &Path,
         master: &MasterKey,
         options: &EmbeddedOptions,
-    ) -> Result<Option<(Arc<Folded>, Dedupe, u64)>, OpenError> {
+    ) -> Result<Option<(Arc<Folded>, Dedupe, u64, bool)>, OpenError> {
         let io = |source| OpenError::Io {
             path: dir.display().to_string(),
             source,
@@ -643,10 +656,11 @@ impl EmbeddedStore {
                         snap.dedupe,
                         snap.wal_offset,
                         snap.accepted_high_water,
+                        snap.ledger,
                     ))
                 });
             match decoded {
-                Ok((state, engine, dedupe, offset, high_water)) => {
+                Ok((state, engine, dedupe, offset, high_water, ledger)) => {
                     if let Some(check) = &state.key_check {
                         let sealed = hex::decode(check).unwrap_or_default();
                         if master.unseal("key-check", &sealed).as_deref() != Some(KEY_CHECK) {
@@ -668,7 +682,7 @@ impl EmbeddedStore {
                         options.clock.now(),
                     )
                     .map_err(|detail| corrupt(dir, detail))?;
-                    return Ok(Some((Arc::new(folded), dedupe, offset)));
+                    return Ok(Some((Arc::new(folded), dedupe, offset, ledger)));
                 }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable snapshot");
@@ -700,6 +714,7 @@ impl EmbeddedStore {
                 engine: engine.snapshot(),
                 dedupe: self.lock_dedupe().snapshot(),
                 accepted_high_water: self.folded.accepted_high_water.load(Ordering::Acquire),
+                ledger: true,
             };
             self.events_at_snapshot.store(
                 self.folded.applied_events.load(Ordering::Relaxed),

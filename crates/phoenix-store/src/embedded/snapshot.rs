@@ -30,6 +30,9 @@ pub(super) struct Snapshot {
     pub dedupe: DedupeSnapshot,
     /// The acceptance-time high-water mark (Unix µs) at `wal_offset`.
     pub accepted_high_water: i64,
+    /// The data dir has a rewards ledger (`ledger.db`) that this snapshot's log position relies on:
+    /// a start that finds it missing refuses rather than silently starting an empty one.
+    pub ledger: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -90,6 +93,9 @@ struct Header {
     dedupe_key: [u64; 2],
     dedupe_entries: u64,
     accepted_high_water: i64,
+    /// Absent (false) in snapshots written before the ledger existed.
+    #[serde(default)]
+    ledger: bool,
 }
 
 fn lb_header(lb: &LeaderboardSnapshot) -> LeaderboardHeader {
@@ -128,6 +134,7 @@ pub(super) fn encode(snapshot: Snapshot) -> Result<Vec<u8>, String> {
         engine,
         dedupe,
         accepted_high_water,
+        ledger,
     } = snapshot;
     let header = Header {
         meta,
@@ -144,6 +151,7 @@ pub(super) fn encode(snapshot: Snapshot) -> Result<Vec<u8>, String> {
         dedupe_key: dedupe.key,
         dedupe_entries: dedupe.entries.len() as u64,
         accepted_high_water,
+        ledger,
     };
     let header = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(64 + header.len() + dedupe.entries.len() * 24);
@@ -307,6 +315,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
             entries,
         },
         accepted_high_water: header.accepted_high_water,
+        ledger: header.ledger,
     })
 }
 
