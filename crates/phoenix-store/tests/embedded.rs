@@ -763,3 +763,95 @@ async fn a_missing_ledger_is_refused_once_a_snapshot_relied_on_it() {
         Ok(_) => panic!("a data dir without its ledger was opened"),
     }
 }
+
+/// Windows that ended while the process was down are settled when it is back, one settlement per
+/// window (also the ones nobody scored in), and none twice across another restart.
+#[tokio::test]
+async fn windows_that_ended_while_down_are_settled_once_when_it_is_back() {
+    use phoenix_store::embedded::{Clock, EmbeddedOptions};
+    use phoenix_store::rewards::{Activity, NewRewardRule};
+    let dir = tempfile::tempdir().unwrap();
+    let start = jiff::Timestamp::now();
+    let clock = Clock::manual(start);
+    let options = EmbeddedOptions {
+        clock: clock.clone(),
+        ..EmbeddedOptions::default()
+    };
+    {
+        let store = open_with(dir.path(), options.clone()).await;
+        store
+            .create_tenant(
+                phoenix_core::ids::TenantId::parse("down").unwrap(),
+                "Down".into(),
+                "s".repeat(32),
+            )
+            .await
+            .unwrap();
+        let config = phoenix_core::config::LeaderboardConfig::from_json(&serde_json::json!({
+            "timeframe": {"type": "daily", "timezone": "UTC"},
+            "scoring": {"rules": [{"event_type": "match.*", "points_expression": "attrs.score"}]}
+        }))
+        .unwrap();
+        store
+            .create_leaderboard(phoenix_store::model::NewLeaderboard {
+                leaderboard_id: phoenix_core::ids::LeaderboardId::parse("daily").unwrap(),
+                tenant_id: phoenix_core::ids::TenantId::parse("down").unwrap(),
+                name: "Daily".into(),
+                description: None,
+                status: phoenix_store::model::LeaderboardStatus::Active,
+                config: config.to_json(),
+            })
+            .await
+            .unwrap();
+        store
+            .create_reward_rule(NewRewardRule {
+                tenant_id: "down".into(),
+                rule_id: "top".into(),
+                leaderboard_id: "daily".into(),
+                name: "Top".into(),
+                status: Activity::Active,
+                min_participants: 0,
+                settle_delay_seconds: 0,
+                tiers: serde_json::json!([{"rank_from": 1, "rank_to": 2, "rewards": [
+                    {"type": "badge", "badge": "day"}]}]),
+            })
+            .await
+            .unwrap();
+        let events = (0..5)
+            .map(|i| event(&format!("d{i}"), &format!("p{i}"), f64::from(i)))
+            .collect();
+        store.ingest("down", events).await.unwrap();
+    }
+    // Three days pass with the process stopped.
+    clock.advance(jiff::SignedDuration::from_hours(72));
+    let store = open_with(dir.path(), options.clone()).await;
+    store.maintain().await.unwrap();
+    let settled = store
+        .list_settlements("down", "top")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(settled.len(), 3, "{settled:?}");
+    let grants: u64 = settled.iter().map(|s| s.grants).sum();
+    assert_eq!(
+        grants, 2,
+        "the first day's top two, nothing for the empty days"
+    );
+    assert!(
+        settled
+            .iter()
+            .all(|s| s.window.ends_at.unwrap() <= clock.now())
+    );
+    drop(store);
+    let store = open_with(dir.path(), options).await;
+    store.maintain().await.unwrap();
+    assert_eq!(
+        store
+            .list_settlements("down", "top")
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
+        3
+    );
+}

@@ -700,7 +700,7 @@ async fn an_ended_window_nobody_scored_in_settles_with_no_grants_and_an_upcoming
     app.admin_json(
         Method::POST,
         "/tenants/re/reward-rules",
-        &json!({"rule_id": "e", "leaderboard_id": "empty", "name": "E",
+        &json!({"rule_id": "e", "leaderboard_id": "empty", "name": "E", "status": "inactive",
                 "tiers": [{"rank_from": 1, "rank_to": 1, "rewards": [{"type": "badge", "badge": "a"}]}]}),
     )
     .await
@@ -716,4 +716,26 @@ async fn an_ended_window_nobody_scored_in_settles_with_no_grants_and_an_upcoming
     empty.expect(StatusCode::CREATED);
     assert_eq!(empty.body["ranked_entries"], 0);
     assert_eq!(empty.body["grants"], 0);
+}
+
+#[tokio::test]
+async fn the_settler_settles_a_window_nobody_scored_in_with_no_grants() {
+    let app = spawn_app().await;
+    app.create_tenant("rq").await;
+    short_board(&app, "rq", "quiet", SignedDuration::from_millis(800)).await;
+    app.admin_json(
+        Method::POST,
+        "/tenants/rq/reward-rules",
+        &json!({"rule_id": "q", "leaderboard_id": "quiet", "name": "Q",
+                "tiers": [{"rank_from": 1, "rank_to": 1, "rewards": [{"type": "badge", "badge": "a"}]}]}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    eventually("the quiet window is settled", || async {
+        settlements(&app, "rq", "q").await["total"] == 1
+    })
+    .await;
+    let listed = settlements(&app, "rq", "q").await;
+    assert_eq!(listed["settlements"][0]["ranked_entries"], 0);
+    assert_eq!(listed["settlements"][0]["grants"], 0);
 }

@@ -13,6 +13,9 @@ use phoenix_core::reward::{Tier, deepest_rank, plan_slots, tiers_from_json};
 use phoenix_core::window::WindowId;
 use std::sync::atomic::Ordering;
 
+/// Most windows of one rule the settler settles in one round (it runs every second).
+const MAX_WINDOWS_PER_ROUND: usize = 100;
+
 /// Most personal codes made per request (SPEC §7.4).
 pub const MAX_CODES_PER_REQUEST: u32 = 10_000;
 
@@ -345,25 +348,48 @@ impl EmbeddedStore {
                 .await?
                 .and_then(|us| Timestamp::from_microsecond(us).ok());
             let delay = SignedDuration::from_secs(i64::from(rule.settle_delay_seconds));
-            let mut due: Vec<phoenix_core::window::Window> = {
+            // Every window of the timeframe that ended after the rule (or its board) became active
+            // and after the last automatic settlement, whether anyone scored in it or not; at most
+            // `MAX_WINDOWS_PER_ROUND` a round, oldest first (a long downtime catches up over rounds).
+            let due: Vec<phoenix_core::window::Window> = {
                 let engine = self.folded.engine();
                 let Some(lb) = engine.leaderboard_state(&rule.tenant_id, uid) else {
                     continue;
                 };
-                lb.all_windows()
-                    .filter(|w| {
-                        w.ends_at.is_some_and(|end| {
-                            end > rule.active_since
-                                && last.is_none_or(|last| end > last)
-                                && end
-                                    .checked_add(delay)
-                                    .is_ok_and(|settle_at| settle_at <= now)
-                        })
+                let timeframe = &lb.config.timeframe;
+                let from = last.map_or(rule.active_since, |l| l.max(rule.active_since));
+                let ended = |w: &phoenix_core::window::Window| {
+                    w.ends_at.is_some_and(|end| {
+                        end > from
+                            && end
+                                .checked_add(delay)
+                                .is_ok_and(|settle_at| settle_at <= now)
                     })
-                    .cloned()
-                    .collect()
+                };
+                let mut due = Vec::new();
+                // The window holding `from`, or (a custom board not begun then) its only window.
+                let mut next = timeframe.window_for(from).or_else(|| {
+                    let (w, _) = timeframe.current_window(from);
+                    w.ends_at.map(|_| w)
+                });
+                while let Some(w) = next {
+                    if due.len() >= MAX_WINDOWS_PER_ROUND
+                        || w.ends_at.is_none_or(|end| {
+                            end.checked_add(delay)
+                                .is_ok_and(|settle_at| settle_at > now)
+                        })
+                    {
+                        break;
+                    }
+                    next = timeframe.next_window(&w);
+                    if ended(&w) {
+                        let mut w = w;
+                        w.id = w.id.for_incarnation(lb.incarnation);
+                        due.push(w);
+                    }
+                }
+                due
             };
-            due.sort_by_key(|w| w.ends_at);
             for window in due {
                 let _gate = self.rewards_gate().await?;
                 // The rule as it is at this moment (SPEC §7.2), still active.
