@@ -47,6 +47,10 @@ pub struct RewardRule {
     /// Windows that ended at or before this instant are settled only by hand: the rule (or its
     /// leaderboard) was not active when they ended. Raised when either becomes active.
     pub active_since: Timestamp,
+    /// Set while the rule's leaderboard is deactivated: when it stopped being active. Windows that
+    /// ended before it (while the board was active) are still settled, after their delay.
+    #[serde(default)]
+    pub board_inactive_since: Option<Timestamp>,
 }
 
 /// What a new rule is made of (validated by the caller).

@@ -739,3 +739,42 @@ async fn the_settler_settles_a_window_nobody_scored_in_with_no_grants() {
     assert_eq!(listed["settlements"][0]["ranked_entries"], 0);
     assert_eq!(listed["settlements"][0]["grants"], 0);
 }
+
+#[tokio::test]
+async fn a_window_that_ended_while_its_board_was_active_is_settled_after_a_later_deactivation() {
+    let app = spawn_app().await;
+    let secret = app.create_tenant("rz").await;
+    for (board, ends_in) in [("early", 600), ("late", 60_000)] {
+        short_board(&app, "rz", board, SignedDuration::from_millis(ends_in)).await;
+        app.admin_json(
+            Method::POST,
+            "/tenants/rz/reward-rules",
+            &json!({"rule_id": board, "leaderboard_id": board, "name": board,
+                    "settle_delay_seconds": 2,
+                    "tiers": [{"rank_from": 1, "rank_to": 1, "rewards": [{"type": "badge", "badge": "a"}]}]}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    }
+    post_events(&app, &secret, "rz", &[("ann", 5.0)]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    // `early` ended while active; both boards are deactivated before the delay has passed.
+    for board in ["early", "late"] {
+        app.admin_json(
+            Method::PATCH,
+            &format!("/tenants/rz/leaderboards/{board}"),
+            &json!({"status": "inactive"}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    }
+    eventually("the early window is settled after its delay", || async {
+        settlements(&app, "rz", "early").await["total"] == 1
+    })
+    .await;
+    assert_eq!(
+        settlements(&app, "rz", "early").await["settlements"][0]["grants"],
+        1
+    );
+    assert_eq!(settlements(&app, "rz", "late").await["total"], 0);
+}

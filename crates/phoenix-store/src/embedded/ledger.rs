@@ -118,6 +118,14 @@ pub(super) enum LedgerRecord {
         leaderboard_id: String,
         at: Timestamp,
     },
+    /// Not written: derived from an active leaderboard becoming inactive or archived (windows that
+    /// ended before are still settled; later ones are not).
+    #[serde(skip)]
+    BoardDeactivated {
+        tenant_id: String,
+        leaderboard_id: String,
+        at: Timestamp,
+    },
 }
 
 /// A window's final ranked standings: the number of ranked entries and `(rank, user_id)` in rank order.
@@ -689,6 +697,11 @@ fn apply_in(
             tenant_id,
             leaderboard_id,
             at,
+        }
+        | LedgerRecord::BoardDeactivated {
+            tenant_id,
+            leaderboard_id,
+            at,
         } => {
             let deleted = matches!(record, LedgerRecord::BoardDeleted { .. });
             let rules = rules_where(
@@ -704,8 +717,11 @@ fn apply_in(
                     rule.status = Activity::Inactive;
                     rule.version += 1;
                     rule.updated_at = (*at).max(rule.updated_at);
-                } else {
+                } else if matches!(record, LedgerRecord::BoardActivated { .. }) {
                     rule.active_since = (*at).max(rule.active_since);
+                    rule.board_inactive_since = None;
+                } else {
+                    rule.board_inactive_since.get_or_insert(*at);
                 }
                 tx.execute(
                     "UPDATE rules SET body = ?3 WHERE tenant = ?1 AND rule_id = ?2",

@@ -54,7 +54,7 @@ fn ledger_part(folded: &Folded, record: &WalRecord<'_>) -> Option<LedgerRecord> 
         WalRecord::Meta(MetaRecord::LeaderboardUpdated {
             tenant_id,
             leaderboard_id,
-            status: LeaderboardStatus::Active,
+            status,
             updated_at,
             ..
         }) => {
@@ -62,11 +62,24 @@ fn ledger_part(folded: &Folded, record: &WalRecord<'_>) -> Option<LedgerRecord> 
                 .meta()
                 .leaderboard(tenant_id.as_str(), leaderboard_id.as_str())
                 .is_some_and(|lb| lb.status == LeaderboardStatus::Active);
-            (!was_active).then(|| LedgerRecord::BoardActivated {
-                tenant_id: tenant_id.to_string(),
-                leaderboard_id: leaderboard_id.to_string(),
-                at: *updated_at,
-            })
+            let (tenant_id, leaderboard_id, at) = (
+                tenant_id.to_string(),
+                leaderboard_id.to_string(),
+                *updated_at,
+            );
+            match (was_active, *status == LeaderboardStatus::Active) {
+                (false, true) => Some(LedgerRecord::BoardActivated {
+                    tenant_id,
+                    leaderboard_id,
+                    at,
+                }),
+                (true, false) => Some(LedgerRecord::BoardDeactivated {
+                    tenant_id,
+                    leaderboard_id,
+                    at,
+                }),
+                _ => None,
+            }
         }
         _ => None,
     }

@@ -95,6 +95,7 @@ impl EmbeddedStore {
             created_at: at,
             updated_at: at,
             active_since: at,
+            board_inactive_since: None,
         };
         self.commit_ledger(&LedgerRecord::RuleCreated { rule: rule.clone() })
             .await?;
@@ -339,8 +340,13 @@ impl EmbeddedStore {
                 .read()
                 .leaderboard(&rule.tenant_id, &rule.leaderboard_id)
                 .map(|lb| (lb.uid, lb.status));
-            let Some((uid, LeaderboardStatus::Active)) = board else {
-                continue;
+            // An inactive board's rule still settles the windows that ended while it was active.
+            let (uid, until) = match board {
+                Some((uid, LeaderboardStatus::Active)) => (uid, None),
+                Some((uid, _)) if rule.board_inactive_since.is_some() => {
+                    (uid, rule.board_inactive_since)
+                }
+                _ => continue,
             };
             let (tenant, id) = (rule.tenant_id.clone(), rule.rule_id.clone());
             let last = self
@@ -361,6 +367,7 @@ impl EmbeddedStore {
                 let ended = |w: &phoenix_core::window::Window| {
                     w.ends_at.is_some_and(|end| {
                         end > from
+                            && until.is_none_or(|until| end <= until)
                             && end
                                 .checked_add(delay)
                                 .is_ok_and(|settle_at| settle_at <= now)
@@ -373,7 +380,9 @@ impl EmbeddedStore {
                     w.ends_at.map(|_| w)
                 });
                 while let Some(w) = next {
-                    if due.len() >= MAX_WINDOWS_PER_ROUND
+                    let past_until = until.is_some_and(|u| w.ends_at.is_none_or(|end| end > u));
+                    if past_until
+                        || due.len() >= MAX_WINDOWS_PER_ROUND
                         || w.ends_at.is_none_or(|end| {
                             end.checked_add(delay)
                                 .is_ok_and(|settle_at| settle_at > now)
