@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod achievement;
 pub mod condition;
 pub mod config;
 pub mod coupon;

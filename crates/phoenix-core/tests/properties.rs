@@ -405,3 +405,30 @@ proptest! {
         prop_assert_eq!(ids.len(), planned.len());
     }
 }
+
+proptest! {
+    /// A streak's value against a naive model: the longest run of consecutive days in the set of days
+    /// seen so far, after every event, whatever the order the days arrive in (older events fill gaps).
+    #[test]
+    fn a_streak_is_the_longest_run_of_days_seen(days in prop::collection::vec(0i32..60, 1..120)) {
+        use phoenix_core::achievement::{Contribution, Progress};
+        let mut progress = Progress::default();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut best = 0;
+        for day in days {
+            seen.insert(day);
+            let mut run = 0;
+            let mut previous: Option<i32> = None;
+            for d in &seen {
+                run = if previous == Some(d - 1) { run + 1 } else { 1 };
+                best = best.max(run);
+                previous = Some(*d);
+            }
+            prop_assert_eq!(progress.apply(Contribution::Day(day)), f64::from(best));
+            // The runs are sorted, disjoint and not adjacent.
+            for pair in progress.runs.windows(2) {
+                prop_assert!(pair[0].1 + 1 < pair[1].0, "{:?}", progress.runs);
+            }
+        }
+    }
+}
