@@ -17,6 +17,7 @@ pub mod ids;
 pub mod intern;
 pub mod rank;
 pub mod reward;
+pub mod webhook;
 pub mod window;
 
 pub use error::ValidationError;
