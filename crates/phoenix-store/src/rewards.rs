@@ -47,10 +47,30 @@ pub struct RewardRule {
     /// Windows that ended at or before this instant are settled only by hand: the rule (or its
     /// leaderboard) was not active when they ended. Raised when either becomes active.
     pub active_since: Timestamp,
-    /// Set while the rule's leaderboard is deactivated: when it stopped being active. Windows that
-    /// ended before it (while the board was active) are still settled, after their delay.
+    /// The periods its leaderboard was not active, `[from, until)` (`until` absent while it still
+    /// is), newest last, at most [`MAX_BOARD_PAUSES`]: a window that ended inside one is not settled by
+    /// itself; one that ended outside is, after its delay, even if the board was deactivated since.
     #[serde(default)]
-    pub board_inactive_since: Option<Timestamp>,
+    pub board_paused: Vec<(Timestamp, Option<Timestamp>)>,
+}
+
+/// Board pauses a rule remembers (older ones lie before anything the settler still looks at).
+pub const MAX_BOARD_PAUSES: usize = 64;
+
+impl RewardRule {
+    /// Whether the rule's leaderboard was inactive at `at` (as far as the rule has seen).
+    pub fn board_paused_at(&self, at: Timestamp) -> bool {
+        self.board_paused
+            .iter()
+            .any(|(from, until)| *from < at && until.is_none_or(|u| at < u))
+    }
+
+    /// When the leaderboard's current pause began, if it is paused now.
+    pub fn board_paused_since(&self) -> Option<Timestamp> {
+        self.board_paused
+            .last()
+            .and_then(|(from, until)| until.is_none().then_some(*from))
+    }
 }
 
 /// What a new rule is made of (validated by the caller).

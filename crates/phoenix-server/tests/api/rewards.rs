@@ -744,7 +744,19 @@ async fn the_settler_settles_a_window_nobody_scored_in_with_no_grants() {
 async fn a_window_that_ended_while_its_board_was_active_is_settled_after_a_later_deactivation() {
     let app = spawn_app().await;
     let secret = app.create_tenant("rz").await;
-    for (board, ends_in) in [("early", 600), ("late", 60_000)] {
+    let patch = |board: &'static str, status: &'static str| {
+        let app = &app;
+        async move {
+            app.admin_json(
+                Method::PATCH,
+                &format!("/tenants/rz/leaderboards/{board}"),
+                &json!({"status": status}),
+            )
+            .await
+            .expect(StatusCode::OK);
+        }
+    };
+    for (board, ends_in) in [("early", 700), ("paused", 700), ("late", 60_000)] {
         short_board(&app, "rz", board, SignedDuration::from_millis(ends_in)).await;
         app.admin_json(
             Method::POST,
@@ -757,17 +769,16 @@ async fn a_window_that_ended_while_its_board_was_active_is_settled_after_a_later
         .expect(StatusCode::CREATED);
     }
     post_events(&app, &secret, "rz", &[("ann", 5.0)]).await;
-    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
-    // `early` ended while active; both boards are deactivated before the delay has passed.
-    for board in ["early", "late"] {
-        app.admin_json(
-            Method::PATCH,
-            &format!("/tenants/rz/leaderboards/{board}"),
-            &json!({"status": "inactive"}),
-        )
-        .await
-        .expect(StatusCode::OK);
-    }
+    // `paused` is inactive when its window ends (and active again after): not settled by itself.
+    patch("paused", "inactive").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    patch("paused", "active").await;
+    // `early` ended while active; it is deactivated and activated again before its delay has passed,
+    // `late` deactivated for good before its window ends.
+    patch("early", "inactive").await;
+    patch("early", "active").await;
+    patch("early", "inactive").await;
+    patch("late", "inactive").await;
     eventually("the early window is settled after its delay", || async {
         settlements(&app, "rz", "early").await["total"] == 1
     })
@@ -776,5 +787,7 @@ async fn a_window_that_ended_while_its_board_was_active_is_settled_after_a_later
         settlements(&app, "rz", "early").await["settlements"][0]["grants"],
         1
     );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(settlements(&app, "rz", "late").await["total"], 0);
+    assert_eq!(settlements(&app, "rz", "paused").await["total"], 0);
 }

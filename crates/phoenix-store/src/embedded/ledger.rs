@@ -718,10 +718,18 @@ fn apply_in(
                     rule.version += 1;
                     rule.updated_at = (*at).max(rule.updated_at);
                 } else if matches!(record, LedgerRecord::BoardActivated { .. }) {
-                    rule.active_since = (*at).max(rule.active_since);
-                    rule.board_inactive_since = None;
+                    // The pause ends; windows that ended during it stay unsettled.
+                    if let Some(last) = rule.board_paused.last_mut()
+                        && last.1.is_none()
+                    {
+                        last.1 = Some(*at);
+                    }
                 } else {
-                    rule.board_inactive_since.get_or_insert(*at);
+                    if rule.board_paused_since().is_none() {
+                        rule.board_paused.push((*at, None));
+                    }
+                    let excess = rule.board_paused.len().saturating_sub(MAX_BOARD_PAUSES);
+                    rule.board_paused.drain(..excess);
                 }
                 tx.execute(
                     "UPDATE rules SET body = ?3 WHERE tenant = ?1 AND rule_id = ?2",

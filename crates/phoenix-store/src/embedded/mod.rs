@@ -601,6 +601,17 @@ impl EmbeddedStore {
             std::thread::Builder::new()
                 .name("phoenix-ledger".into())
                 .spawn(move || {
+                    // However the thread ends (the journal dropped, or a panic), nobody waits on it
+                    // for ever: a panicking thread marks the ledger stopped.
+                    struct StopOnPanic(Arc<Ledger>);
+                    impl Drop for StopOnPanic {
+                        fn drop(&mut self) {
+                            if std::thread::panicking() {
+                                self.0.stop("the ledger's thread panicked");
+                            }
+                        }
+                    }
+                    let _guard = StopOnPanic(ledger.clone());
                     // Ends when the journal (and with it the sender) is dropped.
                     for (end, record) in ledger_jobs {
                         if let Err(e) = apply_ledger(&ledger, &folded, &cold, end, &record, true) {
@@ -1535,7 +1546,10 @@ impl Store for EmbeddedStore {
         leaderboard_id: &str,
         patch: LeaderboardPatch,
     ) -> StoreResult<Option<Leaderboard>> {
-        let _gate = self.write_gate.lock().await;
+        // The rewards gate first (the order every path takes both in): what this change means for the
+        // board's reward rules is applied before a rewards writer reads them again.
+        let _rewards = self.rewards_gate.lock().await;
+        let gate = self.write_gate.lock().await;
         let Some(mut lb) = self.read().leaderboard(tenant_id, leaderboard_id).cloned() else {
             return Ok(None);
         };
@@ -1561,11 +1575,12 @@ impl Store for EmbeddedStore {
             updated_at: lb.updated_at,
         })
         .await?;
-        // What it means for the leaderboard's reward rules is in the ledger before the answer.
-        self.ledger
-            .wait_drained()
-            .await
-            .map_err(StoreError::Unavailable)?;
+        drop(gate);
+        // What it means for the leaderboard's reward rules is in the ledger before the answer (the
+        // change itself is durable: a stopped ledger is logged, not answered with an error).
+        if let Err(e) = self.ledger.wait_drained().await {
+            tracing::error!(error = %e, "a leaderboard change is durable but the rewards ledger did not apply it");
+        }
         Ok(Some(lb))
     }
 
@@ -1574,7 +1589,8 @@ impl Store for EmbeddedStore {
         tenant_id: &str,
         leaderboard_id: &str,
     ) -> StoreResult<Option<Leaderboard>> {
-        let _gate = self.write_gate.lock().await;
+        let _rewards = self.rewards_gate.lock().await;
+        let gate = self.write_gate.lock().await;
         let Some(lb) = self.read().leaderboard(tenant_id, leaderboard_id).cloned() else {
             return Ok(None);
         };
@@ -1584,11 +1600,11 @@ impl Store for EmbeddedStore {
             at: self.now(),
         })
         .await?;
+        drop(gate);
         // Its rules are inactive in the ledger before the answer.
-        self.ledger
-            .wait_drained()
-            .await
-            .map_err(StoreError::Unavailable)?;
+        if let Err(e) = self.ledger.wait_drained().await {
+            tracing::error!(error = %e, "a leaderboard deletion is durable but the rewards ledger did not apply it");
+        }
         Ok(Some(lb))
     }
 

@@ -82,6 +82,12 @@ impl EmbeddedStore {
             )));
         }
         let at = self.now();
+        // A rule made while its board is inactive starts paused: windows ending before the board is
+        // active again are not settled by themselves.
+        let board_active = self
+            .read()
+            .leaderboard(&new.tenant_id, &new.leaderboard_id)
+            .is_some_and(|lb| lb.status == LeaderboardStatus::Active);
         let rule = RewardRule {
             tenant_id: new.tenant_id,
             rule_id: new.rule_id,
@@ -95,7 +101,11 @@ impl EmbeddedStore {
             created_at: at,
             updated_at: at,
             active_since: at,
-            board_inactive_since: None,
+            board_paused: if board_active {
+                Vec::new()
+            } else {
+                vec![(at, None)]
+            },
         };
         self.commit_ledger(&LedgerRecord::RuleCreated { rule: rule.clone() })
             .await?;
@@ -192,15 +202,16 @@ impl EmbeddedStore {
             .copied()
     }
 
-    /// When the leaderboard incarnation `uid` (live or deleted) was created.
-    fn created_at_of(&self, uid: u64) -> Option<Timestamp> {
+    /// When the leaderboard incarnation `uid` was created and, if it was, deleted.
+    fn lifetime_of(&self, uid: u64) -> Option<(Timestamp, Option<Timestamp>)> {
         let state = self.read();
+        if let Some(lb) = state.leaderboards.values().find(|lb| lb.uid == uid) {
+            return Some((lb.created_at, None));
+        }
         state
-            .leaderboards
-            .values()
-            .find(|lb| lb.uid == uid)
-            .or_else(|| state.deleted.get(&uid).map(|(lb, _)| lb))
-            .map(|lb| lb.created_at)
+            .deleted
+            .get(&uid)
+            .map(|(lb, deleted)| (lb.created_at, Some(*deleted)))
     }
 
     /// Makes sure the log has frozen every window that ended by `now` (a `Tick` when no record has
@@ -299,11 +310,18 @@ impl EmbeddedStore {
                 // timeframe, so an upcoming one is 409 and an ended one settles with no grants.
                 // Only windows the leaderboard lived in: ending after it was created.
                 None => {
-                    let created = self.created_at_of(uid);
+                    // Only windows the leaderboard lived in: ending after it was created, and
+                    // starting before it was deleted.
+                    let lifetime = self.lifetime_of(uid);
                     lb.config
                         .timeframe
                         .window_by_id(&id)
-                        .filter(|w| w.ends_at.is_none_or(|end| created.is_some_and(|c| end > c)))
+                        .filter(|w| {
+                            lifetime.is_some_and(|(created, deleted)| {
+                                w.ends_at.is_none_or(|end| end > created)
+                                    && deleted.is_none_or(|d| w.starts_at.is_none_or(|s| s < d))
+                            })
+                        })
                         .map(|mut w| {
                             w.id = id.clone();
                             w
@@ -343,8 +361,8 @@ impl EmbeddedStore {
             // An inactive board's rule still settles the windows that ended while it was active.
             let (uid, until) = match board {
                 Some((uid, LeaderboardStatus::Active)) => (uid, None),
-                Some((uid, _)) if rule.board_inactive_since.is_some() => {
-                    (uid, rule.board_inactive_since)
+                Some((uid, _)) if rule.board_paused_since().is_some() => {
+                    (uid, rule.board_paused_since())
                 }
                 _ => continue,
             };
@@ -368,6 +386,7 @@ impl EmbeddedStore {
                     w.ends_at.is_some_and(|end| {
                         end > from
                             && until.is_none_or(|until| end <= until)
+                            && !rule.board_paused_at(end)
                             && end
                                 .checked_add(delay)
                                 .is_ok_and(|settle_at| settle_at <= now)
@@ -407,6 +426,20 @@ impl EmbeddedStore {
                 };
                 if current.status != Activity::Active {
                     break;
+                }
+                // Checked again against the rule as the ledger has it now (a board paused or
+                // resumed since the list was read).
+                let ends_at = window.ends_at.unwrap_or(Timestamp::MAX);
+                let board_active_now = self
+                    .read()
+                    .leaderboard(&rule.tenant_id, &rule.leaderboard_id)
+                    .is_some_and(|lb| lb.uid == uid && lb.status == LeaderboardStatus::Active);
+                let eligible = ends_at > current.active_since
+                    && !current.board_paused_at(ends_at)
+                    && (board_active_now
+                        || current.board_paused_since().is_some_and(|p| ends_at <= p));
+                if !eligible {
+                    continue;
                 }
                 if self
                     .settle_locked(&current, uid, settled_window(&window), true)
