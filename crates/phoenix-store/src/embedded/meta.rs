@@ -55,6 +55,10 @@ pub(super) enum MetaRecord {
         status: LeaderboardStatus,
         version: u64,
         updated_at: Timestamp,
+        /// The status before this change (absent in records written before it was kept): what a
+        /// replay decides the board's pause or resumption by, whatever state it replays into.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_status: Option<LeaderboardStatus>,
     },
     LeaderboardDeleted {
         tenant_id: TenantId,
@@ -215,6 +219,7 @@ impl State {
                 status,
                 version,
                 updated_at,
+                previous_status: _,
             } => {
                 let lb = self
                     .leaderboards

@@ -56,12 +56,17 @@ fn ledger_part(folded: &Folded, record: &WalRecord<'_>) -> Option<LedgerRecord> 
             leaderboard_id,
             status,
             updated_at,
+            previous_status,
             ..
         }) => {
-            let was_active = folded
-                .meta()
-                .leaderboard(tenant_id.as_str(), leaderboard_id.as_str())
-                .is_some_and(|lb| lb.status == LeaderboardStatus::Active);
+            // The record says what the status was; older records are judged by the fold.
+            let was_active = match previous_status {
+                Some(previous) => *previous == LeaderboardStatus::Active,
+                None => folded
+                    .meta()
+                    .leaderboard(tenant_id.as_str(), leaderboard_id.as_str())
+                    .is_some_and(|lb| lb.status == LeaderboardStatus::Active),
+            };
             let (tenant_id, leaderboard_id, at) = (
                 tenant_id.to_string(),
                 leaderboard_id.to_string(),
@@ -1553,6 +1558,7 @@ impl Store for EmbeddedStore {
         let Some(mut lb) = self.read().leaderboard(tenant_id, leaderboard_id).cloned() else {
             return Ok(None);
         };
+        let previous_status = lb.status;
         if let Some(name) = patch.name {
             lb.name = name;
         }
@@ -1573,6 +1579,7 @@ impl Store for EmbeddedStore {
             status: lb.status,
             version: lb.version,
             updated_at: lb.updated_at,
+            previous_status: Some(previous_status),
         })
         .await?;
         drop(gate);
