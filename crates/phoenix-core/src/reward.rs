@@ -363,10 +363,21 @@ pub fn grant_id(
     user_id: &str,
     reward_index: usize,
 ) -> String {
-    format!(
-        "g_{}",
-        hex::encode(grant_key(tenant_id, source, user_id, reward_index))
-    )
+    grant_id_of_key(grant_key(tenant_id, source, user_id, reward_index))
+}
+
+/// The grant id (`g_` + 32 hex digits) of a grant key.
+pub fn grant_id_of_key(key: [u8; 16]) -> String {
+    format!("g_{}", hex::encode(key))
+}
+
+/// The key of a grant id; `None` for anything that is not `g_` + 32 hex digits.
+pub fn parse_grant_id(grant_id: &str) -> Option<[u8; 16]> {
+    let hex = grant_id.strip_prefix("g_")?;
+    if hex.len() != 32 {
+        return None;
+    }
+    hex::decode(hex).ok()?.try_into().ok()
 }
 
 /// The 128 bits a grant id is made of (what storage keys grants by).
@@ -498,7 +509,7 @@ pub fn plan_settlement<'a>(
         let (rank, user_id) = standings[slot.entry as usize];
         let (tier, reward_index) = (slot.tier as usize, slot.reward_index as usize);
         PlannedGrant {
-            grant_id: format!("g_{}", hex::encode(slot.key)),
+            grant_id: grant_id_of_key(slot.key),
             user_id: user_id.to_owned(),
             rank,
             tier,

@@ -389,12 +389,6 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &str,
         rule_id: &str,
     ) -> StoreResult<Option<Vec<Settlement>>>;
-    /// Settles every window that ended (plus its rule's delay) while its leaderboard and rule were
-    /// active; called by [`Store::maintain`]. Returns how many settlements it made.
-    async fn settle_due(&self) -> StoreResult<usize> {
-        Ok(0)
-    }
-
     async fn list_grants(&self, tenant_id: &str, query: GrantQuery) -> StoreResult<Page<Grant>>;
     async fn get_grant(&self, tenant_id: &str, grant_id: &str) -> StoreResult<Option<Grant>>;
     /// A player claims their grant.

@@ -137,19 +137,34 @@ pub(crate) fn reason_body(body: &JsonBody) -> Result<String, ApiError> {
     reason.ok_or_else(|| ApiError::Validation("reason: is required".into()))
 }
 
+/// Rewards writes running or waiting for the rewards gate at once.
+pub(crate) const MAX_DETACHED_WRITES: usize = 1024;
+
 /// Runs a rewards write as a task of its own: a client that goes away (or a connection closed at
 /// shutdown) does not end it between its durable append and its application, so the store's rewards
 /// gate is only ever released by a finished write, and the next writer checks a ledger that has it.
+///
+/// At most [`MAX_DETACHED_WRITES`] run or wait at once (process-wide): a client that opens requests
+/// and hangs up cannot pile up tasks behind the gate; beyond that a write answers 503 at once.
 pub(crate) async fn detached<T, F, Fut>(state: &AppState, write: F) -> Result<T, ApiError>
 where
     F: FnOnce(std::sync::Arc<dyn phoenix_store::Store>) -> Fut,
     Fut: std::future::Future<Output = phoenix_store::StoreResult<T>> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::spawn(write(state.store.clone()))
-        .await
-        .map_err(|e| ApiError::Internal(format!("a rewards write failed: {e}")))?
-        .map_err(ApiError::from)
+    static IN_FLIGHT: tokio::sync::Semaphore =
+        tokio::sync::Semaphore::const_new(MAX_DETACHED_WRITES);
+    let permit = IN_FLIGHT.try_acquire().map_err(|_| {
+        ApiError::Unavailable("too many rewards writes in progress; retry shortly".into())
+    })?;
+    let write = write(state.store.clone());
+    tokio::spawn(async move {
+        let _permit = permit;
+        write.await
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("a rewards write failed: {e}")))?
+    .map_err(ApiError::from)
 }
 
 // ---- views ----

@@ -16,7 +16,9 @@
 
 use crate::rewards::*;
 use jiff::Timestamp;
-use phoenix_core::reward::{GrantSource as IdSource, Reward, grant_id, plan_slots};
+use phoenix_core::reward::{
+    GrantSource as IdSource, Reward, grant_id_of_key, grant_key, parse_grant_id, plan_slots,
+};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -157,6 +159,8 @@ pub(super) struct Ledger {
     readers: Mutex<Vec<Connection>>,
     /// Signalled when a read connection goes back to the pool.
     returned: std::sync::Condvar,
+    /// One permit per read connection: async readers wait for one before taking a blocking thread.
+    pub(super) read_permits: tokio::sync::Semaphore,
     /// Derives the personal codes reward rules issue (so replays issue the same codes).
     code_key: [u8; 32],
     applied: AtomicU64,
@@ -184,19 +188,6 @@ fn from_micros(us: i64) -> Timestamp {
 
 fn opt_time(us: Option<i64>) -> Option<Timestamp> {
     us.map(from_micros)
-}
-
-/// A grant id's 16 bytes (`g_` + 32 hex digits); `None` for anything else.
-pub(super) fn grant_key(grant_id: &str) -> Option<[u8; 16]> {
-    let hex = grant_id.strip_prefix("g_")?;
-    if hex.len() != 32 {
-        return None;
-    }
-    hex::decode(hex).ok()?.try_into().ok()
-}
-
-fn grant_id_of(key: &[u8]) -> String {
-    format!("g_{}", hex::encode(key))
 }
 
 const SCHEMA: &str = "
@@ -319,6 +310,7 @@ impl Ledger {
             writer: Mutex::new(writer),
             readers: Mutex::new(readers),
             returned: std::sync::Condvar::new(),
+            read_permits: tokio::sync::Semaphore::new(READERS),
             code_key,
             applied: AtomicU64::new(applied.max(0) as u64),
             healthy: std::sync::atomic::AtomicBool::new(true),
@@ -870,7 +862,7 @@ fn apply_in(
             grant_id,
             at,
         } => {
-            let key = grant_key(grant_id).ok_or("claim of a malformed grant id")?;
+            let key = parse_grant_id(grant_id).ok_or("claim of a malformed grant id")?;
             if let Some(source_id) = set_status(
                 tx,
                 tenant_id,
@@ -893,7 +885,7 @@ fn apply_in(
             reason,
             at,
         } => {
-            let key = grant_key(grant_id).ok_or("void of a malformed grant id")?;
+            let key = parse_grant_id(grant_id).ok_or("void of a malformed grant id")?;
             let current: Option<i64> = tx
                 .query_row(
                     "SELECT status FROM grants WHERE tenant = ?1 AND gid = ?2",
@@ -1004,7 +996,7 @@ fn apply_in(
             })?;
             let mut grant_ids = Vec::with_capacity(rewards.len());
             for (index, reward) in rewards.iter().enumerate() {
-                let id = grant_id(
+                let key = grant_key(
                     tenant_id,
                     IdSource::Coupon {
                         campaign_id,
@@ -1013,7 +1005,7 @@ fn apply_in(
                     user_id,
                     index,
                 );
-                let key = grant_key(&id).ok_or("a grant id is malformed")?;
+                let id = grant_id_of_key(key);
                 if insert_grant(
                     tx,
                     &NewGrant {
@@ -1254,6 +1246,10 @@ pub(super) mod q {
 
     fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Grant> {
         let key: Vec<u8> = r.get(0)?;
+        let key: [u8; 16] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| to_sql("a stored grant key is not 16 bytes".into()))?;
         let reward: String = r.get(6)?;
         let source: String = r.get(7)?;
         let mut source: GrantSource =
@@ -1262,7 +1258,7 @@ pub(super) mod q {
             source.rank = Some(rank);
         }
         Ok(Grant {
-            grant_id: grant_id_of(&key),
+            grant_id: grant_id_of_key(key),
             user_id: r.get(1)?,
             created_at: from_micros(r.get(2)?),
             status: GrantStatus::from_code(r.get(3)?),
@@ -1282,7 +1278,7 @@ pub(super) mod q {
         tenant: &str,
         grant_id: &str,
     ) -> rusqlite::Result<Option<Grant>> {
-        let Some(key) = grant_key(grant_id) else {
+        let Some(key) = parse_grant_id(grant_id) else {
             return Ok(None);
         };
         conn.prepare_cached(&format!(
@@ -1379,7 +1375,7 @@ pub(super) mod q {
         let mut page_filter = filter.clone();
         let mut page_args = args.clone();
         if let Some((at, id)) = &query.after {
-            let key = grant_key(id).map(|k| k.to_vec()).unwrap_or_default();
+            let key = parse_grant_id(id).map(|k| k.to_vec()).unwrap_or_default();
             page_args.push(micros(*at).into());
             let t = page_args.len();
             page_args.push(key.into());

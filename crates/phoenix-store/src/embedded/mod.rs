@@ -1854,10 +1854,6 @@ impl Store for EmbeddedStore {
         self.settlements_of(tenant_id, rule_id).await
     }
 
-    async fn settle_due(&self) -> StoreResult<usize> {
-        self.settle_due_windows().await
-    }
-
     async fn list_grants(&self, tenant_id: &str, query: GrantQuery) -> StoreResult<Page<Grant>> {
         self.grants_page(tenant_id, query).await
     }

@@ -37,6 +37,13 @@ impl EmbeddedStore {
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> StoreResult<T> {
+        // Waits for one of the ledger's read connections here, not parked on a blocking thread.
+        let _permit = self
+            .ledger
+            .read_permits
+            .acquire()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
         let ledger = self.ledger.clone();
         tokio::task::spawn_blocking(move || ledger.read(f))
             .await
@@ -520,7 +527,7 @@ impl EmbeddedStore {
             .map(|slot| {
                 let standing = &entries[slot.entry as usize];
                 PreviewGrant {
-                    grant_id: format!("g_{}", hex::encode(slot.key)),
+                    grant_id: phoenix_core::reward::grant_id_of_key(slot.key),
                     user_id: standing.user_id.clone(),
                     rank: standing.rank,
                     reward: tiers[slot.tier as usize].rewards[slot.reward_index as usize].to_json(),
