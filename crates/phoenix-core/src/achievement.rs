@@ -14,6 +14,11 @@ use serde_json::{Map, Value, json};
 /// Steps an achievement may have.
 pub const MAX_STEPS: usize = 20;
 
+/// Runs of days a streak remembers per player: the newest ones. An event older than all of them can
+/// no longer join a run (it still counts as a streak of its own), so a player's progress stays small
+/// after years of play.
+pub const MAX_RUNS: usize = 64;
+
 /// How matching events move a player's value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Aggregation {
@@ -354,6 +359,9 @@ impl Progress {
             return last - first + 1;
         }
         self.runs.insert(i, (day, day));
+        if self.runs.len() > MAX_RUNS {
+            self.runs.remove(0);
+        }
         1
     }
 }

@@ -2,6 +2,7 @@
 //! the durable journal, and the embedded zero-setup backend. The server only ever names the trait.
 #![forbid(unsafe_code)]
 
+pub mod achievements;
 pub mod conformance;
 pub mod embedded;
 pub mod journal;
@@ -10,6 +11,11 @@ pub mod rewards;
 pub mod seal;
 mod signatures;
 
+use achievements::{
+    Achievement, AchievementPatch, AchievementWithCompletions, AttemptOutcome, DeliveryRow,
+    DeliveryState, DueDelivery, NewAchievement, NewWebhook, PlayerAchievement, Webhook,
+    WebhookPatch,
+};
 use async_trait::async_trait;
 use jiff::Timestamp;
 use model::{
@@ -93,6 +99,20 @@ pub struct RewardStats {
     pub claims: u64,
     pub voids: u64,
     pub redemptions: u64,
+    /// Achievement steps completed.
+    pub completions: u64,
+    /// Webhook messages put in the outbox.
+    pub webhook_messages: u64,
+    /// Webhook messages delivered (a 2xx answer).
+    pub deliveries_delivered: u64,
+    /// Delivery attempts that failed and will be tried again.
+    pub deliveries_retried: u64,
+    /// Webhook messages that failed for good.
+    pub deliveries_failed: u64,
+    /// Sum over delivered messages of the time from their making to their delivery.
+    pub delivery_lag_ms_sum: u64,
+    /// Messages waiting in the outbox.
+    pub outbox_depth: u64,
 }
 
 /// Whether a watched leaderboard still serves live standings.
@@ -468,6 +488,88 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Page<Redemption>>;
+
+    // ---- Achievements (SPEC §7.5). Changes are records of the log; progress is folded from it. ----
+
+    /// Creates an achievement at version 1. Conflict if the id was ever taken in the tenant.
+    async fn create_achievement(&self, new: NewAchievement) -> StoreResult<Achievement>;
+    /// Live achievements of a tenant, by id, with their completion counts.
+    async fn list_achievements(
+        &self,
+        tenant_id: &str,
+    ) -> StoreResult<Vec<AchievementWithCompletions>>;
+    async fn get_achievement(
+        &self,
+        tenant_id: &str,
+        achievement_id: &str,
+    ) -> StoreResult<Option<AchievementWithCompletions>>;
+    /// Applies a patch, bumping `version` and `updated_at`.
+    async fn update_achievement(
+        &self,
+        tenant_id: &str,
+        achievement_id: &str,
+        patch: AchievementPatch,
+    ) -> StoreResult<Option<Achievement>>;
+    /// Deletes an achievement (its id stays taken; its grants stay).
+    async fn delete_achievement(
+        &self,
+        tenant_id: &str,
+        achievement_id: &str,
+    ) -> StoreResult<Option<Achievement>>;
+    /// A player's progress on the tenant's active achievements (hidden ones included).
+    async fn player_achievements(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Vec<PlayerAchievement>>;
+
+    // ---- Webhooks (SPEC §7.6). ----
+
+    /// Creates a webhook; answers it with its secret (the only time the secret is shown).
+    async fn create_webhook(&self, new: NewWebhook) -> StoreResult<(Webhook, String)>;
+    async fn list_webhooks(&self, tenant_id: &str) -> StoreResult<Vec<Webhook>>;
+    async fn get_webhook(&self, tenant_id: &str, webhook_id: &str) -> StoreResult<Option<Webhook>>;
+    async fn update_webhook(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        patch: WebhookPatch,
+    ) -> StoreResult<Option<Webhook>>;
+    async fn delete_webhook(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+    ) -> StoreResult<Option<Webhook>>;
+    /// A new secret; the old one keeps signing for `grace`. Answers the new secret.
+    async fn rotate_webhook_secret(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        grace: jiff::SignedDuration,
+    ) -> StoreResult<Option<(Webhook, String)>>;
+    /// A page of a webhook's deliveries log, newest first, after a row position.
+    async fn list_deliveries(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        after: Option<(Timestamp, String, u32)>,
+        limit: u32,
+    ) -> StoreResult<Option<Page<DeliveryRow>>>;
+    /// Messages due for delivery now, at most `per_webhook` in flight per webhook (counting `busy`
+    /// ones, which are being sent and are not answered again).
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        per_webhook: usize,
+        busy: std::collections::HashSet<(String, String, String)>,
+    ) -> StoreResult<Vec<DueDelivery>>;
+    /// Records an attempt: `next` is when to try again (`None`: delivered, or failed for good).
+    async fn record_delivery(
+        &self,
+        due: DueDelivery,
+        outcome: AttemptOutcome,
+        next: Option<Timestamp>,
+    ) -> StoreResult<DeliveryState>;
 }
 
 /// Wall-clock time for record timestamps, at microsecond precision so it round-trips through any backend.

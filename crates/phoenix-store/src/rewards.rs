@@ -232,6 +232,53 @@ pub struct Grant {
     pub coupon_code: Option<String>,
 }
 
+impl Grant {
+    /// The grant as the API and webhooks show it (SPEC §7.3).
+    pub fn to_json(&self) -> serde_json::Value {
+        grant_json(
+            &self.grant_id,
+            &self.user_id,
+            self.reward.clone(),
+            &self.source,
+            self.status,
+            self.created_at,
+            (self.claimed_at, self.voided_at, self.void_reason.as_deref()),
+            self.coupon_code.as_deref(),
+        )
+    }
+}
+
+/// A grant's JSON from its parts (the ledger renders new grants for webhooks without reading them).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn grant_json(
+    grant_id: &str,
+    user_id: &str,
+    reward: serde_json::Value,
+    source: &GrantSource,
+    status: GrantStatus,
+    created_at: Timestamp,
+    (claimed_at, voided_at, void_reason): (Option<Timestamp>, Option<Timestamp>, Option<&str>),
+    coupon_code: Option<&str>,
+) -> serde_json::Value {
+    let mut out = serde_json::json!({
+        "grant_id": grant_id,
+        "user_id": user_id,
+        "reward": reward,
+        "source": source,
+        "status": status.as_str(),
+        "created_at": created_at,
+        "claimed_at": claimed_at,
+        "voided_at": voided_at,
+    });
+    if let Some(reason) = void_reason {
+        out["void_reason"] = reason.into();
+    }
+    if let Some(code) = coupon_code {
+        out["coupon_code"] = code.into();
+    }
+    out
+}
+
 /// Which grants to list: newest first, then by `grant_id`, from after `after` (a keyset position).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GrantQuery {
@@ -333,6 +380,20 @@ pub struct Redemption {
     pub user_id: String,
     pub redeemed_at: Timestamp,
     pub grant_ids: Vec<String>,
+}
+
+impl Redemption {
+    /// The redemption as the API and webhooks show it (SPEC §7.7).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "redemption_id": self.redemption_id,
+            "code": self.code,
+            "campaign_id": self.campaign_id,
+            "user_id": self.user_id,
+            "redeemed_at": self.redeemed_at,
+            "grant_ids": self.grant_ids,
+        })
+    }
 }
 
 /// Why a redemption was refused, in the order SPEC §7.7 checks them.

@@ -14,6 +14,7 @@
 //! Memory: SQLite's page cache (bounded, [`CACHE_KIB`]) and a few prepared statements; everything
 //! else is on disk.
 
+use crate::achievements::{Achievement, Webhook, WebhookStatus};
 use crate::rewards::*;
 use jiff::Timestamp;
 use phoenix_core::reward::{
@@ -24,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub(super) mod achieve;
+pub(super) mod outbox;
 
 pub(super) const LEDGER_FILE: &str = "ledger.db";
 /// SQLite's page cache of the writing connection, in KiB.
@@ -106,6 +110,44 @@ pub(super) enum LedgerRecord {
         at: Timestamp,
         idempotency_key: Option<String>,
     },
+    AchievementCreated {
+        achievement: Achievement,
+    },
+    AchievementUpdated {
+        achievement: Achievement,
+    },
+    AchievementDeleted {
+        tenant_id: String,
+        achievement_id: String,
+    },
+    /// A webhook and its first secret (sealed with the master key, hex).
+    WebhookCreated {
+        webhook: Webhook,
+        secret: String,
+    },
+    WebhookUpdated {
+        webhook: Webhook,
+    },
+    /// A new secret (sealed, hex); the one it replaces keeps signing until `previous_until`.
+    WebhookSecretRotated {
+        tenant_id: String,
+        webhook_id: String,
+        secret: String,
+        previous_until: Timestamp,
+    },
+    WebhookDeleted {
+        tenant_id: String,
+        webhook_id: String,
+    },
+    /// A window of an active leaderboard ended: `window.closed` goes to the tenant's webhooks, with
+    /// the window's final standings (computed when applied, from the frozen window).
+    WindowClosed {
+        tenant_id: String,
+        leaderboard_id: String,
+        uid: u64,
+        window: SettledWindow,
+        at: Timestamp,
+    },
     /// Not written: derived from a leaderboard's deletion record (its rules become inactive).
     #[serde(skip)]
     BoardDeleted {
@@ -130,8 +172,9 @@ pub(super) enum LedgerRecord {
     },
 }
 
-/// A window's final ranked standings: the number of ranked entries and `(rank, user_id)` in rank order.
-pub(super) type Standings = (u32, Vec<(u32, String)>);
+/// A window's final ranked standings: the number of ranked entries and `(rank, user_id, score)` in
+/// rank order.
+pub(super) type Standings = (u32, Vec<(u32, String, f64)>);
 
 /// Finds a window's frozen final standings: `(tenant, leaderboard uid, window id)`; `None` when the
 /// window has no standings.
@@ -151,6 +194,17 @@ pub(super) struct LedgerCounters {
     pub claims: AtomicU64,
     pub voids: AtomicU64,
     pub redemptions: AtomicU64,
+    pub completions: AtomicU64,
+    pub webhook_messages: AtomicU64,
+    pub deliveries_delivered: AtomicU64,
+    /// Attempts that failed and will be tried again.
+    pub deliveries_retried: AtomicU64,
+    /// Messages that failed for good (their last attempt failed).
+    pub deliveries_failed: AtomicU64,
+    /// Sum over delivered messages of the time from their making to their delivery.
+    pub delivery_lag_ms_sum: AtomicU64,
+    /// Pending messages, as of the last maintenance round.
+    pub outbox_depth: AtomicU64,
 }
 
 pub(super) struct Ledger {
@@ -172,6 +226,16 @@ pub(super) struct Ledger {
     /// The end of the last record handed to the ledger's thread.
     enqueued: AtomicU64,
     pub(super) counters: LedgerCounters,
+    /// Achievements: definitions and progress not committed yet.
+    hot: Mutex<achieve::Hot>,
+    /// Tenants whose events go to the ledger (see [`Ledger::wants_events`]).
+    event_tenants: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Events handed to the ledger's thread and not applied yet (bounded: see `MAX_QUEUED_EVENTS`).
+    pub(super) queued_events: AtomicU64,
+    /// End of the last event record handed to the ledger's thread.
+    events_enqueued: AtomicU64,
+    /// End of the last event record the ledger's thread folded (committed or not).
+    events_applied: AtomicU64,
 }
 
 fn sql(e: rusqlite::Error) -> String {
@@ -238,6 +302,32 @@ CREATE TABLE IF NOT EXISTS redeem_keys(
   at_us INTEGER NOT NULL,
   PRIMARY KEY(tenant, user_id, key)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS redeem_keys_by_time ON redeem_keys(at_us);
+CREATE TABLE IF NOT EXISTS achievements(
+  tenant TEXT NOT NULL, achievement_id TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+  body TEXT NOT NULL,
+  PRIMARY KEY(tenant, achievement_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS progress(
+  tenant TEXT NOT NULL, user_id TEXT NOT NULL, body TEXT NOT NULL,
+  PRIMARY KEY(tenant, user_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhooks(
+  tenant TEXT NOT NULL, webhook_id TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+  active INTEGER NOT NULL, body TEXT NOT NULL, secret TEXT NOT NULL, previous TEXT,
+  previous_until_us INTEGER,
+  PRIMARY KEY(tenant, webhook_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox(
+  tenant TEXT NOT NULL, webhook_id TEXT NOT NULL, msg_id TEXT NOT NULL, type TEXT NOT NULL,
+  payload TEXT NOT NULL, created_us INTEGER NOT NULL, state INTEGER NOT NULL,
+  attempts INTEGER NOT NULL, next_us INTEGER NOT NULL,
+  PRIMARY KEY(tenant, webhook_id, msg_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, tenant, webhook_id, next_us);
+CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_us);
+CREATE TABLE IF NOT EXISTS attempts(
+  tenant TEXT NOT NULL, webhook_id TEXT NOT NULL, msg_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+  at_us INTEGER NOT NULL, status_code INTEGER, error TEXT, duration_ms INTEGER, next_us INTEGER,
+  PRIMARY KEY(tenant, webhook_id, msg_id, attempt)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS closed_windows(
+  tenant TEXT NOT NULL, leaderboard_id TEXT NOT NULL, last_end_us INTEGER NOT NULL,
+  PRIMARY KEY(tenant, leaderboard_id)) WITHOUT ROWID;
 ";
 
 fn configure(conn: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
@@ -305,6 +395,7 @@ impl Ledger {
         for _ in 0..READERS {
             readers.push(open(READER_CACHE_KIB)?);
         }
+        let (event_tenants, hot) = achieve::load_all(&writer)?;
         Ok(Ledger {
             path,
             writer: Mutex::new(writer),
@@ -317,6 +408,11 @@ impl Ledger {
             progress: tokio::sync::watch::channel(applied.max(0) as u64).0,
             enqueued: AtomicU64::new(0),
             counters: LedgerCounters::default(),
+            hot: Mutex::new(hot),
+            event_tenants: std::sync::RwLock::new(event_tenants),
+            queued_events: AtomicU64::new(0),
+            events_enqueued: AtomicU64::new(0),
+            events_applied: AtomicU64::new(0),
         })
     }
 
@@ -349,6 +445,14 @@ impl Ledger {
         self.wait_applied(target).await
     }
 
+    /// Marks the ledger stopped after a record could not be applied (fail-stop).
+    fn fail(&self, e: &str) {
+        self.healthy.store(false, Ordering::Release);
+        self.progress.send_modify(|_| {});
+        tracing::error!(error = %e, path = %self.path.display(),
+            "the rewards ledger could not apply a record; it stops taking changes until a restart re-applies the log");
+    }
+
     /// Marks the ledger stopped (its thread could not take a record).
     pub(super) fn stop(&self, why: &str) {
         if self.healthy.swap(false, Ordering::AcqRel) {
@@ -358,15 +462,29 @@ impl Ledger {
     }
 
     /// Blocks until every record handed to the ledger's thread so far is applied (or it stopped).
+    /// Event records too: every one handed over is folded into the progress and committed.
     fn drain(&self) -> Result<(), String> {
         let target = self.enqueued.load(Ordering::Acquire);
-        while self.watermark() < target {
+        let events = self.events_enqueued.load(Ordering::Acquire);
+        while self.watermark() < target || self.events_applied.load(Ordering::Acquire) < events {
             if !self.is_healthy() {
                 return Err("the rewards ledger stopped after a failure".into());
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        Ok(())
+        self.flush()
+    }
+
+    /// Notes that an event record ending at `end` with `count` events was handed to the thread.
+    pub(super) fn events_enqueued(&self, end: u64, count: u64) {
+        self.events_enqueued.fetch_max(end, Ordering::AcqRel);
+        self.queued_events.fetch_add(count, Ordering::AcqRel);
+    }
+
+    /// Notes that the ledger's thread folded an event record (see `events_enqueued`).
+    pub(super) fn events_done(&self, end: u64, count: u64) {
+        self.events_applied.fetch_max(end, Ordering::AcqRel);
+        self.queued_events.fetch_sub(count, Ordering::AcqRel);
     }
 
     /// The log offset up to which the ledger has applied every record.
@@ -394,12 +512,29 @@ impl Ledger {
         Ok(())
     }
 
-    /// Forgets redemption idempotency keys older than [`REDEEM_KEY_HOURS`].
+    /// Forgets redemption idempotency keys older than [`REDEEM_KEY_HOURS`], ages the outbox, and
+    /// counts its pending messages.
     pub(super) fn prune(&self, now: Timestamp) -> Result<usize, String> {
         let cutoff = micros(now) - REDEEM_KEY_HOURS * 3_600_000_000;
         let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        conn.execute("DELETE FROM redeem_keys WHERE at_us < ?1", params![cutoff])
-            .map_err(sql)
+        let keys = conn
+            .execute("DELETE FROM redeem_keys WHERE at_us < ?1", params![cutoff])
+            .map_err(sql)?;
+        let aged = outbox::prune(&conn, now).map_err(sql)?;
+        let depth = outbox::depth(&conn).map_err(sql)?;
+        self.counters.outbox_depth.store(depth, Ordering::Relaxed);
+        Ok(keys + aged)
+    }
+
+    /// Records a delivery attempt (outside the log: an outcome of a side effect, not a change).
+    pub(super) fn record_attempt(
+        &self,
+        due: &crate::achievements::DueDelivery,
+        outcome: &crate::achievements::AttemptOutcome,
+        next: Option<Timestamp>,
+    ) -> Result<crate::achievements::DeliveryState, String> {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        outbox::record_attempt(&mut conn, due, outcome, next).map_err(sql)
     }
 
     /// Runs `f` on a read connection (blocking: call off the async workers).
@@ -444,6 +579,10 @@ impl Ledger {
                     .into(),
             );
         }
+        // Progress from earlier events goes first: this record may depend on it (a void of a grant
+        // an achievement made).
+        self.flush()?;
+        self.note_record(record);
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let applied = (|| {
             let tx = conn.transaction().map_err(sql)?;
@@ -455,24 +594,39 @@ impl Ledger {
                 })
                 .map_err(sql)?;
             if end <= stored.max(0) as u64 {
-                return Ok(Effect::default());
+                return Ok((Effect::default(), None));
             }
             let effect = apply_in(&tx, record, standings, &self.code_key)?;
+            // The tenant's achievements as they are now (set once committed).
+            let defs = match record {
+                LedgerRecord::AchievementCreated { achievement }
+                | LedgerRecord::AchievementUpdated { achievement } => Some((
+                    achievement.tenant_id.clone(),
+                    achieve::load_defs(&tx, &achievement.tenant_id)?,
+                )),
+                LedgerRecord::AchievementDeleted { tenant_id, .. } => {
+                    Some((tenant_id.clone(), achieve::load_defs(&tx, tenant_id)?))
+                }
+                _ => None,
+            };
             tx.execute(
                 "UPDATE ledger_meta SET v = ?1 WHERE k = 'applied'",
                 params![end as i64],
             )
             .map_err(sql)?;
             tx.commit().map_err(sql)?;
-            Ok::<Effect, String>(effect)
+            Ok::<_, String>((effect, defs))
         })();
+        drop(conn);
         let effect = match applied {
-            Ok(effect) => effect,
+            Ok((effect, defs)) => {
+                if let Some((tenant, defs)) = defs {
+                    self.set_defs(&tenant, defs);
+                }
+                effect
+            }
             Err(e) => {
-                self.healthy.store(false, Ordering::Release);
-                self.progress.send_modify(|_| {});
-                tracing::error!(error = %e, path = %self.path.display(),
-                    "the rewards ledger could not apply a record; it stops taking changes until a restart re-applies the log");
+                self.fail(&e);
                 return Err(e);
             }
         };
@@ -497,6 +651,8 @@ impl Ledger {
                 .fetch_add(u64::from(effect.voided), Ordering::Relaxed);
             c.redemptions
                 .fetch_add(u64::from(effect.redeemed), Ordering::Relaxed);
+            c.webhook_messages
+                .fetch_add(effect.messages, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -512,6 +668,8 @@ struct Effect {
     claimed: bool,
     voided: bool,
     redeemed: bool,
+    /// Webhook messages made.
+    messages: u64,
 }
 
 fn json_text<T: Serialize>(value: &T) -> Result<String, String> {
@@ -680,6 +838,145 @@ fn apply_in(
             )
             .map_err(sql)?;
         }
+        LedgerRecord::AchievementCreated { achievement }
+        | LedgerRecord::AchievementUpdated { achievement } => {
+            tx.execute(
+                "INSERT INTO achievements(tenant, achievement_id, deleted, body) VALUES(?1, ?2, 0, ?3)
+                 ON CONFLICT(tenant, achievement_id) DO UPDATE SET body = excluded.body",
+                params![
+                    achievement.tenant_id,
+                    achievement.achievement_id,
+                    json_text(achievement)?
+                ],
+            )
+            .map_err(sql)?;
+        }
+        LedgerRecord::AchievementDeleted {
+            tenant_id,
+            achievement_id,
+        } => {
+            tx.execute(
+                "UPDATE achievements SET deleted = 1 WHERE tenant = ?1 AND achievement_id = ?2",
+                params![tenant_id, achievement_id],
+            )
+            .map_err(sql)?;
+        }
+        LedgerRecord::WebhookCreated { webhook, secret } => {
+            tx.execute(
+                "INSERT OR IGNORE INTO webhooks(tenant, webhook_id, deleted, active, body, secret)
+                 VALUES(?1, ?2, 0, ?3, ?4, ?5)",
+                params![
+                    webhook.tenant_id,
+                    webhook.webhook_id,
+                    webhook.status == WebhookStatus::Active,
+                    json_text(webhook)?,
+                    secret
+                ],
+            )
+            .map_err(sql)?;
+        }
+        LedgerRecord::WebhookUpdated { webhook } => {
+            tx.execute(
+                "UPDATE webhooks SET active = ?3, body = ?4 WHERE tenant = ?1 AND webhook_id = ?2",
+                params![
+                    webhook.tenant_id,
+                    webhook.webhook_id,
+                    webhook.status == WebhookStatus::Active,
+                    json_text(webhook)?
+                ],
+            )
+            .map_err(sql)?;
+        }
+        LedgerRecord::WebhookSecretRotated {
+            tenant_id,
+            webhook_id,
+            secret,
+            previous_until,
+        } => {
+            tx.execute(
+                "UPDATE webhooks SET previous = secret, previous_until_us = ?4, secret = ?3
+                 WHERE tenant = ?1 AND webhook_id = ?2",
+                params![tenant_id, webhook_id, secret, micros(*previous_until)],
+            )
+            .map_err(sql)?;
+        }
+        LedgerRecord::WebhookDeleted {
+            tenant_id,
+            webhook_id,
+        } => {
+            tx.execute(
+                "UPDATE webhooks SET deleted = 1, active = 0 WHERE tenant = ?1 AND webhook_id = ?2",
+                params![tenant_id, webhook_id],
+            )
+            .map_err(sql)?;
+            // Nothing is sent to a deleted webhook: its messages and their attempts go.
+            tx.execute(
+                "DELETE FROM attempts WHERE tenant = ?1 AND webhook_id = ?2",
+                params![tenant_id, webhook_id],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "DELETE FROM outbox WHERE tenant = ?1 AND webhook_id = ?2",
+                params![tenant_id, webhook_id],
+            )
+            .map_err(sql)?;
+        }
+        LedgerRecord::WindowClosed {
+            tenant_id,
+            leaderboard_id,
+            uid,
+            window,
+            at,
+        } => {
+            let end = window.ends_at.map(micros).unwrap_or(i64::MAX);
+            let last: Option<i64> = tx
+                .query_row(
+                    "SELECT last_end_us FROM closed_windows WHERE tenant = ?1 AND leaderboard_id = ?2",
+                    params![tenant_id, leaderboard_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            if last.is_some_and(|l| l >= end) {
+                return Ok(effect);
+            }
+            tx.execute(
+                "INSERT INTO closed_windows(tenant, leaderboard_id, last_end_us) VALUES(?1, ?2, ?3)
+                 ON CONFLICT(tenant, leaderboard_id) DO UPDATE SET last_end_us = excluded.last_end_us",
+                params![tenant_id, leaderboard_id, end],
+            )
+            .map_err(sql)?;
+            let routes = outbox::routes(tx, tenant_id)?;
+            if routes.wants("window.closed") {
+                let (ranked, entries) = standings(tenant_id, *uid, &window.id)?.unwrap_or_default();
+                let top: Vec<serde_json::Value> = entries
+                    .iter()
+                    .take(10)
+                    .map(|(rank, user, score)| {
+                        serde_json::json!({"rank": rank, "user_id": user, "score": score})
+                    })
+                    .collect();
+                effect.messages += outbox::enqueue(
+                    tx,
+                    &routes,
+                    tenant_id,
+                    "window.closed",
+                    &format!("{leaderboard_id}/{uid}/{}", window.id),
+                    *at,
+                    serde_json::json!({
+                        "leaderboard_id": leaderboard_id,
+                        "window": {
+                            "id": window.id,
+                            "starts_at": window.starts_at,
+                            "ends_at": window.ends_at,
+                            "status": "closed",
+                        },
+                        "ranked_entries": ranked,
+                        "top": top,
+                    }),
+                )?;
+            }
+        }
         LedgerRecord::BoardDeleted {
             tenant_id,
             leaderboard_id,
@@ -763,7 +1060,7 @@ fn apply_in(
                 &tiers,
                 *min_participants,
                 ranked,
-                entries.iter().map(|(rank, user)| (*rank, user.as_str())),
+                entries.iter().map(|(rank, user, _)| (*rank, user.as_str())),
             );
             // Inserted in key order: each page of the primary key (and of the indexes that end in
             // the grant id) is visited once, not once per grant.
@@ -790,8 +1087,10 @@ fn apply_in(
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .collect::<Result<_, _>>()?;
+            let routes = outbox::routes(tx, tenant_id)?;
+            let report = routes.wants("reward.granted");
             for slot in &planned {
-                let (rank, user_id) = &entries[slot.entry as usize];
+                let (rank, user_id, _) = &entries[slot.entry as usize];
                 let (tier, index) = (slot.tier as usize, slot.reward_index as usize);
                 let coupon_code = match &tiers[tier].rewards[index] {
                     Reward::Coupon { campaign_id } => {
@@ -823,6 +1122,37 @@ fn apply_in(
                     },
                 )? {
                     granted += 1;
+                    if report {
+                        let grant_id = grant_id_of_key(slot.key);
+                        let source = GrantSource {
+                            kind: "reward_rule".into(),
+                            id: rule_id.clone(),
+                            leaderboard_id: Some(leaderboard_id.clone()),
+                            window_id: Some(window.id.clone()),
+                            rank: Some(*rank),
+                            step: None,
+                            threshold: None,
+                            code: None,
+                        };
+                        effect.messages += outbox::enqueue(
+                            tx,
+                            &routes,
+                            tenant_id,
+                            "reward.granted",
+                            &grant_id,
+                            *settled_at,
+                            grant_json(
+                                &grant_id,
+                                user_id,
+                                tiers[tier].rewards[index].to_json(),
+                                &source,
+                                GrantStatus::Pending,
+                                *settled_at,
+                                (None, None, None),
+                                coupon_code.as_deref(),
+                            ),
+                        )?;
+                    }
                 }
             }
             count_grant(tx, tenant_id, rule_id, GrantStatus::Pending, granted as i64)
@@ -904,6 +1234,20 @@ fn apply_in(
                     )
                     .map_err(sql)?;
                     effect.voided = true;
+                    let routes = outbox::routes(tx, tenant_id)?;
+                    if routes.wants("grant.voided")
+                        && let Some(grant) = q::grant(tx, tenant_id, grant_id).map_err(sql)?
+                    {
+                        effect.messages += outbox::enqueue(
+                            tx,
+                            &routes,
+                            tenant_id,
+                            "grant.voided",
+                            grant_id,
+                            *at,
+                            grant.to_json(),
+                        )?;
+                    }
                 }
             }
         }
@@ -994,6 +1338,9 @@ fn apply_in(
                 threshold: None,
                 code: Some(display.clone()),
             })?;
+            let routes = outbox::routes(tx, tenant_id)?;
+            let source: GrantSource =
+                serde_json::from_str(&source_text).map_err(|e| e.to_string())?;
             let mut grant_ids = Vec::with_capacity(rewards.len());
             for (index, reward) in rewards.iter().enumerate() {
                 let key = grant_key(
@@ -1020,6 +1367,24 @@ fn apply_in(
                     },
                 )? {
                     effect.coupon_grants += 1;
+                    effect.messages += outbox::enqueue(
+                        tx,
+                        &routes,
+                        tenant_id,
+                        "reward.granted",
+                        &id,
+                        *at,
+                        grant_json(
+                            &id,
+                            user_id,
+                            reward.clone(),
+                            &source,
+                            GrantStatus::Pending,
+                            *at,
+                            (None, None, None),
+                            None,
+                        ),
+                    )?;
                 }
                 grant_ids.push(id);
             }
@@ -1058,6 +1423,23 @@ fn apply_in(
             )
             .map_err(sql)?;
             add_count(tx, tenant_id, "r", "", 1).map_err(sql)?;
+            effect.messages += outbox::enqueue(
+                tx,
+                &routes,
+                tenant_id,
+                "coupon.redeemed",
+                redemption_id,
+                *at,
+                Redemption {
+                    redemption_id: redemption_id.clone(),
+                    code: display.clone(),
+                    campaign_id: campaign_id.clone(),
+                    user_id: user_id.clone(),
+                    redeemed_at: *at,
+                    grant_ids: grant_ids.clone(),
+                }
+                .to_json(),
+            )?;
             if let Some(key) = idempotency_key {
                 tx.execute(
                     "INSERT OR REPLACE INTO redeem_keys(tenant, user_id, key, redemption_id, at_us)
@@ -1643,6 +2025,125 @@ pub(super) mod q {
         conn.query_row(
             "SELECT redemption_id FROM redeem_keys WHERE tenant = ?1 AND user_id = ?2 AND key = ?3",
             params![tenant, user, key],
+            |r| r.get(0),
+        )
+        .optional()
+    }
+
+    fn body_rows<T: serde::de::DeserializeOwned>(
+        conn: &Connection,
+        query: &str,
+        args: impl rusqlite::Params,
+    ) -> rusqlite::Result<Vec<T>> {
+        let texts = conn
+            .prepare_cached(query)?
+            .query_map(args, |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        texts
+            .iter()
+            .map(|t| serde_json::from_str(t).map_err(|e| to_sql(e.to_string())))
+            .collect()
+    }
+
+    /// Live achievements of a tenant, by id.
+    pub fn achievements(conn: &Connection, tenant: &str) -> rusqlite::Result<Vec<Achievement>> {
+        body_rows(
+            conn,
+            "SELECT body FROM achievements WHERE tenant = ?1 AND deleted = 0 ORDER BY achievement_id",
+            params![tenant],
+        )
+    }
+
+    /// An achievement: `Some((achievement, deleted))`.
+    pub fn achievement(
+        conn: &Connection,
+        tenant: &str,
+        id: &str,
+    ) -> rusqlite::Result<Option<(Achievement, bool)>> {
+        let row: Option<(String, bool)> = conn
+            .query_row(
+                "SELECT body, deleted FROM achievements WHERE tenant = ?1 AND achievement_id = ?2",
+                params![tenant, id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(body, deleted)| {
+            serde_json::from_str(&body)
+                .map(|a| (a, deleted))
+                .map_err(|e| to_sql(e.to_string()))
+        })
+        .transpose()
+    }
+
+    /// How many players completed each of an achievement's `steps` steps.
+    pub fn completions(
+        conn: &Connection,
+        tenant: &str,
+        id: &str,
+        steps: usize,
+    ) -> rusqlite::Result<Vec<u64>> {
+        let mut out = vec![0u64; steps];
+        let rows = conn
+            .prepare_cached(
+                "SELECT key, n FROM counts WHERE tenant = ?1 AND dim = 'c' AND key > ?2 AND key < ?3",
+            )?
+            .query_map(params![tenant, format!("{id}/"), format!("{id}0")], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (key, n) in rows {
+            if let Some(step) = key.rsplit('/').next().and_then(|s| s.parse::<usize>().ok())
+                && step < steps
+            {
+                out[step] = n.max(0) as u64;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Live webhooks of a tenant, oldest first.
+    pub fn webhooks(conn: &Connection, tenant: &str) -> rusqlite::Result<Vec<Webhook>> {
+        let mut list: Vec<Webhook> = body_rows(
+            conn,
+            "SELECT body FROM webhooks WHERE tenant = ?1 AND deleted = 0",
+            params![tenant],
+        )?;
+        list.sort_by(|a, b| (a.created_at, &a.webhook_id).cmp(&(b.created_at, &b.webhook_id)));
+        Ok(list)
+    }
+
+    /// A live webhook.
+    pub fn webhook(conn: &Connection, tenant: &str, id: &str) -> rusqlite::Result<Option<Webhook>> {
+        Ok(body_rows(
+            conn,
+            "SELECT body FROM webhooks WHERE tenant = ?1 AND webhook_id = ?2 AND deleted = 0",
+            params![tenant, id],
+        )?
+        .pop())
+    }
+
+    /// Live webhooks of every tenant that take `window.closed` and are active.
+    pub fn window_hooks(conn: &Connection) -> rusqlite::Result<Vec<Webhook>> {
+        let list: Vec<Webhook> = body_rows(
+            conn,
+            "SELECT body FROM webhooks WHERE deleted = 0 AND active = 1",
+            [],
+        )?;
+        Ok(list
+            .into_iter()
+            .filter(|w| w.events.iter().any(|e| e == "window.closed"))
+            .collect())
+    }
+
+    /// The end of the last window of a leaderboard reported closed (Unix µs).
+    pub fn last_closed(
+        conn: &Connection,
+        tenant: &str,
+        leaderboard_id: &str,
+    ) -> rusqlite::Result<Option<i64>> {
+        conn.query_row(
+            "SELECT last_end_us FROM closed_windows WHERE tenant = ?1 AND leaderboard_id = ?2",
+            params![tenant, leaderboard_id],
             |r| r.get(0),
         )
         .optional()

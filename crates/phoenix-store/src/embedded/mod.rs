@@ -4,6 +4,7 @@
 //! thread, and only then acknowledged, so readers never see a change that is not yet durable. The data
 //! dir is locked so a second process cannot open it.
 
+mod achievements;
 mod cold;
 mod console;
 mod dedupe;
@@ -13,6 +14,7 @@ mod rewards;
 mod snapshot;
 mod wal;
 
+use crate::achievements::*;
 use crate::journal::Journal;
 use crate::model::*;
 use crate::rewards::*;
@@ -105,6 +107,28 @@ fn apply_ledger(
     ledger.apply(end, record, &standings, live)
 }
 
+/// What the ledger's thread is handed, in log order.
+enum LedgerJob {
+    Record(u64, LedgerRecord),
+    /// An event record of a tenant with achievements.
+    Events(u64, Arc<wal::LiveEvents>),
+}
+
+/// Folds a replayed event record into achievement progress.
+fn replay_events(ledger: &Ledger, end: u64, batch: &wal::EventBatch<'_>) -> Result<(), String> {
+    let at = Timestamp::from_microsecond(batch.accepted_at)
+        .map_err(|e| format!("event record time: {e}"))?;
+    let events = batch
+        .events
+        .iter()
+        .map(|body| {
+            Event::from_stored(body.clone())
+                .ok_or_else(|| "event record holds an unreadable event".to_owned())
+        })
+        .collect::<Result<Vec<Event>, String>>()?;
+    ledger.apply_events(end, &batch.tenant_id, at, &events)
+}
+
 /// A window's frozen final standings, from memory or from its cold file; `None` when the leaderboard
 /// has no such window.
 fn final_standings(
@@ -125,18 +149,18 @@ fn final_standings(
             _ => return Ok(None),
         }
     };
-    let entries: Vec<(u32, String)> = match hot {
+    let entries: Vec<(u32, String, f64)> = match hot {
         Some(frozen) => frozen
             .entries
             .into_iter()
-            .map(|s| (s.rank, s.user_id))
+            .map(|s| (s.rank, s.user_id, s.score))
             .collect(),
         None => {
             let loaded = cold.load(uid, &id)?;
             loaded
                 .page(1, loaded.total())
                 .into_iter()
-                .map(|s| (s.rank, s.user_id))
+                .map(|s| (s.rank, s.user_id, s.score))
                 .collect()
         }
     };
@@ -500,9 +524,14 @@ impl EmbeddedStore {
                 }
             };
             let end = offset + (crate::journal::HEADER + payload.len()) as u64;
-            let applied = match ledger_part(&folded, &record) {
-                Some(l) => apply_ledger(&ledger, &folded, &cold, end, &l, false),
-                None => Ok(()),
+            let applied = match (ledger_part(&folded, &record), &record) {
+                (Some(l), _) => apply_ledger(&ledger, &folded, &cold, end, &l, false),
+                (None, WalRecord::Events(batch))
+                    if end > ledger.watermark() && ledger.wants_events(&batch.tenant_id) =>
+                {
+                    replay_events(&ledger, end, batch)
+                }
+                _ => Ok(()),
             };
             if let Err(detail) = applied {
                 return Err(fail(
@@ -548,7 +577,7 @@ impl EmbeddedStore {
         };
         let live = folded.clone();
         let live_ledger = ledger.clone();
-        let (to_ledger, ledger_jobs) = std::sync::mpsc::channel::<(u64, LedgerRecord)>();
+        let (to_ledger, ledger_jobs) = std::sync::mpsc::channel::<LedgerJob>();
         let apply: crate::journal::ApplyFn = Box::new(
             move |group: &mut [crate::journal::Durable<'_>]| {
                 for record in group.iter_mut() {
@@ -568,13 +597,31 @@ impl EmbeddedStore {
                                 &batch.events,
                                 true,
                             );
+                            if live_ledger.wants_events(&batch.tenant_id) {
+                                // Achievements: the ledger's thread folds them in log order. Its
+                                // queue is bounded: beyond it, the log's writer waits (and with it
+                                // ingestion), rather than memory growing.
+                                while live_ledger.queued_events.load(Ordering::Acquire)
+                                    > ledger::achieve::MAX_QUEUED_EVENTS
+                                    && live_ledger.is_healthy()
+                                {
+                                    std::thread::sleep(std::time::Duration::from_millis(1));
+                                }
+                                let count = batch.events.len() as u64;
+                                live_ledger.events_enqueued(end, count);
+                                let batch: Arc<wal::LiveEvents> = Arc::from(batch);
+                                if to_ledger.send(LedgerJob::Events(end, batch)).is_err() {
+                                    live_ledger.stop("the ledger's thread has stopped");
+                                }
+                            }
                             Ok(())
                         }
                         None => wal::decode(record.payload).and_then(|r| {
                             // Handed over in log order, before the fold moves past the record.
                             if let Some(l) = ledger_part(&live, &r) {
                                 live_ledger.enqueued(end);
-                                if to_ledger.send((end, l)).is_err() {
+                                live_ledger.note_record(&l);
+                                if to_ledger.send(LedgerJob::Record(end, l)).is_err() {
                                     // The fold still applies the record; the ledger stops short of
                                     // it, and a restart re-applies it from the log.
                                     live_ledger.stop("the ledger's thread has stopped");
@@ -601,6 +648,8 @@ impl EmbeddedStore {
             return Err(e);
         }
         let wal = opened.map_err(io)?;
+        // Progress the replay folded is committed before anything new arrives.
+        ledger.flush().map_err(|detail| corrupt(dir, detail))?;
         {
             let (ledger, folded, cold) = (ledger.clone(), folded.clone(), cold.clone());
             std::thread::Builder::new()
@@ -618,11 +667,44 @@ impl EmbeddedStore {
                     }
                     let _guard = StopOnPanic(ledger.clone());
                     // Ends when the journal (and with it the sender) is dropped.
-                    for (end, record) in ledger_jobs {
-                        if let Err(e) = apply_ledger(&ledger, &folded, &cold, end, &record, true) {
+                    loop {
+                        // Progress from events is committed at most FLUSH_INTERVAL after it
+                        // changed, or sooner (see `Ledger::flush`).
+                        let job = match ledger.flush_due() {
+                            None => match ledger_jobs.recv() {
+                                Ok(job) => Some(job),
+                                Err(_) => break,
+                            },
+                            Some(due) => {
+                                let wait = due.saturating_duration_since(std::time::Instant::now());
+                                match ledger_jobs.recv_timeout(wait) {
+                                    Ok(job) => Some(job),
+                                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                                }
+                            }
+                        };
+                        let outcome = match job {
+                            None => ledger.flush(),
+                            Some(LedgerJob::Record(end, record)) => {
+                                apply_ledger(&ledger, &folded, &cold, end, &record, true)
+                            }
+                            Some(LedgerJob::Events(end, batch)) => {
+                                let done = ledger.apply_events(
+                                    end,
+                                    &batch.tenant_id,
+                                    batch.accepted_at,
+                                    &batch.events,
+                                );
+                                ledger.events_done(end, batch.events.len() as u64);
+                                done
+                            }
+                        };
+                        if let Err(e) = outcome {
                             tracing::error!(error = %e, "a rewards record was not applied");
                         }
                     }
+                    let _ = ledger.flush();
                 })
                 .map_err(io)?;
         }
@@ -1016,10 +1098,12 @@ impl Store for EmbeddedStore {
         let dedupe = self.freeze_dedupe().await;
         let windows = self.move_ended_windows().await;
         let settled = self.settle_due_windows().await;
+        let closed = self.close_ended_windows().await;
         let pruned = self.prune_ledger().await;
         dedupe?;
         windows?;
         settled?;
+        closed?;
         pruned
     }
 
@@ -1052,6 +1136,13 @@ impl Store for EmbeddedStore {
                     claims: n(&l.claims),
                     voids: n(&l.voids),
                     redemptions: n(&l.redemptions),
+                    completions: n(&l.completions),
+                    webhook_messages: n(&l.webhook_messages),
+                    deliveries_delivered: n(&l.deliveries_delivered),
+                    deliveries_retried: n(&l.deliveries_retried),
+                    deliveries_failed: n(&l.deliveries_failed),
+                    delivery_lag_ms_sum: n(&l.delivery_lag_ms_sum),
+                    outbox_depth: n(&l.outbox_depth),
                 }
             },
         }
@@ -1965,6 +2056,119 @@ impl Store for EmbeddedStore {
     ) -> StoreResult<Page<Redemption>> {
         self.redemptions_page(tenant_id, campaign_id, user_id, after, limit)
             .await
+    }
+
+    async fn create_achievement(&self, new: NewAchievement) -> StoreResult<Achievement> {
+        self.achievement_create(new).await
+    }
+
+    async fn list_achievements(
+        &self,
+        tenant_id: &str,
+    ) -> StoreResult<Vec<AchievementWithCompletions>> {
+        self.achievements_list(tenant_id).await
+    }
+
+    async fn get_achievement(
+        &self,
+        tenant_id: &str,
+        achievement_id: &str,
+    ) -> StoreResult<Option<AchievementWithCompletions>> {
+        self.achievement_get(tenant_id, achievement_id).await
+    }
+
+    async fn update_achievement(
+        &self,
+        tenant_id: &str,
+        achievement_id: &str,
+        patch: AchievementPatch,
+    ) -> StoreResult<Option<Achievement>> {
+        self.achievement_update(tenant_id, achievement_id, patch)
+            .await
+    }
+
+    async fn delete_achievement(
+        &self,
+        tenant_id: &str,
+        achievement_id: &str,
+    ) -> StoreResult<Option<Achievement>> {
+        self.achievement_delete(tenant_id, achievement_id).await
+    }
+
+    async fn player_achievements(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Vec<PlayerAchievement>> {
+        self.player_achievements_of(tenant_id, user_id).await
+    }
+
+    async fn create_webhook(&self, new: NewWebhook) -> StoreResult<(Webhook, String)> {
+        self.webhook_create(new).await
+    }
+
+    async fn list_webhooks(&self, tenant_id: &str) -> StoreResult<Vec<Webhook>> {
+        self.webhooks_list(tenant_id).await
+    }
+
+    async fn get_webhook(&self, tenant_id: &str, webhook_id: &str) -> StoreResult<Option<Webhook>> {
+        self.webhook_get(tenant_id, webhook_id).await
+    }
+
+    async fn update_webhook(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        patch: WebhookPatch,
+    ) -> StoreResult<Option<Webhook>> {
+        self.webhook_update(tenant_id, webhook_id, patch, None)
+            .await
+    }
+
+    async fn delete_webhook(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+    ) -> StoreResult<Option<Webhook>> {
+        self.webhook_delete(tenant_id, webhook_id).await
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        grace: jiff::SignedDuration,
+    ) -> StoreResult<Option<(Webhook, String)>> {
+        self.webhook_rotate(tenant_id, webhook_id, grace).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        after: Option<(Timestamp, String, u32)>,
+        limit: u32,
+    ) -> StoreResult<Option<Page<DeliveryRow>>> {
+        self.deliveries_page(tenant_id, webhook_id, after, limit)
+            .await
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        per_webhook: usize,
+        busy: std::collections::HashSet<(String, String, String)>,
+    ) -> StoreResult<Vec<DueDelivery>> {
+        self.deliveries_due(now, per_webhook, busy).await
+    }
+
+    async fn record_delivery(
+        &self,
+        due: DueDelivery,
+        outcome: AttemptOutcome,
+        next: Option<Timestamp>,
+    ) -> StoreResult<DeliveryState> {
+        self.delivery_record(due, outcome, next).await
     }
 
     async fn revoke_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {

@@ -33,7 +33,7 @@ fn settled_window(w: &phoenix_core::window::Window) -> SettledWindow {
 
 impl EmbeddedStore {
     /// Runs a ledger read off the async workers.
-    async fn ledger_read<T: Send + 'static>(
+    pub(super) async fn ledger_read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> StoreResult<T> {
@@ -55,7 +55,7 @@ impl EmbeddedStore {
     /// made under the gate sees every earlier change (a writer holds the gate until its own record is
     /// applied; the server runs rewards writes as tasks of their own, so a client that goes away does
     /// not end one between its append and its application).
-    async fn rewards_gate(&self) -> StoreResult<tokio::sync::MutexGuard<'_, ()>> {
+    pub(super) async fn rewards_gate(&self) -> StoreResult<tokio::sync::MutexGuard<'_, ()>> {
         let gate = self.rewards_gate.lock().await;
         self.ledger.wait_drained().await.map_err(unavailable)?;
         Ok(gate)
@@ -63,7 +63,7 @@ impl EmbeddedStore {
 
     /// Appends a rewards record and waits until the ledger's thread has applied it.
     /// Call with the rewards gate held.
-    async fn commit_ledger(&self, record: &LedgerRecord) -> StoreResult<()> {
+    pub(super) async fn commit_ledger(&self, record: &LedgerRecord) -> StoreResult<()> {
         if !self.ledger.is_healthy() {
             return Err(unavailable(
                 "the rewards ledger stopped after a failure; see the server log".into(),
