@@ -129,6 +129,15 @@ pub fn refine(doc: &OpenApi) -> Value {
             "description": "Each item is validated like the body of POST /v1/events (schema EventIn); one that is not valid is `rejected` in `results` with its error, and the others still count."
         });
     }
+    // A webhook's event types are distinct.
+    for schema in ["CreateWebhook", "PatchWebhook"] {
+        if let Some(events) =
+            value.pointer_mut(&format!("/components/schemas/{schema}/properties/events"))
+            && let Some(events) = events.as_object_mut()
+        {
+            events.insert("uniqueItems".into(), json!(true));
+        }
+    }
     // PATCH must change something.
     if let Some(patch) = value.pointer_mut("/components/schemas/PatchLeaderboard")
         && let Some(patch) = patch.as_object_mut()

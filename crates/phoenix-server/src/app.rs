@@ -320,6 +320,10 @@ impl Application {
             Arc::clone(&self.state.store),
             shutdown.clone(),
         )));
+        tasks.push(tokio::spawn(crate::deliver::run(
+            self.state.clone(),
+            shutdown.clone(),
+        )));
         for bound in self.bound {
             tasks.push(tokio::spawn(listener::serve(
                 bound.name,

@@ -9,6 +9,7 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod console;
+pub mod deliver;
 pub mod error;
 pub mod ingest;
 pub mod listener;

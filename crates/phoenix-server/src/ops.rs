@@ -87,6 +87,18 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::counter!("phoenix_grant_claims_total").absolute(r.claims);
     metrics::counter!("phoenix_grant_voids_total").absolute(r.voids);
     metrics::counter!("phoenix_coupon_redemptions_total").absolute(r.redemptions);
+    metrics::counter!("phoenix_achievement_completions_total").absolute(r.completions);
+    metrics::counter!("phoenix_webhook_messages_total").absolute(r.webhook_messages);
+    metrics::counter!("phoenix_webhook_deliveries_total", "outcome" => "delivered")
+        .absolute(r.deliveries_delivered);
+    metrics::counter!("phoenix_webhook_deliveries_total", "outcome" => "retried")
+        .absolute(r.deliveries_retried);
+    metrics::counter!("phoenix_webhook_deliveries_total", "outcome" => "failed")
+        .absolute(r.deliveries_failed);
+    // With the delivered count above, the mean time from a message's making to its delivery.
+    metrics::counter!("phoenix_webhook_delivery_lag_seconds_sum")
+        .absolute(r.delivery_lag_ms_sum / 1000);
+    metrics::gauge!("phoenix_webhook_outbox_pending").set(r.outbox_depth as f64);
     let mut response = prometheus().render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -66,6 +66,14 @@ pub struct ServerConfig {
     /// (`PHOENIX_ALLOW_UNAUTHENTICATED_PUBLIC`): any `Host` is answered (an `Origin` must still be
     /// the server's own).
     pub allow_unauthenticated_public: bool,
+    /// Webhook URLs may name loopback, private and link-local addresses
+    /// (`PHOENIX_WEBHOOK_ALLOW_PRIVATE`, for local development and tests).
+    pub webhook_allow_private: bool,
+    /// Waits between a webhook message's attempts (`PHOENIX_WEBHOOK_RETRY_SCHEDULE`); after the last,
+    /// a failed message is `failed`.
+    pub webhook_retry_schedule: Vec<Duration>,
+    /// How long one delivery attempt may take (SPEC §7.6: 10 s).
+    pub webhook_timeout: Duration,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -111,6 +119,9 @@ impl ServerConfig {
             force_secure_cookies: false,
             rate_limits: Default::default(),
             allow_unauthenticated_public: false,
+            webhook_allow_private: false,
+            webhook_retry_schedule: phoenix_core::webhook::DEFAULT_RETRY_SCHEDULE.to_vec(),
+            webhook_timeout: Duration::from_secs(10),
         }
     }
 }

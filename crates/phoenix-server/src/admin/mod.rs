@@ -2,6 +2,7 @@
 //! console users and sign-in, and the web console itself. Routes carry no `/v1` prefix. Every handler takes an [`AdminAuth`](crate::auth::AdminAuth) and checks, in this order,
 //! permission (403), existence (404), then the body (400).
 
+pub mod achievements;
 pub mod coupons;
 pub mod health;
 pub mod keys;
@@ -11,6 +12,7 @@ pub mod sessions;
 pub mod tenants;
 pub mod users;
 pub mod views;
+pub mod webhooks;
 pub mod windows;
 
 use crate::state::AppState;
@@ -54,6 +56,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(coupons::get_coupon))
         .routes(routes!(coupons::void_coupon))
         .routes(routes!(coupons::list_redemptions))
+        .routes(routes!(achievements::list, achievements::create))
+        .routes(routes!(
+            achievements::get,
+            achievements::patch,
+            achievements::delete
+        ))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::get, webhooks::patch, webhooks::delete))
+        .routes(routes!(webhooks::rotate))
+        .routes(routes!(webhooks::deliveries))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(
             users::get_user,

@@ -93,7 +93,7 @@ pub(crate) fn object_body(body: &JsonBody, empty_ok: bool) -> Result<Map<String,
     body.parse::<Map<String, Value>>()
 }
 
-fn unknown_field(key: &str, allowed: &[&str]) -> ApiError {
+pub(crate) fn unknown_field(key: &str, allowed: &[&str]) -> ApiError {
     ApiError::Validation(format!(
         "{key}: unknown field (expected {})",
         allowed.join(", ")

@@ -22,6 +22,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub mod achievements;
 pub mod cache;
 pub mod feed;
 pub mod rewards;
@@ -41,6 +42,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rewards::list))
         .routes(routes!(rewards::claim))
         .routes(routes!(rewards::redeem))
+        .routes(routes!(achievements::list))
+        .routes(routes!(achievements::get))
 }
 
 /// A `/v1` caller for reads: a tenant JWT must name the player in `sub` (SPEC §3.2).

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 /// A `/v1/rewards` or `/v1/coupons` caller: a player (the token's `sub`) holding `rewards:redeem`.
 pub struct RewardsPlayer {
     auth: TenantAuth,
-    user_id: String,
+    pub(crate) user_id: String,
 }
 
 impl FromRequestParts<AppState> for RewardsPlayer {
@@ -39,7 +39,7 @@ impl FromRequestParts<AppState> for RewardsPlayer {
 }
 
 impl RewardsPlayer {
-    fn tenant(&self) -> &str {
+    pub(crate) fn tenant(&self) -> &str {
         self.auth.tenant_id.as_str()
     }
 }

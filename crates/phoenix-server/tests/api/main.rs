@@ -2,6 +2,7 @@
 //! `127.0.0.1:0` over an embedded store in a temporary data dir (see [`support::spawn_app`]) and talks to
 //! it with `reqwest` only. One test binary, so everything is compiled and linked once.
 
+mod achievements;
 mod auth;
 mod browser;
 mod console;

@@ -1,0 +1,223 @@
+//! Webhook delivery (SPEC §7.6): the only way a message leaves the outbox. A loop asks the store for
+//! due messages about four times a second, sends each as a task of its own, and records every attempt.
+//!
+//! - Signed with the Standard Webhooks scheme (`webhook-id`, `webhook-timestamp`,
+//!   `webhook-signature`: both secrets' signatures during a rotation's grace period, newest first).
+//! - A 2xx answer within the timeout (10 s) is delivered; anything else (redirects are not followed)
+//!   is tried again after the retry schedule's next wait, then the message fails. A 410 answer
+//!   disables the webhook (its messages stay pending until it is active again).
+//! - The private-address guard runs at every attempt: the URL again, and every address its host
+//!   resolves to (so DNS cannot point a webhook inside), unless `PHOENIX_WEBHOOK_ALLOW_PRIVATE`.
+//! - One slow receiver never delays another: at most [`PER_WEBHOOK`] attempts per webhook and
+//!   [`IN_FLIGHT`] in all are in flight; each is bounded by the timeout.
+
+use crate::state::AppState;
+use jiff::Timestamp;
+use phoenix_core::webhook::{check_url, is_private, signature_header};
+use phoenix_store::achievements::{AttemptOutcome, DueDelivery};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Attempts in flight per webhook.
+pub const PER_WEBHOOK: usize = 4;
+/// Attempts in flight in all.
+pub const IN_FLIGHT: usize = 64;
+/// How often the outbox is asked for due messages.
+const POLL: Duration = Duration::from_millis(250);
+/// The most of an error text kept in the deliveries log.
+const MAX_ERROR_CHARS: usize = 300;
+
+/// Resolves a receiver's host, refusing it when any address it resolves to is private.
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if !allow_private && let Some(bad) = addrs.iter().find(|a| is_private(a.ip())) {
+                return Err(format!(
+                    "{host} resolves to {}, a loopback, private or link-local address",
+                    bad.ip()
+                )
+                .into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// The HTTP client deliveries use.
+fn client(state: &AppState) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(state.config.webhook_timeout)
+        .connect_timeout(state.config.webhook_timeout)
+        .pool_max_idle_per_host(PER_WEBHOOK)
+        .user_agent(concat!("Phoenix-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow_private: state.config.webhook_allow_private,
+        }))
+        .build()
+}
+
+/// Runs until `shutdown`. A message being sent when the process stops stays pending and is sent
+/// again (with the same `webhook-id`) after the restart.
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let client = match client(&state) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook deliveries cannot start: no HTTP client");
+            return;
+        }
+    };
+    let busy: Arc<Mutex<HashSet<(String, String, String)>>> = Arc::default();
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(POLL) => {}
+        }
+        if slots.available_permits() == 0 {
+            continue;
+        }
+        let taken = busy.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let due = match state
+            .store
+            .due_deliveries(Timestamp::now(), PER_WEBHOOK, taken)
+            .await
+        {
+            Ok(due) => {
+                failing = false;
+                due
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::error!(error = %e, "webhook outbox unreadable; retrying");
+                }
+                failing = true;
+                continue;
+            }
+        };
+        for d in due {
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                break;
+            };
+            let key = (
+                d.tenant_id.clone(),
+                d.webhook_id.clone(),
+                d.message_id.clone(),
+            );
+            busy.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone());
+            let (state, client, busy) = (state.clone(), client.clone(), busy.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                attempt(&state, &client, d).await;
+                busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            });
+        }
+    }
+}
+
+fn clip(text: String) -> String {
+    if text.chars().count() <= MAX_ERROR_CHARS {
+        text
+    } else {
+        text.chars().take(MAX_ERROR_CHARS).collect::<String>() + "…"
+    }
+}
+
+/// The text of a transport error, with its causes (reqwest's own is only the outermost).
+fn error_text(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut text = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "could not connect".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    clip(text)
+}
+
+/// Sends one message once and records how it went.
+async fn attempt(state: &AppState, client: &reqwest::Client, d: DueDelivery) {
+    let attempted_at = Timestamp::now();
+    let started = Instant::now();
+    let outcome = send(state, client, &d, attempted_at).await;
+    let (status_code, error) = match outcome {
+        Ok(code) => (Some(code), None),
+        Err(e) => (None, Some(e)),
+    };
+    let delivered = status_code.is_some_and(|c| (200..300).contains(&c));
+    let gone = status_code == Some(410);
+    let outcome = AttemptOutcome {
+        attempted_at,
+        status_code,
+        error,
+        duration_ms: started.elapsed().as_millis() as u64,
+        delivered,
+        gone,
+    };
+    let next = if delivered {
+        None
+    } else {
+        state
+            .config
+            .webhook_retry_schedule
+            .get(d.attempt.saturating_sub(1) as usize)
+            .and_then(|wait| jiff::SignedDuration::try_from(*wait).ok())
+            .and_then(|wait| Timestamp::now().checked_add(wait).ok())
+    };
+    let result = if delivered { "delivered" } else { "failed" };
+    metrics::counter!("phoenix_webhook_attempts_total", "result" => result).increment(1);
+    if let Err(e) = state.store.record_delivery(d, outcome, next).await {
+        tracing::error!(error = %e, "a webhook attempt could not be recorded; it will be sent again");
+    }
+}
+
+/// One POST; the status code, or why there was none.
+async fn send(
+    state: &AppState,
+    client: &reqwest::Client,
+    d: &DueDelivery,
+    at: Timestamp,
+) -> Result<u16, String> {
+    // The URL is checked again (literal addresses; names are checked as they resolve).
+    check_url(&d.url, state.config.webhook_allow_private)
+        .map_err(|e| format!("url refused: {e}"))?;
+    if d.keys.is_empty() {
+        return Err("the webhook's secret cannot be read (was the master key changed?)".into());
+    }
+    let timestamp = at.as_second();
+    let keys: Vec<&[u8]> = d.keys.iter().map(Vec::as_slice).collect();
+    let signature = signature_header(&keys, &d.message_id, timestamp, d.payload.as_bytes());
+    let response = client
+        .post(&d.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &d.message_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(d.payload.clone())
+        .send()
+        .await
+        .map_err(|e| error_text(&e))?;
+    Ok(response.status().as_u16())
+}
