@@ -19,5 +19,6 @@ mod scopes;
 mod support;
 mod tenants;
 mod validation;
+mod webhooks;
 mod windows;
 mod ws;
