@@ -88,6 +88,31 @@ const SERVER_CHECKED: &[(&str, &str, &str)] = &[
         "/v1/rewards",
         "cursor must be a next_cursor this API returned",
     ),
+    (
+        "post",
+        "/tenants/{tenant_id}/achievements",
+        "metric must be a valid metric (an expression of the scoring language for sum, an IANA zone for streak); step thresholds must increase; a coupon reward's campaign_id must name a campaign of the tenant",
+    ),
+    (
+        "patch",
+        "/tenants/{tenant_id}/achievements/{achievement_id}",
+        "steps must repeat the existing thresholds unchanged and may only add higher ones, increasing; a coupon reward's campaign_id must name a campaign of the tenant",
+    ),
+    (
+        "post",
+        "/tenants/{tenant_id}/webhooks",
+        "url must have a host and no credentials, and must not name a loopback, private or link-local address or localhost unless the server allows it",
+    ),
+    (
+        "patch",
+        "/tenants/{tenant_id}/webhooks/{webhook_id}",
+        "url must have a host and no credentials, and must not name a loopback, private or link-local address or localhost unless the server allows it",
+    ),
+    (
+        "get",
+        "/tenants/{tenant_id}/webhooks/{webhook_id}/deliveries",
+        "cursor must be a next_cursor this API returned",
+    ),
 ];
 
 /// Routes that need no credential.

@@ -105,6 +105,23 @@ pub struct Settings {
         default_value = "false"
     )]
     pub allow_unauthenticated_public: String,
+    /// Let webhook URLs name loopback, private and link-local addresses (local development).
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_WEBHOOK_ALLOW_PRIVATE",
+        default_value = "false"
+    )]
+    pub webhook_allow_private: String,
+    /// Waits between a webhook message's attempts, comma-separated (e.g. `1s,5s`); after the last
+    /// one a message that still fails is `failed`.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "5s,30s,2m,10m,1h,6h,24h"
+    )]
+    pub webhook_retry_schedule: String,
     /// Lifetime of a console access token (e.g. `15m`, `1h`, or seconds).
     #[arg(
         long,
@@ -517,6 +534,11 @@ impl Settings {
             1 << 40,
         )? as usize;
         server.force_secure_cookies = parse_bool("PHOENIX_SECURE_COOKIES", &self.secure_cookies)?;
+        server.webhook_allow_private =
+            parse_bool("PHOENIX_WEBHOOK_ALLOW_PRIVATE", &self.webhook_allow_private)?;
+        server.webhook_retry_schedule =
+            phoenix_core::webhook::parse_retry_schedule(&self.webhook_retry_schedule)
+                .map_err(|e| bad("PHOENIX_WEBHOOK_RETRY_SCHEDULE", &e))?;
         let rate = |var: &str, raw: &str| parse_u64(var, raw, 0, 10_000_000).map(|n| n as u32);
         server.rate_limits = phoenix_server::ratelimit::DefaultRateLimits {
             events_per_second: rate(
