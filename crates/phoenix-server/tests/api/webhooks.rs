@@ -398,3 +398,115 @@ async fn private_addresses_are_refused_when_set_and_when_a_name_resolves_inside(
         .expect_validation();
     assert!(e.starts_with("events[1]"), "{e}");
 }
+
+#[tokio::test]
+async fn completions_windows_and_voids_are_reported_once_each() {
+    let app = spawn_app_with(webhook_config()).await;
+    let secret = app.create_tenant("ev").await;
+    let (rx, port) = receiver(&[200]).await;
+    create_hook(
+        &app,
+        "ev",
+        &format!("http://127.0.0.1:{port}/hook"),
+        &[
+            "achievement.completed",
+            "window.closed",
+            "grant.voided",
+            "reward.granted",
+        ],
+    )
+    .await;
+    // A custom board that ends in two seconds, and an achievement with a reward.
+    let now = Timestamp::now();
+    app.admin_json(
+        Method::POST,
+        "/tenants/ev/leaderboards",
+        &json!({"leaderboard_id": "sprint", "name": "Sprint",
+                "config": {"timeframe": {"type": "custom",
+                                         "starts_at": (now - jiff::SignedDuration::from_hours(1)).to_string(),
+                                         "ends_at": (now + jiff::SignedDuration::from_secs(2)).to_string()},
+                           "scoring": {"rules": [{"event_type": "match", "points_expression": "attrs.score"}]}}}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    app.admin_json(
+        Method::POST,
+        "/tenants/ev/achievements",
+        &json!({"achievement_id": "first", "name": "First match",
+                "metric": {"event_type": "match", "aggregation": "count"},
+                "steps": [{"threshold": 1, "rewards": [{"type": "badge", "badge": "rookie"}]}]}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let token = tenant_token(&secret, "ev", None, None);
+    let events: Vec<Value> = [("ann", 30), ("bob", 20), ("ann", 5)]
+        .iter()
+        .enumerate()
+        .map(|(i, (u, s))| {
+            json!({"event_id": format!("e{i}"), "type": "match", "actor": {"user_id": u},
+                   "occurred_at": now.to_string(), "attrs": {"score": s}})
+        })
+        .collect();
+    for _ in 0..2 {
+        send(
+            app.json(Method::POST, "/v1/events/batch", &json!({"events": events}))
+                .bearer_auth(&token),
+        )
+        .await
+        .expect(StatusCode::ACCEPTED);
+    }
+    let by_type = |t: &str| -> Vec<Value> {
+        rx.received()
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+            .filter(|b| b["type"] == t)
+            .collect()
+    };
+    eventually(
+        "two completions, their grants, and the closed window",
+        || async {
+            by_type("achievement.completed").len() >= 2
+                && by_type("reward.granted").len() >= 2
+                && !by_type("window.closed").is_empty()
+        },
+    )
+    .await;
+    // Nothing more comes (each occurrence once).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let completed = by_type("achievement.completed");
+    assert_eq!(completed.len(), 2, "{completed:?}");
+    let ann = completed
+        .iter()
+        .find(|b| b["data"]["user_id"] == "ann")
+        .unwrap();
+    assert_eq!(ann["data"]["achievement_id"], "first");
+    assert_eq!(ann["data"]["step"], 0);
+    assert_eq!(ann["data"]["threshold"], 1.0);
+    assert_eq!(ann["data"]["grant_ids"].as_array().unwrap().len(), 1);
+    let closed = by_type("window.closed");
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    let data = &closed[0]["data"];
+    assert_eq!(data["leaderboard_id"], "sprint");
+    assert_eq!(data["ranked_entries"], 2);
+    assert_eq!(data["top"][0]["user_id"], "ann");
+    assert_eq!(data["top"][0]["score"], 35.0);
+    assert_eq!(data["top"][1]["rank"], 2);
+    assert!(data["window"]["ends_at"].is_string());
+    // A void is reported with the grant.
+    let grant_id = ann["data"]["grant_ids"][0].as_str().unwrap().to_owned();
+    app.admin_json(
+        Method::POST,
+        &format!("/tenants/ev/grants/{grant_id}/void"),
+        &json!({"reason": "test"}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    eventually("the void", || async { !by_type("grant.voided").is_empty() }).await;
+    let voided = by_type("grant.voided");
+    assert_eq!(voided[0]["data"]["grant_id"], grant_id.as_str());
+    assert_eq!(voided[0]["data"]["status"], "voided");
+    assert_eq!(voided[0]["data"]["void_reason"], "test");
+    // Every message arrived once: no id twice.
+    let ids: std::collections::BTreeSet<String> = rx.received().into_iter().map(|r| r.id).collect();
+    assert_eq!(ids.len(), rx.received().len());
+}

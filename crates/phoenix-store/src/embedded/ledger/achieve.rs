@@ -199,7 +199,9 @@ impl Ledger {
         let Some(defs) = hot.defs.get(tenant).cloned() else {
             return Ok(());
         };
+        // The log keeps microseconds: the same instant live and on replay.
         let at_us = micros(accepted_at);
+        let accepted_at = from_micros(at_us);
         let mut changed = false;
         for event in events {
             for def in &defs {
