@@ -192,6 +192,24 @@ pub async fn seed(
                        {"top_percent": 50, "rewards": [{"type": "coupon", "campaign_id": "sprint-vip"}]}]}),
             "creating the sprint's reward rule",
         ),
+        (
+            "achievements",
+            json!({"achievement_id": "veteran", "name": "Veteran", "description": "Play matches",
+                   "metric": {"event_type": "match.completed", "aggregation": "count"},
+                   "steps": [{"threshold": 5},
+                             {"threshold": 25, "rewards": [{"type": "badge", "badge": "veteran"}]},
+                             {"threshold": 100, "rewards": [{"type": "currency", "currency": "gems", "amount": 250}]}]}),
+            "creating the veteran achievement",
+        ),
+        (
+            "achievements",
+            json!({"achievement_id": "sharpshooter", "name": "Sharpshooter", "description": "Score kills",
+                   "metric": {"event_type": "match.completed", "aggregation": "sum",
+                              "points_expression": "attrs.kills"},
+                   "steps": [{"threshold": 50}, {"threshold": 250,
+                             "rewards": [{"type": "item", "item": "scope_gold", "quantity": 1}]}]}),
+            "creating the sharpshooter achievement",
+        ),
     ] {
         call(
             client
@@ -325,6 +343,7 @@ Phoenix demo is running on {addr} (embedded store). Ctrl-C stops it.
   Leaderboards    daily-arena (daily, America/New_York), weekly-kills (weekly, UTC), all-time-best (all time, max),
                   sprint (the first {sprint} seconds: reward rule "sprint-prizes" pays its top players when it ends)
   Coupon code     {coupon}  (campaign "welcome": 100 gems and a badge, once per player)
+  Achievements    veteran (5, 25, 100 matches), sharpshooter (50, 250 kills): the simulated players complete them
   Player JWT      {player}
                   (player-001, scope "leaderboards:read rewards:redeem": reads, never writes scores; valid 24 h)
   Server JWT      {server}
@@ -346,6 +365,9 @@ Paste these into another shell:
   # has ended, its prizes are there too (the console's Rewards page shows the settlement)
   curl -s -X POST "$PHOENIX/v1/coupons/{coupon}/redeem" -H "Authorization: Bearer $PLAYER_TOKEN"
   curl -s "$PHOENIX/v1/rewards" -H "Authorization: Bearer $PLAYER_TOKEN"
+
+  # player-001's achievements: progress, completed steps, the next threshold
+  curl -s "$PHOENIX/v1/achievements" -H "Authorization: Bearer $PLAYER_TOKEN"
 
   # watch ranks move live (any WebSocket client, e.g. websocat)
   websocat "{ws}/v1/leaderboards/daily-arena/ws?access_token=$PLAYER_TOKEN"

@@ -741,4 +741,35 @@ async fn demo_prints_working_credentials_and_the_rankings_move() {
         settled["settlements"][0]["grants"].as_u64() > Some(0),
         "{settled}"
     );
+    // The simulated players complete the first step of an achievement.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let a: Value = client()
+            .get(format!("{base}/tenants/demo-studio/achievements/veteran"))
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if a["completions"][0]["players"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nobody completed a step: {a}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mine: Value = client()
+        .get(format!("{base}/v1/achievements"))
+        .bearer_auth(&player)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["total"], 2, "{mine}");
 }
