@@ -8,8 +8,9 @@
 //!   disables the webhook (its messages stay pending until it is active again).
 //! - The private-address guard runs at every attempt: the URL again, and every address its host
 //!   resolves to (so DNS cannot point a webhook inside), unless `PHOENIX_WEBHOOK_ALLOW_PRIVATE`.
-//! - One slow receiver never delays another: at most [`PER_WEBHOOK`] attempts per webhook and
-//!   [`IN_FLIGHT`] in all are in flight; each is bounded by the timeout.
+//! - One slow receiver never delays another: each webhook has its own worker with at most
+//!   [`PER_WEBHOOK`] attempts in flight, each bounded by the timeout; at most [`WORKERS`] webhooks
+//!   are served at once.
 
 use crate::state::AppState;
 use jiff::Timestamp;
@@ -23,8 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Attempts in flight per webhook.
 pub const PER_WEBHOOK: usize = 4;
-/// Attempts in flight in all.
-pub const IN_FLIGHT: usize = 64;
+/// Webhooks being sent to at once (so at most `WORKERS * PER_WEBHOOK` attempts are in flight).
+pub const WORKERS: usize = 32;
+/// Messages a worker takes from the outbox at a time.
+const BATCH: usize = 64;
 /// How often the outbox is asked for due messages.
 const POLL: Duration = Duration::from_millis(250);
 /// The most of an error text kept in the deliveries log.
@@ -69,8 +72,11 @@ fn client(state: &AppState) -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
-/// Runs until `shutdown`. A message being sent when the process stops stays pending and is sent
-/// again (with the same `webhook-id`) after the restart.
+/// Runs until `shutdown`. About four times a second it looks for webhooks with due messages and
+/// starts a worker for each that has none (at most [`WORKERS`] at once); a worker sends its webhook's
+/// due messages, [`PER_WEBHOOK`] at a time, batch after batch, until none is due. A message being sent
+/// when the process stops stays pending and is sent again (with the same `webhook-id`) after the
+/// restart.
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     let client = match client(&state) {
         Ok(c) => c,
@@ -79,23 +85,14 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             return;
         }
     };
-    let busy: Arc<Mutex<HashSet<(String, String, String)>>> = Arc::default();
-    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let workers: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
     let mut failing = false;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(POLL) => {}
         }
-        if slots.available_permits() == 0 {
-            continue;
-        }
-        let taken = busy.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let due = match state
-            .store
-            .due_deliveries(Timestamp::now(), PER_WEBHOOK, taken)
-            .await
-        {
+        let due = match state.store.due_deliveries(Timestamp::now(), 1, None).await {
             Ok(due) => {
                 failing = false;
                 due
@@ -109,23 +106,63 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             }
         };
         for d in due {
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                break;
-            };
-            let key = (
-                d.tenant_id.clone(),
-                d.webhook_id.clone(),
-                d.message_id.clone(),
+            let key = (d.tenant_id, d.webhook_id);
+            {
+                let mut running = workers.lock().unwrap_or_else(|p| p.into_inner());
+                if running.len() >= WORKERS || !running.insert(key.clone()) {
+                    continue;
+                }
+            }
+            let (state, client, workers, shutdown) = (
+                state.clone(),
+                client.clone(),
+                workers.clone(),
+                shutdown.clone(),
             );
-            busy.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key.clone());
-            let (state, client, busy) = (state.clone(), client.clone(), busy.clone());
             tokio::spawn(async move {
-                let _permit = permit;
-                attempt(&state, &client, d).await;
-                busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = work(&state, &client, key.clone()) => {}
+                }
+                workers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
             });
+        }
+    }
+}
+
+/// Sends one webhook's due messages until none is due (or recording an attempt fails).
+async fn work(state: &AppState, client: &reqwest::Client, key: (String, String)) {
+    loop {
+        let batch = match state
+            .store
+            .due_deliveries(Timestamp::now(), BATCH, Some(key.clone()))
+            .await
+        {
+            Ok(batch) if !batch.is_empty() => batch,
+            _ => return,
+        };
+        let slots = Arc::new(tokio::sync::Semaphore::new(PER_WEBHOOK));
+        let mut sending = tokio::task::JoinSet::new();
+        for d in batch {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (state, client) = (state.clone(), client.clone());
+            sending.spawn(async move {
+                let _permit = permit;
+                attempt(&state, &client, d).await
+            });
+        }
+        let mut recorded = true;
+        while let Some(done) = sending.join_next().await {
+            recorded &= done.unwrap_or(false);
+        }
+        if !recorded {
+            // The store could not record an attempt: the main loop starts over in a moment.
+            return;
         }
     }
 }
@@ -157,8 +194,8 @@ fn error_text(e: &reqwest::Error) -> String {
     clip(text)
 }
 
-/// Sends one message once and records how it went.
-async fn attempt(state: &AppState, client: &reqwest::Client, d: DueDelivery) {
+/// Sends one message once and records how it went; false if it could not be recorded.
+async fn attempt(state: &AppState, client: &reqwest::Client, d: DueDelivery) -> bool {
     let attempted_at = Timestamp::now();
     let started = Instant::now();
     let outcome = send(state, client, &d, attempted_at).await;
@@ -188,8 +225,12 @@ async fn attempt(state: &AppState, client: &reqwest::Client, d: DueDelivery) {
     };
     let result = if delivered { "delivered" } else { "failed" };
     metrics::counter!("phoenix_webhook_attempts_total", "result" => result).increment(1);
-    if let Err(e) = state.store.record_delivery(d, outcome, next).await {
-        tracing::error!(error = %e, "a webhook attempt could not be recorded; it will be sent again");
+    match state.store.record_delivery(d, outcome, next).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "a webhook attempt could not be recorded; it will be sent again");
+            false
+        }
     }
 }
 

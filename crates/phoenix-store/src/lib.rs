@@ -555,13 +555,13 @@ pub trait Store: Send + Sync + 'static {
         after: Option<(Timestamp, String, u32)>,
         limit: u32,
     ) -> StoreResult<Option<Page<DeliveryRow>>>;
-    /// Messages due for delivery now, at most `per_webhook` in flight per webhook (counting `busy`
-    /// ones, which are being sent and are not answered again).
+    /// Messages due for delivery now, oldest due first: at most `limit` per active webhook, of one
+    /// webhook (`(tenant, webhook_id)`) when `only` is given.
     async fn due_deliveries(
         &self,
         now: Timestamp,
-        per_webhook: usize,
-        busy: std::collections::HashSet<(String, String, String)>,
+        limit: usize,
+        only: Option<(String, String)>,
     ) -> StoreResult<Vec<DueDelivery>>;
     /// Records an attempt: `next` is when to try again (`None`: delivered, or failed for good).
     async fn record_delivery(

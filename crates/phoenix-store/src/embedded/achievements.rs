@@ -10,7 +10,6 @@ use crate::model::LeaderboardStatus;
 use crate::rewards::{Activity, Page, SettledWindow};
 use crate::{StoreError, StoreResult};
 use jiff::{SignedDuration, Timestamp};
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 /// Most windows per leaderboard reported closed in one round (the maintenance runs every second).
@@ -338,12 +337,12 @@ impl EmbeddedStore {
         Ok(Some(Page { total, items, more }))
     }
 
-    /// Messages due now, at most `per_webhook` in flight per webhook counting `busy` ones.
+    /// Messages due now: at most `limit` per webhook (of one webhook with `only`).
     pub(super) async fn deliveries_due(
         &self,
         now: Timestamp,
-        per_webhook: usize,
-        busy: HashSet<(String, String, String)>,
+        limit: usize,
+        only: Option<(String, String)>,
     ) -> StoreResult<Vec<DueDelivery>> {
         let master = self.master.clone();
         self.ledger_read(move |c| {
@@ -352,7 +351,7 @@ impl EmbeddedStore {
                 let secret = master.unseal(SECRET_CONTEXT, &sealed)?;
                 phoenix_core::webhook::secret_key(std::str::from_utf8(&secret).ok()?)
             };
-            outbox::due(c, now, per_webhook, &busy, &unseal)
+            outbox::due(c, now, limit, only.as_ref(), &unseal)
         })
         .await
     }

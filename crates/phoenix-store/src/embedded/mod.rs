@@ -2156,10 +2156,10 @@ impl Store for EmbeddedStore {
     async fn due_deliveries(
         &self,
         now: Timestamp,
-        per_webhook: usize,
-        busy: std::collections::HashSet<(String, String, String)>,
+        limit: usize,
+        only: Option<(String, String)>,
     ) -> StoreResult<Vec<DueDelivery>> {
-        self.deliveries_due(now, per_webhook, busy).await
+        self.deliveries_due(now, limit, only).await
     }
 
     async fn record_delivery(

@@ -103,12 +103,12 @@ pub(super) fn enqueue(
     Ok(made)
 }
 
-/// Messages due now for one webhook, oldest due first, leaving out `busy` ones (being sent).
+/// Messages due now, oldest due first: at most `limit` per active webhook (of `only` when given).
 pub(in crate::embedded) fn due(
     conn: &Connection,
     now: Timestamp,
-    per_webhook: usize,
-    busy: &std::collections::HashSet<(String, String, String)>,
+    limit: usize,
+    only: Option<&(String, String)>,
     unseal: &dyn Fn(&str) -> Option<Vec<u8>>,
 ) -> rusqlite::Result<Vec<DueDelivery>> {
     let now_us = micros(now);
@@ -131,12 +131,26 @@ pub(in crate::embedded) fn due(
         .collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::new();
     for (tenant, webhook_id, body, secret, previous, previous_until) in hooks {
-        let in_flight = busy
-            .iter()
-            .filter(|(t, w, _)| *t == tenant && *w == webhook_id)
-            .count();
-        let room = per_webhook.saturating_sub(in_flight);
-        if room == 0 {
+        if only.is_some_and(|(t, w)| *t != tenant || *w != webhook_id) {
+            continue;
+        }
+        let mut rows = conn.prepare_cached(
+            "SELECT msg_id, type, payload, attempts, created_us FROM outbox INDEXED BY outbox_due
+             WHERE state = 0 AND tenant = ?1 AND webhook_id = ?2 AND next_us <= ?3
+             ORDER BY next_us LIMIT ?4",
+        )?;
+        let found = rows
+            .query_map(params![tenant, webhook_id, now_us, limit as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        if found.is_empty() {
             continue;
         }
         let url = serde_json::from_str::<Webhook>(&body)
@@ -152,30 +166,7 @@ pub(in crate::embedded) fn due(
         {
             keys.push(k);
         }
-        let mut rows = conn.prepare_cached(
-            "SELECT msg_id, type, payload, attempts, created_us FROM outbox INDEXED BY outbox_due
-             WHERE state = 0 AND tenant = ?1 AND webhook_id = ?2 AND next_us <= ?3
-             ORDER BY next_us LIMIT ?4",
-        )?;
-        let found = rows
-            .query_map(
-                params![tenant, webhook_id, now_us, (room + in_flight) as i64],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, i64>(4)?,
-                    ))
-                },
-            )?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        for (msg_id, event_type, payload, attempts, created_us) in found
-            .into_iter()
-            .filter(|(m, ..)| !busy.contains(&(tenant.clone(), webhook_id.clone(), m.clone())))
-            .take(room)
-        {
+        for (msg_id, event_type, payload, attempts, created_us) in found {
             out.push(DueDelivery {
                 tenant_id: tenant.clone(),
                 webhook_id: webhook_id.clone(),
