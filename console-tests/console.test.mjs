@@ -3,13 +3,16 @@
 // Inputs (environment): PHOENIX_URL, ADMIN_USER, ADMIN_PASSWORD, VIEWER_USER, VIEWER_PASSWORD,
 // TENANT_ID (an existing tenant without leaderboards), PLAYER_TOKEN (a tenant JWT for TENANT_ID),
 // SCREENSHOT_DIR (where PNGs go), CHROMIUM (optional browser path, default /usr/bin/chromium).
+// The server must accept webhook URLs on 127.0.0.1 (PHOENIX_WEBHOOK_ALLOW_PRIVATE): the webhook steps
+// point one at a receiver this script runs.
 //
 // Prints `ok - <step>` / `not ok - <step>: <error>` and exits non-zero when a step failed.
 // Waiting is done with Playwright's auto-waiting locators and in-page polling, never fixed sleeps.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
 
 const TIMEOUT = 15_000;
 // DEV_MODE=1: the server runs with PHOENIX_AUTH_ENABLED=false, and only the development-mode step runs.
@@ -76,23 +79,62 @@ async function expectSignedIn(page, who) {
   if (!/#\/tenants$/.test(page.url())) fail(`${who} could not sign in: ${(await page.textContent('#login-error')).trim()}`);
 }
 
-async function postScore(user, score) {
+async function postEvent(type, user, attrs) {
   const res = await fetch(`${BASE}/v1/events`, {
     method: 'POST',
     headers: { Authorization: `Bearer ${env.PLAYER_TOKEN}`, 'Content-Type': 'application/json' },
     body: JSON.stringify({
       event_id: `console-test-${randomUUID()}`,
-      type: 'match.completed',
+      type,
       actor: { user_id: user },
       occurred_at: new Date().toISOString(),
-      attrs: { score },
+      attrs,
     }),
   });
-  if (res.status !== 202) fail(`POST /v1/events for ${user} answered ${res.status}: ${await res.text()}`);
+  if (res.status !== 202) fail(`POST /v1/events (${type}) for ${user} answered ${res.status}: ${await res.text()}`);
+}
+
+const postScore = (user, score) => postEvent('match.completed', user, { score });
+
+/** Clicks `refresh` (or reloads the page) until `locator` is there: for what the server does in the background. */
+async function untilShown(page, locator, refresh, what) {
+  const deadline = Date.now() + TIMEOUT;
+  while (!(await locator.count())) {
+    if (Date.now() > deadline) fail(`${what} did not show within ${TIMEOUT / 1000} s`);
+    await page.waitForTimeout(250);
+    await refresh();
+  }
+}
+
+/**
+ * The webhook receiver: a plain HTTP server on 127.0.0.1 that records each request and answers
+ * `status` (200 unless a step says otherwise).
+ */
+const receiver = { server: null, url: null, status: 200, got: [] };
+
+async function startReceiver() {
+  receiver.server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', () => {
+      receiver.got.push({ id: req.headers['webhook-id'], timestamp: req.headers['webhook-timestamp'], signature: req.headers['webhook-signature'] || '', body });
+      res.writeHead(receiver.status).end();
+    });
+  });
+  await new Promise((resolve) => receiver.server.listen(0, '127.0.0.1', resolve));
+  receiver.url = `http://127.0.0.1:${receiver.server.address().port}/hook`;
+}
+
+/** Whether a received request carries a valid Standard Webhooks signature by `secret` (whsec_...). */
+function signedBy(request, secret) {
+  const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
+  const expected = `v1,${createHmac('sha256', key).update(`${request.id}.${request.timestamp}.${request.body}`).digest('base64')}`;
+  return request.signature.split(' ').includes(expected);
 }
 
 const rankCell = (user) => `#live-table tr[data-user="${user}"] td.rank`;
-const WRITE_WORDS = /create|new|delete|revoke|rotate|activate|deactivate|archive|void|settle|generate/i;
+const WRITE_WORDS = /create|new|delete|revoke|rotate|activate|deactivate|archive|void|settle|generate|enable|disable|edit|add|save/i;
 
 async function assertNoWriteControls(page, where) {
   const marked = await page.locator('[data-write]').count();
@@ -106,7 +148,7 @@ async function assertNoWriteControls(page, where) {
   if (stray) fail(`${where}: stray text in the page where a write form would be`);
 }
 
-/** Opens a per-tenant page (Rewards, Coupons) from the navigation, for TENANT_ID. */
+/** Opens a per-tenant page (Rewards, Coupons, Achievements, Webhooks) from the navigation, for TENANT_ID. */
 async function openTenantPage(page, route) {
   await page.click(`a.nav-link[data-nav="${route}"]`);
   const ready = page.locator(`#view[data-route="${route}"][data-tenant="${env.TENANT_ID}"][data-state="ready"]`);
@@ -417,6 +459,149 @@ async function admin_voids_a_grant(page) {
   if ((await settled.count()) !== 1) fail('settling the same window again made another settlement');
 }
 
+// The webhook and the achievement the next steps make, and what they need from each other.
+const HOOK = { id: null, secret: null };
+const ACHIEVEMENT = 'console-wins';
+const WIN = 'console.win';
+
+/** A webhook to the receiver, for achievement.completed: a URL error under its field first, then the secret once. */
+async function admin_creates_a_webhook_and_sees_its_secret_once(page) {
+  await startReceiver();
+  await openTenantPage(page, 'webhooks');
+  await page.click('#webhook-new');
+  const form = page.locator('#webhook-form');
+  await visible(form, 'the webhook form');
+  await form.locator('[name="url"]').fill('ftp://example.com/hook');
+  await form.locator('input[name="events"][value="achievement.completed"]').check();
+  await form.locator('[name="description"]').fill('Console receiver');
+  await page.click('#webhook-create-submit');
+  await visible(page.locator('#webhook-form .field-error[data-field="url"]'), 'the error under the URL');
+  await form.locator('[name="url"]').fill(receiver.url);
+  await page.click('#webhook-create-submit');
+  const secret = page.locator('#secret-value');
+  await visible(secret, 'the webhook secret');
+  HOOK.secret = (await secret.textContent()).trim();
+  if (!/^whsec_[A-Za-z0-9+/]+=*$/.test(HOOK.secret)) fail(`the webhook secret shown is not whsec_ and base64: "${HOOK.secret}"`);
+  const row = page.locator(`#webhooks-table tr[data-url="${receiver.url}"]`);
+  await visible(row, 'the new webhook in the table');
+  HOOK.id = await row.getAttribute('data-webhook');
+  await visible(row.locator('.badge', { hasText: 'active' }), 'the new webhook active');
+  await visible(row.locator('.badge', { hasText: 'achievement.completed' }), 'its event type');
+  if (await page.locator('#webhook-form .field-error').count()) fail('the URL error is still shown after a successful create');
+  await shot(page, '18-webhook-secret.png');
+  // Shown once: a fresh visit of the page no longer has it.
+  await openTenantPage(page, 'coupons');
+  await openTenantPage(page, 'webhooks');
+  await visible(row, 'the webhook after coming back');
+  if (await page.locator('#secret-value').count()) fail('the webhook secret is shown again');
+  if ((await page.content()).includes(HOOK.secret)) fail('the webhook secret is still in the page');
+}
+
+/** An achievement on WIN events with two steps; a player's first win shows in the step's completion count. */
+async function admin_creates_an_achievement_and_sees_its_completions(page) {
+  await openTenantPage(page, 'achievements');
+  await page.click('#achievement-new');
+  const form = page.locator('#achievement-form');
+  await visible(form, 'the achievement form');
+  const example = JSON.parse(await form.locator('[name="steps"]').inputValue());
+  if (!Array.isArray(example) || !example.length) fail('the steps are not prefilled with an example');
+  await form.locator('[name="achievement_id"]').fill(ACHIEVEMENT);
+  await form.locator('[name="name"]').fill('Console wins');
+  await form.locator('[name="metric.event_type"]').fill(WIN);
+  // Thresholds that fall: the server's message shows under the steps.
+  await form.locator('[name="steps"]').fill(JSON.stringify([{ threshold: 2 }, { threshold: 1 }]));
+  await page.click('#achievement-create-submit');
+  const fieldError = page.locator('.field-error[data-field="steps"]');
+  await visible(fieldError, 'the error under the steps');
+  if (!/threshold/.test(await fieldError.textContent())) fail(`the steps error does not say what is wrong: ${await fieldError.textContent()}`);
+  await shot(page, '19-achievement-validation-error.png');
+
+  await form.locator('[name="steps"]').fill(JSON.stringify([
+    { threshold: 1, rewards: [{ type: 'badge', badge: 'first-win' }] }, { threshold: 2, rewards: [] }], null, 2));
+  await page.click('#achievement-create-submit');
+  const row = page.locator(`#achievements-table tr[data-achievement="${ACHIEVEMENT}"]`);
+  await visible(row, 'the new achievement in the table');
+  if (await fieldError.count()) fail('the steps error is still shown after a successful create');
+  await waitForText(page, `#achievements-table tr[data-achievement="${ACHIEVEMENT}"] li[data-step="0"] .step-players`, '0 players', 'step 1 before anyone won');
+  await waitForText(page, `#achievements-table tr[data-achievement="${ACHIEVEMENT}"] li[data-step="1"] .step-players`, '0 players', 'step 2 before anyone won');
+
+  // dana's first win completes step 1 (and tells the webhook).
+  await postEvent(WIN, 'dana', {});
+  await untilShown(page, row.locator('li[data-step="0"] .step-players[data-players="1"]'), () => page.click('#achievements-refresh'), 'dana completing step 1');
+  await waitForText(page, `#achievements-table tr[data-achievement="${ACHIEVEMENT}"] li[data-step="1"] .step-players`, '0 players', 'step 2 after one win');
+  await shot(page, '20-achievement-completions.png');
+
+  // Its page: the steps with their counts; a step added above the last (one that is not above it first).
+  await row.locator('a.achievement-open').click();
+  await viewSettled(page, 'achievement');
+  await visible(page.locator('#steps-table tr[data-step="0"][data-players="1"]'), 'step 1 completed by one player');
+  await page.click('#step-new');
+  await page.locator('#step-form [name="threshold"]').fill('2');
+  await page.click('#step-add-submit');
+  await visible(page.locator('#step-form .field-error[data-field="threshold"]'), 'the error under the new threshold');
+  await page.locator('#step-form [name="threshold"]').fill('5');
+  await page.click('#step-add-submit');
+  await visible(page.locator('#steps-table tr[data-step="2"][data-threshold="5"]'), 'the new step');
+  await visible(page.locator('#steps-table tr[data-step="0"][data-players="1"]'), 'step 1 still completed after adding a step');
+  // Edit: a new name, hidden from players until they complete a step.
+  await page.click('#achievement-edit');
+  const edit = page.locator('#achievement-edit-form');
+  await edit.locator('[name="name"]').fill('Console winner');
+  await edit.locator('[name="hidden"]').check();
+  await page.click('#achievement-save-submit');
+  await visible(page.locator('h1', { hasText: 'Console winner' }), 'the new name');
+  await visible(page.locator('h1 .badge', { hasText: 'hidden' }), 'the hidden badge');
+  await shot(page, '21-achievement.png');
+}
+
+/**
+ * dana's first win reached the receiver: the delivery is in the log, signed. Then the receiver answers
+ * 410 to her second win, so the server disables the webhook and says why; enabled again, the waiting
+ * message is delivered. Rotating shows the new secret once.
+ */
+async function webhook_delivery_shows_in_its_log(page) {
+  if (!HOOK.id) fail('no webhook was created');
+  await openTenantPage(page, 'webhooks');
+  await page.locator(`#webhooks-table tr[data-webhook="${HOOK.id}"] a.webhook-open`).click();
+  await viewSettled(page, 'webhook');
+  const refresh = () => page.click('#deliveries-refresh');
+  const delivered = page.locator('#deliveries-table tr[data-event="achievement.completed"][data-state="delivered"][data-status-code="200"]');
+  await untilShown(page, delivered, refresh, 'the delivered achievement.completed');
+  const messageId = await delivered.first().getAttribute('data-delivery');
+  const got = receiver.got.filter((r) => r.id === messageId);
+  if (got.length !== 1) fail(`the receiver got message ${messageId} ${got.length} times`);
+  if (!signedBy(got[0], HOOK.secret)) fail(`message ${messageId} is not signed with the secret shown`);
+  const body = JSON.parse(got[0].body);
+  if (body.type !== 'achievement.completed' || body.data.achievement_id !== ACHIEVEMENT || body.data.user_id !== 'dana') fail(`unexpected message: ${got[0].body}`);
+  await shot(page, '22-webhook-deliveries.png');
+
+  receiver.status = 410;
+  await postEvent(WIN, 'dana', {});
+  const reason = page.locator('#webhook-disabled-reason');
+  await untilShown(page, reason, async () => { await page.reload(); await viewSettled(page, 'webhook'); }, 'the webhook disabled after a 410');
+  await visible(page.locator('h1 .badge', { hasText: 'disabled' }), 'the disabled badge');
+  await visible(page.locator('#deliveries-table tr[data-status-code="410"][data-state="pending"]'), 'the 410 attempt, its message waiting');
+  await shot(page, '23-webhook-disabled.png');
+
+  receiver.status = 200;
+  await page.click('#webhook-enable');
+  await visible(page.locator('h1 .badge', { hasText: 'active' }), 'the webhook active again');
+  if (await reason.count()) fail('the disabled reason is still shown after enabling');
+  const retried = page.locator('#deliveries-table tr[data-state="delivered"][data-status-code="200"]');
+  await untilShown(page, retried.nth(1), refresh, 'the waiting message delivered after enabling');
+  if (await page.locator('#deliveries-table tr[data-state="pending"]').count()) fail('a message is still pending after enabling');
+
+  await page.click('#webhook-rotate');
+  await page.locator('dialog.modal button', { hasText: 'Rotate secret' }).click();
+  const secret = page.locator('#secret-value');
+  await visible(secret, 'the new webhook secret');
+  const rotated = (await secret.textContent()).trim();
+  if (!rotated.startsWith('whsec_') || rotated === HOOK.secret) fail(`the rotated secret is not a new whsec_ secret: "${rotated}"`);
+  await page.reload();
+  await viewSettled(page, 'webhook');
+  if ((await page.content()).includes(rotated)) fail('the rotated secret is shown again');
+}
+
 async function viewer_sees_no_write_controls(page) {
   await page.click('#logout');
   await logIn(page, env.VIEWER_USER, env.VIEWER_PASSWORD);
@@ -463,6 +648,25 @@ async function viewer_sees_no_write_controls(page) {
   await visible(page.locator('#codes-table tr[data-code]'), 'the codes for the VIEWER');
   await assertNoWriteControls(page, 'campaign page');
   await shot(page, '17-viewer-campaign.png');
+
+  // Achievements and webhooks: the completion counts and the deliveries log, nothing to change.
+  await openTenantPage(page, 'achievements');
+  const achievement = page.locator(`#achievements-table tr[data-achievement="${ACHIEVEMENT}"]`);
+  await visible(achievement.locator('li[data-step="0"] .step-players[data-players="1"]'), 'the completion counts for the VIEWER');
+  await assertNoWriteControls(page, 'achievements page');
+  await achievement.locator('a.achievement-open').click();
+  await viewSettled(page, 'achievement');
+  await visible(page.locator('#steps-table tr[data-step="1"][data-players="1"]'), 'the steps for the VIEWER');
+  await assertNoWriteControls(page, 'achievement page');
+
+  await openTenantPage(page, 'webhooks');
+  await visible(page.locator(`#webhooks-table tr[data-webhook="${HOOK.id}"]`), 'the webhook for the VIEWER');
+  await assertNoWriteControls(page, 'webhooks page');
+  await page.locator(`#webhooks-table tr[data-webhook="${HOOK.id}"] a.webhook-open`).click();
+  await viewSettled(page, 'webhook');
+  await visible(page.locator('#deliveries-table tr[data-state="delivered"]'), 'the deliveries for the VIEWER');
+  await assertNoWriteControls(page, 'webhook page');
+  await shot(page, '24-viewer-webhook.png');
 }
 
 async function dev_mode_skips_sign_in(page) {
@@ -494,6 +698,9 @@ const STEPS = DEV_MODE ? [dev_mode_skips_sign_in] : [
   admin_creates_a_reward_rule_and_sees_its_preview,
   admin_generates_personal_codes_and_voids_one,
   admin_voids_a_grant,
+  admin_creates_a_webhook_and_sees_its_secret_once,
+  admin_creates_an_achievement_and_sees_its_completions,
+  webhook_delivery_shows_in_its_log,
   viewer_sees_no_write_controls,
 ];
 
@@ -528,5 +735,6 @@ try {
   }
 } finally {
   await browser.close();
+  receiver.server?.close();
 }
 process.exit(failed ? 1 : 0);

@@ -40,6 +40,10 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("grants.js", include_str!("assets/js/grants.js")),
     ("coupons.js", include_str!("assets/js/coupons.js")),
     ("campaign.js", include_str!("assets/js/campaign.js")),
+    ("achievements.js", include_str!("assets/js/achievements.js")),
+    ("achievement.js", include_str!("assets/js/achievement.js")),
+    ("webhooks.js", include_str!("assets/js/webhooks.js")),
+    ("webhook.js", include_str!("assets/js/webhook.js")),
 ];
 
 /// The page may load only its own scripts and style and talk only to this origin.

@@ -4,7 +4,11 @@
 //! the live view moving as events are posted, a new tenant's secret and a new API key shown once (and
 //! the key revoked), users managed, a past window's final standings, a reward rule created (after a
 //! validation error shown by field) with its preview, a coupon campaign's personal codes generated and
-//! one voided, a grant of a settled window voided, and a VIEWER finding no write controls on any page.
+//! one voided, a grant of a settled window voided, a webhook to a receiver the script runs (its secret
+//! shown once), an achievement created (after a validation error shown by field) whose completion
+//! counts move as a player wins, the webhook's deliveries log showing the signed delivery of that
+//! completion, then a 410 disabling it (with the reason shown) and enabling it sending the waiting
+//! message, and a VIEWER finding no write controls on any page.
 //! Screenshots land in `target/console-screenshots/`.
 //!
 //! Needs Node.js, Chromium (`/usr/bin/chromium` or `$CHROMIUM`) and `npm ci --prefix console-tests`.
@@ -115,7 +119,11 @@ async fn the_console_works_in_headless_chromium() {
     let Some((root, chromium)) = browser_tools("the_console_works_in_headless_chromium") else {
         return;
     };
-    let app = spawn_app().await;
+    let mut config = test_config();
+    // The webhook steps point a webhook at a receiver on 127.0.0.1, and wait for its retries.
+    config.webhook_allow_private = true;
+    config.webhook_retry_schedule = vec![Duration::from_millis(300); 3];
+    let app = spawn_app_with(config).await;
     let secret = app.create_tenant("t-browser").await;
     let passwords =
         [("console-admin", "ADMIN"), ("console-viewer", "VIEWER")].map(|(username, role)| {
@@ -255,6 +263,9 @@ async fn the_console_works_in_headless_chromium() {
         "admin_creates_a_reward_rule_and_sees_its_preview",
         "admin_generates_personal_codes_and_voids_one",
         "admin_voids_a_grant",
+        "admin_creates_a_webhook_and_sees_its_secret_once",
+        "admin_creates_an_achievement_and_sees_its_completions",
+        "webhook_delivery_shows_in_its_log",
         "viewer_sees_no_write_controls",
         "no_script_errors",
     ] {

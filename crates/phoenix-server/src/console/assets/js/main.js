@@ -7,6 +7,8 @@
  * - The session lives in HttpOnly cookies set by the server; nothing is kept in localStorage.
  * - Every write control carries `data-write` and is not rendered at all for VIEWERs (btn() and writeOnly()).
  */
+import { viewAchievement } from './achievement.js';
+import { viewAchievements } from './achievements.js';
 import { api, parseResponse, rawFetch } from './api.js';
 import { viewCampaign } from './campaign.js';
 import { viewCoupons } from './coupons.js';
@@ -21,6 +23,8 @@ import { canWrite, state } from './state.js';
 import { viewTenants } from './tenants.js';
 import { badge, el, errorBlock, listOf, loadingBlock, root } from './ui.js';
 import { viewUsers } from './users.js';
+import { viewWebhook } from './webhook.js';
+import { viewWebhooks } from './webhooks.js';
 import { viewWindow } from './windows.js';
 
 // ------------------------------------------------------------------ routing
@@ -33,13 +37,20 @@ const ROUTES = [
   [/^#\/rewards\/([^/]+)\/([^/]+)$/, 'rule'],
   [/^#\/coupons(?:\/([^/]+))?$/, 'coupons'],
   [/^#\/coupons\/([^/]+)\/([^/]+)$/, 'campaign'],
+  [/^#\/achievements(?:\/([^/]+))?$/, 'achievements'],
+  [/^#\/achievements\/([^/]+)\/([^/]+)$/, 'achievement'],
+  [/^#\/webhooks(?:\/([^/]+))?$/, 'webhooks'],
+  [/^#\/webhooks\/([^/]+)\/([^/]+)$/, 'webhook'],
 ];
 const VIEWS = {
   tenants: viewTenants, keys: viewKeys, users: viewUsers, leaderboards: viewLeaderboards, leaderboard: viewLeaderboard, window: viewWindow,
   rewards: viewRewards, rule: viewRule, coupons: viewCoupons, campaign: viewCampaign,
+  achievements: viewAchievements, achievement: viewAchievement, webhooks: viewWebhooks, webhook: viewWebhook,
 };
 /** The navigation entry a page belongs under, when it is not its own. */
-const NAV_PARENT = { leaderboard: 'leaderboards', window: 'leaderboards', rule: 'rewards', campaign: 'coupons' };
+const NAV_PARENT = {
+  leaderboard: 'leaderboards', window: 'leaderboards', rule: 'rewards', campaign: 'coupons', achievement: 'achievements', webhook: 'webhooks',
+};
 
 function parseRoute(hash) {
   for (const [re, name] of ROUTES) {
@@ -84,7 +95,10 @@ function showViewError(view, err) {
 }
 
 // ------------------------------------------------------------------ shell
-const NAV = [['leaderboards', 'Leaderboards'], ['rewards', 'Rewards'], ['coupons', 'Coupons'], ['tenants', 'Tenants'], ['keys', 'API keys'], ['users', 'Users', true]];
+const NAV = [
+  ['leaderboards', 'Leaderboards'], ['rewards', 'Rewards'], ['coupons', 'Coupons'], ['achievements', 'Achievements'], ['webhooks', 'Webhooks'],
+  ['tenants', 'Tenants'], ['keys', 'API keys'], ['users', 'Users', true],
+];
 
 function ensureShell() {
   if (state.shell && state.shell.node.isConnected) return state.shell;

@@ -1,7 +1,8 @@
 /*
  * Navigation the pages share: go to a route, draw the current one again, the breadcrumbs, and the
- * cleanups run when the page changes, and the addresses of the rewards and coupons pages (which link
- * to each other). main.js owns the route table and hands its renderer over.
+ * cleanups run when the page changes, and the addresses of the per-tenant pages (rewards, coupons,
+ * achievements, webhooks), which link to each other. main.js owns the route table and hands its
+ * renderer over.
  */
 import { state } from './state.js';
 import { el } from './ui.js';
@@ -39,3 +40,7 @@ export const rulesHref = (t) => `#/rewards/${enc(t)}`;
 export const ruleHref = (t, id) => `#/rewards/${enc(t)}/${enc(id)}`;
 export const campaignsHref = (t) => `#/coupons/${enc(t)}`;
 export const campaignHref = (t, id) => `#/coupons/${enc(t)}/${enc(id)}`;
+export const achievementsHref = (t) => `#/achievements/${enc(t)}`;
+export const achievementHref = (t, id) => `#/achievements/${enc(t)}/${enc(id)}`;
+export const webhooksHref = (t) => `#/webhooks/${enc(t)}`;
+export const webhookHref = (t, id) => `#/webhooks/${enc(t)}/${enc(id)}`;
