@@ -113,6 +113,8 @@ pub struct RewardStats {
     pub delivery_lag_ms_sum: u64,
     /// Messages waiting in the outbox.
     pub outbox_depth: u64,
+    /// Events handed to achievement progress and not folded in yet.
+    pub achievement_queue: u64,
 }
 
 /// Whether a watched leaderboard still serves live standings.

@@ -109,7 +109,7 @@ fn apply_ledger(
 
 /// What the ledger's thread is handed, in log order.
 enum LedgerJob {
-    Record(u64, LedgerRecord),
+    Record(u64, Box<LedgerRecord>),
     /// An event record of a tenant with achievements.
     Events(u64, Arc<wal::LiveEvents>),
 }
@@ -621,7 +621,7 @@ impl EmbeddedStore {
                             if let Some(l) = ledger_part(&live, &r) {
                                 live_ledger.enqueued(end);
                                 live_ledger.note_record(&l);
-                                if to_ledger.send(LedgerJob::Record(end, l)).is_err() {
+                                if to_ledger.send(LedgerJob::Record(end, Box::new(l))).is_err() {
                                     // The fold still applies the record; the ledger stops short of
                                     // it, and a restart re-applies it from the log.
                                     live_ledger.stop("the ledger's thread has stopped");
@@ -1143,6 +1143,7 @@ impl Store for EmbeddedStore {
                     deliveries_failed: n(&l.deliveries_failed),
                     delivery_lag_ms_sum: n(&l.delivery_lag_ms_sum),
                     outbox_depth: n(&l.outbox_depth),
+                    achievement_queue: n(&self.ledger.queued_events),
                 }
             },
         }
