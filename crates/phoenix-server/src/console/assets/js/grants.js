@@ -4,7 +4,7 @@
  */
 import { api } from './api.js';
 import { reasonDialog } from './forms.js';
-import { campaignHref, ruleHref } from './router.js';
+import { achievementHref, campaignHref, ruleHref } from './router.js';
 import { badge, btn, card, dataTable, el, enc, isObj, mono, pagedList, plural, timeEl, toast } from './ui.js';
 
 /** One reward (SPEC §7.1) in a few words. */
@@ -35,7 +35,11 @@ function sourceCell(tenant, s) {
     return el('div', null, el('a', { href: campaignHref(tenant, s.id) }, mono(s.id)),
       el('div', { class: 'muted small' }, 'code ', mono(s.code ?? '—')));
   }
-  return el('div', null, mono(s.id), el('div', { class: 'muted small', text: `${s.kind}${s.step != null ? ` · step ${s.step}` : ''}` }));
+  if (s.kind === 'achievement') {
+    return el('div', null, el('a', { href: achievementHref(tenant, s.id) }, mono(s.id)),
+      el('div', { class: 'muted small', text: `step ${s.step ?? '—'} · threshold ${s.threshold ?? '—'}` }));
+  }
+  return el('div', null, mono(s.id), el('div', { class: 'muted small', text: s.kind }));
 }
 
 /**

@@ -41,7 +41,7 @@ export async function withTenant(view, tenant, { title, subtitle, hrefFor, picke
     tenants.length
       ? el('div', { class: 'filter-bar' }, tenantPicker(tenants, null, hrefFor, pickerId))
       : null,
-    tenants.length ? emptyBlock('Choose a tenant', 'Rewards and coupons belong to one tenant.') : emptyBlock('No tenants yet.'));
+    tenants.length ? emptyBlock('Choose a tenant', 'Rewards, coupons, achievements and webhooks belong to one tenant.') : emptyBlock('No tenants yet.'));
   return null;
 }
 
