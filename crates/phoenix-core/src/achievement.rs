@@ -328,7 +328,8 @@ impl Progress {
     /// Applies one contribution; returns the new value.
     pub fn apply(&mut self, contribution: Contribution) -> f64 {
         match contribution {
-            Contribution::Add(v) => self.value += v,
+            // Kept finite: a total past f64's range stays at its edge.
+            Contribution::Add(v) => self.value = (self.value + v).clamp(-f64::MAX, f64::MAX),
             Contribution::Day(day) => {
                 let run = self.add_day(day);
                 self.value = self.value.max(f64::from(run));
@@ -460,6 +461,14 @@ mod tests {
         assert_eq!(p.runs, vec![(8, 8), (10, 14), (20, 20)]);
         assert_eq!(p.apply(Contribution::Day(9)), 7.0);
         assert_eq!(p.runs, vec![(8, 14), (20, 20)]);
+    }
+
+    #[test]
+    fn a_sum_stays_finite() {
+        let mut p = Progress::default();
+        p.apply(Contribution::Add(1e308));
+        assert_eq!(p.apply(Contribution::Add(1e308)), f64::MAX);
+        assert_eq!(p.apply(Contribution::Add(-f64::MAX)), 0.0);
     }
 
     #[test]

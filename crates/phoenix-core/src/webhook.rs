@@ -187,6 +187,25 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<WebhookUrl, String> {
     if !valid_name {
         return Err("has a host that is not a valid name or address".into());
     }
+    // A name whose last label is a number is an IPv4 address to URL parsers (WHATWG: `127.1`,
+    // `2130706433`, `0x7f.0.0.1`), which would then connect without resolving it: only the usual
+    // dotted form is accepted, and checked as an address above.
+    if ip.is_none() {
+        let last = host
+            .trim_end_matches('.')
+            .rsplit('.')
+            .next()
+            .unwrap_or_default();
+        let numeric = !last.is_empty()
+            && (last.bytes().all(|b| b.is_ascii_digit())
+                || ((last.starts_with("0x") || last.starts_with("0X"))
+                    && last[2..].bytes().all(|b| b.is_ascii_hexdigit())));
+        if numeric {
+            return Err(
+                "has a numeric host that is not a dotted IPv4 address (write it as a.b.c.d)".into(),
+            );
+        }
+    }
     if !allow_private {
         let lower = host.to_ascii_lowercase();
         if lower == "localhost" || lower.ends_with(".localhost") {
@@ -317,6 +336,10 @@ mod tests {
             "https://",
             "https://user:pw@example.com",
             "http://localhost:8080",
+            "http://127.1/x",
+            "http://2130706433/x",
+            "http://0x7f.0.0.1/x",
+            "http://a.0x10/x",
             "http://127.0.0.1/",
             "http://[::1]/",
             "http://10.0.0.5",

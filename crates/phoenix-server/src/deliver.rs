@@ -18,6 +18,7 @@ use phoenix_core::webhook::{check_url, is_private, signature_header};
 use phoenix_store::achievements::{AttemptOutcome, DueDelivery};
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -45,10 +46,11 @@ impl reqwest::dns::Resolve for GuardedResolver {
         Box::pin(async move {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if !allow_private && let Some(bad) = addrs.iter().find(|a| is_private(a.ip())) {
+            // Which address is not said: the deliveries log must not map a tenant's way into the
+            // internal network.
+            if !allow_private && addrs.iter().any(|a| is_private(a.ip())) {
                 return Err(format!(
-                    "{host} resolves to {}, a loopback, private or link-local address",
-                    bad.ip()
+                    "{host} resolves to a loopback, private or link-local address"
                 )
                 .into());
             }
@@ -61,6 +63,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
 /// The HTTP client deliveries use.
 fn client(state: &AppState) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
+        // A proxy from the environment would resolve the receiver's name itself, past the guard.
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(state.config.webhook_timeout)
         .connect_timeout(state.config.webhook_timeout)
@@ -86,13 +90,17 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         }
     };
     let workers: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
+    // Set when a webhook with due messages found every worker taken: workers then give their slot
+    // up after their current batch, so webhooks take turns.
+    let contended = Arc::new(AtomicBool::new(false));
     let mut failing = false;
+    let mut turn = 0usize;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(POLL) => {}
         }
-        let due = match state.store.due_deliveries(Timestamp::now(), 1, None).await {
+        let mut due = match state.store.due_deliveries(Timestamp::now(), 1, None).await {
             Ok(due) => {
                 failing = false;
                 due
@@ -105,24 +113,37 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                 continue;
             }
         };
+        // Start each round at another webhook, so none is always last.
+        if !due.is_empty() {
+            turn = turn.wrapping_add(1);
+            let at = turn % due.len();
+            due.rotate_left(at);
+        }
+        let mut waiting = false;
         for d in due {
             let key = (d.tenant_id, d.webhook_id);
             {
                 let mut running = workers.lock().unwrap_or_else(|p| p.into_inner());
-                if running.len() >= WORKERS || !running.insert(key.clone()) {
+                if running.contains(&key) {
                     continue;
                 }
+                if running.len() >= WORKERS {
+                    waiting = true;
+                    continue;
+                }
+                running.insert(key.clone());
             }
-            let (state, client, workers, shutdown) = (
+            let (state, client, workers, shutdown, contended) = (
                 state.clone(),
                 client.clone(),
                 workers.clone(),
                 shutdown.clone(),
+                contended.clone(),
             );
             tokio::spawn(async move {
                 tokio::select! {
                     () = shutdown.cancelled() => {}
-                    () = work(&state, &client, key.clone()) => {}
+                    () = work(&state, &client, key.clone(), &contended) => {}
                 }
                 workers
                     .lock()
@@ -130,11 +151,18 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                     .remove(&key);
             });
         }
+        contended.store(waiting, Ordering::Release);
     }
 }
 
-/// Sends one webhook's due messages until none is due (or recording an attempt fails).
-async fn work(state: &AppState, client: &reqwest::Client, key: (String, String)) {
+/// Sends one webhook's due messages, batch after batch, until none is due, another webhook waits for
+/// a worker, the receiver answers 410 (the webhook is disabled), or recording an attempt fails.
+async fn work(
+    state: &AppState,
+    client: &reqwest::Client,
+    key: (String, String),
+    contended: &AtomicBool,
+) {
     loop {
         let batch = match state
             .store
@@ -145,23 +173,26 @@ async fn work(state: &AppState, client: &reqwest::Client, key: (String, String))
             _ => return,
         };
         let slots = Arc::new(tokio::sync::Semaphore::new(PER_WEBHOOK));
+        let stop = Arc::new(AtomicBool::new(false));
         let mut sending = tokio::task::JoinSet::new();
         for d in batch {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let (state, client) = (state.clone(), client.clone());
+            if stop.load(Ordering::Acquire) {
+                break;
+            }
+            let (state, client, stop) = (state.clone(), client.clone(), stop.clone());
             sending.spawn(async move {
                 let _permit = permit;
-                attempt(&state, &client, d).await
+                let (recorded, gone) = attempt(&state, &client, d).await;
+                if !recorded || gone {
+                    stop.store(true, Ordering::Release);
+                }
             });
         }
-        let mut recorded = true;
-        while let Some(done) = sending.join_next().await {
-            recorded &= done.unwrap_or(false);
-        }
-        if !recorded {
-            // The store could not record an attempt: the main loop starts over in a moment.
+        while sending.join_next().await.is_some() {}
+        if stop.load(Ordering::Acquire) || contended.load(Ordering::Acquire) {
             return;
         }
     }
@@ -194,8 +225,9 @@ fn error_text(e: &reqwest::Error) -> String {
     clip(text)
 }
 
-/// Sends one message once and records how it went; false if it could not be recorded.
-async fn attempt(state: &AppState, client: &reqwest::Client, d: DueDelivery) -> bool {
+/// Sends one message once and records how it went: whether it was recorded, and whether the
+/// receiver answered 410 (the webhook is now disabled).
+async fn attempt(state: &AppState, client: &reqwest::Client, d: DueDelivery) -> (bool, bool) {
     let attempted_at = Timestamp::now();
     let started = Instant::now();
     let outcome = send(state, client, &d, attempted_at).await;
@@ -226,10 +258,10 @@ async fn attempt(state: &AppState, client: &reqwest::Client, d: DueDelivery) -> 
     let result = if delivered { "delivered" } else { "failed" };
     metrics::counter!("phoenix_webhook_attempts_total", "result" => result).increment(1);
     match state.store.record_delivery(d, outcome, next).await {
-        Ok(_) => true,
+        Ok(_) => (true, gone),
         Err(e) => {
             tracing::error!(error = %e, "a webhook attempt could not be recorded; it will be sent again");
-            false
+            (false, gone)
         }
     }
 }
@@ -241,9 +273,19 @@ async fn send(
     d: &DueDelivery,
     at: Timestamp,
 ) -> Result<u16, String> {
-    // The URL is checked again (literal addresses; names are checked as they resolve).
-    check_url(&d.url, state.config.webhook_allow_private)
-        .map_err(|e| format!("url refused: {e}"))?;
+    // The URL is checked again (literal addresses; names are checked as they resolve), also as the
+    // HTTP client itself reads it: an address it parses from the host is connected to unresolved.
+    let allow_private = state.config.webhook_allow_private;
+    check_url(&d.url, allow_private).map_err(|e| format!("url refused: {e}"))?;
+    let url = reqwest::Url::parse(&d.url).map_err(|e| format!("url refused: {e}"))?;
+    let literal = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    };
+    if !allow_private && literal.is_some_and(is_private) {
+        return Err("url refused: a loopback, private or link-local address".into());
+    }
     if d.keys.is_empty() {
         return Err("the webhook's secret cannot be read (was the master key changed?)".into());
     }
@@ -251,7 +293,7 @@ async fn send(
     let keys: Vec<&[u8]> = d.keys.iter().map(Vec::as_slice).collect();
     let signature = signature_header(&keys, &d.message_id, timestamp, d.payload.as_bytes());
     let response = client
-        .post(&d.url)
+        .post(url)
         .header("content-type", "application/json")
         .header("webhook-id", &d.message_id)
         .header("webhook-timestamp", timestamp.to_string())

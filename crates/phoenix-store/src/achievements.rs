@@ -178,8 +178,8 @@ pub struct DeliveryRow {
     pub position: (Timestamp, String, u32),
 }
 
-/// A message due for delivery, with what sending it takes.
-#[derive(Debug, Clone)]
+/// A message due for delivery, with what sending it takes (its `Debug` leaves the keys out).
+#[derive(Clone)]
 pub struct DueDelivery {
     pub tenant_id: String,
     pub webhook_id: String,
@@ -193,6 +193,19 @@ pub struct DueDelivery {
     pub created_at: Timestamp,
     /// The signing secrets' keys, the newest first (two during a rotation's grace period).
     pub keys: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for DueDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DueDelivery")
+            .field("tenant_id", &self.tenant_id)
+            .field("webhook_id", &self.webhook_id)
+            .field("message_id", &self.message_id)
+            .field("event_type", &self.event_type)
+            .field("attempt", &self.attempt)
+            .field("keys", &format_args!("<{} hidden>", self.keys.len()))
+            .finish_non_exhaustive()
+    }
 }
 
 /// How an attempt went.

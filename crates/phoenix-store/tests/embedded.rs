@@ -855,3 +855,116 @@ async fn windows_that_ended_while_down_are_settled_once_when_it_is_back() {
         3
     );
 }
+
+/// The outbox ages: a disabled webhook's pending messages fail after 3 days, and settled messages
+/// (with their attempts) are removed 7 days after they were made.
+#[tokio::test]
+async fn the_outbox_ages_pending_messages_of_a_disabled_webhook_and_forgets_old_ones() {
+    use phoenix_store::achievements::{DeliveryState, NewWebhook, WebhookPatch, WebhookStatus};
+    use phoenix_store::embedded::{Clock, EmbeddedOptions};
+    use phoenix_store::rewards::{Activity, NewCampaign, RedeemOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let start = jiff::Timestamp::now();
+    let clock = Clock::manual(start);
+    let options = EmbeddedOptions {
+        clock: clock.clone(),
+        ..EmbeddedOptions::default()
+    };
+    let store = open_with(dir.path(), options).await;
+    store
+        .create_tenant(
+            phoenix_core::ids::TenantId::parse("age").unwrap(),
+            "Age".into(),
+            "s".repeat(32),
+        )
+        .await
+        .unwrap();
+    let (hook, secret) = store
+        .create_webhook(NewWebhook {
+            tenant_id: "age".into(),
+            url: "https://example.com/hook".into(),
+            events: vec!["coupon.redeemed".into()],
+            status: WebhookStatus::Active,
+            description: String::new(),
+        })
+        .await
+        .unwrap();
+    assert!(secret.starts_with("whsec_"));
+    store
+        .create_campaign(NewCampaign {
+            tenant_id: "age".into(),
+            campaign_id: "c".into(),
+            name: "C".into(),
+            rewards: serde_json::json!([{"type": "badge", "badge": "b"}]),
+            code: Some("AGE-CODE".into()),
+            max_redemptions: None,
+            per_player_limit: 1,
+            starts_at: None,
+            expires_at: None,
+            status: Activity::Active,
+        })
+        .await
+        .unwrap();
+    let redeem = |user: &'static str| {
+        let store = &store;
+        async move {
+            match store.redeem("age", user, "AGE-CODE", None).await.unwrap() {
+                RedeemOutcome::Redeemed { .. } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    redeem("ann").await;
+    let id = hook.webhook_id.clone();
+    async fn log(store: &EmbeddedStore, id: &str) -> Vec<phoenix_store::achievements::DeliveryRow> {
+        store
+            .list_deliveries("age", id, None, 100)
+            .await
+            .unwrap()
+            .unwrap()
+            .items
+    }
+    let rows = log(&store, &id).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].state, DeliveryState::Pending);
+    assert_eq!(rows[0].attempt, 0);
+    // Due now, by the webhook's own secret.
+    let due = store.due_deliveries(start, 10, None).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].keys.len(), 1);
+    assert_eq!(
+        due[0].keys[0],
+        phoenix_core::webhook::secret_key(&secret).unwrap()
+    );
+    // Disabled: nothing is due; after 3 days the message fails.
+    store
+        .update_webhook(
+            "age",
+            &id,
+            WebhookPatch {
+                status: Some(WebhookStatus::Disabled),
+                ..WebhookPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .due_deliveries(start, 10, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    clock.advance(jiff::SignedDuration::from_hours(71));
+    store.maintain().await.unwrap();
+    assert_eq!(log(&store, &id).await[0].state, DeliveryState::Pending);
+    clock.advance(jiff::SignedDuration::from_hours(2));
+    store.maintain().await.unwrap();
+    assert_eq!(log(&store, &id).await[0].state, DeliveryState::Failed);
+    // Seven days after it was made, it is gone.
+    clock.advance(jiff::SignedDuration::from_hours(24 * 4));
+    store.maintain().await.unwrap();
+    assert!(log(&store, &id).await.is_empty());
+    assert_eq!(store.stats().rewards.outbox_depth, 0);
+}

@@ -221,7 +221,8 @@ pub async fn list(
     }))
 }
 
-/// Creates an achievement; events accepted from now on count toward it.
+/// Creates an achievement; events accepted from now on count toward it. A tenant has at most 100
+/// (409 beyond).
 #[utoipa::path(post, path = "/tenants/{tenant_id}/achievements", tag = "achievements",
     params(("tenant_id" = String, Path)), request_body = CreateAchievement,
     responses((status = 201, body = AchievementView), (status = 400, body = ErrorEnvelope),
@@ -325,7 +326,8 @@ pub async fn get(
     request_body = PatchAchievement,
     responses((status = 200, body = AchievementView), (status = 400, body = ErrorEnvelope),
               (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-              (status = 404, body = ErrorEnvelope)))]
+              (status = 404, body = ErrorEnvelope),
+              (status = 409, description = "another change to the steps came first", body = ErrorEnvelope)))]
 pub async fn patch(
     State(state): State<AppState>,
     auth: AdminAuth,

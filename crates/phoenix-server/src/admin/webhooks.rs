@@ -268,12 +268,13 @@ pub async fn list(
     }))
 }
 
-/// Creates a webhook; the answer carries its `secret`, shown this once.
+/// Creates a webhook; the answer carries its `secret`, shown this once. A tenant has at most 20.
 #[utoipa::path(post, path = "/tenants/{tenant_id}/webhooks", tag = "webhooks",
     params(("tenant_id" = String, Path)), request_body = CreateWebhook,
     responses((status = 201, body = WebhookWithSecret), (status = 400, body = ErrorEnvelope),
               (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-              (status = 404, body = ErrorEnvelope)))]
+              (status = 404, body = ErrorEnvelope),
+              (status = 409, description = "the tenant has 20 webhooks, the most it may have", body = ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,
     auth: AdminAuth,

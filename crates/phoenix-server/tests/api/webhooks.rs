@@ -330,6 +330,10 @@ async fn private_addresses_are_refused_when_set_and_when_a_name_resolves_inside(
         "http://10.1.2.3/hook",
         "http://[::1]/hook",
         "http://169.254.169.254/latest",
+        "http://127.1/hook",
+        "http://2130706433/hook",
+        "http://0x7f.0.0.1/hook",
+        "http://[::ffff:127.0.0.1]/hook",
         "ftp://example.com/x",
     ] {
         let e = app

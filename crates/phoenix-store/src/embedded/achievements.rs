@@ -14,6 +14,11 @@ use std::sync::atomic::Ordering;
 
 /// Most windows per leaderboard reported closed in one round (the maintenance runs every second).
 const MAX_CLOSED_PER_ROUND: usize = 100;
+/// Live achievements a tenant may have: each active one costs every event of the tenant some work on
+/// the ledger's one thread, which every tenant shares.
+pub const MAX_ACHIEVEMENTS_PER_TENANT: usize = 100;
+/// Live webhooks a tenant may have: each message is made once per webhook.
+pub const MAX_WEBHOOKS_PER_TENANT: usize = 20;
 /// Sealing context of webhook secrets.
 const SECRET_CONTEXT: &str = "webhook-secret";
 
@@ -44,6 +49,18 @@ impl EmbeddedStore {
             return Err(StoreError::Conflict(format!(
                 "achievement '{}' already exists (or existed) in tenant '{}'",
                 new.achievement_id, new.tenant_id
+            )));
+        }
+        let tenant = new.tenant_id.clone();
+        if self
+            .ledger_read(move |c| q::achievements(c, &tenant))
+            .await?
+            .len()
+            >= MAX_ACHIEVEMENTS_PER_TENANT
+        {
+            return Err(StoreError::Conflict(format!(
+                "tenant '{}' has {MAX_ACHIEVEMENTS_PER_TENANT} achievements, the most it may have; delete one first",
+                new.tenant_id
             )));
         }
         let at = self.now();
@@ -142,6 +159,18 @@ impl EmbeddedStore {
             a.hidden = hidden;
         }
         if let Some(steps) = patch.steps {
+            // Checked again here, under the gate, against the steps as they are now (the caller
+            // checked a copy read before; another PATCH may have added steps since).
+            let parse = |v: &serde_json::Value| phoenix_core::achievement::steps_from_json(v);
+            let extends = match (parse(&a.steps), parse(&steps)) {
+                (Ok(old), Ok(new)) => phoenix_core::achievement::check_steps_extend(&old, &new),
+                (_, Err(e)) | (Err(e), _) => Err(e),
+            };
+            if let Err(e) = extends {
+                return Err(StoreError::Conflict(format!(
+                    "the achievement's steps changed meanwhile: {e}"
+                )));
+            }
             a.steps = steps;
         }
         a.version += 1;
@@ -210,6 +239,12 @@ impl EmbeddedStore {
 
     pub(super) async fn webhook_create(&self, new: NewWebhook) -> StoreResult<(Webhook, String)> {
         let _gate = self.rewards_gate().await?;
+        if self.webhooks_list(&new.tenant_id).await?.len() >= MAX_WEBHOOKS_PER_TENANT {
+            return Err(StoreError::Conflict(format!(
+                "tenant '{}' has {MAX_WEBHOOKS_PER_TENANT} webhooks, the most it may have; delete one first",
+                new.tenant_id
+            )));
+        }
         let at = self.now();
         let webhook = Webhook {
             tenant_id: new.tenant_id,
@@ -309,14 +344,14 @@ impl EmbeddedStore {
         };
         let now = self.now();
         let (secret, sealed) = self.new_webhook_secret();
+        w.version += 1;
+        w.updated_at = now.max(w.updated_at);
         self.commit_ledger(&LedgerRecord::WebhookSecretRotated {
-            tenant_id: tenant_id.to_owned(),
-            webhook_id: id.to_owned(),
+            webhook: w.clone(),
             secret: sealed,
             previous_until: now.checked_add(grace).unwrap_or(now),
         })
         .await?;
-        w.updated_at = now.max(w.updated_at);
         Ok(Some((w, secret)))
     }
 
@@ -432,7 +467,7 @@ impl EmbeddedStore {
             for (leaderboard_id, uid) in boards {
                 let (t, l) = (tenant.clone(), leaderboard_id.clone());
                 let last = self
-                    .ledger_read(move |c| q::last_closed(c, &t, &l))
+                    .ledger_read(move |c| q::last_closed(c, &t, &l, uid))
                     .await?
                     .and_then(|us| Timestamp::from_microsecond(us).ok());
                 let from = last.map_or(since, |l| l.max(since));

@@ -129,9 +129,9 @@ pub(super) enum LedgerRecord {
         webhook: Webhook,
     },
     /// A new secret (sealed, hex); the one it replaces keeps signing until `previous_until`.
+    /// `webhook` is the record with its new `version` and `updated_at`.
     WebhookSecretRotated {
-        tenant_id: String,
-        webhook_id: String,
+        webhook: Webhook,
         secret: String,
         previous_until: Timestamp,
     },
@@ -236,6 +236,8 @@ pub(super) struct Ledger {
     events_enqueued: AtomicU64,
     /// End of the last event record the ledger's thread folded (committed or not).
     events_applied: AtomicU64,
+    /// When the outbox's pending messages were last counted (Unix µs of the store's clock).
+    depth_counted_us: std::sync::atomic::AtomicI64,
 }
 
 fn sql(e: rusqlite::Error) -> String {
@@ -307,7 +309,7 @@ CREATE TABLE IF NOT EXISTS achievements(
   body TEXT NOT NULL,
   PRIMARY KEY(tenant, achievement_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS progress(
-  tenant TEXT NOT NULL, user_id TEXT NOT NULL, body TEXT NOT NULL,
+  tenant TEXT NOT NULL, user_id TEXT NOT NULL, body BLOB NOT NULL,
   PRIMARY KEY(tenant, user_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS webhooks(
   tenant TEXT NOT NULL, webhook_id TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
@@ -321,13 +323,15 @@ CREATE TABLE IF NOT EXISTS outbox(
   PRIMARY KEY(tenant, webhook_id, msg_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, tenant, webhook_id, next_us);
 CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_us);
+CREATE INDEX IF NOT EXISTS outbox_untried ON outbox(tenant, webhook_id, attempts, created_us, msg_id);
 CREATE TABLE IF NOT EXISTS attempts(
   tenant TEXT NOT NULL, webhook_id TEXT NOT NULL, msg_id TEXT NOT NULL, attempt INTEGER NOT NULL,
   at_us INTEGER NOT NULL, status_code INTEGER, error TEXT, duration_ms INTEGER, next_us INTEGER,
   PRIMARY KEY(tenant, webhook_id, msg_id, attempt)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS attempts_by_time ON attempts(tenant, webhook_id, at_us, msg_id, attempt);
 CREATE TABLE IF NOT EXISTS closed_windows(
-  tenant TEXT NOT NULL, leaderboard_id TEXT NOT NULL, last_end_us INTEGER NOT NULL,
-  PRIMARY KEY(tenant, leaderboard_id)) WITHOUT ROWID;
+  tenant TEXT NOT NULL, leaderboard_id TEXT NOT NULL, uid INTEGER NOT NULL, last_end_us INTEGER NOT NULL,
+  PRIMARY KEY(tenant, leaderboard_id, uid)) WITHOUT ROWID;
 ";
 
 fn configure(conn: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
@@ -413,6 +417,7 @@ impl Ledger {
             queued_events: AtomicU64::new(0),
             events_enqueued: AtomicU64::new(0),
             events_applied: AtomicU64::new(0),
+            depth_counted_us: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -447,10 +452,11 @@ impl Ledger {
 
     /// Marks the ledger stopped after a record could not be applied (fail-stop).
     fn fail(&self, e: &str) {
-        self.healthy.store(false, Ordering::Release);
+        if self.healthy.swap(false, Ordering::AcqRel) {
+            tracing::error!(error = %e, path = %self.path.display(),
+                "the rewards ledger could not apply a record; it stops taking changes until a restart re-applies the log");
+        }
         self.progress.send_modify(|_| {});
-        tracing::error!(error = %e, path = %self.path.display(),
-            "the rewards ledger could not apply a record; it stops taking changes until a restart re-applies the log");
     }
 
     /// Marks the ledger stopped (its thread could not take a record).
@@ -521,8 +527,14 @@ impl Ledger {
             .execute("DELETE FROM redeem_keys WHERE at_us < ?1", params![cutoff])
             .map_err(sql)?;
         let aged = outbox::prune(&conn, now).map_err(sql)?;
-        let depth = outbox::depth(&conn).map_err(sql)?;
-        self.counters.outbox_depth.store(depth, Ordering::Relaxed);
+        // Counting pending messages walks all of them: once a minute (the gauge's refresh).
+        let counted = self.depth_counted_us.load(Ordering::Relaxed);
+        if micros(now).saturating_sub(counted) >= 60_000_000 || counted == 0 {
+            let depth = outbox::depth(&conn).map_err(sql)?;
+            self.counters.outbox_depth.store(depth, Ordering::Relaxed);
+            self.depth_counted_us
+                .store(micros(now).max(1), Ordering::Relaxed);
+        }
         Ok(keys + aged)
     }
 
@@ -888,15 +900,20 @@ fn apply_in(
             .map_err(sql)?;
         }
         LedgerRecord::WebhookSecretRotated {
-            tenant_id,
-            webhook_id,
+            webhook,
             secret,
             previous_until,
         } => {
             tx.execute(
-                "UPDATE webhooks SET previous = secret, previous_until_us = ?4, secret = ?3
+                "UPDATE webhooks SET previous = secret, previous_until_us = ?4, secret = ?3, body = ?5
                  WHERE tenant = ?1 AND webhook_id = ?2",
-                params![tenant_id, webhook_id, secret, micros(*previous_until)],
+                params![
+                    webhook.tenant_id,
+                    webhook.webhook_id,
+                    secret,
+                    micros(*previous_until),
+                    json_text(webhook)?
+                ],
             )
             .map_err(sql)?;
         }
@@ -929,21 +946,14 @@ fn apply_in(
             at,
         } => {
             let end = window.ends_at.map(micros).unwrap_or(i64::MAX);
-            let last: Option<i64> = tx
-                .query_row(
-                    "SELECT last_end_us FROM closed_windows WHERE tenant = ?1 AND leaderboard_id = ?2",
-                    params![tenant_id, leaderboard_id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql)?;
+            let last = q::last_closed(tx, tenant_id, leaderboard_id, *uid).map_err(sql)?;
             if last.is_some_and(|l| l >= end) {
                 return Ok(effect);
             }
             tx.execute(
-                "INSERT INTO closed_windows(tenant, leaderboard_id, last_end_us) VALUES(?1, ?2, ?3)
-                 ON CONFLICT(tenant, leaderboard_id) DO UPDATE SET last_end_us = excluded.last_end_us",
-                params![tenant_id, leaderboard_id, end],
+                "INSERT INTO closed_windows(tenant, leaderboard_id, uid, last_end_us) VALUES(?1, ?2, ?3, ?4)
+                 ON CONFLICT(tenant, leaderboard_id, uid) DO UPDATE SET last_end_us = excluded.last_end_us",
+                params![tenant_id, leaderboard_id, *uid as i64, end],
             )
             .map_err(sql)?;
             let routes = outbox::routes(tx, tenant_id)?;
@@ -2135,15 +2145,17 @@ pub(super) mod q {
             .collect())
     }
 
-    /// The end of the last window of a leaderboard reported closed (Unix µs).
+    /// The end of the last window of a leaderboard (incarnation `uid`) reported closed (Unix µs).
     pub fn last_closed(
         conn: &Connection,
         tenant: &str,
         leaderboard_id: &str,
+        uid: u64,
     ) -> rusqlite::Result<Option<i64>> {
         conn.query_row(
-            "SELECT last_end_us FROM closed_windows WHERE tenant = ?1 AND leaderboard_id = ?2",
-            params![tenant, leaderboard_id],
+            "SELECT last_end_us FROM closed_windows
+             WHERE tenant = ?1 AND leaderboard_id = ?2 AND uid = ?3",
+            params![tenant, leaderboard_id, uid as i64],
             |r| r.get(0),
         )
         .optional()

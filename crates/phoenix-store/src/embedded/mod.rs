@@ -589,18 +589,13 @@ impl EmbeddedStore {
                         .and_then(|a| a.downcast::<wal::LiveEvents>().ok());
                     let outcome = match live_events {
                         Some(batch) => {
-                            live.apply_events(
-                                record.offset,
-                                end,
-                                &batch.tenant_id,
-                                batch.accepted_at,
-                                &batch.events,
-                                true,
-                            );
+                            let batch: Arc<wal::LiveEvents> = Arc::from(batch);
                             if live_ledger.wants_events(&batch.tenant_id) {
-                                // Achievements: the ledger's thread folds them in log order. Its
-                                // queue is bounded: beyond it, the log's writer waits (and with it
-                                // ingestion), rather than memory growing.
+                                // Achievements: the ledger's thread folds them in log order, handed
+                                // over before the fold moves past the record (so a snapshot taken
+                                // after the fold waits for them). The queue is bounded: beyond it,
+                                // the log's writer waits (and with it ingestion), rather than memory
+                                // growing.
                                 while live_ledger.queued_events.load(Ordering::Acquire)
                                     > ledger::achieve::MAX_QUEUED_EVENTS
                                     && live_ledger.is_healthy()
@@ -609,11 +604,21 @@ impl EmbeddedStore {
                                 }
                                 let count = batch.events.len() as u64;
                                 live_ledger.events_enqueued(end, count);
-                                let batch: Arc<wal::LiveEvents> = Arc::from(batch);
-                                if to_ledger.send(LedgerJob::Events(end, batch)).is_err() {
+                                if to_ledger
+                                    .send(LedgerJob::Events(end, batch.clone()))
+                                    .is_err()
+                                {
                                     live_ledger.stop("the ledger's thread has stopped");
                                 }
                             }
+                            live.apply_events(
+                                record.offset,
+                                end,
+                                &batch.tenant_id,
+                                batch.accepted_at,
+                                &batch.events,
+                                true,
+                            );
                             Ok(())
                         }
                         None => wal::decode(record.payload).and_then(|r| {
@@ -675,6 +680,9 @@ impl EmbeddedStore {
                                 Ok(job) => Some(job),
                                 Err(_) => break,
                             },
+                            // Due: commit before taking more (a queue that never empties must not
+                            // put it off).
+                            Some(due) if due <= std::time::Instant::now() => None,
                             Some(due) => {
                                 let wait = due.saturating_duration_since(std::time::Instant::now());
                                 match ledger_jobs.recv_timeout(wait) {

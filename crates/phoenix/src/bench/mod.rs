@@ -73,6 +73,16 @@ pub enum BenchCommand {
     /// shared code by as many players. Prints the whole process's memory and the ledger's size.
     #[command(verbatim_doc_comment)]
     Rewards(rewards::RewardsArgs),
+    /// Measure the webhook outbox and deliveries: messages waiting while a receiver is down, then
+    /// deliveries per second to a local receiver.
+    ///
+    /// Needs no server: opens a store in --bench-dir (default: a fresh temp dir, removed after),
+    /// settles a window whose rule grants each of --messages players one reward, with a webhook for
+    /// `reward.granted` whose receiver is down for --down-seconds (attempts fail and are rescheduled),
+    /// reporting the whole process's memory and the ledger's size; then starts the receiver on
+    /// loopback and times the delivery of every message.
+    #[command(verbatim_doc_comment)]
+    Webhooks(webhooks::WebhooksArgs),
 }
 
 mod attack;
@@ -83,6 +93,7 @@ mod query;
 mod report;
 mod rewards;
 mod soak;
+mod webhooks;
 mod ws;
 
 pub use ingest::IngestArgs;
@@ -97,5 +108,6 @@ pub async fn run(command: BenchCommand, admin_secret: Option<String>) -> anyhow:
         BenchCommand::Attack(args) => attack::run(args).await,
         BenchCommand::Soak(args) => soak::run(args).await,
         BenchCommand::Rewards(args) => rewards::run(args).await,
+        BenchCommand::Webhooks(args) => webhooks::run(args).await,
     }
 }

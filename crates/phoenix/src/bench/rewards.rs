@@ -48,14 +48,14 @@ pub struct RewardsArgs {
     pub bench_dir: Option<PathBuf>,
 }
 
-const TENANT: &str = "rb";
-const SECRET: &str = "rewards-bench-tenant-secret-0123456789";
+pub(super) const TENANT: &str = "rb";
+pub(super) const SECRET: &str = "rewards-bench-tenant-secret-0123456789";
 
-fn rss_mib() -> f64 {
+pub(super) fn rss_mib() -> f64 {
     rss_kib(std::process::id()).map_or(0.0, |k| k as f64 / 1024.0)
 }
 
-fn dir_mib(path: &std::path::Path) -> f64 {
+pub(super) fn dir_mib(path: &std::path::Path) -> f64 {
     std::fs::read_dir(path)
         .into_iter()
         .flatten()
@@ -68,7 +68,7 @@ fn dir_mib(path: &std::path::Path) -> f64 {
 }
 
 /// A custom board scoring events of `event_type`, open around `at`, with room for `size` ranks.
-async fn board(
+pub(super) async fn board(
     store: &EmbeddedStore,
     id: &str,
     event_type: &str,
@@ -97,7 +97,7 @@ async fn board(
 }
 
 /// One event per player `p0..`, all distinct scores, in batches of 1000.
-async fn score_players(
+pub(super) async fn score_players(
     store: &EmbeddedStore,
     event_type: &str,
     players: u32,
@@ -125,7 +125,12 @@ async fn score_players(
 }
 
 /// An inactive rule (settled only by hand here, so the timing is the bench's).
-async fn rule(store: &EmbeddedStore, id: &str, board: &str, tiers: Value) -> anyhow::Result<()> {
+pub(super) async fn rule(
+    store: &EmbeddedStore,
+    id: &str,
+    board: &str,
+    tiers: Value,
+) -> anyhow::Result<()> {
     store
         .create_reward_rule(NewRewardRule {
             tenant_id: TENANT.into(),
@@ -141,7 +146,7 @@ async fn rule(store: &EmbeddedStore, id: &str, board: &str, tiers: Value) -> any
     Ok(())
 }
 
-async fn settle(store: &EmbeddedStore, rule: &str) -> anyhow::Result<(Duration, u64)> {
+pub(super) async fn settle(store: &EmbeddedStore, rule: &str) -> anyhow::Result<(Duration, u64)> {
     let began = Instant::now();
     match store.settle(TENANT, rule, "custom").await? {
         Some(SettleOutcome::Created(s)) => Ok((began.elapsed(), s.grants)),

@@ -21,11 +21,11 @@ use std::sync::Arc;
 
 /// Longest time an applied event's effect waits before it is committed (and visible to reads).
 pub(in crate::embedded) const FLUSH_INTERVAL: std::time::Duration =
-    std::time::Duration::from_millis(200);
+    std::time::Duration::from_millis(500);
 /// Players whose progress the cache holds before it is emptied after a commit.
 const MAX_CACHED_PLAYERS: usize = 200_000;
 /// Changed players that make a commit happen at once.
-const MAX_DIRTY_PLAYERS: usize = 50_000;
+const MAX_DIRTY_PLAYERS: usize = 100_000;
 /// Event records queued for the ledger's thread beyond which the log's writer waits (backpressure).
 pub(in crate::embedded) const MAX_QUEUED_EVENTS: u64 = 200_000;
 
@@ -48,18 +48,97 @@ impl Def {
 }
 
 /// One achievement's progress in a player's row.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(in crate::embedded) struct Entry {
     /// The achievement.
     pub a: String,
     /// The value (count, sum, best streak).
     pub v: f64,
     /// Per step, the completion time (Unix microseconds), `None` while not completed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub c: Vec<Option<i64>>,
     /// A streak's runs of days.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub r: Vec<(i32, i32)>,
+}
+
+/// Row format version (the first byte of a row).
+const ROW_V1: u8 = 1;
+
+/// A player's row: version, entry count (u16), then per entry the id (u8 length + bytes), the value
+/// (f64), the steps (u8 count, then i64 each: the completion time, or `i64::MIN` for none) and the runs
+/// (u16 count, then two i32 each), all little-endian. Compact and quick to read and write, since a row
+/// is written whenever its player's progress changes.
+fn encode_row(entries: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + entries.len() * 32);
+    out.push(ROW_V1);
+    out.extend_from_slice(&(entries.len().min(u16::MAX as usize) as u16).to_le_bytes());
+    for e in entries.iter().take(u16::MAX as usize) {
+        let id = &e.a.as_bytes()[..e.a.len().min(255)];
+        out.push(id.len() as u8);
+        out.extend_from_slice(id);
+        out.extend_from_slice(&e.v.to_le_bytes());
+        out.push(e.c.len().min(255) as u8);
+        for c in e.c.iter().take(255) {
+            out.extend_from_slice(&c.unwrap_or(i64::MIN).to_le_bytes());
+        }
+        out.extend_from_slice(&(e.r.len().min(u16::MAX as usize) as u16).to_le_bytes());
+        for (a, b) in e.r.iter().take(u16::MAX as usize) {
+            out.extend_from_slice(&a.to_le_bytes());
+            out.extend_from_slice(&b.to_le_bytes());
+        }
+    }
+    out
+}
+
+fn decode_row(bytes: &[u8]) -> Option<Vec<Entry>> {
+    struct Reader<'a>(&'a [u8]);
+    impl<'a> Reader<'a> {
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            if self.0.len() < n {
+                return None;
+            }
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Some(head)
+        }
+        fn u8(&mut self) -> Option<u8> {
+            self.take(1).map(|b| b[0])
+        }
+        fn u16(&mut self) -> Option<u16> {
+            self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+        }
+        fn arr8(&mut self) -> Option<[u8; 8]> {
+            self.take(8).and_then(|b| b.try_into().ok())
+        }
+        fn i32(&mut self) -> Option<i32> {
+            self.take(4)
+                .and_then(|b| b.try_into().ok())
+                .map(i32::from_le_bytes)
+        }
+    }
+    let mut r = Reader(bytes);
+    if r.u8()? != ROW_V1 {
+        return None;
+    }
+    let count = r.u16()? as usize;
+    let mut entries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = r.u8()? as usize;
+        let a = String::from_utf8(r.take(len)?.to_vec()).ok()?;
+        let v = f64::from_le_bytes(r.arr8()?);
+        let steps = r.u8()? as usize;
+        let mut c = Vec::with_capacity(steps);
+        for _ in 0..steps {
+            let t = i64::from_le_bytes(r.arr8()?);
+            c.push((t != i64::MIN).then_some(t));
+        }
+        let runs = r.u16()? as usize;
+        let mut rs = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            rs.push((r.i32()?, r.i32()?));
+        }
+        entries.push(Entry { a, v, c, r: rs });
+    }
+    r.0.is_empty().then_some(entries)
 }
 
 struct Cached {
@@ -82,9 +161,13 @@ struct Completion {
 #[derive(Default)]
 pub(super) struct Hot {
     /// Active achievements by tenant.
-    defs: HashMap<String, Vec<Arc<Def>>>,
-    cache: HashMap<(String, String), Cached>,
-    dirty: usize,
+    defs: HashMap<String, Arc<TenantDefs>>,
+    /// Players' rows by tenant, then player.
+    cache: HashMap<String, HashMap<String, Cached>>,
+    /// Players in `cache`.
+    cached: usize,
+    /// The players whose rows changed since the last commit.
+    dirty: Vec<(String, String)>,
     completions: Vec<Completion>,
     /// End of the last event record applied but not committed (0: none).
     pending_end: u64,
@@ -93,29 +176,39 @@ pub(super) struct Hot {
 }
 
 impl Hot {
-    pub(super) fn set_defs(&mut self, tenant: &str, defs: Vec<Arc<Def>>) {
-        if defs.is_empty() {
+    pub(super) fn set_defs(&mut self, tenant: &str, defs: TenantDefs) {
+        if defs.active.is_empty() {
             self.defs.remove(tenant);
         } else {
-            self.defs.insert(tenant.to_owned(), defs);
+            self.defs.insert(tenant.to_owned(), Arc::new(defs));
         }
     }
 }
 
-/// The active achievements of a tenant, parsed (an unreadable one is logged and left out).
-pub(super) fn load_defs(conn: &Connection, tenant: &str) -> Result<Vec<Arc<Def>>, String> {
+/// A tenant's achievements as the folding needs them.
+pub(super) struct TenantDefs {
+    /// The active ones, parsed (an unreadable one is logged and left out).
+    pub active: Vec<Def>,
+    /// Every live (not deleted) one: progress of the others is dropped from a row when it is next
+    /// written.
+    pub live: HashSet<String>,
+}
+
+pub(super) fn load_defs(conn: &Connection, tenant: &str) -> Result<TenantDefs, String> {
     let list = q::achievements(conn, tenant).map_err(sql)?;
-    Ok(list
+    let live = list.iter().map(|a| a.achievement_id.clone()).collect();
+    let active = list
         .into_iter()
         .filter(|a| a.status == Activity::Active)
         .filter_map(|a| match Def::parse(&a) {
-            Ok(d) => Some(Arc::new(d)),
+            Ok(d) => Some(d),
             Err(e) => {
                 tracing::error!(achievement = %a.achievement_id, error = %e, "an achievement no longer parses; it is not scored");
                 None
             }
         })
-        .collect())
+        .collect();
+    Ok(TenantDefs { active, live })
 }
 
 /// Every tenant that has an achievement (deleted ones aside), and the active definitions.
@@ -136,13 +229,14 @@ pub(super) fn load_all(conn: &Connection) -> Result<(HashSet<String>, Hot), Stri
 }
 
 fn read_row(conn: &Connection, tenant: &str, user: &str) -> Result<Vec<Entry>, String> {
-    let body: Option<String> = conn
+    let body: Option<Vec<u8>> = conn
         .prepare_cached("SELECT body FROM progress WHERE tenant = ?1 AND user_id = ?2")
         .and_then(|mut s| s.query_row(params![tenant, user], |r| r.get(0)).optional())
         .map_err(sql)?;
     match body {
         None => Ok(Vec::new()),
-        Some(text) => serde_json::from_str(&text).map_err(|e| format!("progress row: {e}")),
+        Some(bytes) => decode_row(&bytes)
+            .ok_or_else(|| format!("the progress row of player '{user}' is unreadable")),
     }
 }
 
@@ -195,6 +289,19 @@ impl Ledger {
         if !self.is_healthy() {
             return Err("the rewards ledger stopped after an earlier failure".into());
         }
+        // Fail-stop: a record folded in part must never be committed (the watermark would be wrong
+        // for it); the next start folds it again from the log.
+        self.fold_events(end, tenant, accepted_at, events)
+            .inspect_err(|e| self.fail(e))
+    }
+
+    fn fold_events(
+        &self,
+        end: u64,
+        tenant: &str,
+        accepted_at: Timestamp,
+        events: &[Event],
+    ) -> Result<(), String> {
         let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
         let Some(defs) = hot.defs.get(tenant).cloned() else {
             return Ok(());
@@ -203,34 +310,49 @@ impl Ledger {
         let at_us = micros(accepted_at);
         let accepted_at = from_micros(at_us);
         let mut changed = false;
+        let mut counted: Vec<(usize, phoenix_core::achievement::Contribution)> =
+            Vec::with_capacity(defs.active.len());
         for event in events {
-            for def in &defs {
-                let Some(contribution) = def.metric.contribution(event) else {
-                    continue;
-                };
-                let user = event.user_id();
-                let key = (tenant.to_owned(), user.to_owned());
-                if !hot.cache.contains_key(&key) {
-                    let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-                    let entries = read_row(&conn, tenant, user)?;
-                    drop(conn);
-                    hot.cache.insert(
-                        key.clone(),
-                        Cached {
-                            entries,
-                            dirty: false,
-                        },
-                    );
-                }
-                let Hot {
-                    cache,
-                    dirty,
-                    completions,
-                    ..
-                } = &mut *hot;
-                let Some(cached) = cache.get_mut(&key) else {
-                    continue;
-                };
+            counted.clear();
+            counted.extend(
+                defs.active
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, def)| def.metric.contribution(event).map(|c| (i, c))),
+            );
+            if counted.is_empty() {
+                continue;
+            }
+            let user = event.user_id();
+            let known = hot
+                .cache
+                .get(tenant)
+                .is_some_and(|players| players.contains_key(user));
+            if !known {
+                let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+                let mut entries = read_row(&conn, tenant, user)?;
+                drop(conn);
+                entries.retain(|e| defs.live.contains(&e.a));
+                hot.cache.entry(tenant.to_owned()).or_default().insert(
+                    user.to_owned(),
+                    Cached {
+                        entries,
+                        dirty: false,
+                    },
+                );
+                hot.cached += 1;
+            }
+            let Hot {
+                cache,
+                dirty,
+                completions,
+                ..
+            } = &mut *hot;
+            let Some(cached) = cache.get_mut(tenant).and_then(|p| p.get_mut(user)) else {
+                continue;
+            };
+            for &(i, contribution) in &counted {
+                let def = &defs.active[i];
                 let entry = match cached.entries.iter().position(|e| e.a == def.id) {
                     Some(i) => &mut cached.entries[i],
                     None => {
@@ -249,35 +371,44 @@ impl Ledger {
                 let value = progress.apply(contribution);
                 entry.v = value;
                 entry.r = progress.runs;
-                let done: Vec<bool> = entry.c.iter().map(Option::is_some).collect();
-                for step in newly_completed(&def.steps, &done, value) {
-                    if entry.c.len() <= step {
-                        entry.c.resize(step + 1, None);
+                // Only when a threshold may have been crossed (the usual event crosses none).
+                let next = def
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .find(|(s, _)| entry.c.get(*s).copied().flatten().is_none())
+                    .map(|(_, step)| step.threshold);
+                if next.is_some_and(|t| value >= t) {
+                    let done: Vec<bool> = entry.c.iter().map(Option::is_some).collect();
+                    for step in newly_completed(&def.steps, &done, value) {
+                        if entry.c.len() <= step {
+                            entry.c.resize(step + 1, None);
+                        }
+                        entry.c[step] = Some(at_us);
+                        completions.push(Completion {
+                            tenant: tenant.to_owned(),
+                            achievement_id: def.id.clone(),
+                            user_id: user.to_owned(),
+                            step: step as u32,
+                            threshold: def.steps[step].threshold,
+                            at: accepted_at,
+                            rewards: def.steps[step].rewards.clone(),
+                        });
                     }
-                    entry.c[step] = Some(at_us);
-                    completions.push(Completion {
-                        tenant: tenant.to_owned(),
-                        achievement_id: def.id.clone(),
-                        user_id: user.to_owned(),
-                        step: step as u32,
-                        threshold: def.steps[step].threshold,
-                        at: accepted_at,
-                        rewards: def.steps[step].rewards.clone(),
-                    });
                 }
-                if !cached.dirty {
-                    cached.dirty = true;
-                    *dirty += 1;
-                }
-                changed = true;
             }
+            if !cached.dirty {
+                cached.dirty = true;
+                dirty.push((tenant.to_owned(), user.to_owned()));
+            }
+            changed = true;
         }
         if changed || hot.pending_end > 0 {
             hot.pending_end = end;
             hot.pending_since
                 .get_or_insert_with(std::time::Instant::now);
         }
-        let full = hot.dirty >= MAX_DIRTY_PLAYERS;
+        let full = hot.dirty.len() >= MAX_DIRTY_PLAYERS;
         drop(hot);
         if full {
             self.flush()?;
@@ -298,6 +429,10 @@ impl Ledger {
         if hot.pending_end == 0 {
             return Ok(());
         }
+        if !self.is_healthy() {
+            // What the cache holds may be a record folded in part: never commit it.
+            return Err("the rewards ledger stopped after an earlier failure".into());
+        }
         let end = hot.pending_end;
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let result = (|| {
@@ -308,10 +443,13 @@ impl Ledger {
                 })
                 .map_err(sql)?;
             if end <= stored.max(0) as u64 {
-                return Ok((0, 0));
+                return Ok((0, 0, 0));
             }
-            for ((tenant, user), cached) in hot.cache.iter().filter(|(_, c)| c.dirty) {
-                let body = json_text(&cached.entries)?;
+            for (tenant, user) in &hot.dirty {
+                let Some(cached) = hot.cache.get(tenant).and_then(|p| p.get(user)) else {
+                    continue;
+                };
+                let body = encode_row(&cached.entries);
                 tx.prepare_cached(
                     "INSERT INTO progress(tenant, user_id, body) VALUES(?1, ?2, ?3)
                      ON CONFLICT(tenant, user_id) DO UPDATE SET body = excluded.body",
@@ -319,27 +457,31 @@ impl Ledger {
                 .and_then(|mut s| s.execute(params![tenant, user, body]))
                 .map_err(sql)?;
             }
-            let (completed, granted) = write_completions(&tx, &hot.completions, &self.code_key)?;
+            let (completed, granted, messages) =
+                write_completions(&tx, &hot.completions, &self.code_key)?;
             tx.execute(
                 "UPDATE ledger_meta SET v = ?1 WHERE k = 'applied'",
                 params![end as i64],
             )
             .map_err(sql)?;
             tx.commit().map_err(sql)?;
-            Ok::<_, String>((completed, granted))
+            Ok::<_, String>((completed, granted, messages))
         })();
         drop(conn);
         match result {
-            Ok((completed, granted)) => {
-                for cached in hot.cache.values_mut() {
-                    cached.dirty = false;
+            Ok((completed, granted, messages)) => {
+                let dirty = std::mem::take(&mut hot.dirty);
+                for (tenant, user) in &dirty {
+                    if let Some(c) = hot.cache.get_mut(tenant).and_then(|p| p.get_mut(user)) {
+                        c.dirty = false;
+                    }
                 }
-                hot.dirty = 0;
                 hot.completions.clear();
                 hot.pending_end = 0;
                 hot.pending_since = None;
-                if hot.cache.len() > MAX_CACHED_PLAYERS {
+                if hot.cached > MAX_CACHED_PLAYERS {
                     hot.cache = HashMap::new();
+                    hot.cached = 0;
                 }
                 drop(hot);
                 self.applied.fetch_max(end, Ordering::AcqRel);
@@ -350,6 +492,9 @@ impl Ledger {
                 self.counters
                     .grants_achievement
                     .fetch_add(granted, Ordering::Relaxed);
+                self.counters
+                    .webhook_messages
+                    .fetch_add(messages, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => {
@@ -361,20 +506,21 @@ impl Ledger {
     }
 
     /// Sets a tenant's active achievements (after a change to one was committed).
-    pub(super) fn set_defs(&self, tenant: &str, defs: Vec<Arc<Def>>) {
+    pub(super) fn set_defs(&self, tenant: &str, defs: TenantDefs) {
         let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
         hot.set_defs(tenant, defs);
     }
 }
 
 /// Writes completed steps: their counts, their grants, and their webhook messages. Returns the
-/// completions and the grants made.
+/// completions, the grants and the messages made.
 fn write_completions(
     tx: &Transaction<'_>,
     completions: &[Completion],
     code_key: &[u8; 32],
-) -> Result<(u64, u64), String> {
+) -> Result<(u64, u64, u64), String> {
     let mut granted = 0u64;
+    let mut messages = 0u64;
     let mut routes: HashMap<&str, outbox::Routes> = HashMap::new();
     for c in completions {
         let tenant = c.tenant.as_str();
@@ -437,7 +583,7 @@ fn write_completions(
                 },
             )? {
                 new_grants += 1;
-                outbox::enqueue(
+                messages += outbox::enqueue(
                     tx,
                     route,
                     tenant,
@@ -467,7 +613,7 @@ fn write_completions(
         )
         .map_err(sql)?;
         granted += new_grants as u64;
-        outbox::enqueue(
+        messages += outbox::enqueue(
             tx,
             route,
             tenant,
@@ -483,5 +629,36 @@ fn write_completions(
             }),
         )?;
     }
-    Ok((completions.len() as u64, granted))
+    Ok((completions.len() as u64, granted, messages))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_round_trip_and_damage_is_detected() {
+        let entries = vec![
+            Entry {
+                a: "slayer".into(),
+                v: 12.5,
+                c: vec![Some(1_700_000_000_000_000), None, Some(-5)],
+                r: vec![],
+            },
+            Entry {
+                a: "daily".into(),
+                v: 4.0,
+                c: vec![],
+                r: vec![(19_000, 19_003), (19_010, 19_010)],
+            },
+        ];
+        let bytes = encode_row(&entries);
+        assert_eq!(decode_row(&bytes), Some(entries));
+        assert_eq!(decode_row(&encode_row(&[])), Some(vec![]));
+        assert_eq!(decode_row(&bytes[..bytes.len() - 1]), None);
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode_row(&longer), None);
+        assert_eq!(decode_row(&[]), None);
+    }
 }

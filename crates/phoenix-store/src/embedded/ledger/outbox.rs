@@ -17,15 +17,15 @@ pub(in crate::embedded) const RETENTION_DAYS: i64 = 7;
 /// How long a disabled webhook's messages stay pending before they fail.
 pub(in crate::embedded) const DISABLED_PENDING_DAYS: i64 = 3;
 
-/// The tenant's active webhooks and the event types each takes.
+/// The tenant's webhooks and the event types each takes.
 pub(super) struct Routes(Vec<(String, Vec<String>)>);
 
-/// The active webhooks of a tenant (read once per record that reports something).
+/// The live webhooks of a tenant (read once per record that reports something). A disabled one gets
+/// its messages too: they wait, pending, until it is active again (for at most
+/// [`DISABLED_PENDING_DAYS`]), so an outage at the receiver loses nothing.
 pub(super) fn routes(tx: &Transaction<'_>, tenant: &str) -> Result<Routes, String> {
     let rows: Vec<String> = tx
-        .prepare_cached(
-            "SELECT body FROM webhooks WHERE tenant = ?1 AND deleted = 0 AND active = 1",
-        )
+        .prepare_cached("SELECT body FROM webhooks WHERE tenant = ?1 AND deleted = 0")
         .and_then(|mut s| {
             s.query_map(params![tenant], |r| r.get::<_, String>(0))?
                 .collect::<rusqlite::Result<Vec<_>>>()
@@ -233,7 +233,9 @@ pub(in crate::embedded) fn record_attempt(
     Ok(state)
 }
 
-/// A page of a webhook's deliveries log, newest first, after `after` (a row position).
+/// A page of a webhook's deliveries log, newest first, after `after` (a row position): its attempts,
+/// and a row (attempt 0) for each message not tried yet. Each part is read in order from its own
+/// index (`attempts_by_time`, `outbox_untried`), `limit + 1` rows at most, and the two are merged.
 pub(in crate::embedded) fn deliveries(
     conn: &Connection,
     tenant: &str,
@@ -242,64 +244,62 @@ pub(in crate::embedded) fn deliveries(
     limit: u32,
 ) -> rusqlite::Result<(u64, Vec<DeliveryRow>, bool)> {
     let total: i64 = conn.query_row(
-        "SELECT (SELECT COUNT(*) FROM attempts WHERE tenant = ?1 AND webhook_id = ?2)
-              + (SELECT COUNT(*) FROM outbox WHERE tenant = ?1 AND webhook_id = ?2 AND attempts = 0)",
+        "SELECT (SELECT COUNT(*) FROM attempts INDEXED BY attempts_by_time
+                  WHERE tenant = ?1 AND webhook_id = ?2)
+              + (SELECT COUNT(*) FROM outbox INDEXED BY outbox_untried
+                  WHERE tenant = ?1 AND webhook_id = ?2 AND attempts = 0)",
         params![tenant, webhook_id],
         |r| r.get(0),
     )?;
-    let (t, m, a) = after.map_or((i64::MAX, String::new(), 0u32), |(t, m, a)| {
+    let (t, m, a) = after.map_or((i64::MAX, String::new(), u32::MAX), |(t, m, a)| {
         (micros(t), m, a)
     });
-    let mut stmt = conn.prepare_cached(
-        "SELECT t, msg_id, attempt, type, status_code, error, duration_ms, next_us, state FROM (
-           SELECT a.at_us AS t, a.msg_id AS msg_id, a.attempt AS attempt, o.type AS type,
-                  a.status_code AS status_code, a.error AS error, a.duration_ms AS duration_ms,
-                  a.next_us AS next_us, o.state AS state
-             FROM attempts a JOIN outbox o
-               ON o.tenant = a.tenant AND o.webhook_id = a.webhook_id AND o.msg_id = a.msg_id
-            WHERE a.tenant = ?1 AND a.webhook_id = ?2
-           UNION ALL
-           SELECT created_us, msg_id, 0, type, NULL, NULL, NULL, next_us, state FROM outbox
-            WHERE tenant = ?1 AND webhook_id = ?2 AND attempts = 0)
-         WHERE ?3 = 0 OR (t, msg_id, attempt) < (?4, ?5, ?6)
-         ORDER BY t DESC, msg_id DESC, attempt DESC LIMIT ?7",
-    )?;
-    let rows = stmt
-        .query_map(
-            params![
-                tenant,
-                webhook_id,
-                i64::from(t != i64::MAX),
-                t,
-                m,
-                a,
-                i64::from(limit) + 1
-            ],
-            |r| {
-                let t: i64 = r.get(0)?;
-                let msg: String = r.get(1)?;
-                let attempt: u32 = r.get(2)?;
-                let state = DeliveryState::from_code(r.get(8)?);
-                let next: Option<i64> = r.get(7)?;
-                Ok(DeliveryRow {
-                    delivery_id: msg.clone(),
-                    event_type: r.get(3)?,
-                    attempt,
-                    attempted_at: (attempt > 0).then(|| from_micros(t)),
-                    status_code: r.get::<_, Option<u16>>(4)?,
-                    error: r.get(5)?,
-                    duration_ms: r.get::<_, Option<i64>>(6)?.map(|d| d.max(0) as u64),
-                    next_attempt_at: next
-                        .filter(|n| *n != i64::MAX && state == DeliveryState::Pending)
-                        .map(from_micros),
-                    state,
-                    position: (from_micros(t), msg, attempt),
-                })
-            },
+    let take = i64::from(limit) + 1;
+    let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<DeliveryRow> {
+        let t: i64 = r.get(0)?;
+        let msg: String = r.get(1)?;
+        let attempt: u32 = r.get(2)?;
+        let state = DeliveryState::from_code(r.get(8)?);
+        let next: Option<i64> = r.get(7)?;
+        Ok(DeliveryRow {
+            delivery_id: msg.clone(),
+            event_type: r.get(3)?,
+            attempt,
+            attempted_at: (attempt > 0).then(|| from_micros(t)),
+            status_code: r.get::<_, Option<u16>>(4)?,
+            error: r.get(5)?,
+            duration_ms: r.get::<_, Option<i64>>(6)?.map(|d| d.max(0) as u64),
+            next_attempt_at: next
+                .filter(|n| *n != i64::MAX && state == DeliveryState::Pending)
+                .map(from_micros),
+            state,
+            position: (from_micros(t), msg, attempt),
+        })
+    };
+    let mut rows: Vec<DeliveryRow> = conn
+        .prepare_cached(
+            "SELECT a.at_us, a.msg_id, a.attempt, o.type, a.status_code, a.error, a.duration_ms,
+                    a.next_us, o.state
+               FROM attempts a INDEXED BY attempts_by_time JOIN outbox o
+                 ON o.tenant = a.tenant AND o.webhook_id = a.webhook_id AND o.msg_id = a.msg_id
+              WHERE a.tenant = ?1 AND a.webhook_id = ?2 AND (a.at_us, a.msg_id, a.attempt) < (?3, ?4, ?5)
+              ORDER BY a.at_us DESC, a.msg_id DESC, a.attempt DESC LIMIT ?6",
         )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map(params![tenant, webhook_id, t, m, a, take], row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let untried: Vec<DeliveryRow> = conn
+        .prepare_cached(
+            "SELECT created_us, msg_id, 0, type, NULL, NULL, NULL, next_us, state
+               FROM outbox INDEXED BY outbox_untried
+              WHERE tenant = ?1 AND webhook_id = ?2 AND attempts = 0
+                AND (created_us, msg_id, 0) < (?3, ?4, ?5)
+              ORDER BY created_us DESC, msg_id DESC LIMIT ?6",
+        )?
+        .query_map(params![tenant, webhook_id, t, m, a, take], row)?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.extend(untried);
+    rows.sort_by(|x, y| y.position.cmp(&x.position));
     let more = rows.len() > limit as usize;
-    let mut rows = rows;
     rows.truncate(limit as usize);
     Ok((total.max(0) as u64, rows, more))
 }
@@ -314,27 +314,56 @@ pub(in crate::embedded) fn depth(conn: &Connection) -> rusqlite::Result<u64> {
     .map(|n| n.max(0) as u64)
 }
 
-/// Ages the outbox: a disabled webhook's old pending messages fail; settled messages and their
-/// attempts are removed after [`RETENTION_DAYS`]. Returns the rows changed.
+/// Settled messages removed per round (each with its attempts): a round takes milliseconds under
+/// the writer's lock, and rounds run every second, so removal keeps up with ~2,000 messages a second
+/// on average (bursts are removed over the following rounds).
+const PRUNE_CHUNK: i64 = 2_000;
+
+/// Ages the outbox: a disabled webhook's pending messages older than [`DISABLED_PENDING_DAYS`] fail;
+/// settled messages and their attempts are removed [`RETENTION_DAYS`] after they were made, the oldest
+/// first, at most [`PRUNE_CHUNK`] a round. Every query walks an index range, never the whole table.
+/// Returns the rows changed.
 pub(in crate::embedded) fn prune(conn: &Connection, now: Timestamp) -> rusqlite::Result<usize> {
     let now_us = micros(now);
     let day = 86_400_000_000i64;
-    let failed = conn.execute(
-        "UPDATE outbox SET state = 2, next_us = ?2
-         WHERE state = 0 AND created_us < ?1 AND EXISTS (SELECT 1 FROM webhooks w
-           WHERE w.tenant = outbox.tenant AND w.webhook_id = outbox.webhook_id AND w.active = 0)",
-        params![now_us - DISABLED_PENDING_DAYS * day, i64::MAX],
-    )?;
-    let cutoff = now_us - RETENTION_DAYS * day;
-    let attempts = conn.execute(
-        "DELETE FROM attempts WHERE EXISTS (SELECT 1 FROM outbox o WHERE o.tenant = attempts.tenant
-           AND o.webhook_id = attempts.webhook_id AND o.msg_id = attempts.msg_id
-           AND o.state != 0 AND o.created_us < ?1)",
-        params![cutoff],
-    )?;
-    let messages = conn.execute(
-        "DELETE FROM outbox WHERE state != 0 AND created_us < ?1",
-        params![cutoff],
-    )?;
-    Ok(failed + attempts + messages)
+    let disabled: Vec<(String, String)> = conn
+        .prepare_cached("SELECT tenant, webhook_id FROM webhooks WHERE deleted = 0 AND active = 0")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut changed = 0;
+    for (tenant, webhook_id) in disabled {
+        changed += conn
+            .prepare_cached(
+                "UPDATE outbox INDEXED BY outbox_due SET state = 2, next_us = ?4
+                 WHERE state = 0 AND tenant = ?1 AND webhook_id = ?2 AND created_us < ?3",
+            )?
+            .execute(params![
+                tenant,
+                webhook_id,
+                now_us - DISABLED_PENDING_DAYS * day,
+                i64::MAX
+            ])?;
+    }
+    let old: Vec<(String, String, String)> = conn
+        .prepare_cached(
+            "SELECT tenant, webhook_id, msg_id FROM outbox INDEXED BY outbox_created
+             WHERE created_us < ?1 AND state != 0 ORDER BY created_us LIMIT ?2",
+        )?
+        .query_map(params![now_us - RETENTION_DAYS * day, PRUNE_CHUNK], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (tenant, webhook_id, msg_id) in old {
+        changed += conn
+            .prepare_cached(
+                "DELETE FROM attempts WHERE tenant = ?1 AND webhook_id = ?2 AND msg_id = ?3",
+            )?
+            .execute(params![tenant, webhook_id, msg_id])?;
+        changed += conn
+            .prepare_cached(
+                "DELETE FROM outbox WHERE tenant = ?1 AND webhook_id = ?2 AND msg_id = ?3",
+            )?
+            .execute(params![tenant, webhook_id, msg_id])?;
+    }
+    Ok(changed)
 }

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Ingest throughput with 10 active achievements against none, in one sitting (docs/benchmarks.md,
+# "Achievements and webhooks"). Starts a release server on a throwaway data dir, makes tenant `none`
+# (no achievement) and tenant `ten` (ten achievements, every one counting every event the bench
+# sends), then alternates `phoenix bench ingest` runs on the two (batch mode) ROUNDS times. After each
+# run on `ten` it waits until every event is folded into progress (phoenix_achievement_queue_events
+# back to 0) and reports how long that took, so a run cannot look fast by leaving work behind.
+#
+#   cargo build --release && ROUNDS=5 DURATION=10 scripts/bench-achievements.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN="${PHOENIX_BIN:-${CARGO_TARGET_DIR:-target}/release/phoenix}"
+ROUNDS="${ROUNDS:-5}"
+DURATION="${DURATION:-10}"
+USERS="${USERS:-100000}"
+SECRET="bench-admin-secret-$RANDOM$RANDOM"
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+BASE="http://127.0.0.1:$PORT"
+WORK="$(mktemp -d)"
+PHOENIX_LISTEN="127.0.0.1:$PORT" PHOENIX_DATA_DIR="$WORK/data" PHOENIX_ADMIN_SECRET="$SECRET" \
+  PHOENIX_LOG=warn "$BIN" serve >"$WORK/server.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 100); do curl -sf "$BASE/livez" >/dev/null && break; sleep 0.1; done
+
+post() { curl -sf -X POST "$BASE$1" -H "Authorization: Bearer $SECRET" -H 'Content-Type: application/json' -d "$2"; }
+tenant_secret() { post /tenants "{\"tenant_id\":\"$1\",\"name\":\"$1\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["hmac_secret"])'; }
+NONE_SECRET="$(tenant_secret none)"
+TEN_SECRET="$(tenant_secret ten)"
+steps='[{"threshold":10},{"threshold":100},{"threshold":1000,"rewards":[{"type":"badge","badge":"b"}]}]'
+i=0
+for metric in \
+  '{"event_type":"match.completed","aggregation":"count"}' \
+  '{"event_type":"match.completed","aggregation":"count","conditions":{"attrs.score":{"gte":0}}}' \
+  '{"event_type":"match.completed","aggregation":"count","conditions":{"attrs.score":{"lt":1000000000}}}' \
+  '{"event_type":"*","aggregation":"count"}' \
+  '{"event_type":"match.completed","aggregation":"sum","points_expression":"attrs.score"}' \
+  '{"event_type":"match.completed","aggregation":"sum","points_expression":"attrs.score * 2 + 1"}' \
+  '{"event_type":"match.completed","aggregation":"sum","points_expression":"1"}' \
+  '{"event_type":"match.completed","aggregation":"streak"}' \
+  '{"event_type":"match.completed","aggregation":"streak","timezone":"America/New_York"}' \
+  '{"event_type":"match.completed","aggregation":"streak","timezone":"Asia/Tokyo"}'; do
+  i=$((i + 1))
+  post /tenants/ten/achievements \
+    "{\"achievement_id\":\"a$i\",\"name\":\"A$i\",\"metric\":$metric,\"steps\":$steps}" >/dev/null
+done
+
+queue() { curl -sf "$BASE/metrics" | awk '/^phoenix_achievement_queue_events / {print $2}'; }
+rss() { awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' "/proc/$PID/status"; }
+run() {
+  "$BIN" bench ingest --url "$BASE" --tenant "$1" --tenant-secret "$2" --mode batch \
+    --duration "$DURATION" --users "$USERS" | awk '/^events\/s/ {print $2}'
+}
+echo "bench achievements: $ROUNDS rounds of $DURATION s per side, batch mode, $USERS players, server pid $PID"
+printf '%-6s %-12s %-12s %-10s %s\n' round none ten ratio "catch-up after ten"
+for r in $(seq "$ROUNDS"); do
+  a="$(run none "$NONE_SECRET")"
+  b="$(run ten "$TEN_SECRET")"
+  start=$(date +%s.%N)
+  while [ "$(queue)" != "0" ]; do sleep 0.05; done
+  sleep 0.3
+  caught=$(python3 -c "print(f'{$(date +%s.%N) - $start:.2f} s')")
+  printf '%-6s %-12s %-12s %-10s %s\n' "$r" "$a" "$b" "$(python3 -c "print(f'{$b / $a:.2f}')")" "$caught"
+done
+echo "server RSS $(rss); ledger.db $(du -m "$WORK/data/ledger.db" | cut -f1) MiB"
+curl -sf "$BASE/tenants/ten/achievements/a1" -H "Authorization: Bearer $SECRET" \
+  | python3 -c 'import json,sys; a=json.load(sys.stdin); print("completions of a1:", a["completions"])'
