@@ -2,7 +2,7 @@
 # Ingest throughput with 10 active achievements against none, in one sitting (docs/benchmarks.md,
 # "Achievements and webhooks"). Starts a release server on a throwaway data dir, makes tenant `none`
 # (no achievement) and tenant `ten` (ten achievements, every one counting every event the bench
-# sends), then alternates `phoenix bench ingest` runs on the two (batch mode) ROUNDS times. After each
+# sends, or a typical mix with MIX=typical), then alternates `phoenix bench ingest` runs on the two (batch mode) ROUNDS times. After each
 # run on `ten` it waits until every event is folded into progress (phoenix_achievement_queue_events
 # back to 0) and reports how long that took, so a run cannot look fast by leaving work behind.
 #
@@ -29,18 +29,37 @@ tenant_secret() { post /tenants "{\"tenant_id\":\"$1\",\"name\":\"$1\"}" | pytho
 NONE_SECRET="$(tenant_secret none)"
 TEN_SECRET="$(tenant_secret ten)"
 steps='[{"threshold":10},{"threshold":100},{"threshold":1000,"rewards":[{"type":"badge","badge":"b"}]}]'
+# MIX=all: every one of the ten counts every event the bench sends (the worst case). MIX=typical:
+# four count its events (a count with a condition, a sum, a streak, a plain count) and six count other
+# event types (purchases, logins, level-ups, ...), as a game's achievements spread over its events.
+MIX="${MIX:-all}"
+if [ "$MIX" = all ]; then
+  metrics=(
+    '{"event_type":"match.completed","aggregation":"count"}'
+    '{"event_type":"match.completed","aggregation":"count","conditions":{"attrs.score":{"gte":0}}}'
+    '{"event_type":"match.completed","aggregation":"count","conditions":{"attrs.score":{"lt":1000000000}}}'
+    '{"event_type":"*","aggregation":"count"}'
+    '{"event_type":"match.completed","aggregation":"sum","points_expression":"attrs.score"}'
+    '{"event_type":"match.completed","aggregation":"sum","points_expression":"attrs.score * 2 + 1"}'
+    '{"event_type":"match.completed","aggregation":"sum","points_expression":"1"}'
+    '{"event_type":"match.completed","aggregation":"streak"}'
+    '{"event_type":"match.completed","aggregation":"streak","timezone":"America/New_York"}'
+    '{"event_type":"match.completed","aggregation":"streak","timezone":"Asia/Tokyo"}')
+else
+  metrics=(
+    '{"event_type":"match.completed","aggregation":"count","conditions":{"attrs.score":{"gte":50}}}'
+    '{"event_type":"match.completed","aggregation":"sum","points_expression":"attrs.score"}'
+    '{"event_type":"match.completed","aggregation":"streak","timezone":"America/New_York"}'
+    '{"event_type":"match.completed","aggregation":"count"}'
+    '{"event_type":"shop.purchase","aggregation":"count"}'
+    '{"event_type":"shop.purchase","aggregation":"sum","points_expression":"attrs.price"}'
+    '{"event_type":"session.login","aggregation":"streak"}'
+    '{"event_type":"player.level_up","aggregation":"count"}'
+    '{"event_type":"quest.completed","aggregation":"count"}'
+    '{"event_type":"social.friend_added","aggregation":"count"}')
+fi
 i=0
-for metric in \
-  '{"event_type":"match.completed","aggregation":"count"}' \
-  '{"event_type":"match.completed","aggregation":"count","conditions":{"attrs.score":{"gte":0}}}' \
-  '{"event_type":"match.completed","aggregation":"count","conditions":{"attrs.score":{"lt":1000000000}}}' \
-  '{"event_type":"*","aggregation":"count"}' \
-  '{"event_type":"match.completed","aggregation":"sum","points_expression":"attrs.score"}' \
-  '{"event_type":"match.completed","aggregation":"sum","points_expression":"attrs.score * 2 + 1"}' \
-  '{"event_type":"match.completed","aggregation":"sum","points_expression":"1"}' \
-  '{"event_type":"match.completed","aggregation":"streak"}' \
-  '{"event_type":"match.completed","aggregation":"streak","timezone":"America/New_York"}' \
-  '{"event_type":"match.completed","aggregation":"streak","timezone":"Asia/Tokyo"}'; do
+for metric in "${metrics[@]}"; do
   i=$((i + 1))
   post /tenants/ten/achievements \
     "{\"achievement_id\":\"a$i\",\"name\":\"A$i\",\"metric\":$metric,\"steps\":$steps}" >/dev/null
@@ -52,7 +71,7 @@ run() {
   "$BIN" bench ingest --url "$BASE" --tenant "$1" --tenant-secret "$2" --mode batch \
     --duration "$DURATION" --users "$USERS" | awk '/^events\/s/ {print $2}'
 }
-echo "bench achievements: $ROUNDS rounds of $DURATION s per side, batch mode, $USERS players, server pid $PID"
+echo "bench achievements: MIX=$MIX, $ROUNDS rounds of $DURATION s per side, batch mode, $USERS players, server pid $PID"
 printf '%-6s %-12s %-12s %-10s %s\n' round none ten ratio "catch-up after ten"
 for r in $(seq "$ROUNDS"); do
   a="$(run none "$NONE_SECRET")"

@@ -309,8 +309,7 @@ CREATE TABLE IF NOT EXISTS achievements(
   body TEXT NOT NULL,
   PRIMARY KEY(tenant, achievement_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS progress(
-  tenant TEXT NOT NULL, user_id TEXT NOT NULL, body BLOB NOT NULL,
-  PRIMARY KEY(tenant, user_id)) WITHOUT ROWID;
+  k INTEGER PRIMARY KEY, tenant TEXT NOT NULL, user_id TEXT NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS webhooks(
   tenant TEXT NOT NULL, webhook_id TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
   active INTEGER NOT NULL, body TEXT NOT NULL, secret TEXT NOT NULL, previous TEXT,

@@ -23,11 +23,11 @@ use std::sync::Arc;
 pub(in crate::embedded) const FLUSH_INTERVAL: std::time::Duration =
     std::time::Duration::from_millis(500);
 /// Players whose progress the cache holds before it is emptied after a commit.
-const MAX_CACHED_PLAYERS: usize = 200_000;
+const MAX_CACHED_PLAYERS: usize = 300_000;
 /// Changed players that make a commit happen at once.
-const MAX_DIRTY_PLAYERS: usize = 100_000;
+const MAX_DIRTY_PLAYERS: usize = 150_000;
 /// Event records queued for the ledger's thread beyond which the log's writer waits (backpressure).
-pub(in crate::embedded) const MAX_QUEUED_EVENTS: u64 = 200_000;
+pub(in crate::embedded) const MAX_QUEUED_EVENTS: u64 = 100_000;
 
 /// An active achievement, parsed.
 pub(super) struct Def {
@@ -142,6 +142,8 @@ fn decode_row(bytes: &[u8]) -> Option<Vec<Entry>> {
 }
 
 struct Cached {
+    /// The row's key in `progress`.
+    key: i64,
     entries: Vec<Entry>,
     dirty: bool,
 }
@@ -228,15 +230,39 @@ pub(super) fn load_all(conn: &Connection) -> Result<(HashSet<String>, Hot), Stri
     Ok((tenants.into_iter().collect(), hot))
 }
 
-fn read_row(conn: &Connection, tenant: &str, user: &str) -> Result<Vec<Entry>, String> {
-    let body: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT body FROM progress WHERE tenant = ?1 AND user_id = ?2")
-        .and_then(|mut s| s.query_row(params![tenant, user], |r| r.get(0)).optional())
-        .map_err(sql)?;
-    match body {
-        None => Ok(Vec::new()),
-        Some(bytes) => decode_row(&bytes)
-            .ok_or_else(|| format!("the progress row of player '{user}' is unreadable")),
+/// Where a player's row lives: an integer key (a rowid, cheaper to find and write than two text
+/// columns) from a keyed SipHash of tenant and player, the next free one on a clash.
+fn row_key(tenant: &str, user: &str) -> i64 {
+    use std::hash::Hasher;
+    let mut h =
+        siphasher::sip::SipHasher13::new_with_keys(0x7068_6f65_6e69_7870, 0x726f_6772_6573_7321);
+    h.write(&(tenant.len() as u64).to_le_bytes());
+    h.write(tenant.as_bytes());
+    h.write(user.as_bytes());
+    h.finish() as i64
+}
+
+/// A player's row: its key (found, or where it goes) and its entries.
+fn read_row(conn: &Connection, tenant: &str, user: &str) -> Result<(i64, Vec<Entry>), String> {
+    let mut key = row_key(tenant, user);
+    loop {
+        let row: Option<(String, String, Vec<u8>)> = conn
+            .prepare_cached("SELECT tenant, user_id, body FROM progress WHERE k = ?1")
+            .and_then(|mut s| {
+                s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(sql)?;
+        match row {
+            None => return Ok((key, Vec::new())),
+            Some((t, u, bytes)) if t == tenant && u == user => {
+                let entries = decode_row(&bytes)
+                    .ok_or_else(|| format!("the progress row of player '{user}' is unreadable"))?;
+                return Ok((key, entries));
+            }
+            // Another player's row: the next key.
+            Some(_) => key = key.wrapping_add(1),
+        }
     }
 }
 
@@ -246,7 +272,7 @@ pub(in crate::embedded) fn player_progress(
     tenant: &str,
     user: &str,
 ) -> rusqlite::Result<Vec<Entry>> {
-    read_row(conn, tenant, user).map_err(|e| {
+    read_row(conn, tenant, user).map(|(_, e)| e).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
     })
 }
@@ -330,12 +356,13 @@ impl Ledger {
                 .is_some_and(|players| players.contains_key(user));
             if !known {
                 let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-                let mut entries = read_row(&conn, tenant, user)?;
+                let (key, mut entries) = read_row(&conn, tenant, user)?;
                 drop(conn);
                 entries.retain(|e| defs.live.contains(&e.a));
                 hot.cache.entry(tenant.to_owned()).or_default().insert(
                     user.to_owned(),
                     Cached {
+                        key,
                         entries,
                         dirty: false,
                     },
@@ -407,6 +434,13 @@ impl Ledger {
             hot.pending_end = end;
             hot.pending_since
                 .get_or_insert_with(std::time::Instant::now);
+            // A completed step is committed at once (its grants and messages with it): completions
+            // are rare next to events, and players should not wait for their rewards.
+            if !hot.completions.is_empty()
+                && let Some(now) = std::time::Instant::now().checked_sub(FLUSH_INTERVAL)
+            {
+                hot.pending_since = Some(now);
+            }
         }
         let full = hot.dirty.len() >= MAX_DIRTY_PLAYERS;
         drop(hot);
@@ -451,10 +485,9 @@ impl Ledger {
                 };
                 let body = encode_row(&cached.entries);
                 tx.prepare_cached(
-                    "INSERT INTO progress(tenant, user_id, body) VALUES(?1, ?2, ?3)
-                     ON CONFLICT(tenant, user_id) DO UPDATE SET body = excluded.body",
+                    "INSERT OR REPLACE INTO progress(k, tenant, user_id, body) VALUES(?1, ?2, ?3, ?4)",
                 )
-                .and_then(|mut s| s.execute(params![tenant, user, body]))
+                .and_then(|mut s| s.execute(params![cached.key, tenant, user, body]))
                 .map_err(sql)?;
             }
             let (completed, granted, messages) =
