@@ -23,8 +23,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Webhooks bench options")]
 pub struct WebhooksArgs {
-    /// Messages made while the receiver is down (one `reward.granted` per grant of a settlement).
-    #[arg(long, default_value_t = 360_000, value_parser = clap::value_parser!(u32).range(10..=1_000_000))]
+    /// Messages made while the receiver is down (one `reward.granted` per grant of a settlement: four
+    /// rewards for each of a quarter as many players; rounded up to a multiple of 4).
+    #[arg(long, default_value_t = 360_000, value_parser = clap::value_parser!(u32).range(40..=400_000))]
     pub messages: u32,
     /// Seconds the receiver stays down after the messages are made (attempts fail meanwhile).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
@@ -114,13 +115,18 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
             SECRET.into(),
         )
         .await?;
-    board(&store, "hour", "t", at, args.messages).await?;
-    score_players(&store, "t", args.messages, at).await?;
+    // Four rewards for each of a quarter as many players (a board ranks at most 100 000).
+    let players = args.messages.div_ceil(4);
+    board(&store, "hour", "t", at, players).await?;
+    score_players(&store, "t", players, at).await?;
+    let rewards: Vec<serde_json::Value> = (0..4)
+        .map(|i| json!({"type": "currency", "currency": format!("c{i}"), "amount": i + 1}))
+        .collect();
     rule(
         &store,
         "every-player",
         "hour",
-        json!([{"top_percent": 100, "rewards": [{"type": "currency", "currency": "gems", "amount": 5}]}]),
+        json!([{"top_percent": 100, "rewards": rewards}]),
     )
     .await?;
     clock.set(Timestamp::now());
@@ -181,7 +187,7 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
     tokio::spawn(receive(listener, count.clone()));
     let up = Instant::now();
     let mut peak_up = 0f64;
-    let target = u64::from(args.messages);
+    let target = u64::from(players) * 4;
     let mut last_report = Instant::now();
     while store.stats().rewards.deliveries_delivered < target {
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -434,13 +434,6 @@ impl Ledger {
             hot.pending_end = end;
             hot.pending_since
                 .get_or_insert_with(std::time::Instant::now);
-            // A completed step is committed at once (its grants and messages with it): completions
-            // are rare next to events, and players should not wait for their rewards.
-            if !hot.completions.is_empty()
-                && let Some(now) = std::time::Instant::now().checked_sub(FLUSH_INTERVAL)
-            {
-                hot.pending_since = Some(now);
-            }
         }
         let full = hot.dirty.len() >= MAX_DIRTY_PLAYERS;
         drop(hot);
