@@ -99,7 +99,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::counter!("phoenix_webhook_delivery_lag_seconds_sum")
         .absolute(r.delivery_lag_ms_sum / 1000);
     metrics::gauge!("phoenix_webhook_outbox_pending").set(r.outbox_depth as f64);
-    // Events waiting to be folded into achievement progress (bounded: beyond 200 000, ingestion waits).
+    // Events waiting to be folded into achievement progress (bounded: beyond 100 000, ingestion waits).
     metrics::gauge!("phoenix_achievement_queue_events").set(r.achievement_queue as f64);
     let mut response = prometheus().render().into_response();
     response.headers_mut().insert(
