@@ -487,8 +487,12 @@ impl Ledger {
     }
 
     /// Notes that the ledger's thread folded an event record (see `events_enqueued`).
-    pub(super) fn events_done(&self, end: u64, count: u64) {
+    pub(super) fn events_folded(&self, end: u64) {
         self.events_applied.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// Notes that a folded event record's memory is released: it no longer counts toward the queue.
+    pub(super) fn events_released(&self, count: u64) {
         self.queued_events.fetch_sub(count, Ordering::AcqRel);
     }
 
