@@ -58,6 +58,24 @@ async fn wait_value(
     }
 }
 
+/// Waits until the player has `total` grants, and answers them.
+async fn wait_rewards(app: &TestApp, secret: &str, tenant: &str, user: &str, total: u64) -> Reply {
+    let started = std::time::Instant::now();
+    loop {
+        let r = player(app, secret, tenant, user, "/v1/rewards").await;
+        r.expect(StatusCode::OK);
+        if r.body["total"].as_u64() == Some(total) {
+            return r;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{user} did not reach {total} grants: {}",
+            r.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_step_completes_once_at_the_event_that_crossed_it_through_retries_and_restarts() {
     let app = spawn_app().await;
@@ -117,9 +135,8 @@ async fn a_step_completes_once_at_the_event_that_crossed_it_through_retries_and_
     assert_eq!(a["completed"], true);
     assert!(a["next_threshold"].is_null());
     assert_eq!(a["steps"][0]["completed_at"], first_completed_at);
-    let rewards = player(&app, &secret, "ach", "ann", "/v1/rewards").await;
-    rewards.expect(StatusCode::OK);
-    assert_eq!(rewards.body["total"], 2, "{}", rewards.body);
+    // The step's grants are committed within half a second of the event that completed it.
+    let rewards = wait_rewards(&app, &secret, "ach", "ann", 2).await;
     for g in rewards.body["rewards"].as_array().unwrap() {
         assert_eq!(g["source"]["kind"], "achievement");
         assert_eq!(g["source"]["id"], "slayer");
@@ -139,6 +156,8 @@ async fn a_step_completes_once_at_the_event_that_crossed_it_through_retries_and_
     post(&app, &secret, "ach", &batch).await;
     let a = wait_value(&app, &secret, "ach", "ann", "slayer", 3.0).await;
     assert_eq!(a["steps"][0]["completed_at"], first_completed_at);
+    wait_rewards(&app, &secret, "ach", "ann", 2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     let rewards = player(&app, &secret, "ach", "ann", "/v1/rewards").await;
     assert_eq!(rewards.body["total"], 2, "{}", rewards.body);
     let counts = app.admin_get("/tenants/ach/achievements/slayer").await;
@@ -241,8 +260,7 @@ async fn a_streak_counts_days_in_its_zone_and_an_older_event_can_fill_the_gap() 
     assert!(a["steps"][0]["completed_at"].is_string(), "{a}");
     assert_eq!(a["steps"][0]["completed_at"], a["steps"][1]["completed_at"]);
     assert_eq!(a["completed"], true);
-    let rewards = player(&app, &secret, "stk", "ann", "/v1/rewards").await;
-    assert_eq!(rewards.body["total"], 1, "{}", rewards.body);
+    let rewards = wait_rewards(&app, &secret, "stk", "ann", 1).await;
     assert_eq!(rewards.body["rewards"][0]["reward"]["badge"], "regular");
 }
 

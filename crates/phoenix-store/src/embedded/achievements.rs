@@ -207,9 +207,15 @@ impl EmbeddedStore {
         user_id: &str,
     ) -> StoreResult<Vec<PlayerAchievement>> {
         let (tenant, user) = (tenant_id.to_owned(), user_id.to_owned());
+        // Progress as folded so far (a changed row is written within seconds; until then the cache
+        // holds the current one), else as written.
+        let cached = self.ledger.cached_progress(tenant_id, user_id);
         self.ledger_read(move |c| {
             let list = q::achievements(c, &tenant)?;
-            let progress = player_progress(c, &tenant, &user)?;
+            let progress = match cached {
+                Some(entries) => entries,
+                None => player_progress(c, &tenant, &user)?,
+            };
             Ok(list
                 .into_iter()
                 .filter(|a| a.status == Activity::Active)

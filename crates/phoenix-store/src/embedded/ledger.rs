@@ -238,6 +238,8 @@ pub(super) struct Ledger {
     events_applied: AtomicU64,
     /// When the outbox's pending messages were last counted (Unix µs of the store's clock).
     depth_counted_us: std::sync::atomic::AtomicI64,
+    /// The log position up to which players' achievement rows are written (≤ `applied`).
+    progress_applied: AtomicU64,
 }
 
 fn sql(e: rusqlite::Error) -> String {
@@ -308,6 +310,9 @@ CREATE TABLE IF NOT EXISTS achievements(
   tenant TEXT NOT NULL, achievement_id TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
   body TEXT NOT NULL,
   PRIMARY KEY(tenant, achievement_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS completed(
+  tenant TEXT NOT NULL, achievement_id TEXT NOT NULL, step INTEGER NOT NULL, user_id TEXT NOT NULL,
+  PRIMARY KEY(tenant, achievement_id, step, user_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS progress(
   k INTEGER PRIMARY KEY, tenant TEXT NOT NULL, user_id TEXT NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS webhooks(
@@ -372,6 +377,14 @@ impl Ledger {
                 params![fresh_watermark as i64],
             )
             .map_err(sql)?;
+        // Players' rows are written up to here (at most the ledger's watermark).
+        writer
+            .execute(
+                "INSERT OR IGNORE INTO ledger_meta(k, v)
+                 SELECT 'progress', v FROM ledger_meta WHERE k = 'applied'",
+                [],
+            )
+            .map_err(sql)?;
         for file in [
             path.clone(),
             dir.join(format!("{LEDGER_FILE}-wal")),
@@ -394,6 +407,11 @@ impl Ledger {
             .optional()
             .map_err(sql)?
             .unwrap_or(0);
+        let rows_applied: i64 = writer
+            .query_row("SELECT v FROM ledger_meta WHERE k = 'progress'", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             readers.push(open(READER_CACHE_KIB)?);
@@ -417,6 +435,7 @@ impl Ledger {
             events_enqueued: AtomicU64::new(0),
             events_applied: AtomicU64::new(0),
             depth_counted_us: std::sync::atomic::AtomicI64::new(0),
+            progress_applied: AtomicU64::new(rows_applied.max(0) as u64),
         })
     }
 
@@ -507,13 +526,15 @@ impl Ledger {
         // Records before `upto` may still be queued for the ledger's thread.
         self.drain()?;
         let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        if upto > self.watermark() {
+        if upto > self.watermark() || upto > self.progress_watermark() {
+            // Every row is written (drain flushed them all): both watermarks move on.
             conn.execute(
-                "UPDATE ledger_meta SET v = MAX(v, ?1) WHERE k = 'applied'",
+                "UPDATE ledger_meta SET v = MAX(v, ?1) WHERE k IN ('applied', 'progress')",
                 params![upto as i64],
             )
             .map_err(sql)?;
             self.applied.fetch_max(upto, Ordering::AcqRel);
+            self.progress_applied.fetch_max(upto, Ordering::AcqRel);
             self.progress.send_replace(self.watermark());
         }
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
@@ -594,9 +615,19 @@ impl Ledger {
                     .into(),
             );
         }
-        // Progress from earlier events goes first: this record may depend on it (a void of a grant
-        // an achievement made).
-        self.flush()?;
+        // Completions of earlier events go first: this record may depend on them (a void of a grant
+        // an achievement made). Before a change to achievements, every player's row is written too,
+        // so a replay never folds an event with definitions from after it.
+        if matches!(
+            record,
+            LedgerRecord::AchievementCreated { .. }
+                | LedgerRecord::AchievementUpdated { .. }
+                | LedgerRecord::AchievementDeleted { .. }
+        ) {
+            self.flush()?;
+        } else {
+            self.flush_completions()?;
+        }
         self.note_record(record);
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let applied = (|| {

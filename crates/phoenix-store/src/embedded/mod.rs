@@ -503,7 +503,9 @@ impl EmbeddedStore {
                 .map_err(|detail| corrupt(dir, detail))?,
         );
         let snapshot_start = start;
-        let replay_from = start.min(ledger.watermark());
+        let replay_from = start
+            .min(ledger.watermark())
+            .min(ledger.progress_watermark());
         // Replay errors are kept aside: the journal's replay callback speaks io::Error.
         let mut failure: Option<OpenError> = None;
         let replay = |offset: u64, payload: &[u8]| -> std::io::Result<()> {
@@ -527,7 +529,8 @@ impl EmbeddedStore {
             let applied = match (ledger_part(&folded, &record), &record) {
                 (Some(l), _) => apply_ledger(&ledger, &folded, &cold, end, &l, false),
                 (None, WalRecord::Events(batch))
-                    if end > ledger.watermark() && ledger.wants_events(&batch.tenant_id) =>
+                    if end > ledger.progress_watermark()
+                        && ledger.wants_events(&batch.tenant_id) =>
                 {
                     replay_events(&ledger, end, batch)
                 }
@@ -708,7 +711,7 @@ impl EmbeddedStore {
                             }
                         };
                         let outcome = match job {
-                            None => ledger.flush(),
+                            None => ledger.flush_when_due(),
                             Some(LedgerJob::Record(end, record)) => {
                                 apply_ledger(&ledger, &folded, &cold, end, &record, true)
                             }

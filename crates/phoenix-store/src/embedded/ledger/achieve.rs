@@ -22,6 +22,9 @@ use std::sync::Arc;
 /// Longest time an applied event's effect waits before it is committed (and visible to reads).
 pub(in crate::embedded) const FLUSH_INTERVAL: std::time::Duration =
     std::time::Duration::from_millis(500);
+/// Longest time a changed player's row waits to be written (until then, a crash folds its events
+/// again from the log; reads see the cache).
+const ROWS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Players whose progress the cache holds before it is emptied after a commit.
 const MAX_CACHED_PLAYERS: usize = 300_000;
 /// Changed players that make a commit happen at once.
@@ -171,10 +174,14 @@ pub(super) struct Hot {
     /// The players whose rows changed since the last commit.
     dirty: Vec<(String, String)>,
     completions: Vec<Completion>,
-    /// End of the last event record applied but not committed (0: none).
+    /// End of the last event record folded since the last commit of completions (0: none).
     pending_end: u64,
-    /// When the first uncommitted change was made.
+    /// When the first change since that commit was made.
     pending_since: Option<std::time::Instant>,
+    /// End of the last event record folded into rows not written yet (0: every row is written).
+    rows_end: u64,
+    /// When the first row change since the rows were last written was made.
+    rows_since: Option<std::time::Instant>,
 }
 
 impl Hot {
@@ -309,7 +316,9 @@ impl Ledger {
         accepted_at: Timestamp,
         events: &[Event],
     ) -> Result<(), String> {
-        if end <= self.watermark() {
+        // Folded already when the rows written include it (on replay, events between the rows'
+        // watermark and the ledger's are folded again; their completions are recorded once).
+        if end <= self.progress_watermark() {
             return Ok(());
         }
         if !self.is_healthy() {
@@ -435,6 +444,10 @@ impl Ledger {
             hot.pending_since
                 .get_or_insert_with(std::time::Instant::now);
         }
+        if changed || hot.rows_end > 0 {
+            hot.rows_end = end;
+            hot.rows_since.get_or_insert_with(std::time::Instant::now);
+        }
         let full = hot.dirty.len() >= MAX_DIRTY_PLAYERS;
         drop(hot);
         if full {
@@ -443,75 +456,121 @@ impl Ledger {
         Ok(())
     }
 
-    /// When uncommitted progress must be committed at the latest (`None`: nothing waits).
+    /// When something must be committed at the latest (`None`: nothing waits): completions within
+    /// [`FLUSH_INTERVAL`], players' rows within [`ROWS_INTERVAL`].
     pub(in crate::embedded) fn flush_due(&self) -> Option<std::time::Instant> {
         let hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
-        hot.pending_since.map(|since| since + FLUSH_INTERVAL)
+        let quick = hot.pending_since.map(|since| since + FLUSH_INTERVAL);
+        let rows = hot.rows_since.map(|since| since + ROWS_INTERVAL);
+        match (quick, rows) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Commits the progress changed by applied events, the completions they caused and the watermark,
-    /// in one transaction.
+    /// Commits what is due (see [`Ledger::flush_due`]).
+    pub(in crate::embedded) fn flush_when_due(&self) -> Result<(), String> {
+        let rows_due = {
+            let hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
+            hot.rows_since
+                .is_some_and(|since| since + ROWS_INTERVAL <= std::time::Instant::now())
+        };
+        self.commit(rows_due)
+    }
+
+    /// Commits everything folded: players' rows, completions and both watermarks.
     pub(in crate::embedded) fn flush(&self) -> Result<(), String> {
+        self.commit(true)
+    }
+
+    /// Commits the completions of folded events (their grants, counts and messages) and the ledger's
+    /// watermark; players' rows wait (they are rebuilt from the log after a crash).
+    pub(in crate::embedded) fn flush_completions(&self) -> Result<(), String> {
+        self.commit(false)
+    }
+
+    /// One transaction: with `rows`, every changed player's row and the rows' watermark; always, the
+    /// completions folded so far and the ledger's watermark.
+    fn commit(&self, rows: bool) -> Result<(), String> {
         let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
-        if hot.pending_end == 0 {
+        let quick_end = hot.pending_end;
+        let rows_end = if rows { hot.rows_end } else { 0 };
+        if quick_end == 0 && rows_end == 0 {
             return Ok(());
         }
         if !self.is_healthy() {
             // What the cache holds may be a record folded in part: never commit it.
             return Err("the rewards ledger stopped after an earlier failure".into());
         }
-        let end = hot.pending_end;
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let result = (|| {
             let tx = conn.transaction().map_err(sql)?;
-            let stored: i64 = tx
-                .query_row("SELECT v FROM ledger_meta WHERE k = 'applied'", [], |r| {
-                    r.get(0)
+            let meta = |k: &str| -> Result<u64, String> {
+                tx.query_row("SELECT v FROM ledger_meta WHERE k = ?1", params![k], |r| {
+                    r.get::<_, i64>(0)
                 })
-                .map_err(sql)?;
-            if end <= stored.max(0) as u64 {
-                return Ok((0, 0, 0));
-            }
-            for (tenant, user) in &hot.dirty {
-                let Some(cached) = hot.cache.get(tenant).and_then(|p| p.get(user)) else {
-                    continue;
-                };
-                let body = encode_row(&cached.entries);
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO progress(k, tenant, user_id, body) VALUES(?1, ?2, ?3, ?4)",
+                .map(|v| v.max(0) as u64)
+                .map_err(sql)
+            };
+            let (stored_applied, stored_rows) = (meta("applied")?, meta("progress")?);
+            if rows_end > stored_rows {
+                for (tenant, user) in &hot.dirty {
+                    let Some(cached) = hot.cache.get(tenant).and_then(|p| p.get(user)) else {
+                        continue;
+                    };
+                    let body = encode_row(&cached.entries);
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO progress(k, tenant, user_id, body) VALUES(?1, ?2, ?3, ?4)",
+                    )
+                    .and_then(|mut s| s.execute(params![cached.key, tenant, user, body]))
+                    .map_err(sql)?;
+                }
+                tx.execute(
+                    "UPDATE ledger_meta SET v = ?1 WHERE k = 'progress'",
+                    params![rows_end as i64],
                 )
-                .and_then(|mut s| s.execute(params![cached.key, tenant, user, body]))
                 .map_err(sql)?;
             }
-            let (completed, granted, messages) =
-                write_completions(&tx, &hot.completions, &self.code_key)?;
-            tx.execute(
-                "UPDATE ledger_meta SET v = ?1 WHERE k = 'applied'",
-                params![end as i64],
-            )
-            .map_err(sql)?;
+            let counts = write_completions(&tx, &hot.completions, &self.code_key)?;
+            if quick_end > stored_applied {
+                tx.execute(
+                    "UPDATE ledger_meta SET v = ?1 WHERE k = 'applied'",
+                    params![quick_end as i64],
+                )
+                .map_err(sql)?;
+            }
             tx.commit().map_err(sql)?;
-            Ok::<_, String>((completed, granted, messages))
+            Ok::<_, String>(counts)
         })();
         drop(conn);
         match result {
             Ok((completed, granted, messages)) => {
-                let dirty = std::mem::take(&mut hot.dirty);
-                for (tenant, user) in &dirty {
-                    if let Some(c) = hot.cache.get_mut(tenant).and_then(|p| p.get_mut(user)) {
-                        c.dirty = false;
+                if rows {
+                    let dirty = std::mem::take(&mut hot.dirty);
+                    for (tenant, user) in &dirty {
+                        if let Some(c) = hot.cache.get_mut(tenant).and_then(|p| p.get_mut(user)) {
+                            c.dirty = false;
+                        }
+                    }
+                    hot.rows_end = 0;
+                    hot.rows_since = None;
+                    // Only clean rows may go: every row is written now.
+                    if hot.cached > MAX_CACHED_PLAYERS {
+                        hot.cache = HashMap::new();
+                        hot.cached = 0;
                     }
                 }
                 hot.completions.clear();
                 hot.pending_end = 0;
                 hot.pending_since = None;
-                if hot.cached > MAX_CACHED_PLAYERS {
-                    hot.cache = HashMap::new();
-                    hot.cached = 0;
-                }
                 drop(hot);
-                self.applied.fetch_max(end, Ordering::AcqRel);
-                self.progress.send_replace(self.watermark());
+                if rows_end > 0 {
+                    self.progress_applied.fetch_max(rows_end, Ordering::AcqRel);
+                }
+                if quick_end > 0 {
+                    self.applied.fetch_max(quick_end, Ordering::AcqRel);
+                    self.progress.send_replace(self.watermark());
+                }
                 self.counters
                     .completions
                     .fetch_add(completed, Ordering::Relaxed);
@@ -531,6 +590,25 @@ impl Ledger {
         }
     }
 
+    /// A player's progress as folded so far, written or not (`None` when the cache does not hold
+    /// the player: the written row is current then).
+    pub(in crate::embedded) fn cached_progress(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Option<Vec<Entry>> {
+        let hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
+        hot.cache
+            .get(tenant)
+            .and_then(|p| p.get(user))
+            .map(|c| c.entries.clone())
+    }
+
+    /// The log position up to which players' rows are written.
+    pub(in crate::embedded) fn progress_watermark(&self) -> u64 {
+        self.progress_applied.load(Ordering::Acquire)
+    }
+
     /// Sets a tenant's active achievements (after a change to one was committed).
     pub(super) fn set_defs(&self, tenant: &str, defs: TenantDefs) {
         let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
@@ -547,9 +625,23 @@ fn write_completions(
 ) -> Result<(u64, u64, u64), String> {
     let mut granted = 0u64;
     let mut messages = 0u64;
+    let mut completed = 0u64;
     let mut routes: HashMap<&str, outbox::Routes> = HashMap::new();
     for c in completions {
         let tenant = c.tenant.as_str();
+        // Recorded once: a replay that folds the event again (its player's row was not written
+        // before a crash) completes the step again, and that is not a second completion.
+        let first = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO completed(tenant, achievement_id, step, user_id)
+                 VALUES(?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![tenant, c.achievement_id, c.step, c.user_id]))
+            .map_err(sql)?;
+        if first == 0 {
+            continue;
+        }
+        completed += 1;
         if !routes.contains_key(tenant) {
             routes.insert(tenant, outbox::routes(tx, tenant)?);
         }
@@ -655,7 +747,7 @@ fn write_completions(
             }),
         )?;
     }
-    Ok((completions.len() as u64, granted, messages))
+    Ok((completed, granted, messages))
 }
 
 #[cfg(test)]
