@@ -974,3 +974,64 @@ async fn the_outbox_ages_pending_messages_of_a_disabled_webhook_and_forgets_old_
     assert!(log(&store, &id).await.is_empty());
     assert_eq!(store.stats().rewards.outbox_depth, 0);
 }
+
+/// Events accepted before an achievement was made never count toward it, also after a restart that
+/// replays the log (the rows' watermark moves past every change to achievements).
+#[tokio::test]
+async fn a_replay_never_counts_events_from_before_an_achievement() {
+    use phoenix_store::achievements::NewAchievement;
+    use phoenix_store::rewards::Activity;
+    let dir = tempfile::tempdir().unwrap();
+    let new = |id: &str| NewAchievement {
+        tenant_id: "ach".into(),
+        achievement_id: id.into(),
+        name: id.into(),
+        description: String::new(),
+        status: Activity::Active,
+        hidden: false,
+        metric: serde_json::json!({"event_type": "match.completed", "aggregation": "count"}),
+        steps: serde_json::json!([{"threshold": 100.0, "rewards": []}]),
+    };
+    async fn value(store: &EmbeddedStore, id: &str) -> Option<f64> {
+        store
+            .player_achievements("ach", "ann")
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|p| p.achievement.achievement_id == id)
+            .map(|p| p.value)
+    }
+    {
+        let store = EmbeddedStore::open_initialized(dir.path(), key())
+            .await
+            .unwrap();
+        store
+            .create_tenant(
+                phoenix_core::ids::TenantId::parse("ach").unwrap(),
+                "Ach".into(),
+                "s".repeat(32),
+            )
+            .await
+            .unwrap();
+        // Three events before any achievement, then one, then two more events.
+        let events: Vec<_> = (0..3)
+            .map(|i| event(&format!("a{i}"), "ann", 1.0))
+            .collect();
+        store.ingest("ach", events).await.unwrap();
+        store.create_achievement(new("wins")).await.unwrap();
+        let events: Vec<_> = (3..5)
+            .map(|i| event(&format!("a{i}"), "ann", 1.0))
+            .collect();
+        store.ingest("ach", events).await.unwrap();
+        let started = std::time::Instant::now();
+        while value(&store, "wins").await != Some(2.0) {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    // Reopened without a snapshot: the whole log is replayed.
+    let store = EmbeddedStore::open_initialized(dir.path(), key())
+        .await
+        .unwrap();
+    assert_eq!(value(&store, "wins").await, Some(2.0));
+}

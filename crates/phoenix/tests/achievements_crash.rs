@@ -304,3 +304,58 @@ async fn steps_complete_once_and_pending_deliveries_survive_kill_9() {
     assert_eq!(by_type["achievement.completed"].len(), 50);
     assert_eq!(by_type["reward.granted"].len(), 50);
 }
+
+/// Events accepted before an achievement was made never count toward it, also when the process is
+/// killed before the players' rows are written and the log is folded again on restart.
+#[tokio::test]
+async fn events_from_before_an_achievement_never_count_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = client();
+    let server = Server::start(dir.path());
+    let (s, b) = admin(
+        &http,
+        &server,
+        "POST",
+        "/tenants",
+        json!({"tenant_id": "t", "name": "T"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let now = Timestamp::now();
+    let events = |from: usize, to: usize| -> Vec<Value> {
+        (from..to)
+            .map(|n| {
+                json!({"event_id": format!("b{n}"), "type": "match", "actor": {"user_id": "p0"},
+                       "occurred_at": now.to_string(), "attrs": {}})
+            })
+            .collect()
+    };
+    assert!(post_events(&http, &server, &events(0, 3)).await);
+    let (s, b) = admin(
+        &http,
+        &server,
+        "POST",
+        "/tenants/t/achievements",
+        json!({"achievement_id": "wins", "name": "Wins",
+               "metric": {"event_type": "match", "aggregation": "count"},
+               "steps": [{"threshold": 100}]}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    assert!(post_events(&http, &server, &events(3, 5)).await);
+    let mut waited = 0;
+    loop {
+        let a = get(&http, &server, "/v1/achievements/wins").await;
+        if a["value"] == 2.0 {
+            break;
+        }
+        waited += 1;
+        assert!(waited < 400, "{a}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Killed at once: the rows are written every few seconds, so this one is not on disk yet.
+    server.kill9();
+    let server = Server::start(dir.path());
+    let a = get(&http, &server, "/v1/achievements/wins").await;
+    assert_eq!(a["value"], 2.0, "{a}");
+}

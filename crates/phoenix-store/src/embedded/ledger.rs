@@ -238,7 +238,8 @@ pub(super) struct Ledger {
     events_applied: AtomicU64,
     /// When the outbox's pending messages were last counted (Unix µs of the store's clock).
     depth_counted_us: std::sync::atomic::AtomicI64,
-    /// The log position up to which players' achievement rows are written (≤ `applied`).
+    /// The log position up to which players' achievement rows are written (every event before it
+    /// is folded into the rows on disk).
     progress_applied: AtomicU64,
 }
 
@@ -660,6 +661,15 @@ impl Ledger {
                 params![end as i64],
             )
             .map_err(sql)?;
+            if defs.is_some() {
+                // Every earlier event is folded and every row written (flushed above): the rows'
+                // watermark moves past this change, so no replay folds an earlier event with it.
+                tx.execute(
+                    "UPDATE ledger_meta SET v = MAX(v, ?1) WHERE k = 'progress'",
+                    params![end as i64],
+                )
+                .map_err(sql)?;
+            }
             tx.commit().map_err(sql)?;
             Ok::<_, String>((effect, defs))
         })();
@@ -668,6 +678,7 @@ impl Ledger {
             Ok((effect, defs)) => {
                 if let Some((tenant, defs)) = defs {
                     self.set_defs(&tenant, defs);
+                    self.progress_applied.fetch_max(end, Ordering::AcqRel);
                 }
                 effect
             }

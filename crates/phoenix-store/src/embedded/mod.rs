@@ -107,6 +107,17 @@ fn apply_ledger(
     ledger.apply(end, record, &standings, live)
 }
 
+/// Joins a thread when dropped.
+struct JoinOnDrop(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for JoinOnDrop {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// What the ledger's thread is handed, in log order.
 enum LedgerJob {
     Record(u64, Box<LedgerRecord>),
@@ -429,6 +440,10 @@ pub struct EmbeddedStore {
     moved_cold: AtomicU64,
     /// When each complete log segment was first seen (store time), for retention.
     segments_closed: Arc<Mutex<std::collections::HashMap<u64, Timestamp>>>,
+    /// Joins the ledger's thread when the store goes (after the log, whose end ends it): its last
+    /// writes are done before the data dir's lock below is let go, so a new store never opens the dir
+    /// while the old one is still writing.
+    ledger_thread: JoinOnDrop,
     _lock: File,
 }
 
@@ -658,6 +673,7 @@ impl EmbeddedStore {
         let wal = opened.map_err(io)?;
         // Progress the replay folded is committed before anything new arrives.
         ledger.flush().map_err(|detail| corrupt(dir, detail))?;
+        let ledger_thread;
         {
             // Frees folded event batches (see the ledger's loop); ends with the ledger's thread.
             let (to_free, freed) = std::sync::mpsc::channel::<Arc<wal::LiveEvents>>();
@@ -675,7 +691,7 @@ impl EmbeddedStore {
                     .map_err(io)?;
             }
             let (ledger, folded, cold) = (ledger.clone(), folded.clone(), cold.clone());
-            std::thread::Builder::new()
+            ledger_thread = std::thread::Builder::new()
                 .name("phoenix-ledger".into())
                 .spawn(move || {
                     // However the thread ends (the journal dropped, or a panic), nobody waits on it
@@ -741,6 +757,7 @@ impl EmbeddedStore {
                 })
                 .map_err(io)?;
         }
+        let ledger_thread = JoinOnDrop(Some(ledger_thread));
         dedupe.prune(options.clock.now());
         let signatures = SignatureLog::open(dir, Timestamp::now().as_second()).map_err(io)?;
         let snapshot_at = AtomicU64::new(folded.applied_events.load(Ordering::Relaxed));
@@ -761,6 +778,7 @@ impl EmbeddedStore {
             maintain_gate: tokio::sync::Mutex::new(()),
             moved_cold: AtomicU64::new(0),
             segments_closed: Arc::default(),
+            ledger_thread,
             _lock: lock,
         })
     }

@@ -459,6 +459,10 @@ impl Ledger {
     /// When something must be committed at the latest (`None`: nothing waits): completions within
     /// [`FLUSH_INTERVAL`], players' rows within [`ROWS_INTERVAL`].
     pub(in crate::embedded) fn flush_due(&self) -> Option<std::time::Instant> {
+        if !self.is_healthy() {
+            // Nothing commits any more: do not wake for it.
+            return None;
+        }
         let hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
         let quick = hot.pending_since.map(|since| since + FLUSH_INTERVAL);
         let rows = hot.rows_since.map(|since| since + ROWS_INTERVAL);
@@ -513,7 +517,8 @@ impl Ledger {
                 .map_err(sql)
             };
             let (stored_applied, stored_rows) = (meta("applied")?, meta("progress")?);
-            if rows_end > stored_rows {
+            let write_rows = rows_end > stored_rows;
+            if write_rows {
                 for (tenant, user) in &hot.dirty {
                     let Some(cached) = hot.cache.get(tenant).and_then(|p| p.get(user)) else {
                         continue;
@@ -540,11 +545,13 @@ impl Ledger {
                 .map_err(sql)?;
             }
             tx.commit().map_err(sql)?;
-            Ok::<_, String>(counts)
+            Ok::<_, String>((counts, write_rows))
         })();
         drop(conn);
         match result {
-            Ok((completed, granted, messages)) => {
+            Ok(((completed, granted, messages), _wrote_rows)) => {
+                // Written now, or already on disk (the rows' watermark on disk was past them):
+                // either way the file holds them, and the cached rows are clean.
                 if rows {
                     let dirty = std::mem::take(&mut hot.dirty);
                     for (tenant, user) in &dirty {
@@ -564,7 +571,7 @@ impl Ledger {
                 hot.pending_end = 0;
                 hot.pending_since = None;
                 drop(hot);
-                if rows_end > 0 {
+                if rows && rows_end > 0 {
                     self.progress_applied.fetch_max(rows_end, Ordering::AcqRel);
                 }
                 if quick_end > 0 {
