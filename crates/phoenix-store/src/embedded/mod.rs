@@ -443,7 +443,7 @@ pub struct EmbeddedStore {
     /// Joins the ledger's thread when the store goes (after the log, whose end ends it): its last
     /// writes are done before the data dir's lock below is let go, so a new store never opens the dir
     /// while the old one is still writing.
-    ledger_thread: JoinOnDrop,
+    _ledger_thread: JoinOnDrop,
     _lock: File,
 }
 
@@ -778,7 +778,7 @@ impl EmbeddedStore {
             maintain_gate: tokio::sync::Mutex::new(()),
             moved_cold: AtomicU64::new(0),
             segments_closed: Arc::default(),
-            ledger_thread,
+            _ledger_thread: ledger_thread,
             _lock: lock,
         })
     }
