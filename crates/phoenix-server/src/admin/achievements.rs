@@ -2,7 +2,8 @@
 //! GET, `achievements:write` otherwise.
 
 use super::rewards::{
-    activity_field, detached, object_body, require_tenant, string_field, unknown_field,
+    activity_field, client_id_field, create_fields, detached, object_body, require_tenant,
+    required_field, string_field, unknown_field,
 };
 use super::tenants::check_name;
 use crate::auth::AdminAuth;
@@ -15,7 +16,7 @@ use axum::http::StatusCode;
 use jiff::Timestamp;
 use phoenix_core::access::Scope;
 use phoenix_core::achievement::{Metric, Step, check_steps_extend, steps_from_json};
-use phoenix_core::reward::{Reward, is_client_id};
+use phoenix_core::reward::Reward;
 use phoenix_store::achievements::*;
 use phoenix_store::rewards::Activity;
 use serde::{Deserialize, Serialize};
@@ -236,7 +237,6 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<AchievementView>), ApiError> {
     auth.require_tenant(Scope::AchievementsWrite, &tenant_id)?;
     require_tenant(&state, &tenant_id).await?;
-    let fields = object_body(&body, false)?;
     const ALLOWED: [&str; 7] = [
         "achievement_id",
         "name",
@@ -246,20 +246,9 @@ pub async fn create(
         "metric",
         "steps",
     ];
-    if let Some(k) = fields.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
-        return Err(unknown_field(k, &ALLOWED));
-    }
-    let required = |key: &str| {
-        fields
-            .get(key)
-            .ok_or_else(|| ApiError::Validation(format!("{key}: is required")))
-    };
-    let achievement_id = string_field("achievement_id", required("achievement_id")?)?;
-    if !is_client_id(&achievement_id) {
-        return Err(ApiError::Validation(
-            "achievement_id: must match ^[A-Za-z0-9_-]{1,64}$".into(),
-        ));
-    }
+    let fields = create_fields(&body, &ALLOWED)?;
+    let required = |key: &str| required_field(&fields, key);
+    let achievement_id = client_id_field(&fields, "achievement_id")?;
     let name = string_field("name", required("name")?)?;
     check_name("name", &name, 200)?;
     let description = match fields.get("description") {

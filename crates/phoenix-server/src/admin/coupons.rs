@@ -2,8 +2,9 @@
 //! `/tenants/{tenant_id}`. Scopes: `rewards:read` for GET, `rewards:write` otherwise.
 
 use super::rewards::{
-    activity_field, decode_cursor, detached, encode_cursor, limit_param, object_body, only_params,
-    reason_body, require_tenant, string_field, text_param,
+    activity_field, client_id_field, create_fields, decode_cursor, detached, encode_cursor,
+    limit_param, object_body, only_params, reason_body, require_tenant, required_field,
+    string_field, text_param,
 };
 use super::tenants::check_name;
 use crate::auth::AdminAuth;
@@ -15,10 +16,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use phoenix_core::access::Scope;
-use phoenix_core::reward::{MAX_COUNT, MAX_REWARDS_PER_TIER, Reward, is_client_id};
+use phoenix_core::reward::{MAX_COUNT, MAX_REWARDS_PER_TIER, Reward};
 use phoenix_store::rewards::*;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use utoipa::{IntoParams, ToSchema};
 
@@ -346,7 +347,6 @@ pub async fn create_campaign(
 ) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
     auth.require_tenant(Scope::RewardsWrite, &tenant_id)?;
     require_tenant(&state, &tenant_id).await?;
-    let fields: Map<String, Value> = object_body(&body, false)?;
     const ALLOWED: [&str; 9] = [
         "campaign_id",
         "name",
@@ -358,24 +358,10 @@ pub async fn create_campaign(
         "expires_at",
         "status",
     ];
-    if let Some(k) = fields.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
-        return Err(ApiError::Validation(format!(
-            "{k}: unknown field (expected {})",
-            ALLOWED.join(", ")
-        )));
-    }
-    let required = |key: &str| {
-        fields
-            .get(key)
-            .ok_or_else(|| ApiError::Validation(format!("{key}: is required")))
-    };
+    let fields = create_fields(&body, &ALLOWED)?;
+    let required = |key: &str| required_field(&fields, key);
     let present = |key: &str| fields.get(key).filter(|v| !v.is_null());
-    let campaign_id = string_field("campaign_id", required("campaign_id")?)?;
-    if !is_client_id(&campaign_id) {
-        return Err(ApiError::Validation(
-            "campaign_id: must match ^[A-Za-z0-9_-]{1,64}$".into(),
-        ));
-    }
+    let campaign_id = client_id_field(&fields, "campaign_id")?;
     let name = string_field("name", required("name")?)?;
     check_name("name", &name, 200)?;
     let rewards = campaign_rewards(required("rewards")?)?;

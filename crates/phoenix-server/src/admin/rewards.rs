@@ -93,6 +93,39 @@ pub(crate) fn object_body(body: &JsonBody, empty_ok: bool) -> Result<Map<String,
     body.parse::<Map<String, Value>>()
 }
 
+/// A create body's members, refused (naming the field) when one is not in `allowed`.
+pub(crate) fn create_fields(
+    body: &JsonBody,
+    allowed: &[&str],
+) -> Result<Map<String, Value>, ApiError> {
+    let fields = object_body(body, false)?;
+    match fields.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(unknown_field(k, allowed)),
+        None => Ok(fields),
+    }
+}
+
+/// A member the body must have.
+pub(crate) fn required_field<'a>(
+    fields: &'a Map<String, Value>,
+    key: &str,
+) -> Result<&'a Value, ApiError> {
+    fields
+        .get(key)
+        .ok_or_else(|| ApiError::Validation(format!("{key}: is required")))
+}
+
+/// A required id chosen by the client (SPEC §7.7: `^[A-Za-z0-9_-]{1,64}$`).
+pub(crate) fn client_id_field(fields: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
+    let id = string_field(key, required_field(fields, key)?)?;
+    if !is_client_id(&id) {
+        return Err(ApiError::Validation(format!(
+            "{key}: must match ^[A-Za-z0-9_-]{{1,64}}$"
+        )));
+    }
+    Ok(id)
+}
+
 pub(crate) fn unknown_field(key: &str, allowed: &[&str]) -> ApiError {
     ApiError::Validation(format!(
         "{key}: unknown field (expected {})",
@@ -612,7 +645,6 @@ pub async fn create_rule(
 ) -> Result<(StatusCode, Json<RuleView>), ApiError> {
     auth.require_tenant(Scope::RewardsWrite, &tenant_id)?;
     require_tenant(&state, &tenant_id).await?;
-    let fields = object_body(&body, false)?;
     const ALLOWED: [&str; 7] = [
         "rule_id",
         "leaderboard_id",
@@ -622,20 +654,9 @@ pub async fn create_rule(
         "settle_delay_seconds",
         "tiers",
     ];
-    if let Some(k) = fields.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
-        return Err(unknown_field(k, &ALLOWED));
-    }
-    let required = |key: &str| {
-        fields
-            .get(key)
-            .ok_or_else(|| ApiError::Validation(format!("{key}: is required")))
-    };
-    let rule_id = string_field("rule_id", required("rule_id")?)?;
-    if !is_client_id(&rule_id) {
-        return Err(ApiError::Validation(
-            "rule_id: must match ^[A-Za-z0-9_-]{1,64}$".into(),
-        ));
-    }
+    let fields = create_fields(&body, &ALLOWED)?;
+    let required = |key: &str| required_field(&fields, key);
+    let rule_id = client_id_field(&fields, "rule_id")?;
     let leaderboard_id = string_field("leaderboard_id", required("leaderboard_id")?)?;
     let name = string_field("name", required("name")?)?;
     check_name("name", &name, 200)?;

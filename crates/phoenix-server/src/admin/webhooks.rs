@@ -3,8 +3,8 @@
 //! `rewards:write` otherwise.
 
 use super::rewards::{
-    decode_cursor, detached, encode_cursor, limit_param, object_body, only_params, require_tenant,
-    string_field, unknown_field,
+    create_fields, decode_cursor, detached, encode_cursor, limit_param, object_body, only_params,
+    require_tenant, required_field, string_field, unknown_field,
 };
 use crate::auth::AdminAuth;
 use crate::body::JsonBody;
@@ -283,16 +283,9 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<WebhookWithSecret>), ApiError> {
     auth.require_tenant(Scope::RewardsWrite, &tenant_id)?;
     require_tenant(&state, &tenant_id).await?;
-    let fields = object_body(&body, false)?;
     const ALLOWED: [&str; 4] = ["url", "events", "status", "description"];
-    if let Some(k) = fields.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
-        return Err(unknown_field(k, &ALLOWED));
-    }
-    let required = |key: &str| {
-        fields
-            .get(key)
-            .ok_or_else(|| ApiError::Validation(format!("{key}: is required")))
-    };
+    let fields = create_fields(&body, &ALLOWED)?;
+    let required = |key: &str| required_field(&fields, key);
     let url = url_field(&state, required("url")?)?;
     let events = events_field(required("events")?)?;
     let status = match fields.get("status") {
