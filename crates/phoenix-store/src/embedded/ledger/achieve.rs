@@ -633,6 +633,9 @@ fn write_completions(
     let mut granted = 0u64;
     let mut messages = 0u64;
     let mut completed = 0u64;
+    // Counts are added once per key and commit, not once per completion.
+    let mut step_counts: HashMap<(&str, String), i64> = HashMap::new();
+    let mut grant_counts: HashMap<(&str, &str), i64> = HashMap::new();
     let mut routes: HashMap<&str, outbox::Routes> = HashMap::new();
     for c in completions {
         let tenant = c.tenant.as_str();
@@ -653,14 +656,9 @@ fn write_completions(
             routes.insert(tenant, outbox::routes(tx, tenant)?);
         }
         let route = &routes[tenant];
-        add_count(
-            tx,
-            tenant,
-            "c",
-            &format!("{}/{}", c.achievement_id, c.step),
-            1,
-        )
-        .map_err(sql)?;
+        *step_counts
+            .entry((tenant, format!("{}/{}", c.achievement_id, c.step)))
+            .or_default() += 1;
         let source = GrantSource {
             kind: "achievement".into(),
             id: c.achievement_id.clone(),
@@ -729,14 +727,11 @@ fn write_completions(
             }
             grant_ids.push(grant_id);
         }
-        count_grant(
-            tx,
-            tenant,
-            &c.achievement_id,
-            GrantStatus::Pending,
-            new_grants,
-        )
-        .map_err(sql)?;
+        if new_grants > 0 {
+            *grant_counts
+                .entry((tenant, c.achievement_id.as_str()))
+                .or_default() += new_grants;
+        }
         granted += new_grants as u64;
         messages += outbox::enqueue(
             tx,
@@ -753,6 +748,12 @@ fn write_completions(
                 "grant_ids": grant_ids,
             }),
         )?;
+    }
+    for ((tenant, key), n) in step_counts {
+        add_count(tx, tenant, "c", &key, n).map_err(sql)?;
+    }
+    for ((tenant, achievement_id), n) in grant_counts {
+        count_grant(tx, tenant, achievement_id, GrantStatus::Pending, n).map_err(sql)?;
     }
     Ok((completed, granted, messages))
 }
