@@ -35,9 +35,10 @@ fn interpreter(program: PathBuf, what: &str) -> Option<PathBuf> {
     None
 }
 
-/// A server with tenant `guide` and a campaign whose shared code any player may redeem once.
-async fn server_with_campaign(dir: &Path) -> (Server, String) {
-    let server = Server::start(dir);
+/// A server (with `env`) with tenant `guide` and a campaign whose shared code any player may redeem
+/// once; answers the tenant's secret too.
+async fn server_with_campaign(dir: &Path, env: &[(&str, &str)]) -> (Server, String) {
+    let server = Server::start_with(dir, env);
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let tenant: Value = http
         .post(server.url("/tenants"))
@@ -93,7 +94,7 @@ async fn the_javascript_example_redeems_a_code_and_claims_its_grants() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (server, secret) = server_with_campaign(dir.path()).await;
+    let (server, secret) = server_with_campaign(dir.path(), &[]).await;
     let mut command = Command::new(node);
     command.arg(examples().join("redeem.mjs"));
     let summary = run(command, &server, &secret, "node-player");
@@ -124,7 +125,7 @@ async fn the_python_example_redeems_a_code_and_claims_its_grants() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (server, secret) = server_with_campaign(dir.path()).await;
+    let (server, secret) = server_with_campaign(dir.path(), &[]).await;
     let mut command = Command::new(python);
     command.arg(examples().join("redeem.py"));
     let summary = run(command, &server, &secret, "py-player");
@@ -161,7 +162,7 @@ impl Drop for Child {
 /// whose webhook points at it, redeems a code, and checks what the receiver printed.
 async fn receiver_gets_each_message_once(mut command: Command) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(
+    let (server, _) = server_with_campaign(
         dir.path(),
         &[
             ("PHOENIX_WEBHOOK_ALLOW_PRIVATE", "true"),
@@ -170,31 +171,9 @@ async fn receiver_gets_each_message_once(mut command: Command) {
                 "300ms,300ms,300ms,300ms,300ms",
             ),
         ],
-    );
+    )
+    .await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let tenant: Value = http
-        .post(server.url("/tenants"))
-        .bearer_auth(SECRET)
-        .json(&json!({"tenant_id": "guide", "name": "Guide"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(tenant["hmac_secret"].is_string());
-    let r = http
-        .post(server.url("/tenants/guide/coupon-campaigns"))
-        .bearer_auth(SECRET)
-        .json(
-            &json!({"campaign_id": "launch", "name": "Launch", "code": "LAUNCH-2026",
-                      "rewards": [{"type": "currency", "currency": "gems", "amount": 100},
-                                  {"type": "item", "item": "launch_hat", "quantity": 1}]}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
