@@ -191,7 +191,13 @@ impl Metric {
     /// What `event` contributes, or `None` when it does not count (type, conditions, filters, or a
     /// `sum` expression that reads a missing or non-numeric field).
     pub fn contribution(&self, event: &Event) -> Option<Contribution> {
-        if !self.event_type.matches(event.event_type())
+        self.contribution_of_type(event, event.event_type())
+    }
+
+    /// [`Metric::contribution`], with the event's type already at hand (looked up once for many
+    /// metrics).
+    pub fn contribution_of_type(&self, event: &Event, event_type: &str) -> Option<Contribution> {
+        if !self.event_type.matches(event_type)
             || !self.filters.matches(event)
             || !self.conditions.matches(event)
         {
@@ -204,9 +210,13 @@ impl Metric {
                 .filter(|v| v.is_finite())
                 .map(Contribution::Add),
             Aggregation::Streak(zone) => {
-                let date = event.occurred_at.to_zoned(zone.time_zone().clone()).date();
-                let days = date.since(jiff::civil::date(1970, 1, 1)).ok()?.get_days();
-                Some(Contribution::Day(days))
+                // The local date's day number: the local time (instant plus the zone's offset then),
+                // in whole days since 1970-01-01, without building a zoned date-time.
+                let offset = zone.time_zone().to_offset(event.occurred_at);
+                let local = event.occurred_at.as_second() + i64::from(offset.seconds());
+                i32::try_from(local.div_euclid(86_400))
+                    .ok()
+                    .map(Contribution::Day)
             }
         }
     }
@@ -461,6 +471,45 @@ mod tests {
         assert_eq!(p.runs, vec![(8, 8), (10, 14), (20, 20)]);
         assert_eq!(p.apply(Contribution::Day(9)), 7.0);
         assert_eq!(p.runs, vec![(8, 14), (20, 20)]);
+    }
+
+    #[test]
+    fn a_streak_day_is_the_local_date_in_its_zone() {
+        for zone in [
+            "UTC",
+            "America/Los_Angeles",
+            "Asia/Tokyo",
+            "Australia/Lord_Howe",
+            "Pacific/Kiritimati",
+            "America/St_Johns",
+        ] {
+            let metric = Metric::from_json(
+                &json!({"event_type": "x", "aggregation": "streak", "timezone": zone}),
+            )
+            .unwrap();
+            let tz = jiff::tz::TimeZone::get(zone).unwrap();
+            // Every 37 minutes over two years, across every change of offset.
+            let start = jiff::Timestamp::from_second(1_700_000_000).unwrap();
+            for i in 0..(2 * 365 * 24 * 60 / 37) {
+                let at = start + jiff::SignedDuration::from_mins(37 * i);
+                let event = Event::from_stored(json!({
+                    "event_id": "e", "type": "x", "occurred_at": at.to_string(),
+                    "actor": {"user_id": "u"}
+                }))
+                .unwrap();
+                let expected = at
+                    .to_zoned(tz.clone())
+                    .date()
+                    .since(jiff::civil::date(1970, 1, 1))
+                    .unwrap()
+                    .get_days();
+                assert_eq!(
+                    metric.contribution(&event),
+                    Some(Contribution::Day(expected)),
+                    "{zone} at {at}"
+                );
+            }
+        }
     }
 
     #[test]

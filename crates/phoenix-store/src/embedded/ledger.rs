@@ -226,8 +226,13 @@ pub(super) struct Ledger {
     /// The end of the last record handed to the ledger's thread.
     enqueued: AtomicU64,
     pub(super) counters: LedgerCounters,
-    /// Achievements: definitions and progress not committed yet.
+    /// Achievements: progress not committed yet.
     hot: Mutex<achieve::Hot>,
+    /// Active achievements by tenant (read on the ingest path, set in log order by the ledger's
+    /// thread).
+    defs: std::sync::RwLock<achieve::DefsByTenant>,
+    /// Keys of the hash that places players in the cache (random for each process).
+    player_keys: (u64, u64),
     /// Tenants whose events go to the ledger (see [`Ledger::wants_events`]).
     event_tenants: std::sync::RwLock<std::collections::HashSet<String>>,
     /// Events handed to the ledger's thread and not applied yet (bounded: see `MAX_QUEUED_EVENTS`).
@@ -417,7 +422,13 @@ impl Ledger {
         for _ in 0..READERS {
             readers.push(open(READER_CACHE_KIB)?);
         }
-        let (event_tenants, hot) = achieve::load_all(&writer)?;
+        let (event_tenants, defs) = achieve::load_all(&writer)?;
+        let mut keys = [0u8; 16];
+        getrandom::fill(&mut keys).map_err(|e| format!("ledger: no randomness: {e}"))?;
+        let player_keys = (
+            u64::from_le_bytes(keys[..8].try_into().unwrap_or_default()),
+            u64::from_le_bytes(keys[8..].try_into().unwrap_or_default()),
+        );
         Ok(Ledger {
             path,
             writer: Mutex::new(writer),
@@ -430,7 +441,9 @@ impl Ledger {
             progress: tokio::sync::watch::channel(applied.max(0) as u64).0,
             enqueued: AtomicU64::new(0),
             counters: LedgerCounters::default(),
-            hot: Mutex::new(hot),
+            hot: Mutex::new(achieve::Hot::default()),
+            defs: std::sync::RwLock::new(defs),
+            player_keys,
             event_tenants: std::sync::RwLock::new(event_tenants),
             queued_events: AtomicU64::new(0),
             events_enqueued: AtomicU64::new(0),
@@ -629,7 +642,11 @@ impl Ledger {
         } else {
             self.flush_completions()?;
         }
-        self.note_record(record);
+        if !live {
+            // On replay, changes to achievements take effect here, in log order (live, the log's
+            // writer noted them as it handed them over).
+            self.note_record(end, record);
+        }
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let applied = (|| {
             let tx = conn.transaction().map_err(sql)?;
@@ -641,27 +658,21 @@ impl Ledger {
                 })
                 .map_err(sql)?;
             if end <= stored.max(0) as u64 {
-                return Ok((Effect::default(), None));
+                return Ok((Effect::default(), false));
             }
             let effect = apply_in(&tx, record, standings, &self.code_key)?;
-            // The tenant's achievements as they are now (set once committed).
-            let defs = match record {
-                LedgerRecord::AchievementCreated { achievement }
-                | LedgerRecord::AchievementUpdated { achievement } => Some((
-                    achievement.tenant_id.clone(),
-                    achieve::load_defs(&tx, &achievement.tenant_id)?,
-                )),
-                LedgerRecord::AchievementDeleted { tenant_id, .. } => {
-                    Some((tenant_id.clone(), achieve::load_defs(&tx, tenant_id)?))
-                }
-                _ => None,
-            };
+            let defs = matches!(
+                record,
+                LedgerRecord::AchievementCreated { .. }
+                    | LedgerRecord::AchievementUpdated { .. }
+                    | LedgerRecord::AchievementDeleted { .. }
+            );
             tx.execute(
                 "UPDATE ledger_meta SET v = ?1 WHERE k = 'applied'",
                 params![end as i64],
             )
             .map_err(sql)?;
-            if defs.is_some() {
+            if defs {
                 // Every earlier event is folded and every row written (flushed above): the rows'
                 // watermark moves past this change, so no replay folds an earlier event with it.
                 tx.execute(
@@ -676,8 +687,7 @@ impl Ledger {
         drop(conn);
         let effect = match applied {
             Ok((effect, defs)) => {
-                if let Some((tenant, defs)) = defs {
-                    self.set_defs(&tenant, defs);
+                if defs {
                     self.progress_applied.fetch_max(end, Ordering::AcqRel);
                 }
                 effect

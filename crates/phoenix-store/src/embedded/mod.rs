@@ -121,8 +121,8 @@ impl Drop for JoinOnDrop {
 /// What the ledger's thread is handed, in log order.
 enum LedgerJob {
     Record(u64, Box<LedgerRecord>),
-    /// An event record of a tenant with achievements.
-    Events(u64, Arc<wal::LiveEvents>),
+    /// An event record of a tenant with achievements, evaluated against them.
+    Events(u64, Box<ledger::achieve::Prepared>),
 }
 
 /// Folds a replayed event record into achievement progress.
@@ -137,7 +137,10 @@ fn replay_events(ledger: &Ledger, end: u64, batch: &wal::EventBatch<'_>) -> Resu
                 .ok_or_else(|| "event record holds an unreadable event".to_owned())
         })
         .collect::<Result<Vec<Event>, String>>()?;
-    ledger.apply_events(end, &batch.tenant_id, at, &events)
+    match ledger.prepare(&batch.tenant_id, at, &events) {
+        Some(prepared) => ledger.apply_events(end, &prepared),
+        None => Ok(()),
+    }
 }
 
 /// A window's frozen final standings, from memory or from its cold file; `None` when the leaderboard
@@ -606,27 +609,34 @@ impl EmbeddedStore {
                         .take()
                         .and_then(|a| a.downcast::<wal::LiveEvents>().ok());
                     let outcome = match live_events {
-                        Some(batch) => {
-                            let batch: Arc<wal::LiveEvents> = Arc::from(batch);
+                        Some(mut batch) => {
                             if live_ledger.wants_events(&batch.tenant_id) {
-                                // Achievements: the ledger's thread folds them in log order, handed
+                                // Achievements: evaluated with the achievements in force at this
+                                // place in the log (the ingest path's evaluation unless they changed
+                                // since), and folded on the ledger's thread in log order, handed
                                 // over before the fold moves past the record (so a snapshot taken
                                 // after the fold waits for them). The queue is bounded: beyond it,
                                 // the log's writer waits (and with it ingestion), rather than memory
                                 // growing.
-                                while live_ledger.queued_events.load(Ordering::Acquire)
-                                    > ledger::achieve::MAX_QUEUED_EVENTS
-                                    && live_ledger.is_healthy()
-                                {
-                                    std::thread::sleep(std::time::Duration::from_millis(1));
-                                }
-                                let count = batch.events.len() as u64;
-                                live_ledger.events_enqueued(end, count);
-                                if to_ledger
-                                    .send(LedgerJob::Events(end, batch.clone()))
-                                    .is_err()
-                                {
-                                    live_ledger.stop("the ledger's thread has stopped");
+                                if let Some(prepared) = live_ledger.prepared_at_log(
+                                    batch.achievements.take(),
+                                    &batch.tenant_id,
+                                    batch.accepted_at,
+                                    &batch.events,
+                                ) {
+                                    while live_ledger.queued_events.load(Ordering::Acquire)
+                                        > ledger::achieve::MAX_QUEUED_EVENTS
+                                        && live_ledger.is_healthy()
+                                    {
+                                        std::thread::sleep(std::time::Duration::from_millis(1));
+                                    }
+                                    live_ledger.events_enqueued(end, prepared.counted());
+                                    if to_ledger
+                                        .send(LedgerJob::Events(end, Box::new(prepared)))
+                                        .is_err()
+                                    {
+                                        live_ledger.stop("the ledger's thread has stopped");
+                                    }
                                 }
                             }
                             live.apply_events(
@@ -643,7 +653,7 @@ impl EmbeddedStore {
                             // Handed over in log order, before the fold moves past the record.
                             if let Some(l) = ledger_part(&live, &r) {
                                 live_ledger.enqueued(end);
-                                live_ledger.note_record(&l);
+                                live_ledger.note_record(end, &l);
                                 if to_ledger.send(LedgerJob::Record(end, Box::new(l))).is_err() {
                                     // The fold still applies the record; the ledger stops short of
                                     // it, and a restart re-applies it from the log.
@@ -675,21 +685,6 @@ impl EmbeddedStore {
         ledger.flush().map_err(|detail| corrupt(dir, detail))?;
         let ledger_thread;
         {
-            // Frees folded event batches (see the ledger's loop); ends with the ledger's thread.
-            let (to_free, freed) = std::sync::mpsc::channel::<Arc<wal::LiveEvents>>();
-            {
-                let ledger = ledger.clone();
-                std::thread::Builder::new()
-                    .name("phoenix-ledger-free".into())
-                    .spawn(move || {
-                        for batch in freed {
-                            let count = batch.events.len() as u64;
-                            drop(batch);
-                            ledger.events_released(count);
-                        }
-                    })
-                    .map_err(io)?;
-            }
             let (ledger, folded, cold) = (ledger.clone(), folded.clone(), cold.clone());
             ledger_thread = std::thread::Builder::new()
                 .name("phoenix-ledger".into())
@@ -731,21 +726,10 @@ impl EmbeddedStore {
                             Some(LedgerJob::Record(end, record)) => {
                                 apply_ledger(&ledger, &folded, &cold, end, &record, true)
                             }
-                            Some(LedgerJob::Events(end, batch)) => {
-                                let done = ledger.apply_events(
-                                    end,
-                                    &batch.tenant_id,
-                                    batch.accepted_at,
-                                    &batch.events,
-                                );
+                            Some(LedgerJob::Events(end, prepared)) => {
+                                let done = ledger.apply_events(end, &prepared);
                                 ledger.events_folded(end);
-                                // Freed on a thread of its own: dropping a batch of parsed events
-                                // takes a tenth of the ledger thread's time otherwise.
-                                let count = batch.events.len() as u64;
-                                if let Err(unsent) = to_free.send(batch) {
-                                    drop(unsent);
-                                    ledger.events_released(count);
-                                }
+                                ledger.events_released(prepared.counted());
                                 done
                             }
                         };
@@ -1240,10 +1224,14 @@ impl Store for EmbeddedStore {
         let written = match wal::encode_events(tenant_id, accepted_at, &bodies) {
             Ok(payload) => {
                 drop(bodies);
+                // Achievements are evaluated here, where the events are at hand, rather than on
+                // the ledger's one thread.
+                let achievements = self.ledger.prepare(tenant_id, accepted_at, &accepted);
                 let live = wal::LiveEvents {
                     tenant_id: tenant_id.to_owned(),
                     accepted_at,
                     events: accepted,
+                    achievements,
                 };
                 self.wal
                     .append_with(&payload, Some(Box::new(live)))

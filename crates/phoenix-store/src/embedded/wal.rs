@@ -75,6 +75,8 @@ pub(super) struct LiveEvents {
     pub tenant_id: String,
     pub accepted_at: Timestamp,
     pub events: Vec<Event>,
+    /// The events evaluated against the tenant's achievements, when it has any.
+    pub achievements: Option<super::ledger::achieve::Prepared>,
 }
 
 /// A decoded record.

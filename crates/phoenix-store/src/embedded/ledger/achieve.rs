@@ -33,6 +33,7 @@ const MAX_DIRTY_PLAYERS: usize = 150_000;
 pub(in crate::embedded) const MAX_QUEUED_EVENTS: u64 = 100_000;
 
 /// An active achievement, parsed.
+#[derive(Clone)]
 pub(super) struct Def {
     pub id: String,
     pub metric: Metric,
@@ -63,18 +64,36 @@ pub(in crate::embedded) struct Entry {
     pub r: Vec<(i32, i32)>,
 }
 
+impl Entry {
+    fn empty(a: &str) -> Entry {
+        Entry {
+            a: a.to_owned(),
+            ..Entry::default()
+        }
+    }
+
+    /// No progress at all (the same as no entry).
+    fn is_empty(&self) -> bool {
+        self.v == 0.0 && self.c.iter().all(Option::is_none) && self.r.is_empty()
+    }
+}
+
 /// Row format version (the first byte of a row).
 const ROW_V1: u8 = 1;
 
 /// A player's row: version, entry count (u16), then per entry the id (u8 length + bytes), the value
 /// (f64), the steps (u8 count, then i64 each: the completion time, or `i64::MIN` for none) and the runs
 /// (u16 count, then two i32 each), all little-endian. Compact and quick to read and write, since a row
-/// is written whenever its player's progress changes.
-fn encode_row(entries: &[Entry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(3 + entries.len() * 32);
+/// is written whenever its player's progress changes. Entries without progress are left out.
+fn encode_row<'a>(entries: impl Iterator<Item = &'a Entry>) -> Vec<u8> {
+    let kept: Vec<&Entry> = entries
+        .filter(|e| !e.is_empty())
+        .take(u16::MAX as usize)
+        .collect();
+    let mut out = Vec::with_capacity(3 + kept.len() * 32);
     out.push(ROW_V1);
-    out.extend_from_slice(&(entries.len().min(u16::MAX as usize) as u16).to_le_bytes());
-    for e in entries.iter().take(u16::MAX as usize) {
+    out.extend_from_slice(&(kept.len() as u16).to_le_bytes());
+    for e in kept {
         let id = &e.a.as_bytes()[..e.a.len().min(255)];
         out.push(id.len() as u8);
         out.extend_from_slice(id);
@@ -144,11 +163,48 @@ fn decode_row(bytes: &[u8]) -> Option<Vec<Entry>> {
     r.0.is_empty().then_some(entries)
 }
 
+/// A player's progress in the cache.
 struct Cached {
+    /// [`Ledger::player_hash`] of the player.
+    hash: u64,
+    user: Box<str>,
     /// The row's key in `progress`.
     key: i64,
+    /// Per active achievement of the tenant, in the order of [`TenantDefs::active`], its entry.
     entries: Vec<Entry>,
+    /// Entries of live achievements that are not active (kept as they are).
+    others: Vec<Entry>,
     dirty: bool,
+}
+
+impl Cached {
+    /// Lays out a row's entries along the tenant's active achievements; progress on achievements no
+    /// longer live is dropped.
+    fn align(&mut self, defs: &TenantDefs) {
+        let mut all: Vec<Entry> = std::mem::take(&mut self.entries);
+        all.append(&mut self.others);
+        self.entries = defs
+            .active
+            .iter()
+            .map(|def| match all.iter().position(|e| e.a == def.id) {
+                Some(i) => all.swap_remove(i),
+                None => Entry::empty(&def.id),
+            })
+            .collect();
+        all.retain(|e| defs.live.contains(&e.a) && !e.is_empty());
+        self.others = all;
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().chain(&self.others)
+    }
+}
+
+/// A tenant's players in the cache, found by their [`Ledger::player_hash`].
+struct TenantCache {
+    /// The achievements the players' entries are laid out along.
+    defs: Arc<TenantDefs>,
+    players: hashbrown::HashTable<Cached>,
 }
 
 /// A step completed by an event, waiting for its commit.
@@ -162,17 +218,15 @@ struct Completion {
     rewards: Vec<Reward>,
 }
 
-/// The uncommitted state of achievements and the active definitions.
+/// The uncommitted state of achievements.
 #[derive(Default)]
 pub(super) struct Hot {
-    /// Active achievements by tenant.
-    defs: HashMap<String, Arc<TenantDefs>>,
-    /// Players' rows by tenant, then player.
-    cache: HashMap<String, HashMap<String, Cached>>,
+    /// Players' rows by tenant.
+    cache: HashMap<String, TenantCache>,
     /// Players in `cache`.
     cached: usize,
-    /// The players whose rows changed since the last commit.
-    dirty: Vec<(String, String)>,
+    /// Players in `cache` whose rows changed since they were last written.
+    dirty: usize,
     completions: Vec<Completion>,
     /// End of the last event record folded since the last commit of completions (0: none).
     pending_end: u64,
@@ -184,16 +238,6 @@ pub(super) struct Hot {
     rows_since: Option<std::time::Instant>,
 }
 
-impl Hot {
-    pub(super) fn set_defs(&mut self, tenant: &str, defs: TenantDefs) {
-        if defs.active.is_empty() {
-            self.defs.remove(tenant);
-        } else {
-            self.defs.insert(tenant.to_owned(), Arc::new(defs));
-        }
-    }
-}
-
 /// A tenant's achievements as the folding needs them.
 pub(super) struct TenantDefs {
     /// The active ones, parsed (an unreadable one is logged and left out).
@@ -201,6 +245,38 @@ pub(super) struct TenantDefs {
     /// Every live (not deleted) one: progress of the others is dropped from a row when it is next
     /// written.
     pub live: HashSet<String>,
+}
+
+/// The events of one record evaluated against a tenant's achievements: on the ingest path (where the
+/// events were just parsed, off the ledger's thread), or on the ledger's thread when the definitions
+/// changed in between (or on replay). Only what the fold needs, laid out flat.
+pub(in crate::embedded) struct Prepared {
+    tenant: String,
+    /// When the batch was accepted (Unix µs).
+    accepted_at: i64,
+    /// The definitions it was evaluated with (the fold uses it only if they are still current).
+    defs: Arc<TenantDefs>,
+    /// Per event that counts for an achievement, in order: its player.
+    players: Vec<Counted>,
+    /// The players' ids, one after the other.
+    users: String,
+    /// Per such event, what it adds: the index of the achievement in `defs.active`, and how much.
+    contributions: Vec<(u16, phoenix_core::achievement::Contribution)>,
+}
+
+impl Prepared {
+    /// The events that count for an achievement.
+    pub(in crate::embedded) fn counted(&self) -> u64 {
+        self.players.len() as u64
+    }
+}
+
+struct Counted {
+    hash: u64,
+    /// End of the player's id in `users` (it starts where the previous one ends).
+    user_end: usize,
+    /// End of the event's contributions (they start where the previous event's end).
+    contributions_end: usize,
 }
 
 pub(super) fn load_defs(conn: &Connection, tenant: &str) -> Result<TenantDefs, String> {
@@ -220,8 +296,11 @@ pub(super) fn load_defs(conn: &Connection, tenant: &str) -> Result<TenantDefs, S
     Ok(TenantDefs { active, live })
 }
 
+/// Definitions by tenant (tenants without a live achievement are left out).
+pub(super) type DefsByTenant = HashMap<String, Arc<TenantDefs>>;
+
 /// Every tenant that has an achievement (deleted ones aside), and the active definitions.
-pub(super) fn load_all(conn: &Connection) -> Result<(HashSet<String>, Hot), String> {
+pub(super) fn load_all(conn: &Connection) -> Result<(HashSet<String>, DefsByTenant), String> {
     let tenants: Vec<String> = conn
         .prepare("SELECT DISTINCT tenant FROM achievements WHERE deleted = 0")
         .and_then(|mut s| {
@@ -229,12 +308,14 @@ pub(super) fn load_all(conn: &Connection) -> Result<(HashSet<String>, Hot), Stri
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(sql)?;
-    let mut hot = Hot::default();
+    let mut defs = DefsByTenant::new();
     for tenant in &tenants {
-        let defs = load_defs(conn, tenant)?;
-        hot.set_defs(tenant, defs);
+        let d = load_defs(conn, tenant)?;
+        if !d.live.is_empty() {
+            defs.insert(tenant.clone(), Arc::new(d));
+        }
     }
-    Ok((tenants.into_iter().collect(), hot))
+    Ok((tenants.into_iter().collect(), defs))
 }
 
 /// Where a player's row lives: an integer key (a rowid, cheaper to find and write than two text
@@ -292,29 +373,184 @@ impl Ledger {
         !tenants.is_empty() && tenants.contains(tenant)
     }
 
-    /// Notes, in log order, that a tenant has achievements (before any later event is handed over).
-    pub(in crate::embedded) fn note_record(&self, record: &LedgerRecord) {
-        if let LedgerRecord::AchievementCreated { achievement }
-        | LedgerRecord::AchievementUpdated { achievement } = record
-        {
-            let mut tenants = self
-                .event_tenants
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
-            if !tenants.contains(&achievement.tenant_id) {
-                tenants.insert(achievement.tenant_id.clone());
+    /// Notes a record in log order, before any later event is handed over: a change to an
+    /// achievement takes effect for the events after it (live, from the log's writer; on replay,
+    /// from the replay). A record the ledger applied already is part of what was loaded at start.
+    pub(in crate::embedded) fn note_record(&self, end: u64, record: &LedgerRecord) {
+        if end <= self.watermark() {
+            return;
+        }
+        match record {
+            LedgerRecord::AchievementCreated { achievement }
+            | LedgerRecord::AchievementUpdated { achievement } => {
+                {
+                    let mut tenants = self
+                        .event_tenants
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner());
+                    if !tenants.contains(&achievement.tenant_id) {
+                        tenants.insert(achievement.tenant_id.clone());
+                    }
+                }
+                let def = if achievement.status == Activity::Active {
+                    match Def::parse(achievement) {
+                        Ok(d) => Some(d),
+                        Err(e) => {
+                            tracing::error!(achievement = %achievement.achievement_id, error = %e, "an achievement no longer parses; it is not scored");
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                self.change_defs(&achievement.tenant_id, |defs| {
+                    let id = &achievement.achievement_id;
+                    defs.live.insert(id.clone());
+                    match (defs.active.iter().position(|d| d.id == *id), def) {
+                        (Some(i), Some(def)) => defs.active[i] = def,
+                        (Some(i), None) => {
+                            defs.active.remove(i);
+                        }
+                        (None, Some(def)) => defs.active.push(def),
+                        (None, None) => {}
+                    }
+                });
             }
+            LedgerRecord::AchievementDeleted {
+                tenant_id,
+                achievement_id,
+            } => self.change_defs(tenant_id, |defs| {
+                defs.live.remove(achievement_id);
+                defs.active.retain(|d| d.id != *achievement_id);
+            }),
+            _ => {}
         }
     }
 
-    /// Folds one event record (ending at log position `end`) into the players' progress. Its effects
-    /// are committed by [`Ledger::flush`] (called here when the cache grows).
-    pub(in crate::embedded) fn apply_events(
+    /// Replaces a tenant's definitions by changed ones (events already evaluated with the old ones
+    /// are evaluated again: see [`Prepared`]).
+    fn change_defs(&self, tenant: &str, change: impl FnOnce(&mut TenantDefs)) {
+        let mut all = self.defs.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = match all.get(tenant) {
+            Some(d) => TenantDefs {
+                active: d.active.clone(),
+                live: d.live.clone(),
+            },
+            None => TenantDefs {
+                active: Vec::new(),
+                live: HashSet::new(),
+            },
+        };
+        change(&mut next);
+        if next.live.is_empty() {
+            all.remove(tenant);
+        } else {
+            all.insert(tenant.to_owned(), Arc::new(next));
+        }
+    }
+
+    /// A player's place in the cache: a SipHash with keys of this process (a client cannot make
+    /// players collide on purpose).
+    fn player_hash(&self, user: &str) -> u64 {
+        use std::hash::Hasher;
+        let mut h =
+            siphasher::sip::SipHasher13::new_with_keys(self.player_keys.0, self.player_keys.1);
+        h.write(user.as_bytes());
+        h.finish()
+    }
+
+    /// The tenant's active achievements (`None`: it has none).
+    fn defs_of(&self, tenant: &str) -> Option<Arc<TenantDefs>> {
+        let defs = self.defs.read().unwrap_or_else(|p| p.into_inner());
+        if defs.is_empty() {
+            return None;
+        }
+        defs.get(tenant).filter(|d| !d.active.is_empty()).cloned()
+    }
+
+    /// Evaluates a batch of events against the tenant's achievements as they are now (`None`: it has
+    /// none). Called on the ingest path, where the events are at hand, and checked again by
+    /// [`Ledger::prepared_at_log`] once the batch has its place in the log.
+    pub(in crate::embedded) fn prepare(
         &self,
-        end: u64,
         tenant: &str,
         accepted_at: Timestamp,
         events: &[Event],
+    ) -> Option<Prepared> {
+        let defs = self.defs_of(tenant)?;
+        Some(self.prepare_with(defs, tenant, accepted_at, events))
+    }
+
+    /// The evaluation of a batch with the achievements in force at its place in the log: the one
+    /// made on the ingest path if they have not changed since, else a new one. Called in log order.
+    pub(in crate::embedded) fn prepared_at_log(
+        &self,
+        earlier: Option<Prepared>,
+        tenant: &str,
+        accepted_at: Timestamp,
+        events: &[Event],
+    ) -> Option<Prepared> {
+        let defs = self.defs_of(tenant)?;
+        match earlier {
+            Some(p) if Arc::ptr_eq(&p.defs, &defs) => Some(p),
+            _ => Some(self.prepare_with(defs, tenant, accepted_at, events)),
+        }
+    }
+
+    fn prepare_with(
+        &self,
+        defs: Arc<TenantDefs>,
+        tenant: &str,
+        accepted_at: Timestamp,
+        events: &[Event],
+    ) -> Prepared {
+        let mut prepared = Prepared {
+            tenant: tenant.to_owned(),
+            // The log keeps microseconds: the same instant live and on replay.
+            accepted_at: micros(accepted_at),
+            players: Vec::new(),
+            users: String::new(),
+            contributions: Vec::new(),
+            defs,
+        };
+        for event in events {
+            let start = prepared.contributions.len();
+            let event_type = event.event_type();
+            prepared
+                .contributions
+                .extend(
+                    prepared
+                        .defs
+                        .active
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, def)| {
+                            def.metric
+                                .contribution_of_type(event, event_type)
+                                .map(|c| (i as u16, c))
+                        }),
+                );
+            if prepared.contributions.len() == start {
+                continue;
+            }
+            let user = event.user_id();
+            prepared.users.push_str(user);
+            prepared.players.push(Counted {
+                hash: self.player_hash(user),
+                user_end: prepared.users.len(),
+                contributions_end: prepared.contributions.len(),
+            });
+        }
+        prepared
+    }
+
+    /// Folds one event record (ending at log position `end`) into the players' progress, with its
+    /// evaluation from the ingest path when there is one. Its effects are committed by
+    /// [`Ledger::flush`] (called here when many players changed).
+    pub(in crate::embedded) fn apply_events(
+        &self,
+        end: u64,
+        prepared: &Prepared,
     ) -> Result<(), String> {
         // Folded already when the rows written include it (on replay, events between the rows'
         // watermark and the ledger's are folded again; their completions are recorded once).
@@ -326,118 +562,119 @@ impl Ledger {
         }
         // Fail-stop: a record folded in part must never be committed (the watermark would be wrong
         // for it); the next start folds it again from the log.
-        self.fold_events(end, tenant, accepted_at, events)
+        self.fold_events(end, prepared)
             .inspect_err(|e| self.fail(e))
     }
 
-    fn fold_events(
-        &self,
-        end: u64,
-        tenant: &str,
-        accepted_at: Timestamp,
-        events: &[Event],
-    ) -> Result<(), String> {
-        let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(defs) = hot.defs.get(tenant).cloned() else {
-            return Ok(());
-        };
-        // The log keeps microseconds: the same instant live and on replay.
-        let at_us = micros(accepted_at);
+    fn fold_events(&self, end: u64, prepared: &Prepared) -> Result<(), String> {
+        let (tenant, defs) = (prepared.tenant.as_str(), &prepared.defs);
+        let at_us = prepared.accepted_at;
         let accepted_at = from_micros(at_us);
-        let mut changed = false;
-        let mut counted: Vec<(usize, phoenix_core::achievement::Contribution)> =
-            Vec::with_capacity(defs.active.len());
-        for event in events {
-            counted.clear();
-            counted.extend(
-                defs.active
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, def)| def.metric.contribution(event).map(|c| (i, c))),
-            );
-            if counted.is_empty() {
-                continue;
-            }
-            let user = event.user_id();
-            let known = hot
-                .cache
-                .get(tenant)
-                .is_some_and(|players| players.contains_key(user));
-            if !known {
-                let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-                let (key, mut entries) = read_row(&conn, tenant, user)?;
-                drop(conn);
-                entries.retain(|e| defs.live.contains(&e.a));
-                hot.cache.entry(tenant.to_owned()).or_default().insert(
-                    user.to_owned(),
-                    Cached {
-                        key,
-                        entries,
-                        dirty: false,
-                    },
-                );
-                hot.cached += 1;
-            }
+        let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = !prepared.players.is_empty();
+        if changed {
             let Hot {
                 cache,
-                dirty,
+                cached: cached_count,
+                dirty: dirty_count,
                 completions,
                 ..
             } = &mut *hot;
-            let Some(cached) = cache.get_mut(tenant).and_then(|p| p.get_mut(user)) else {
-                continue;
+            if !cache.contains_key(tenant) {
+                cache.insert(
+                    tenant.to_owned(),
+                    TenantCache {
+                        defs: defs.clone(),
+                        players: hashbrown::HashTable::new(),
+                    },
+                );
+            }
+            let Some(tenant_cache) = cache.get_mut(tenant) else {
+                return Ok(());
             };
-            for &(i, contribution) in &counted {
-                let def = &defs.active[i];
-                let entry = match cached.entries.iter().position(|e| e.a == def.id) {
-                    Some(i) => &mut cached.entries[i],
-                    None => {
-                        cached.entries.push(Entry {
-                            a: def.id.clone(),
-                            ..Entry::default()
-                        });
-                        let last = cached.entries.len() - 1;
-                        &mut cached.entries[last]
-                    }
-                };
-                let mut progress = Progress {
-                    value: entry.v,
-                    runs: std::mem::take(&mut entry.r),
-                };
-                let value = progress.apply(contribution);
-                entry.v = value;
-                entry.r = progress.runs;
-                // Only when a threshold may have been crossed (the usual event crosses none).
-                let next = def
-                    .steps
-                    .iter()
-                    .enumerate()
-                    .find(|(s, _)| entry.c.get(*s).copied().flatten().is_none())
-                    .map(|(_, step)| step.threshold);
-                if next.is_some_and(|t| value >= t) {
-                    let done: Vec<bool> = entry.c.iter().map(Option::is_some).collect();
-                    for step in newly_completed(&def.steps, &done, value) {
-                        if entry.c.len() <= step {
-                            entry.c.resize(step + 1, None);
+            if !Arc::ptr_eq(&tenant_cache.defs, defs) {
+                // The achievements changed: lay the players' progress out along the new ones.
+                tenant_cache.players.iter_mut().for_each(|c| c.align(defs));
+                tenant_cache.defs = defs.clone();
+            }
+            let players = &mut tenant_cache.players;
+            let (mut user_start, mut contributions_start) = (0, 0);
+            for counted in &prepared.players {
+                let user = prepared
+                    .users
+                    .get(user_start..counted.user_end)
+                    .ok_or("a prepared batch is inconsistent")?;
+                let contributions = prepared
+                    .contributions
+                    .get(contributions_start..counted.contributions_end)
+                    .ok_or("a prepared batch is inconsistent")?;
+                user_start = counted.user_end;
+                contributions_start = counted.contributions_end;
+                let hash = counted.hash;
+                let cached =
+                    match players.entry(hash, |c| c.hash == hash && *c.user == *user, |c| c.hash) {
+                        hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
+                        hashbrown::hash_table::Entry::Vacant(v) => {
+                            let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+                            let (key, entries) = read_row(&conn, tenant, user)?;
+                            drop(conn);
+                            let mut row = Cached {
+                                hash,
+                                user: user.into(),
+                                key,
+                                entries,
+                                others: Vec::new(),
+                                dirty: false,
+                            };
+                            row.align(defs);
+                            *cached_count += 1;
+                            v.insert(row).into_mut()
                         }
-                        entry.c[step] = Some(at_us);
-                        completions.push(Completion {
-                            tenant: tenant.to_owned(),
-                            achievement_id: def.id.clone(),
-                            user_id: user.to_owned(),
-                            step: step as u32,
-                            threshold: def.steps[step].threshold,
-                            at: accepted_at,
-                            rewards: def.steps[step].rewards.clone(),
-                        });
+                    };
+                for &(i, contribution) in contributions {
+                    let i = usize::from(i);
+                    let (Some(def), Some(entry)) = (defs.active.get(i), cached.entries.get_mut(i))
+                    else {
+                        return Err("a player's progress does not match the achievements".into());
+                    };
+                    let mut progress = Progress {
+                        value: entry.v,
+                        runs: std::mem::take(&mut entry.r),
+                    };
+                    let value = progress.apply(contribution);
+                    entry.v = value;
+                    entry.r = progress.runs;
+                    // Only when a threshold may have been crossed (the usual event crosses none).
+                    let next = def
+                        .steps
+                        .iter()
+                        .enumerate()
+                        .find(|(s, _)| entry.c.get(*s).copied().flatten().is_none())
+                        .map(|(_, step)| step.threshold);
+                    if next.is_some_and(|t| value >= t) {
+                        let done: Vec<bool> = entry.c.iter().map(Option::is_some).collect();
+                        for step in newly_completed(&def.steps, &done, value) {
+                            if entry.c.len() <= step {
+                                entry.c.resize(step + 1, None);
+                            }
+                            entry.c[step] = Some(at_us);
+                            completions.push(Completion {
+                                tenant: tenant.to_owned(),
+                                achievement_id: def.id.clone(),
+                                user_id: user.to_owned(),
+                                step: step as u32,
+                                threshold: def.steps[step].threshold,
+                                at: accepted_at,
+                                rewards: def.steps[step].rewards.clone(),
+                            });
+                        }
                     }
                 }
+                if !cached.dirty {
+                    cached.dirty = true;
+                    *dirty_count += 1;
+                }
             }
-            if !cached.dirty {
-                cached.dirty = true;
-                dirty.push((tenant.to_owned(), user.to_owned()));
-            }
-            changed = true;
         }
         if changed || hot.pending_end > 0 {
             hot.pending_end = end;
@@ -448,7 +685,7 @@ impl Ledger {
             hot.rows_end = end;
             hot.rows_since.get_or_insert_with(std::time::Instant::now);
         }
-        let full = hot.dirty.len() >= MAX_DIRTY_PLAYERS;
+        let full = hot.dirty >= MAX_DIRTY_PLAYERS;
         drop(hot);
         if full {
             self.flush()?;
@@ -519,17 +756,30 @@ impl Ledger {
             let (stored_applied, stored_rows) = (meta("applied")?, meta("progress")?);
             let write_rows = rows_end > stored_rows;
             if write_rows {
-                for (tenant, user) in &hot.dirty {
-                    let Some(cached) = hot.cache.get(tenant).and_then(|p| p.get(user)) else {
-                        continue;
-                    };
-                    let body = encode_row(&cached.entries);
-                    tx.prepare_cached(
+                // In key order: neighbouring rows share the file's pages.
+                let mut rows: Vec<(&str, &Cached)> = Vec::with_capacity(hot.dirty);
+                for (tenant, players) in &hot.cache {
+                    rows.extend(
+                        players
+                            .players
+                            .iter()
+                            .filter(|c| c.dirty)
+                            .map(|c| (tenant.as_str(), c)),
+                    );
+                }
+                rows.sort_unstable_by_key(|(_, c)| c.key);
+                let mut insert = tx
+                    .prepare_cached(
                         "INSERT OR REPLACE INTO progress(k, tenant, user_id, body) VALUES(?1, ?2, ?3, ?4)",
                     )
-                    .and_then(|mut s| s.execute(params![cached.key, tenant, user, body]))
                     .map_err(sql)?;
+                for (tenant, cached) in rows {
+                    let body = encode_row(cached.all());
+                    insert
+                        .execute(params![cached.key, tenant, &*cached.user, body])
+                        .map_err(sql)?;
                 }
+                drop(insert);
                 tx.execute(
                     "UPDATE ledger_meta SET v = ?1 WHERE k = 'progress'",
                     params![rows_end as i64],
@@ -553,11 +803,11 @@ impl Ledger {
                 // Written now, or already on disk (the rows' watermark on disk was past them):
                 // either way the file holds them, and the cached rows are clean.
                 if rows {
-                    let dirty = std::mem::take(&mut hot.dirty);
-                    for (tenant, user) in &dirty {
-                        if let Some(c) = hot.cache.get_mut(tenant).and_then(|p| p.get_mut(user)) {
-                            c.dirty = false;
+                    if hot.dirty > 0 {
+                        for players in hot.cache.values_mut() {
+                            players.players.iter_mut().for_each(|c| c.dirty = false);
                         }
+                        hot.dirty = 0;
                     }
                     hot.rows_end = 0;
                     hot.rows_since = None;
@@ -604,22 +854,17 @@ impl Ledger {
         tenant: &str,
         user: &str,
     ) -> Option<Vec<Entry>> {
+        let hash = self.player_hash(user);
         let hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
         hot.cache
             .get(tenant)
-            .and_then(|p| p.get(user))
-            .map(|c| c.entries.clone())
+            .and_then(|p| p.players.find(hash, |c| c.hash == hash && *c.user == *user))
+            .map(|c| c.all().filter(|e| !e.is_empty()).cloned().collect())
     }
 
     /// The log position up to which players' rows are written.
     pub(in crate::embedded) fn progress_watermark(&self) -> u64 {
         self.progress_applied.load(Ordering::Acquire)
-    }
-
-    /// Sets a tenant's active achievements (after a change to one was committed).
-    pub(super) fn set_defs(&self, tenant: &str, defs: TenantDefs) {
-        let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
-        hot.set_defs(tenant, defs);
     }
 }
 
@@ -762,6 +1007,86 @@ fn write_completions(
 mod tests {
     use super::*;
 
+    fn achievement(id: &str, status: Activity) -> Achievement {
+        Achievement {
+            tenant_id: "t".into(),
+            achievement_id: id.into(),
+            name: id.into(),
+            description: String::new(),
+            status,
+            hidden: false,
+            metric: serde_json::json!({"event_type": "match.completed", "aggregation": "count"}),
+            steps: serde_json::json!([{"threshold": 10.0, "rewards": []}]),
+            version: 1,
+            created_at: Timestamp::UNIX_EPOCH,
+            updated_at: Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    /// An evaluation made on the ingest path before a change to the tenant's achievements is made
+    /// again once the batch's place in the log is after that change; one made after it is kept.
+    #[test]
+    fn an_evaluation_older_than_a_change_is_made_again_in_log_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path(), [7; 32], 0).unwrap();
+        let now = Timestamp::now();
+        let events = vec![
+            Event::from_stored(serde_json::json!({
+                "event_id": "e1", "type": "match.completed", "occurred_at": now.to_string(),
+                "actor": {"user_id": "ann"}
+            }))
+            .unwrap(),
+        ];
+        assert!(ledger.prepare("t", now, &events).is_none());
+        ledger.note_record(
+            10,
+            &LedgerRecord::AchievementCreated {
+                achievement: achievement("wins", Activity::Active),
+            },
+        );
+        assert!(ledger.wants_events("t"));
+        let early = ledger.prepare("t", now, &events).unwrap();
+        assert_eq!(early.contributions.len(), 1);
+        let kept = ledger
+            .prepared_at_log(Some(early), "t", now, &events)
+            .unwrap();
+        let early_defs = kept.defs.clone();
+        assert_eq!(kept.contributions.len(), 1);
+        // A second achievement, noted (in log order) after the batch was evaluated.
+        ledger.note_record(
+            20,
+            &LedgerRecord::AchievementCreated {
+                achievement: achievement("kills", Activity::Active),
+            },
+        );
+        let again = ledger
+            .prepared_at_log(Some(kept), "t", now, &events)
+            .unwrap();
+        assert!(!Arc::ptr_eq(&again.defs, &early_defs));
+        assert_eq!(again.contributions.len(), 2);
+        assert_eq!(again.counted(), 1);
+        // Paused, then deleted: it stays live (its progress is kept) until deleted.
+        ledger.note_record(
+            30,
+            &LedgerRecord::AchievementUpdated {
+                achievement: achievement("wins", Activity::Inactive),
+            },
+        );
+        let defs = ledger.defs_of("t").unwrap();
+        assert_eq!(defs.active.len(), 1);
+        assert!(defs.live.contains("wins"));
+        ledger.note_record(
+            40,
+            &LedgerRecord::AchievementDeleted {
+                tenant_id: "t".into(),
+                achievement_id: "wins".into(),
+            },
+        );
+        let defs = ledger.defs_of("t").unwrap();
+        assert!(!defs.live.contains("wins"));
+        assert_eq!(defs.active[0].id, "kills");
+    }
+
     #[test]
     fn rows_round_trip_and_damage_is_detected() {
         let entries = vec![
@@ -778,9 +1103,9 @@ mod tests {
                 r: vec![(19_000, 19_003), (19_010, 19_010)],
             },
         ];
-        let bytes = encode_row(&entries);
+        let bytes = encode_row(entries.iter().chain([&Entry::empty("untouched")]));
         assert_eq!(decode_row(&bytes), Some(entries));
-        assert_eq!(decode_row(&encode_row(&[])), Some(vec![]));
+        assert_eq!(decode_row(&encode_row([].iter())), Some(vec![]));
         assert_eq!(decode_row(&bytes[..bytes.len() - 1]), None);
         let mut longer = bytes.clone();
         longer.push(0);
