@@ -316,9 +316,7 @@ CREATE TABLE IF NOT EXISTS achievements(
   tenant TEXT NOT NULL, achievement_id TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
   body TEXT NOT NULL,
   PRIMARY KEY(tenant, achievement_id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS completed(
-  tenant TEXT NOT NULL, achievement_id TEXT NOT NULL, step INTEGER NOT NULL, user_id TEXT NOT NULL,
-  PRIMARY KEY(tenant, achievement_id, step, user_id)) WITHOUT ROWID;
+DROP TABLE IF EXISTS completed;
 CREATE TABLE IF NOT EXISTS progress(
   k INTEGER PRIMARY KEY, tenant TEXT NOT NULL, user_id TEXT NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS webhooks(

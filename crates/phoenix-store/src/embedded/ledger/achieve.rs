@@ -209,6 +209,8 @@ struct TenantCache {
 
 /// A step completed by an event, waiting for its commit.
 struct Completion {
+    /// End of the event's record in the log.
+    end: u64,
     tenant: String,
     achievement_id: String,
     user_id: String,
@@ -659,6 +661,7 @@ impl Ledger {
                             }
                             entry.c[step] = Some(at_us);
                             completions.push(Completion {
+                                end,
                                 tenant: tenant.to_owned(),
                                 achievement_id: def.id.clone(),
                                 user_id: user.to_owned(),
@@ -786,7 +789,7 @@ impl Ledger {
                 )
                 .map_err(sql)?;
             }
-            let counts = write_completions(&tx, &hot.completions, &self.code_key)?;
+            let counts = write_completions(&tx, &hot.completions, &self.code_key, stored_applied)?;
             if quick_end > stored_applied {
                 tx.execute(
                     "UPDATE ledger_meta SET v = ?1 WHERE k = 'applied'",
@@ -874,6 +877,7 @@ fn write_completions(
     tx: &Transaction<'_>,
     completions: &[Completion],
     code_key: &[u8; 32],
+    applied: u64,
 ) -> Result<(u64, u64, u64), String> {
     let mut granted = 0u64;
     let mut messages = 0u64;
@@ -885,15 +889,10 @@ fn write_completions(
     for c in completions {
         let tenant = c.tenant.as_str();
         // Recorded once: a replay that folds the event again (its player's row was not written
-        // before a crash) completes the step again, and that is not a second completion.
-        let first = tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO completed(tenant, achievement_id, step, user_id)
-                 VALUES(?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut s| s.execute(params![tenant, c.achievement_id, c.step, c.user_id]))
-            .map_err(sql)?;
-        if first == 0 {
+        // before a crash) completes the step again; if the event is at or before the ledger's
+        // watermark, this completion was committed with it (completions commit with the watermark
+        // past their events), so it is not a second one.
+        if c.end <= applied {
             continue;
         }
         completed += 1;
