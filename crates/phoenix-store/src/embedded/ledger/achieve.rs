@@ -29,8 +29,10 @@ const ROWS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 const MAX_CACHED_PLAYERS: usize = 300_000;
 /// Changed players that make a commit happen at once.
 const MAX_DIRTY_PLAYERS: usize = 150_000;
-/// Event records queued for the ledger's thread beyond which the log's writer waits (backpressure).
-pub(in crate::embedded) const MAX_QUEUED_EVENTS: u64 = 100_000;
+/// Counted events queued for the ledger's thread beyond which the log's writer waits (backpressure).
+/// A queued event is its evaluation only (~130 bytes with four achievements counting it), so the
+/// queue holds at most ~35 MB; enough to ride out a commit of many completions at full speed.
+pub(in crate::embedded) const MAX_QUEUED_EVENTS: u64 = 250_000;
 
 /// An active achievement, parsed.
 #[derive(Clone)]
@@ -62,6 +64,9 @@ pub(in crate::embedded) struct Entry {
     pub c: Vec<Option<i64>>,
     /// A streak's runs of days.
     pub r: Vec<(i32, i32)>,
+    /// Not stored: no step can be completed while the value is below it (the threshold of the first
+    /// step not completed, once known; 0 until then, which only means "look at the steps").
+    pub next: f64,
 }
 
 impl Entry {
@@ -158,7 +163,13 @@ fn decode_row(bytes: &[u8]) -> Option<Vec<Entry>> {
         for _ in 0..runs {
             rs.push((r.i32()?, r.i32()?));
         }
-        entries.push(Entry { a, v, c, r: rs });
+        entries.push(Entry {
+            a,
+            v,
+            c,
+            r: rs,
+            next: 0.0,
+        });
     }
     r.0.is_empty().then_some(entries)
 }
@@ -187,7 +198,11 @@ impl Cached {
             .active
             .iter()
             .map(|def| match all.iter().position(|e| e.a == def.id) {
-                Some(i) => all.swap_remove(i),
+                // Its steps may have changed: `next` is found again.
+                Some(i) => Entry {
+                    next: 0.0,
+                    ..all.swap_remove(i)
+                },
                 None => Entry::empty(&def.id),
             })
             .collect();
@@ -543,6 +558,10 @@ impl Ledger {
                 contributions_end: prepared.contributions.len(),
             });
         }
+        // It may wait in the queue: no spare capacity.
+        prepared.players.shrink_to_fit();
+        prepared.users.shrink_to_fit();
+        prepared.contributions.shrink_to_fit();
         prepared
     }
 
@@ -646,14 +665,19 @@ impl Ledger {
                     let value = progress.apply(contribution);
                     entry.v = value;
                     entry.r = progress.runs;
-                    // Only when a threshold may have been crossed (the usual event crosses none).
-                    let next = def
-                        .steps
-                        .iter()
-                        .enumerate()
-                        .find(|(s, _)| entry.c.get(*s).copied().flatten().is_none())
-                        .map(|(_, step)| step.threshold);
-                    if next.is_some_and(|t| value >= t) {
+                    // Only when a threshold may have been crossed (the usual event crosses none,
+                    // and is told so by `next` without looking at the steps).
+                    if value < entry.next {
+                        continue;
+                    }
+                    let first_open = |c: &[Option<i64>]| {
+                        def.steps
+                            .iter()
+                            .enumerate()
+                            .find(|(s, _)| c.get(*s).copied().flatten().is_none())
+                            .map_or(f64::INFINITY, |(_, step)| step.threshold)
+                    };
+                    if value >= first_open(&entry.c) {
                         let done: Vec<bool> = entry.c.iter().map(Option::is_some).collect();
                         for step in newly_completed(&def.steps, &done, value) {
                             if entry.c.len() <= step {
@@ -672,6 +696,7 @@ impl Ledger {
                             });
                         }
                     }
+                    entry.next = first_open(&entry.c);
                 }
                 if !cached.dirty {
                     cached.dirty = true;
@@ -883,7 +908,8 @@ fn write_completions(
     let mut messages = 0u64;
     let mut completed = 0u64;
     // Counts are added once per key and commit, not once per completion.
-    let mut step_counts: HashMap<(&str, String), i64> = HashMap::new();
+    let mut step_counts: HashMap<(&str, &str, u32), i64> = HashMap::new();
+    let mut templates: HashMap<(String, String), i64> = HashMap::new();
     let mut grant_counts: HashMap<(&str, &str), i64> = HashMap::new();
     let mut routes: HashMap<&str, outbox::Routes> = HashMap::new();
     for c in completions {
@@ -901,8 +927,12 @@ fn write_completions(
         }
         let route = &routes[tenant];
         *step_counts
-            .entry((tenant, format!("{}/{}", c.achievement_id, c.step)))
+            .entry((tenant, c.achievement_id.as_str(), c.step))
             .or_default() += 1;
+        if c.rewards.is_empty() && !route.wants("achievement.completed") {
+            // Nothing to grant and nobody to tell: the count is all.
+            continue;
+        }
         let source = GrantSource {
             kind: "achievement".into(),
             id: c.achievement_id.clone(),
@@ -944,7 +974,18 @@ fn write_completions(
                     user_id: &c.user_id,
                     created_at: c.at,
                     source_id: &c.achievement_id,
-                    template: template_id(tx, &json_text(&reward_json)?, &source_text)?,
+                    template: {
+                        let reward_text = json_text(&reward_json)?;
+                        // The same few (reward, step) pairs over and over: looked up once a commit.
+                        match templates.get(&(reward_text.clone(), source_text.clone())) {
+                            Some(id) => *id,
+                            None => {
+                                let id = template_id(tx, &reward_text, &source_text)?;
+                                templates.insert((reward_text, source_text.clone()), id);
+                                id
+                            }
+                        }
+                    },
                     rank: None,
                     coupon_code: coupon_code.as_deref(),
                 },
@@ -993,8 +1034,8 @@ fn write_completions(
             }),
         )?;
     }
-    for ((tenant, key), n) in step_counts {
-        add_count(tx, tenant, "c", &key, n).map_err(sql)?;
+    for ((tenant, achievement_id, step), n) in step_counts {
+        add_count(tx, tenant, "c", &format!("{achievement_id}/{step}"), n).map_err(sql)?;
     }
     for ((tenant, achievement_id), n) in grant_counts {
         count_grant(tx, tenant, achievement_id, GrantStatus::Pending, n).map_err(sql)?;
@@ -1094,12 +1135,14 @@ mod tests {
                 v: 12.5,
                 c: vec![Some(1_700_000_000_000_000), None, Some(-5)],
                 r: vec![],
+                next: 0.0,
             },
             Entry {
                 a: "daily".into(),
                 v: 4.0,
                 c: vec![],
                 r: vec![(19_000, 19_003), (19_010, 19_010)],
+                next: 0.0,
             },
         ];
         let bytes = encode_row(entries.iter().chain([&Entry::empty("untouched")]));
