@@ -975,23 +975,26 @@ async fn the_outbox_ages_pending_messages_of_a_disabled_webhook_and_forgets_old_
     assert_eq!(store.stats().rewards.outbox_depth, 0);
 }
 
-/// Events accepted before an achievement was made never count toward it, also after a restart that
-/// replays the log (the rows' watermark moves past every change to achievements).
-#[tokio::test]
-async fn a_replay_never_counts_events_from_before_an_achievement() {
-    use phoenix_store::achievements::NewAchievement;
-    use phoenix_store::rewards::Activity;
-    let dir = tempfile::tempdir().unwrap();
-    let new = |id: &str| NewAchievement {
+/// An active achievement of tenant `ach` counting `match.completed` events, with one step.
+fn count_achievement(id: &str, threshold: f64) -> phoenix_store::achievements::NewAchievement {
+    phoenix_store::achievements::NewAchievement {
         tenant_id: "ach".into(),
         achievement_id: id.into(),
         name: id.into(),
         description: String::new(),
-        status: Activity::Active,
+        status: phoenix_store::rewards::Activity::Active,
         hidden: false,
         metric: serde_json::json!({"event_type": "match.completed", "aggregation": "count"}),
-        steps: serde_json::json!([{"threshold": 100.0, "rewards": []}]),
-    };
+        steps: serde_json::json!([{"threshold": threshold, "rewards": []}]),
+    }
+}
+
+/// Events accepted before an achievement was made never count toward it, also after a restart that
+/// replays the log (the rows' watermark moves past every change to achievements).
+#[tokio::test]
+async fn a_replay_never_counts_events_from_before_an_achievement() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = |id: &str| count_achievement(id, 100.0);
     async fn value(store: &EmbeddedStore, id: &str) -> Option<f64> {
         store
             .player_achievements("ach", "ann")
@@ -1042,19 +1045,10 @@ async fn a_replay_never_counts_events_from_before_an_achievement() {
 /// replay of the whole log rebuilds the same values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn achievement_changes_take_effect_in_log_order_live_and_on_replay() {
-    use phoenix_store::achievements::{AchievementPatch, NewAchievement};
+    use phoenix_store::achievements::AchievementPatch;
     use phoenix_store::rewards::Activity;
     let dir = tempfile::tempdir().unwrap();
-    let new = |id: &str| NewAchievement {
-        tenant_id: "ach".into(),
-        achievement_id: id.into(),
-        name: id.into(),
-        description: String::new(),
-        status: Activity::Active,
-        hidden: false,
-        metric: serde_json::json!({"event_type": "match.completed", "aggregation": "count"}),
-        steps: serde_json::json!([{"threshold": 1000.0, "rewards": []}]),
-    };
+    let new = |id: &str| count_achievement(id, 1000.0);
     let status = |s: Activity| AchievementPatch {
         name: None,
         description: None,
