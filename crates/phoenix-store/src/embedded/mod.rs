@@ -618,12 +618,16 @@ impl EmbeddedStore {
                                 // after the fold waits for them). The queue is bounded: beyond it,
                                 // the log's writer waits (and with it ingestion), rather than memory
                                 // growing.
-                                if let Some(prepared) = live_ledger.prepared_at_log(
-                                    batch.achievements.take(),
-                                    &batch.tenant_id,
-                                    batch.accepted_at,
-                                    &batch.events,
-                                ) {
+                                // A batch none of whose events counts has nothing to fold.
+                                if let Some(prepared) = live_ledger
+                                    .prepared_at_log(
+                                        batch.achievements.take(),
+                                        &batch.tenant_id,
+                                        batch.accepted_at,
+                                        &batch.events,
+                                    )
+                                    .filter(|p| p.counted() > 0)
+                                {
                                     while live_ledger.queued_events.load(Ordering::Acquire)
                                         > ledger::achieve::MAX_QUEUED_EVENTS
                                         && live_ledger.is_healthy()

@@ -9,7 +9,7 @@
 //! at most [`FLUSH_INTERVAL`] after the first uncommitted change (or sooner when the cache grows or any
 //! other ledger record arrives). A crash loses only uncommitted work, which the log replays.
 //!
-//! Memory: the cache holds at most [`MAX_CACHED_PLAYERS`] players (clean ones are dropped after a
+//! Memory: the cache holds at most [`MAX_CACHED_ENTRIES`] entries (clean ones are dropped after a
 //! commit when it is over), and a definition per active achievement.
 
 use super::outbox;
@@ -25,8 +25,9 @@ pub(in crate::embedded) const FLUSH_INTERVAL: std::time::Duration =
 /// Longest time a changed player's row waits to be written (until then, a crash folds its events
 /// again from the log; reads see the cache).
 const ROWS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-/// Players whose progress the cache holds before it is emptied after a commit.
-const MAX_CACHED_PLAYERS: usize = 300_000;
+/// Entries (players × the tenant's active achievements, ~120 bytes each) the cache holds before it is
+/// emptied after a commit: 300 000 players with ten achievements.
+const MAX_CACHED_ENTRIES: usize = 3_000_000;
 /// Changed players that make a commit happen at once.
 const MAX_DIRTY_PLAYERS: usize = 150_000;
 /// Counted events queued for the ledger's thread beyond which the log's writer waits (backpressure).
@@ -240,8 +241,11 @@ struct Completion {
 pub(super) struct Hot {
     /// Players' rows by tenant.
     cache: HashMap<String, TenantCache>,
-    /// Players in `cache`.
+    /// Entries (players × active achievements) in `cache`.
     cached: usize,
+    /// The row keys of the players in `cache` (two new players whose keys clash must not get the
+    /// same one before either row is written).
+    keys: HashSet<i64>,
     /// Players in `cache` whose rows changed since they were last written.
     dirty: usize,
     completions: Vec<Completion>,
@@ -349,6 +353,16 @@ fn row_key(tenant: &str, user: &str) -> i64 {
 
 /// A player's row: its key (found, or where it goes) and its entries.
 fn read_row(conn: &Connection, tenant: &str, user: &str) -> Result<(i64, Vec<Entry>), String> {
+    read_row_avoiding(conn, tenant, user, |_| false)
+}
+
+/// [`read_row`], where a key `taken` (by a cached player whose row is not written yet) is not free.
+fn read_row_avoiding(
+    conn: &Connection,
+    tenant: &str,
+    user: &str,
+    taken: impl Fn(i64) -> bool,
+) -> Result<(i64, Vec<Entry>), String> {
     let mut key = row_key(tenant, user);
     loop {
         let row: Option<(String, String, Vec<u8>)> = conn
@@ -359,6 +373,8 @@ fn read_row(conn: &Connection, tenant: &str, user: &str) -> Result<(i64, Vec<Ent
             })
             .map_err(sql)?;
         match row {
+            // Free on disk, but given to a new player not written yet: the next key.
+            None if taken(key) => key = key.wrapping_add(1),
             None => return Ok((key, Vec::new())),
             Some((t, u, bytes)) if t == tenant && u == user => {
                 let entries = decode_row(&bytes)
@@ -597,6 +613,7 @@ impl Ledger {
             let Hot {
                 cache,
                 cached: cached_count,
+                keys,
                 dirty: dirty_count,
                 completions,
                 ..
@@ -614,8 +631,23 @@ impl Ledger {
                 return Ok(());
             };
             if !Arc::ptr_eq(&tenant_cache.defs, defs) {
-                // The achievements changed: lay the players' progress out along the new ones.
-                tenant_cache.players.iter_mut().for_each(|c| c.align(defs));
+                let old = &tenant_cache.defs;
+                let same_layout = old.live == defs.live
+                    && old
+                        .active
+                        .iter()
+                        .map(|d| &d.id)
+                        .eq(defs.active.iter().map(|d| &d.id));
+                if same_layout {
+                    // Same achievements (a name, a flag or added steps changed): only the next
+                    // thresholds are found again.
+                    for c in tenant_cache.players.iter_mut() {
+                        c.entries.iter_mut().for_each(|e| e.next = 0.0);
+                    }
+                } else {
+                    // The achievements changed: lay the players' progress out along the new ones.
+                    tenant_cache.players.iter_mut().for_each(|c| c.align(defs));
+                }
                 tenant_cache.defs = defs.clone();
             }
             let players = &mut tenant_cache.players;
@@ -637,7 +669,9 @@ impl Ledger {
                         hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
                         hashbrown::hash_table::Entry::Vacant(v) => {
                             let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-                            let (key, entries) = read_row(&conn, tenant, user)?;
+                            let (key, entries) =
+                                read_row_avoiding(&conn, tenant, user, |k| keys.contains(&k))?;
+                            keys.insert(key);
                             drop(conn);
                             let mut row = Cached {
                                 hash,
@@ -648,7 +682,7 @@ impl Ledger {
                                 dirty: false,
                             };
                             row.align(defs);
-                            *cached_count += 1;
+                            *cached_count += row.entries.len().max(1);
                             v.insert(row).into_mut()
                         }
                     };
@@ -840,8 +874,9 @@ impl Ledger {
                     hot.rows_end = 0;
                     hot.rows_since = None;
                     // Only clean rows may go: every row is written now.
-                    if hot.cached > MAX_CACHED_PLAYERS {
+                    if hot.cached > MAX_CACHED_ENTRIES {
                         hot.cache = HashMap::new();
+                        hot.keys = HashSet::new();
                         hot.cached = 0;
                     }
                 }
@@ -1125,6 +1160,20 @@ mod tests {
         let defs = ledger.defs_of("t").unwrap();
         assert!(!defs.live.contains("wins"));
         assert_eq!(defs.active[0].id, "kills");
+    }
+
+    /// A key given to a cached player whose row is not written yet is not free for another one (two
+    /// new players whose keys clash within one rows window get different rows).
+    #[test]
+    fn a_key_taken_in_the_cache_is_not_given_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path(), [7; 32], 0).unwrap();
+        let conn = ledger.writer.lock().unwrap();
+        let k = row_key("t", "ann");
+        assert_eq!(read_row(&conn, "t", "ann").unwrap().0, k);
+        let (key, entries) = read_row_avoiding(&conn, "t", "ann", |x| x == k).unwrap();
+        assert_eq!(key, k.wrapping_add(1));
+        assert!(entries.is_empty());
     }
 
     #[test]
