@@ -3,6 +3,9 @@
 #![forbid(unsafe_code)]
 
 pub mod achievements;
+/// The behaviour every backend must show, as one suite its tests run (not shipped in release builds:
+/// enabled by the `conformance` feature, which this crate's own tests turn on).
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod embedded;
 pub mod journal;
