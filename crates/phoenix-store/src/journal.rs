@@ -568,7 +568,27 @@ fn writer_loop(
                             }
                         })
                         .collect();
-                    apply(&mut records);
+                    // A panic here would leave the state behind the log with every later write
+                    // failing while the node looked healthy: it stops the journal instead (fail-stop,
+                    // and `is_healthy` turns false, so `/readyz` says so).
+                    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        apply(&mut records)
+                    }));
+                    if applied.is_err() {
+                        tracing::error!(
+                            "applying a durable record panicked; refusing further writes (restart to replay the log)"
+                        );
+                        healthy.store(false, Ordering::Release);
+                    }
+                }
+                if !healthy.load(Ordering::Acquire) {
+                    attachments.clear();
+                    for (_, done) in waiters.drain(..) {
+                        let _ = done.send(Err(JournalError::Unavailable(
+                            "applying the log failed; restart required".into(),
+                        )));
+                    }
+                    continue;
                 }
                 file_len += buf.len() as u64;
                 match roll_if_full(&mut target, file_len) {
@@ -733,6 +753,27 @@ mod tests {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 100);
         assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "log order");
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_applying_stops_the_journal_instead_of_dying_silently() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open_applying(
+            &dir.path().join("a.log"),
+            0,
+            |_, _| Ok(()),
+            Some(Box::new(|group: &mut [Durable<'_>]| {
+                if group.iter().any(|r| r.payload == b"boom") {
+                    panic!("a bug in the fold");
+                }
+            })),
+        )
+        .unwrap();
+        j.append(b"fine").await.unwrap();
+        assert!(j.is_healthy());
+        assert!(j.append(b"boom").await.is_err(), "not acknowledged");
+        assert!(!j.is_healthy(), "the node says it is not ready");
+        assert!(j.append(b"after").await.is_err(), "later writes refused");
     }
 
     fn collect_segmented(dir: &Path, start: u64, bytes: u64) -> io::Result<(Journal, Vec<u64>)> {

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod achievements;
+pub mod backend;
 /// The behaviour every backend must show, as one suite its tests run (not shipped in release builds:
 /// enabled by the `conformance` feature, which this crate's own tests turn on).
 #[cfg(feature = "conformance")]
@@ -36,6 +37,7 @@ use rewards::{
     SettleOutcome, Settlement,
 };
 
+pub use backend::{BackendConfig, RunningStore, StartError, StoreConfig};
 pub use embedded::EmbeddedStore;
 pub use seal::MasterKey;
 

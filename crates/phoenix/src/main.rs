@@ -12,9 +12,8 @@ use clap::Parser;
 use config::{Cli, Command, LogFormat, Resolved};
 use phoenix_server::Application;
 use phoenix_store::embedded::EmbeddedOptions;
-use phoenix_store::{EmbeddedStore, MasterKey};
+use phoenix_store::{BackendConfig, RunningStore, StoreConfig};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -188,9 +187,8 @@ async fn run_demo(mut resolved: Resolved, args: demo::DemoArgs) -> anyhow::Resul
 
 /// An open store and a bound (not yet serving) server.
 struct Started {
-    store: Arc<EmbeddedStore>,
+    store: RunningStore,
     app: Application,
-    snapshot_interval: Duration,
     shutdown_timeout: Duration,
 }
 
@@ -202,102 +200,52 @@ async fn start(resolved: Resolved) -> anyhow::Result<Started> {
             "AUTHENTICATION IS DISABLED (PHOENIX_AUTH_ENABLED=false): anyone who can reach this server has full access. Never run this way in production."
         );
     }
-    let data_dir = resolved.data_dir.clone();
-    let master_key = resolved.master_key.clone();
-    let horizon = config.dedupe_horizon;
-    let log_retention = resolved.log_retention;
-    let cold_cache_bytes = resolved.cold_cache_bytes;
-    // Opening replays the journal: blocking file work, kept off the async workers.
-    let store = tokio::task::spawn_blocking(move || -> anyhow::Result<EmbeddedStore> {
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("PHOENIX_DATA_DIR: cannot create {}", data_dir.display()))?;
-        let key = match master_key {
-            Some(k) => k,
-            None => MasterKey::load_or_create(&data_dir).context("PHOENIX_MASTER_KEY")?,
-        };
-        Ok(EmbeddedStore::open_with(
-            &data_dir,
-            key,
-            EmbeddedOptions {
-                dedupe_horizon: horizon,
-                log_retention,
-                cold_cache_bytes,
+    let running = phoenix_store::backend::open(StoreConfig {
+        backend: BackendConfig::Embedded {
+            data_dir: resolved.data_dir.clone(),
+            master_key: resolved.master_key.clone(),
+            options: EmbeddedOptions {
+                dedupe_horizon: config.dedupe_horizon,
+                log_retention: resolved.log_retention,
+                cold_cache_bytes: resolved.cold_cache_bytes,
                 ..EmbeddedOptions::default()
             },
-        )?)
+        },
+        snapshot_interval: resolved.snapshot_interval,
     })
-    .await
-    .context("opening the store")??;
-    store.initialize().await?;
-    let store = Arc::new(store);
-    tracing::info!(data_dir = %resolved.data_dir.display(), "embedded store open");
-    if config.admin_secret.is_none() && config.auth_enabled {
-        use phoenix_store::Store;
-        if store.list_api_keys().await?.is_empty() {
-            tracing::warn!(
-                "no PHOENIX_ADMIN_SECRET and no API keys yet: set PHOENIX_ADMIN_SECRET to create the first tenant and key"
-            );
-        }
+    .await?;
+    tracing::info!(store = running.description(), "store open");
+    let store = running.store();
+    if config.admin_secret.is_none()
+        && config.auth_enabled
+        && store.list_api_keys().await?.is_empty()
+    {
+        tracing::warn!(
+            "no PHOENIX_ADMIN_SECRET and no API keys yet: set PHOENIX_ADMIN_SECRET to create the first tenant and key"
+        );
     }
-    let app = Application::build(config, store.clone()).await?;
+    let app = Application::build(config, store).await?;
     for (name, addr) in app.addrs() {
         tracing::info!(listener = name, %addr, "listening");
     }
     Ok(Started {
-        store,
+        store: running,
         app,
-        snapshot_interval: resolved.snapshot_interval,
         shutdown_timeout: resolved.shutdown_timeout,
     })
 }
 
-/// Serves until `shutdown`, snapshotting along the way and once more at the end.
+/// Serves until `shutdown`, then stops the store's background work (a last snapshot).
 async fn run(started: Started, shutdown: CancellationToken) -> anyhow::Result<()> {
     let Started {
         store,
         app,
-        snapshot_interval,
         shutdown_timeout,
     } = started;
-    let snapshots = tokio::spawn(take_snapshots(
-        store.clone(),
-        snapshot_interval,
-        shutdown.clone(),
-    ));
     app.run(shutdown, shutdown_timeout).await;
-    let _ = snapshots.await;
-    // A last snapshot makes the next start quick; correctness never depends on it.
-    if store.events_since_snapshot() > 0
-        && let Err(e) = store.checkpoint().await
-    {
-        tracing::warn!(error = %e, "final snapshot failed; the next start replays more of the log");
-    }
-    tracing::info!("stopped; every acknowledged write is on disk");
+    store.close().await;
+    tracing::info!("stopped; every acknowledged write is durable");
     Ok(())
-}
-
-/// Snapshots the store every `interval` when anything changed, and after every million events.
-async fn take_snapshots(
-    store: Arc<EmbeddedStore>,
-    interval: Duration,
-    shutdown: CancellationToken,
-) {
-    const EVENTS_PER_SNAPSHOT: u64 = 1_000_000;
-    let tick = Duration::from_secs(5).min(interval);
-    let mut last = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(tick) => {}
-        }
-        let pending = store.events_since_snapshot();
-        if pending >= EVENTS_PER_SNAPSHOT || (pending > 0 && last.elapsed() >= interval) {
-            if let Err(e) = store.checkpoint().await {
-                tracing::warn!(error = %e, "snapshot failed; will retry");
-            }
-            last = tokio::time::Instant::now();
-        }
-    }
 }
 
 /// Installs the SIGTERM and Ctrl-C handlers now (not when a task first polls them, which can be

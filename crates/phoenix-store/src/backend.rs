@@ -1,0 +1,164 @@
+//! Choosing, opening and running a backend from the configuration. The binary hands over a
+//! [`StoreConfig`] and gets a [`RunningStore`]: the [`Store`] the server serves from, with the
+//! backend's own background work (snapshots today; log tailing in a cluster) running until
+//! [`RunningStore::close`]. Nothing outside this crate names a backend.
+
+use crate::embedded::{EmbeddedOptions, EmbeddedStore, OpenError};
+use crate::seal::{MasterKey, MasterKeyError};
+use crate::{Store, StoreError};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which backend, with what it needs.
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    /// One process; its whole state in `data_dir`. Without a `master_key`, the key is read from (or
+    /// created in) the data dir.
+    Embedded {
+        data_dir: PathBuf,
+        master_key: Option<MasterKey>,
+        options: EmbeddedOptions,
+    },
+}
+
+/// What [`open`] needs.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub backend: BackendConfig,
+    /// How often the state is snapshotted when anything changed (it is also snapshotted after every
+    /// [`EVENTS_PER_SNAPSHOT`] events).
+    pub snapshot_interval: Duration,
+}
+
+/// Events after which a snapshot is taken whatever the interval.
+pub const EVENTS_PER_SNAPSHOT: u64 = 1_000_000;
+
+/// Why a store could not be started (one line each, naming what to fix).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("PHOENIX_DATA_DIR: cannot create {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("PHOENIX_MASTER_KEY: {0}")]
+    MasterKey(#[from] MasterKeyError),
+    #[error("{0}")]
+    Open(#[from] OpenError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("the store could not be opened: {0}")]
+    Task(String),
+}
+
+/// An open store and the background work it runs.
+pub struct RunningStore {
+    store: Arc<dyn Store>,
+    description: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    closer: Closer,
+}
+
+/// What [`RunningStore::close`] finishes with, per backend.
+enum Closer {
+    Embedded(Arc<EmbeddedStore>),
+}
+
+impl RunningStore {
+    /// The store to serve from.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// One line saying which backend this is and where its state lives, for the start-up log.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Stops the background work and leaves the state so the next start is quick (a last
+    /// snapshot). Correctness never depends on it: every acknowledged write is already durable.
+    pub async fn close(self) {
+        let _ = self.stop.send(true);
+        for task in self.background {
+            let _ = task.await;
+        }
+        match self.closer {
+            Closer::Embedded(store) => {
+                if store.events_since_snapshot() > 0
+                    && let Err(e) = store.checkpoint().await
+                {
+                    tracing::warn!(error = %e, "final snapshot failed; the next start replays more of the log");
+                }
+            }
+        }
+    }
+}
+
+/// Opens the configured backend (replaying its log) and starts its background work.
+pub async fn open(config: StoreConfig) -> Result<RunningStore, StartError> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    match config.backend {
+        BackendConfig::Embedded {
+            data_dir,
+            master_key,
+            options,
+        } => {
+            let dir = data_dir.clone();
+            // Opening replays the log: blocking file work, kept off the async workers.
+            let store =
+                tokio::task::spawn_blocking(move || -> Result<EmbeddedStore, StartError> {
+                    std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
+                    let key = match master_key {
+                        Some(k) => k,
+                        None => MasterKey::load_or_create(&dir)?,
+                    };
+                    Ok(EmbeddedStore::open_with(&dir, key, options)?)
+                })
+                .await
+                .map_err(|e| StartError::Task(e.to_string()))??;
+            store.initialize().await?;
+            let store = Arc::new(store);
+            let snapshots = tokio::spawn(take_snapshots(
+                store.clone(),
+                config.snapshot_interval,
+                stopped,
+            ));
+            Ok(RunningStore {
+                store: store.clone(),
+                description: format!("embedded store in {}", data_dir.display()),
+                stop,
+                background: vec![snapshots],
+                closer: Closer::Embedded(store),
+            })
+        }
+    }
+}
+
+/// Snapshots the store every `interval` when anything changed, and after every
+/// [`EVENTS_PER_SNAPSHOT`] events, until `stopped` turns true.
+async fn take_snapshots(
+    store: Arc<EmbeddedStore>,
+    interval: Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let tick = Duration::from_secs(5).min(interval);
+    let mut last = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(tick) => {}
+        }
+        let pending = store.events_since_snapshot();
+        if pending >= EVENTS_PER_SNAPSHOT || (pending > 0 && last.elapsed() >= interval) {
+            if let Err(e) = store.checkpoint().await {
+                tracing::warn!(error = %e, "snapshot failed; will retry");
+            }
+            last = tokio::time::Instant::now();
+        }
+    }
+}
