@@ -216,9 +216,18 @@ pub type ApplyFn = Box<dyn FnMut(&mut [Durable<'_>]) + Send>;
 /// the [`ApplyFn`] so the live path need not decode what it just encoded. Replay decodes the bytes.
 pub type Attachment = Box<dyn std::any::Any + Send>;
 
-/// One durable record as the [`ApplyFn`] sees it.
+/// One durable record as the [`ApplyFn`] sees it. Positions are the log's: byte offsets in the file
+/// journal, record numbers in the PostgreSQL log; either way `offset < end`, and the next record's
+/// `offset` is this one's `end`.
 pub struct Durable<'a> {
+    /// The position before the record.
     pub offset: u64,
+    /// The position after it (what a reader that applied it has applied up to).
+    pub end: u64,
+    /// The log's own time for the record (µs since the epoch), where the log keeps one (the
+    /// PostgreSQL log does: the database's clock); `None` in the file journal, whose records carry
+    /// the node's.
+    pub at_us: Option<i64>,
     pub payload: &'a [u8],
     pub attachment: Option<Attachment>,
 }
@@ -563,6 +572,8 @@ fn writer_loop(
                             ]) as usize;
                             Durable {
                                 offset: *offset,
+                                end: *offset + (HEADER + len) as u64,
+                                at_us: None,
                                 payload: &buf[at + HEADER..at + HEADER + len],
                                 attachment,
                             }

@@ -11,6 +11,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod journal;
 pub mod model;
+pub mod pglog;
 pub mod rewards;
 pub mod seal;
 mod signatures;

@@ -602,8 +602,7 @@ impl EmbeddedStore {
         let apply: crate::journal::ApplyFn = Box::new(
             move |group: &mut [crate::journal::Durable<'_>]| {
                 for record in group.iter_mut() {
-                    let end =
-                        record.offset + (crate::journal::HEADER + record.payload.len()) as u64;
+                    let end = record.end;
                     let live_events = record
                         .attachment
                         .take()

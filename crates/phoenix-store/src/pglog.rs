@@ -1,0 +1,831 @@
+//! The cluster's log: an append-only PostgreSQL table that every node reads in the same order.
+//!
+//! **Order without holes.** Positions are not taken from a sequence (sequences are handed out in
+//! call order, not commit order, and leave holes on rollback). An appender locks the one row of
+//! `phoenix_log_head` (`SELECT ... FOR UPDATE`), numbers its records right after the head, inserts them
+//! and moves the head, all in one transaction. The row lock serializes appenders until commit, and a
+//! transaction's rows are visible before its locks are released, so the committed positions are
+//! always exactly `1..=head`: a reader that has applied up to `p` reads `pos > p` in order and never
+//! skips a record nor waits on a gap (a rolled-back append numbered nothing that anyone kept).
+//! Each node groups what its clients append meanwhile into one transaction (group commit), so one
+//! row lock is taken per group, not per record.
+//!
+//! **Time.** Each group's time is taken inside that transaction from the database's clock
+//! (`clock_timestamp()`), never a node's, and never goes backwards (`greatest` with the head's).
+//!
+//! **Fences.** A write whose answer depends on the state (a conflict on create, a limit) is checked by
+//! a node holding a cluster-wide gate, against its replica caught up to the head. The record then
+//! carries the gate's fence (the position of the last fenced record the node saw); the append refuses
+//! it if another fenced record got in since, so even a gate lost to a network partition cannot let
+//! two nodes append decisions made from the same state.
+//!
+//! **Upgrades.** Each row carries its record format's version; a node stops applying (and says it is
+//! not ready) at a record newer than it understands instead of folding it another way.
+//!
+//! A node folds the log on one thread ([`ApplyFn`], as for the file journal): rows arrive from a
+//! tailer that is woken by `LISTEN/NOTIFY` (and by its own node's appends), with a one-second poll as a
+//! fallback for a lost notification. An append is answered once its record is applied locally, so a
+//! node's own writes are visible to its next read.
+
+use crate::journal::{ApplyFn, Attachment, Durable, JournalError};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, oneshot, watch};
+
+/// The version of the record format this build writes and reads. A node refuses rows with a higher
+/// one (see the module docs).
+pub const RECORD_VERSION: i16 = 1;
+/// Upper bound on the bytes of one group (one transaction).
+const MAX_GROUP_BYTES: usize = 8 << 20;
+/// Upper bound on the records of one group.
+const MAX_GROUP_RECORDS: usize = 5_000;
+/// Rows read per fetch while catching up.
+const FETCH_ROWS: i64 = 5_000;
+/// Appends waiting for a group, beyond which appenders wait (memory stays bounded).
+const QUEUED_APPENDS: usize = 8_192;
+/// Fetched batches waiting to be applied.
+const QUEUED_BATCHES: usize = 4;
+/// How often the tailer looks for new rows without a notification.
+const POLL: Duration = Duration::from_secs(1);
+const CHANNEL: &str = "phoenix_log";
+
+const MIGRATION_1: &str = "
+CREATE TABLE IF NOT EXISTS phoenix_log (
+    pos BIGINT PRIMARY KEY,
+    at_us BIGINT NOT NULL,
+    version SMALLINT NOT NULL,
+    origin BIGINT NOT NULL,
+    origin_seq BIGINT NOT NULL,
+    payload BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS phoenix_log_head (
+    id SMALLINT PRIMARY KEY CHECK (id = 1),
+    pos BIGINT NOT NULL,
+    at_us BIGINT NOT NULL,
+    fence_meta BIGINT NOT NULL,
+    fence_rewards BIGINT NOT NULL
+);
+INSERT INTO phoenix_log_head (id, pos, at_us, fence_meta, fence_rewards)
+    VALUES (1, 0, 0, 0, 0) ON CONFLICT (id) DO NOTHING;
+";
+
+/// Which gate a fenced record was decided under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FenceKind {
+    /// Tenants, keys, leaderboards, users and sessions.
+    Meta,
+    /// Rewards, coupons, achievements and webhooks.
+    Rewards,
+}
+
+/// A fenced record's expectation: no other record of this kind was appended after `seen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub kind: FenceKind,
+    pub seen: u64,
+}
+
+/// What the log's head says: the newest position, its time, and the fences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Head {
+    pub pos: u64,
+    pub at_us: i64,
+    pub fence_meta: u64,
+    pub fence_rewards: u64,
+}
+
+impl Head {
+    pub fn fence(&self, kind: FenceKind) -> u64 {
+        match kind {
+            FenceKind::Meta => self.fence_meta,
+            FenceKind::Rewards => self.fence_rewards,
+        }
+    }
+}
+
+/// Why the PostgreSQL log could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PgLogError {
+    #[error("PHOENIX_DATABASE_URL: {0}")]
+    Url(String),
+    #[error("PostgreSQL: {0}")]
+    Database(String),
+    #[error("schema migration: {0}")]
+    Migrate(String),
+    #[error("replaying the log: {0}")]
+    Replay(String),
+}
+
+fn db_error(e: sqlx::Error) -> String {
+    // Never the URL (it may hold a password): sqlx's errors name the failure, not the options.
+    e.to_string()
+}
+
+/// Connection options for `url` with the timeouts every Phoenix connection runs with: a stalled
+/// node's transaction cannot hold the log's head for long.
+pub fn connect_options(url: &str) -> Result<PgConnectOptions, PgLogError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|_| PgLogError::Url("not a valid PostgreSQL URL".into()))?;
+    // The URL may name the application (operators tell nodes apart by it in pg_stat_activity).
+    let options = match options.get_application_name() {
+        Some(_) => options,
+        None => options.application_name("phoenix"),
+    };
+    Ok(options.options([
+        ("statement_timeout", "15s"),
+        ("lock_timeout", "5s"),
+        ("idle_in_transaction_session_timeout", "10s"),
+    ]))
+}
+
+/// Runs the schema migrations (safe when several nodes start at once: the migrator holds an
+/// advisory lock while it runs).
+pub async fn migrate(pool: &PgPool) -> Result<(), PgLogError> {
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    let migrator = Migrator::with_migrations(vec![Migration::new(
+        1,
+        "the log and its head".into(),
+        MigrationType::Simple,
+        MIGRATION_1.into_sql_str(),
+        false,
+    )]);
+    migrator
+        .run(pool)
+        .await
+        .map_err(|e| PgLogError::Migrate(e.to_string()))
+}
+
+/// Reads the head.
+pub async fn read_head(pool: &PgPool) -> Result<Head, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT pos, at_us, fence_meta, fence_rewards FROM phoenix_log_head WHERE id = 1",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Head {
+        pos: row.try_get::<i64, _>(0)? as u64,
+        at_us: row.try_get(1)?,
+        fence_meta: row.try_get::<i64, _>(2)? as u64,
+        fence_rewards: row.try_get::<i64, _>(3)? as u64,
+    })
+}
+
+struct Append {
+    payload: Vec<u8>,
+    fence: Option<Fence>,
+    attachment: Option<Attachment>,
+    done: oneshot::Sender<Result<u64, JournalError>>,
+}
+
+/// A row as read back.
+struct Row_ {
+    pos: u64,
+    at_us: i64,
+    version: i16,
+    origin: i64,
+    origin_seq: u64,
+    payload: Vec<u8>,
+}
+
+/// What an append waits for: its record's attachment, handed to the fold, and its answer.
+struct Pending {
+    attachment: Option<Attachment>,
+    done: oneshot::Sender<Result<u64, JournalError>>,
+}
+
+/// State shared by the handle, the appender, the tailer and the applier.
+struct Shared {
+    /// The last round trip to PostgreSQL succeeded.
+    reachable: AtomicBool,
+    /// Applying stopped for good (a panic, or a record too new): a restart is needed.
+    stopped: AtomicBool,
+    /// Why it stopped.
+    stop_reason: Mutex<Option<String>>,
+    applied: watch::Sender<u64>,
+    /// The time of the last applied record (µs).
+    applied_at_us: AtomicI64,
+    /// The newest position known to exist, and its time.
+    head: AtomicU64,
+    head_at_us: AtomicI64,
+    /// The head when the log was opened: the node is caught up once it has applied that far.
+    head_at_open: AtomicU64,
+    origin: i64,
+    next_seq: AtomicU64,
+    pending: Mutex<HashMap<u64, Pending>>,
+    /// Wakes the tailer after this node's own commit.
+    poke: Notify,
+    append_count: AtomicU64,
+    append_us_sum: AtomicU64,
+}
+
+impl Shared {
+    fn stop(&self, why: String) {
+        tracing::error!(reason = %why, "the log's fold stopped; this node is not ready until it restarts");
+        *self.stop_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        self.stopped.store(true, Ordering::Release);
+    }
+}
+
+/// Lag and latency figures, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub applied: u64,
+    pub head: u64,
+    /// Seconds between the newest known record's time and the last applied one's.
+    pub lag_us: i64,
+    pub appends: u64,
+    pub append_us_sum: u64,
+}
+
+/// The options of a PostgreSQL log.
+#[derive(Debug, Clone)]
+pub struct PgLogOptions {
+    pub url: String,
+    /// Connections for appends and gates (the tailer and its listener have their own).
+    pub connections: u32,
+}
+
+/// A handle to the PostgreSQL log (see the module docs). Dropping it stops its tasks.
+pub struct PgLog {
+    appends: tokio::sync::mpsc::Sender<Append>,
+    shared: Arc<Shared>,
+    pool: PgPool,
+    runtime: Option<tokio::runtime::Runtime>,
+    applier: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for PgLog {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+        if let Some(applier) = self.applier.take() {
+            // The applier ends when the tailer's channel closes (the runtime is gone).
+            let _ = applier.join();
+        }
+    }
+}
+
+impl PgLog {
+    /// Connects, migrates the schema, replays every record after position `start` through `replay`
+    /// (on the calling thread, which must not be an async worker), and starts folding new records with
+    /// `apply`, in order, from where the replay stopped.
+    pub fn open(
+        options: &PgLogOptions,
+        start: u64,
+        mut replay: impl FnMut(&mut Durable<'_>) -> Result<(), String>,
+        apply: ApplyFn,
+    ) -> Result<PgLog, PgLogError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("phoenix-pglog")
+            .enable_all()
+            .build()
+            .map_err(|e| PgLogError::Database(e.to_string()))?;
+        let connect = connect_options(&options.url)?;
+        let pool = runtime.block_on(async {
+            let pool = PgPoolOptions::new()
+                .max_connections(options.connections.max(2))
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(connect)
+                .await
+                .map_err(|e| PgLogError::Database(db_error(e)))?;
+            migrate(&pool).await?;
+            Ok::<_, PgLogError>(pool)
+        })?;
+        let head = runtime
+            .block_on(read_head(&pool))
+            .map_err(|e| PgLogError::Database(db_error(e)))?;
+        // Replay: fetch in pages, apply on this thread, until a page comes back short.
+        let mut at = start;
+        let mut last_at_us = 0;
+        loop {
+            let rows = runtime
+                .block_on(fetch_after(&pool, at, FETCH_ROWS))
+                .map_err(|e| PgLogError::Database(db_error(e)))?;
+            let short = (rows.len() as i64) < FETCH_ROWS;
+            for row in rows {
+                if row.pos != at + 1 {
+                    return Err(PgLogError::Replay(format!(
+                        "the log has no record at position {} (rows before the oldest snapshot were removed?)",
+                        at + 1
+                    )));
+                }
+                check_version(&row)?;
+                let mut durable = Durable {
+                    offset: row.pos - 1,
+                    end: row.pos,
+                    at_us: Some(row.at_us),
+                    payload: &row.payload,
+                    attachment: None,
+                };
+                replay(&mut durable).map_err(PgLogError::Replay)?;
+                at = row.pos;
+                last_at_us = row.at_us;
+            }
+            if short {
+                break;
+            }
+        }
+        let (applied, _) = watch::channel(at);
+        let shared = Arc::new(Shared {
+            reachable: AtomicBool::new(true),
+            stopped: AtomicBool::new(false),
+            stop_reason: Mutex::new(None),
+            applied,
+            applied_at_us: AtomicI64::new(last_at_us),
+            head: AtomicU64::new(head.pos.max(at)),
+            head_at_us: AtomicI64::new(head.at_us),
+            head_at_open: AtomicU64::new(head.pos),
+            origin: random_origin(),
+            next_seq: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            poke: Notify::new(),
+            append_count: AtomicU64::new(0),
+            append_us_sum: AtomicU64::new(0),
+        });
+        let (batches_tx, batches_rx) = std::sync::mpsc::sync_channel::<Vec<Row_>>(QUEUED_BATCHES);
+        let applier = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("phoenix-log-apply".into())
+                .spawn(move || applier_loop(batches_rx, shared, apply))
+                .map_err(|e| PgLogError::Database(e.to_string()))?
+        };
+        let (appends, rx) = tokio::sync::mpsc::channel(QUEUED_APPENDS);
+        runtime.spawn(appender_loop(pool.clone(), rx, shared.clone()));
+        runtime.spawn(tailer_loop(pool.clone(), at, batches_tx, shared.clone()));
+        Ok(PgLog {
+            appends,
+            shared,
+            pool,
+            runtime: Some(runtime),
+            applier: Some(applier),
+        })
+    }
+
+    /// Appends one record; resolves with its position once it is committed in PostgreSQL and applied
+    /// by this node's fold. With a `fence`, the record is refused if another record of its kind was
+    /// appended after `fence.seen`.
+    pub async fn append_with(
+        &self,
+        payload: &[u8],
+        attachment: Option<Attachment>,
+        fence: Option<Fence>,
+    ) -> Result<u64, JournalError> {
+        if payload.len() > crate::journal::MAX_RECORD {
+            return Err(JournalError::TooLarge(payload.len()));
+        }
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(JournalError::Unavailable(
+                "this node stopped applying the log; restart required".into(),
+            ));
+        }
+        let (done, wait) = oneshot::channel();
+        self.appends
+            .send(Append {
+                payload: payload.to_vec(),
+                fence,
+                attachment,
+                done,
+            })
+            .await
+            .map_err(|_| JournalError::Unavailable("the log has stopped".into()))?;
+        wait.await
+            .map_err(|_| JournalError::Unavailable("the log has stopped".into()))?
+    }
+
+    /// PostgreSQL answered the last round trip and the fold is running.
+    pub fn is_healthy(&self) -> bool {
+        self.shared.reachable.load(Ordering::Acquire)
+            && !self.shared.stopped.load(Ordering::Acquire)
+    }
+
+    /// Healthy and caught up with the log as it was when the node started.
+    pub fn is_ready(&self) -> bool {
+        self.is_healthy() && self.applied() >= self.shared.head_at_open.load(Ordering::Acquire)
+    }
+
+    /// The position this node has applied up to.
+    pub fn applied(&self) -> u64 {
+        *self.shared.applied.borrow()
+    }
+
+    /// Waits until this node has applied up to `pos` (or `timeout` passes: false).
+    pub async fn wait_applied(&self, pos: u64, timeout: Duration) -> bool {
+        let mut rx = self.shared.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|a| *a >= pos))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Reads the head (the newest committed position, its time, the fences).
+    pub async fn head(&self) -> Result<Head, JournalError> {
+        let pool = self.pool.clone();
+        let read = self.spawn(async move { read_head(&pool).await }).await;
+        match read {
+            Ok(head) => {
+                self.shared.reachable.store(true, Ordering::Release);
+                self.shared.head.fetch_max(head.pos, Ordering::AcqRel);
+                Ok(head)
+            }
+            Err(e) => {
+                self.shared.reachable.store(false, Ordering::Release);
+                Err(JournalError::Unavailable(e))
+            }
+        }
+    }
+
+    /// Runs `task` on the log's own runtime (its connections live there).
+    async fn spawn<T: Send + 'static>(
+        &self,
+        task: impl std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+    ) -> Result<T, String> {
+        let Some(rt) = self.runtime.as_ref() else {
+            return Err("the log has stopped".into());
+        };
+        rt.spawn(task)
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(db_error)
+    }
+
+    pub fn stats(&self) -> LogStats {
+        let s = &self.shared;
+        LogStats {
+            applied: self.applied(),
+            head: s.head.load(Ordering::Acquire),
+            lag_us: (s.head_at_us.load(Ordering::Acquire)
+                - s.applied_at_us.load(Ordering::Acquire))
+            .max(0),
+            appends: s.append_count.load(Ordering::Relaxed),
+            append_us_sum: s.append_us_sum.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Why the fold stopped, if it did.
+    pub fn stop_reason(&self) -> Option<String> {
+        self.shared
+            .stop_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The pool the log uses (for the store's other tables).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn random_origin() -> i64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Only distinguishes this process's rows from others'; the time is unique enough then.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        bytes = now.to_le_bytes();
+    }
+    (u64::from_le_bytes(bytes) >> 1) as i64
+}
+
+fn check_version(row: &Row_) -> Result<(), PgLogError> {
+    if row.version > RECORD_VERSION {
+        return Err(PgLogError::Replay(format!(
+            "the record at position {} has format version {}, newer than this node's {}: upgrade this node (docs/operations.md, upgrades)",
+            row.pos, row.version, RECORD_VERSION
+        )));
+    }
+    Ok(())
+}
+
+async fn fetch_after(pool: &PgPool, after: u64, limit: i64) -> Result<Vec<Row_>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT pos, at_us, version, origin, origin_seq, payload FROM phoenix_log \
+         WHERE pos > $1 ORDER BY pos LIMIT $2",
+    )
+    .bind(after as i64)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Row_ {
+                pos: r.try_get::<i64, _>(0)? as u64,
+                at_us: r.try_get(1)?,
+                version: r.try_get(2)?,
+                origin: r.try_get(3)?,
+                origin_seq: r.try_get::<i64, _>(4)? as u64,
+                payload: r.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// Takes what is queued into groups and appends each in one transaction.
+async fn appender_loop(
+    pool: PgPool,
+    mut rx: tokio::sync::mpsc::Receiver<Append>,
+    shared: Arc<Shared>,
+) {
+    let mut group: Vec<(u64, Vec<u8>, Option<Fence>)> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        group.clear();
+        let mut bytes = 0;
+        let mut next = Some(first);
+        while let Some(append) = next.take() {
+            let seq = shared.next_seq.fetch_add(1, Ordering::Relaxed);
+            bytes += append.payload.len();
+            shared
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    seq,
+                    Pending {
+                        attachment: append.attachment,
+                        done: append.done,
+                    },
+                );
+            group.push((seq, append.payload, append.fence));
+            if bytes < MAX_GROUP_BYTES && group.len() < MAX_GROUP_RECORDS {
+                next = rx.try_recv().ok();
+            }
+        }
+        let started = Instant::now();
+        match append_group(&pool, shared.origin, &group).await {
+            Ok(refused) => {
+                shared.reachable.store(true, Ordering::Release);
+                shared.append_count.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .append_us_sum
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+                for seq in refused {
+                    if let Some(p) = pending.remove(&seq) {
+                        let _ = p.done.send(Err(JournalError::Unavailable(
+                            "another node wrote a conflicting change at the same time; retry"
+                                .into(),
+                        )));
+                    }
+                }
+                drop(pending);
+                shared.poke.notify_one();
+            }
+            Err(e) => {
+                tracing::warn!(error = %db_error(e), "appending to the log failed");
+                shared.reachable.store(false, Ordering::Release);
+                // Not committed, or not known to be: the callers are told it failed. Should the
+                // commit have happened after all, the fold applies the records from their bytes.
+                let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+                for (seq, _, _) in &group {
+                    if let Some(p) = pending.remove(seq) {
+                        let _ = p.done.send(Err(JournalError::Unavailable(
+                            "PostgreSQL did not take the write".into(),
+                        )));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Appends one group in one transaction; answers the sequence numbers of fenced records it refused.
+async fn append_group(
+    pool: &PgPool,
+    origin: i64,
+    group: &[(u64, Vec<u8>, Option<Fence>)],
+) -> Result<Vec<u64>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let head = sqlx::query(
+        "SELECT pos, greatest(at_us, (extract(epoch from clock_timestamp()) * 1000000)::bigint), \
+         fence_meta, fence_rewards FROM phoenix_log_head WHERE id = 1 FOR UPDATE",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut pos = head.try_get::<i64, _>(0)?;
+    let at_us: i64 = head.try_get(1)?;
+    let mut fence_meta = head.try_get::<i64, _>(2)?;
+    let mut fence_rewards = head.try_get::<i64, _>(3)?;
+    let mut refused = Vec::new();
+    let (mut positions, mut seqs, mut payloads) = (
+        Vec::with_capacity(group.len()),
+        Vec::with_capacity(group.len()),
+        Vec::with_capacity(group.len()),
+    );
+    for (seq, payload, fence) in group {
+        if let Some(f) = fence {
+            let current = match f.kind {
+                FenceKind::Meta => &mut fence_meta,
+                FenceKind::Rewards => &mut fence_rewards,
+            };
+            if *current as u64 != f.seen {
+                refused.push(*seq);
+                continue;
+            }
+            *current = pos + 1;
+        }
+        pos += 1;
+        positions.push(pos);
+        seqs.push(*seq as i64);
+        payloads.push(payload.as_slice());
+    }
+    if !positions.is_empty() {
+        sqlx::query(
+            "INSERT INTO phoenix_log (pos, at_us, version, origin, origin_seq, payload) \
+             SELECT p, $2, $3, $4, s, b FROM unnest($1::bigint[], $5::bigint[], $6::bytea[]) AS t(p, s, b)",
+        )
+        .bind(&positions)
+        .bind(at_us)
+        .bind(RECORD_VERSION)
+        .bind(origin)
+        .bind(&seqs)
+        .bind(&payloads)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE phoenix_log_head SET pos = $1, at_us = $2, fence_meta = $3, fence_rewards = $4 \
+             WHERE id = 1",
+        )
+        .bind(pos)
+        .bind(at_us)
+        .bind(fence_meta)
+        .bind(fence_rewards)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(pos.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(refused)
+}
+
+/// Turns notifications on the log's channel into wake-ups of the tailer (in a task of its own, so
+/// the tailer only ever waits on a `Notify`), reconnecting when the connection is lost.
+async fn listener_loop(pool: PgPool, news: Arc<Notify>) {
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %db_error(e), "LISTEN failed; the tailer polls meanwhile");
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::debug!(error = %db_error(e), "LISTEN failed; the tailer polls meanwhile");
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
+        // Anything committed while there was no listener is found by the tailer's next look.
+        news.notify_one();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => news.notify_one(),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %db_error(e), "the log's listener failed; reconnecting");
+                    tokio::time::sleep(POLL).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Reads new rows in order and hands them to the applier; woken by notifications, by this node's own
+/// commits, and by a poll.
+async fn tailer_loop(
+    pool: PgPool,
+    mut fetched: u64,
+    batches: std::sync::mpsc::SyncSender<Vec<Row_>>,
+    shared: Arc<Shared>,
+) {
+    let news = Arc::new(Notify::new());
+    let listener = tokio::spawn(listener_loop(pool.clone(), news.clone()));
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _listener = AbortOnDrop(listener);
+    loop {
+        match fetch_after(&pool, fetched, FETCH_ROWS).await {
+            Ok(rows) => {
+                shared.reachable.store(true, Ordering::Release);
+                let full = rows.len() as i64 == FETCH_ROWS;
+                if let Some(last) = rows.last() {
+                    if rows.first().is_some_and(|r| r.pos != fetched + 1) {
+                        shared.stop(format!("the log has no record at position {}", fetched + 1));
+                        return;
+                    }
+                    fetched = last.pos;
+                    shared.head.fetch_max(last.pos, Ordering::AcqRel);
+                    shared.head_at_us.fetch_max(last.at_us, Ordering::AcqRel);
+                    // The applier may be busy: wait for room off the async worker.
+                    let tx = batches.clone();
+                    let sent = tokio::task::spawn_blocking(move || tx.send(rows)).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        return;
+                    }
+                }
+                if full {
+                    continue;
+                }
+            }
+            Err(e) => {
+                shared.reachable.store(false, Ordering::Release);
+                tracing::warn!(error = %db_error(e), "reading the log failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        }
+        // Caught up: wait for news.
+        tokio::select! {
+            () = news.notified() => {}
+            () = shared.poke.notified() => {}
+            () = tokio::time::sleep(POLL) => {
+                match read_head(&pool).await {
+                    Ok(head) => {
+                        shared.reachable.store(true, Ordering::Release);
+                        shared.head.fetch_max(head.pos, Ordering::AcqRel);
+                        shared.head_at_us.fetch_max(head.at_us, Ordering::AcqRel);
+                    }
+                    Err(_) => shared.reachable.store(false, Ordering::Release),
+                }
+            }
+        }
+    }
+}
+
+/// Applies fetched rows in order on its own thread and answers this node's appends.
+fn applier_loop(
+    batches: std::sync::mpsc::Receiver<Vec<Row_>>,
+    shared: Arc<Shared>,
+    mut apply: ApplyFn,
+) {
+    while let Ok(rows) = batches.recv() {
+        if shared.stopped.load(Ordering::Acquire) {
+            continue;
+        }
+        if let Some(row) = rows.iter().find(|r| r.version > RECORD_VERSION) {
+            shared.stop(format!(
+                "the record at position {} has format version {}, newer than this node's {}: upgrade this node",
+                row.pos, row.version, RECORD_VERSION
+            ));
+            continue;
+        }
+        let mut answers = Vec::new();
+        let mut records: Vec<Durable<'_>> = {
+            let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+            rows.iter()
+                .map(|row| {
+                    let mut attachment = None;
+                    if row.origin == shared.origin
+                        && let Some(p) = pending.remove(&row.origin_seq)
+                    {
+                        attachment = p.attachment;
+                        answers.push((row.pos, p.done));
+                    }
+                    Durable {
+                        offset: row.pos - 1,
+                        end: row.pos,
+                        at_us: Some(row.at_us),
+                        payload: &row.payload,
+                        attachment,
+                    }
+                })
+                .collect()
+        };
+        let applied =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(&mut records)));
+        drop(records);
+        if applied.is_err() {
+            shared.stop("applying a record of the log panicked".into());
+            for (_, done) in answers {
+                let _ = done.send(Err(JournalError::Unavailable(
+                    "applying the log failed; restart required".into(),
+                )));
+            }
+            continue;
+        }
+        if let Some(last) = rows.last() {
+            shared.applied_at_us.store(last.at_us, Ordering::Release);
+            shared.applied.send_replace(last.pos);
+        }
+        for (pos, done) in answers {
+            let _ = done.send(Ok(pos));
+        }
+    }
+}
