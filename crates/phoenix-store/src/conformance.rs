@@ -559,7 +559,8 @@ pub async fn leaderboards(store: &dyn Store, prefix: &str) {
     );
 }
 
-fn event(id: &str, user: &str, score: f64) -> phoenix_core::event::Event {
+/// A valid `match.completed` event of `user` scoring `score`.
+pub fn event(id: &str, user: &str, score: f64) -> phoenix_core::event::Event {
     let now = Timestamp::now();
     phoenix_core::event::Event::from_json(
         &serde_json::json!({

@@ -162,18 +162,91 @@ pub async fn migrate(pool: &PgPool) -> Result<(), PgLogError> {
 }
 
 /// Reads the head.
-pub async fn read_head(pool: &PgPool) -> Result<Head, sqlx::Error> {
+pub async fn read_head(db: impl sqlx::PgExecutor<'_>) -> Result<Head, sqlx::Error> {
+    Ok(read_head_and_clock(db).await?.0)
+}
+
+/// Reads the head and the database's clock now (µs).
+async fn read_head_and_clock(db: impl sqlx::PgExecutor<'_>) -> Result<(Head, i64), sqlx::Error> {
     let row = sqlx::query(
-        "SELECT pos, at_us, fence_meta, fence_rewards FROM phoenix_log_head WHERE id = 1",
+        "SELECT pos, at_us, fence_meta, fence_rewards, \
+         (extract(epoch from clock_timestamp()) * 1000000)::bigint FROM phoenix_log_head WHERE id = 1",
     )
-    .fetch_one(pool)
+    .fetch_one(db)
     .await?;
-    Ok(Head {
-        pos: row.try_get::<i64, _>(0)? as u64,
-        at_us: row.try_get(1)?,
-        fence_meta: row.try_get::<i64, _>(2)? as u64,
-        fence_rewards: row.try_get::<i64, _>(3)? as u64,
-    })
+    Ok((
+        Head {
+            pos: row.try_get::<i64, _>(0)? as u64,
+            at_us: row.try_get(1)?,
+            fence_meta: row.try_get::<i64, _>(2)? as u64,
+            fence_rewards: row.try_get::<i64, _>(3)? as u64,
+        },
+        row.try_get(4)?,
+    ))
+}
+
+fn local_us() -> i64 {
+    jiff::Timestamp::now().as_microsecond()
+}
+
+/// Reads the head and moves `offset` to the database clock's lead over this node's (taken at the
+/// middle of the round trip).
+async fn sync_clock(pool: &PgPool, offset: &AtomicI64) -> Result<Head, sqlx::Error> {
+    let before = local_us();
+    let (head, db_now) = read_head_and_clock(pool).await?;
+    let after = local_us();
+    offset.store(db_now - (before + after) / 2, Ordering::Release);
+    Ok(head)
+}
+
+/// The advisory lock key of a gate ("PHNX" and the kind).
+fn gate_key(kind: FenceKind) -> i64 {
+    0x5048_4e58_0000
+        + match kind {
+            FenceKind::Meta => 1,
+            FenceKind::Rewards => 2,
+        }
+}
+
+/// A cluster-wide gate, held until dropped: a session advisory lock on a connection of its own, taken
+/// with the head as it was then. Decisions made under it are appended with [`PgGate::fence`].
+pub struct PgGate {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    key: i64,
+    runtime: tokio::runtime::Handle,
+    head: Head,
+    pub fence: Fence,
+}
+
+impl PgGate {
+    /// The head when the gate was taken (the node has applied at least up to it).
+    pub fn head(&self) -> Head {
+        self.head
+    }
+}
+
+impl Drop for PgGate {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let key = self.key;
+        self.runtime.spawn(async move {
+            let released = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(key)
+                .execute(&mut *conn)
+                .await
+                .is_ok()
+                && sqlx::query("RESET idle_session_timeout")
+                    .execute(&mut *conn)
+                    .await
+                    .is_ok();
+            if !released {
+                // Never back into the pool with the lock: closing the session releases it.
+                conn.close_on_drop();
+            }
+        });
+    }
 }
 
 struct Append {
@@ -222,6 +295,8 @@ struct Shared {
     poke: Notify,
     append_count: AtomicU64,
     append_us_sum: AtomicU64,
+    /// The database clock's lead over this node's (µs), refreshed about once a second.
+    clock_offset_us: Arc<AtomicI64>,
 }
 
 impl Shared {
@@ -299,8 +374,9 @@ impl PgLog {
             migrate(&pool).await?;
             Ok::<_, PgLogError>(pool)
         })?;
+        let clock_offset_us = Arc::new(AtomicI64::new(0));
         let head = runtime
-            .block_on(read_head(&pool))
+            .block_on(sync_clock(&pool, &clock_offset_us))
             .map_err(|e| PgLogError::Database(db_error(e)))?;
         // Replay: fetch in pages, apply on this thread, until a page comes back short.
         let mut at = start;
@@ -349,6 +425,7 @@ impl PgLog {
             poke: Notify::new(),
             append_count: AtomicU64::new(0),
             append_us_sum: AtomicU64::new(0),
+            clock_offset_us,
         });
         let (batches_tx, batches_rx) = std::sync::mpsc::sync_channel::<Vec<Row_>>(QUEUED_BATCHES);
         let applier = {
@@ -440,6 +517,68 @@ impl PgLog {
                 Err(JournalError::Unavailable(e))
             }
         }
+    }
+
+    /// Takes the cluster-wide gate of `kind` (waiting at most the lock timeout for another node to
+    /// let it go) once this node has applied the log up to the head: a check made under it sees every
+    /// decision of its kind made before, on any node.
+    pub async fn gate(&self, kind: FenceKind) -> Result<PgGate, JournalError> {
+        let Some(rt) = self.runtime.as_ref() else {
+            return Err(JournalError::Unavailable("the log has stopped".into()));
+        };
+        let (pool, handle, key) = (self.pool.clone(), rt.handle().clone(), gate_key(kind));
+        // Built inside the task, so a caller that goes away mid-way drops a gate (which unlocks),
+        // never a bare connection still holding the lock.
+        let taken = rt
+            .spawn(async move {
+                let mut conn = pool.acquire().await?;
+                let mut gate = PgGate {
+                    conn: None,
+                    key,
+                    runtime: handle,
+                    head: Head::default(),
+                    fence: Fence { kind, seen: 0 },
+                };
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await?;
+                // From here on the gate owns the connection: whatever happens, dropping it unlocks.
+                let conn = gate.conn.insert(conn);
+                // A node that stalls while holding the gate loses it (its session ends); the fence
+                // keeps its late append out.
+                sqlx::query("SET idle_session_timeout = '20s'")
+                    .execute(&mut **conn)
+                    .await?;
+                gate.head = read_head(&mut **conn).await?;
+                gate.fence.seen = gate.head.fence(kind);
+                Ok::<_, sqlx::Error>(gate)
+            })
+            .await
+            .map_err(|e| JournalError::Unavailable(e.to_string()))?;
+        let gate = match taken {
+            Ok(gate) => gate,
+            Err(e) => {
+                return Err(JournalError::Unavailable(format!(
+                    "the cluster's write gate: {}",
+                    db_error(e)
+                )));
+            }
+        };
+        if !self
+            .wait_applied(gate.head.pos, Duration::from_secs(10))
+            .await
+        {
+            return Err(JournalError::Unavailable(
+                "this node is catching up with the log; retry".into(),
+            ));
+        }
+        Ok(gate)
+    }
+
+    /// The database clock's lead over this node's clock (µs), shared with the store's clock.
+    pub fn clock_offset(&self) -> Arc<AtomicI64> {
+        self.shared.clock_offset_us.clone()
     }
 
     /// Runs `task` on the log's own runtime (its connections live there).
@@ -756,7 +895,7 @@ async fn tailer_loop(
             () = news.notified() => {}
             () = shared.poke.notified() => {}
             () = tokio::time::sleep(POLL) => {
-                match read_head(&pool).await {
+                match sync_clock(&pool, &shared.clock_offset_us).await {
                     Ok(head) => {
                         shared.reachable.store(true, Ordering::Release);
                         shared.head.fetch_max(head.pos, Ordering::AcqRel);

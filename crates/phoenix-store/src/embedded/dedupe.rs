@@ -526,6 +526,10 @@ impl Dedupe {
     }
 
     /// Whether `key` was accepted before (within what the index remembers).
+    pub(super) fn was_seen(&self, key: u128) -> Result<bool, String> {
+        self.seen(key)
+    }
+
     fn seen(&self, key: u128) -> Result<bool, String> {
         if self.hot.contains(&key) {
             return Ok(true);

@@ -9,6 +9,7 @@ mod cold;
 mod console;
 mod dedupe;
 mod ledger;
+mod log;
 mod meta;
 mod rewards;
 mod snapshot;
@@ -17,6 +18,7 @@ mod wal;
 use crate::achievements::*;
 use crate::journal::Journal;
 use crate::model::*;
+use crate::pglog::{Fence, FenceKind, PgLog, PgLogOptions};
 use crate::rewards::*;
 use crate::seal::MasterKey;
 use crate::signatures::SignatureLog;
@@ -89,6 +91,37 @@ fn ledger_part(folded: &Folded, record: &WalRecord<'_>) -> Option<LedgerRecord> 
             }
         }
         _ => None,
+    }
+}
+
+/// Claims an event id in the fold (a cluster decides duplicates in log order): true when it is new. An
+/// index piece that cannot be read is not trusted to hold it (as on replay).
+fn claim_at(dedupe: &mut Dedupe, key: u128, at_us: i64) -> bool {
+    let at = Timestamp::from_microsecond(at_us).unwrap_or(Timestamp::UNIX_EPOCH);
+    match dedupe.claim(key, at) {
+        Ok(new) => new,
+        Err(e) => {
+            tracing::warn!(error = %e, "an idempotency piece could not be read; the event counts");
+            dedupe.replay(key, at);
+            true
+        }
+    }
+}
+
+/// In a cluster the log's time (the database's) is the record's: events are accepted then, and a
+/// tick cannot claim a later time than the log gives it (a node's clock never ends a window).
+fn at_log_time(record: &mut WalRecord<'_>, at_us: Option<i64>) {
+    let Some(at_us) = at_us else {
+        return;
+    };
+    match record {
+        WalRecord::Events(batch) => batch.accepted_at = at_us,
+        WalRecord::Meta(MetaRecord::Tick { at }) => {
+            if let Ok(log_at) = Timestamp::from_microsecond(at_us) {
+                *at = (*at).min(log_at);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -210,6 +243,8 @@ pub enum OpenError {
     WrongMasterKey,
     #[error("data dir {path} holds a record this version cannot read: {detail}")]
     Corrupt { path: String, detail: String },
+    #[error("cluster log: {0}")]
+    Cluster(String),
 }
 
 /// The 1-based rank a page starting at `start` begins with.
@@ -250,36 +285,56 @@ fn around(rank: u32, radius: u32, count: u32) -> (u32, u32) {
     (from, span.min(count))
 }
 
-/// Where the store reads the time: the system clock, or (for tests and `phoenix bench soak`) a clock the
-/// caller moves by hand. There is no way to reach the manual clock from configuration or over HTTP.
+/// Where the store reads the time: the system clock, the cluster's (the database's, as an offset
+/// from the system clock that the log keeps measuring), or (for tests and `phoenix bench soak`) a
+/// clock the caller moves by hand. There is no way to reach the manual clock from configuration or
+/// over HTTP.
 #[derive(Debug, Clone, Default)]
-pub struct Clock(Option<Arc<std::sync::atomic::AtomicI64>>);
+pub struct Clock(ClockKind);
+
+#[derive(Debug, Clone, Default)]
+enum ClockKind {
+    #[default]
+    System,
+    Manual(Arc<std::sync::atomic::AtomicI64>),
+    /// The system clock plus the database clock's lead over it (µs).
+    Offset(Arc<std::sync::atomic::AtomicI64>),
+}
 
 impl Clock {
     /// The system clock.
     pub fn system() -> Clock {
-        Clock(None)
+        Clock(ClockKind::System)
     }
 
     /// A clock that stands at `start` until [`Clock::set`] or [`Clock::advance`] moves it.
     pub fn manual(start: Timestamp) -> Clock {
-        Clock(Some(Arc::new(std::sync::atomic::AtomicI64::new(
-            start.as_microsecond(),
-        ))))
+        Clock(ClockKind::Manual(Arc::new(
+            std::sync::atomic::AtomicI64::new(start.as_microsecond()),
+        )))
+    }
+
+    /// The system clock moved by `offset_us` (kept up to date by whoever measures it).
+    pub fn offset(offset_us: Arc<std::sync::atomic::AtomicI64>) -> Clock {
+        Clock(ClockKind::Offset(offset_us))
     }
 
     /// The time now, at microsecond precision.
     pub fn now(&self) -> Timestamp {
         match &self.0 {
-            None => now(),
-            Some(at) => Timestamp::from_microsecond(at.load(Ordering::Acquire))
+            ClockKind::System => now(),
+            ClockKind::Manual(at) => Timestamp::from_microsecond(at.load(Ordering::Acquire))
                 .unwrap_or(Timestamp::UNIX_EPOCH),
+            ClockKind::Offset(offset) => {
+                let t = now().as_microsecond() + offset.load(Ordering::Acquire);
+                Timestamp::from_microsecond(t).unwrap_or(Timestamp::UNIX_EPOCH)
+            }
         }
     }
 
-    /// Moves a manual clock to `at` (never backwards); does nothing to the system clock.
+    /// Moves a manual clock to `at` (never backwards); does nothing to the others.
     pub fn set(&self, at: Timestamp) {
-        if let Some(clock) = &self.0 {
+        if let ClockKind::Manual(clock) = &self.0 {
             clock.fetch_max(at.as_microsecond(), Ordering::AcqRel);
         }
     }
@@ -417,8 +472,13 @@ fn log_end(dir: &Path) -> u64 {
 pub struct EmbeddedStore {
     dir: PathBuf,
     folded: Arc<Folded>,
-    wal: Journal,
-    dedupe: Mutex<Dedupe>,
+    log: log::Log,
+    /// The idempotency index. On one node, ingestion claims ids before appending; in a cluster the fold
+    /// claims them in log order (two nodes may append the same id; the later one counts nothing).
+    dedupe: Arc<Mutex<Dedupe>>,
+    /// The fence of the cluster-wide gate held by the metadata (or rewards) writer now, if any.
+    meta_fence: Mutex<Option<Fence>>,
+    rewards_fence: Mutex<Option<Fence>>,
     /// Held shared by every ingestion from claim to durable append, and exclusively by a snapshot, so a
     /// snapshot never sees a dedupe claim whose event is not yet in the state it captures.
     ingest_gate: tokio::sync::RwLock<()>,
@@ -464,6 +524,39 @@ impl EmbeddedStore {
         master: MasterKey,
         options: EmbeddedOptions,
     ) -> Result<Self, OpenError> {
+        Self::open_on(dir, master, options, None)
+    }
+
+    /// A cluster node: the same state machine folding the PostgreSQL log (see [`crate::pglog`]) from
+    /// its start, with `scratch` (emptied first) for what the node derives from the log and keeps on
+    /// disk (the idempotency index's frozen pieces, ended windows, the rewards ledger). Nothing in
+    /// `scratch` is needed by another node or by a restart. Blocking: call it off the async workers.
+    pub fn open_cluster(
+        scratch: &Path,
+        master: MasterKey,
+        mut options: EmbeddedOptions,
+        log: PgLogOptions,
+    ) -> Result<Self, OpenError> {
+        match fs::remove_dir_all(scratch) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(OpenError::Io {
+                    path: scratch.display().to_string(),
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+        // The log starts anew with every node; segments are never written.
+        options.log_retention = None;
+        Self::open_on(scratch, master, options, Some(log))
+    }
+
+    fn open_on(
+        dir: &Path,
+        master: MasterKey,
+        mut options: EmbeddedOptions,
+        cluster: Option<PgLogOptions>,
+    ) -> Result<Self, OpenError> {
         let io = |source| OpenError::Io {
             path: dir.display().to_string(),
             source,
@@ -488,17 +581,20 @@ impl EmbeddedStore {
         }
 
         migrate_legacy_log(dir).map_err(io)?;
-        let (folded, mut dedupe, start, had_ledger) =
-            match Self::restore_snapshot(dir, &master, &options)? {
-                Some(restored) => restored,
-                None => (
-                    Arc::new(Folded::default()),
-                    Dedupe::open(&dir.join(DEDUPE_DIR), None, options.dedupe())
-                        .map_err(|detail| corrupt(dir, detail))?,
-                    0,
-                    false,
-                ),
-            };
+        let restored = match cluster {
+            None => Self::restore_snapshot(dir, &master, &options)?,
+            Some(_) => None,
+        };
+        let (folded, mut dedupe, start, had_ledger) = match restored {
+            Some(restored) => restored,
+            None => (
+                Arc::new(Folded::default()),
+                Dedupe::open(&dir.join(DEDUPE_DIR), None, options.dedupe())
+                    .map_err(|detail| corrupt(dir, detail))?,
+                0,
+                false,
+            ),
+        };
         if had_ledger && !dir.join(ledger::LEDGER_FILE).exists() {
             // An empty ledger would silently forget every grant, code and redemption before the
             // snapshot (the log before it may be gone).
@@ -524,16 +620,55 @@ impl EmbeddedStore {
         let replay_from = start
             .min(ledger.watermark())
             .min(ledger.progress_watermark());
+        let fold_dedupes = cluster.is_some();
+        let shift = if fold_dedupes { log::SEQ_SHIFT } else { 0 };
+        dedupe.prune(options.clock.now());
+        let dedupe = Arc::new(Mutex::new(dedupe));
+        let replay_dedupe = dedupe.clone();
         // Replay errors are kept aside: the journal's replay callback speaks io::Error.
         let mut failure: Option<OpenError> = None;
-        let replay = |offset: u64, payload: &[u8]| -> std::io::Result<()> {
-            let fail = |e: OpenError, failure: &mut Option<OpenError>| {
-                *failure = Some(e);
-                std::io::Error::other("replay stopped")
-            };
-            let record = match wal::decode(payload) {
-                Ok(r) => r,
-                Err(detail) => {
+        let mut replay =
+            |offset: u64, end: u64, at_us: Option<i64>, payload: &[u8]| -> std::io::Result<()> {
+                let fail = |e: OpenError, failure: &mut Option<OpenError>| {
+                    *failure = Some(e);
+                    std::io::Error::other("replay stopped")
+                };
+                let record = match wal::decode(payload) {
+                    Ok(r) => r,
+                    Err(detail) => {
+                        return Err(fail(
+                            OpenError::Corrupt {
+                                path: dir.display().to_string(),
+                                detail,
+                            },
+                            &mut failure,
+                        ));
+                    }
+                };
+                let mut record = record;
+                if fold_dedupes {
+                    at_log_time(&mut record, at_us);
+                    if let WalRecord::Events(batch) = &mut record {
+                        let mut dedupe = replay_dedupe.lock().unwrap_or_else(|p| p.into_inner());
+                        batch.events.retain(|body| {
+                            Event::dedupe_key_of(body).is_none_or(|id| {
+                                let key = dedupe.key(&batch.tenant_id, id);
+                                claim_at(&mut dedupe, key, batch.accepted_at)
+                            })
+                        });
+                    }
+                }
+                let applied = match (ledger_part(&folded, &record), &record) {
+                    (Some(l), _) => apply_ledger(&ledger, &folded, &cold, end, &l, false),
+                    (None, WalRecord::Events(batch))
+                        if end > ledger.progress_watermark()
+                            && ledger.wants_events(&batch.tenant_id) =>
+                    {
+                        replay_events(&ledger, end, batch)
+                    }
+                    _ => Ok(()),
+                };
+                if let Err(detail) = applied {
                     return Err(fail(
                         OpenError::Corrupt {
                             path: dir.display().to_string(),
@@ -542,62 +677,46 @@ impl EmbeddedStore {
                         &mut failure,
                     ));
                 }
-            };
-            let end = offset + (crate::journal::HEADER + payload.len()) as u64;
-            let applied = match (ledger_part(&folded, &record), &record) {
-                (Some(l), _) => apply_ledger(&ledger, &folded, &cold, end, &l, false),
-                (None, WalRecord::Events(batch))
-                    if end > ledger.progress_watermark()
-                        && ledger.wants_events(&batch.tenant_id) =>
-                {
-                    replay_events(&ledger, end, batch)
+                if offset < snapshot_start {
+                    // Before the snapshot: only the ledger had not applied it.
+                    return Ok(());
                 }
-                _ => Ok(()),
-            };
-            if let Err(detail) = applied {
-                return Err(fail(
-                    OpenError::Corrupt {
-                        path: dir.display().to_string(),
-                        detail,
-                    },
-                    &mut failure,
-                ));
-            }
-            if offset < snapshot_start {
-                // Before the snapshot: only the ledger had not applied it.
-                return Ok(());
-            }
-            match &record {
-                WalRecord::Meta(MetaRecord::Init { key_check }) => {
-                    let sealed = hex::decode(key_check).unwrap_or_default();
-                    if master.unseal("key-check", &sealed).as_deref() != Some(KEY_CHECK) {
-                        return Err(fail(OpenError::WrongMasterKey, &mut failure));
-                    }
-                }
-                WalRecord::Events(batch) => {
-                    let at = Timestamp::from_microsecond(batch.accepted_at)
-                        .unwrap_or(Timestamp::UNIX_EPOCH);
-                    for body in &batch.events {
-                        if let Some(id) = Event::dedupe_key_of(body) {
-                            let key = dedupe.key(&batch.tenant_id, id);
-                            dedupe.replay(key, at);
+                match &record {
+                    WalRecord::Meta(MetaRecord::Init { key_check }) => {
+                        let sealed = hex::decode(key_check).unwrap_or_default();
+                        if master.unseal("key-check", &sealed).as_deref() != Some(KEY_CHECK) {
+                            return Err(fail(OpenError::WrongMasterKey, &mut failure));
                         }
                     }
+                    WalRecord::Events(_) if fold_dedupes => {}
+                    WalRecord::Events(batch) => {
+                        let at = Timestamp::from_microsecond(batch.accepted_at)
+                            .unwrap_or(Timestamp::UNIX_EPOCH);
+                        let mut dedupe = replay_dedupe.lock().unwrap_or_else(|p| p.into_inner());
+                        for body in &batch.events {
+                            if let Some(id) = Event::dedupe_key_of(body) {
+                                let key = dedupe.key(&batch.tenant_id, id);
+                                dedupe.replay(key, at);
+                            }
+                        }
+                    }
+                    WalRecord::Meta(_) | WalRecord::Ledger(_) => {}
                 }
-                WalRecord::Meta(_) | WalRecord::Ledger(_) => {}
-            }
-            folded.apply(offset, end, record, false).map_err(|detail| {
-                fail(
-                    OpenError::Corrupt {
-                        path: dir.display().to_string(),
-                        detail,
-                    },
-                    &mut failure,
-                )
-            })
-        };
+                folded
+                    .apply(offset << shift, end, record, false)
+                    .map_err(|detail| {
+                        fail(
+                            OpenError::Corrupt {
+                                path: dir.display().to_string(),
+                                detail,
+                            },
+                            &mut failure,
+                        )
+                    })
+            };
         let live = folded.clone();
         let live_ledger = ledger.clone();
+        let live_dedupe = dedupe.clone();
         let (to_ledger, ledger_jobs) = std::sync::mpsc::channel::<LedgerJob>();
         let apply: crate::journal::ApplyFn = Box::new(
             move |group: &mut [crate::journal::Durable<'_>]| {
@@ -607,8 +726,55 @@ impl EmbeddedStore {
                         .attachment
                         .take()
                         .and_then(|a| a.downcast::<wal::LiveEvents>().ok());
-                    let outcome = match live_events {
-                        Some(mut batch) => {
+                    // Events handed over by this node's ingestion, or (in a cluster) decoded from
+                    // another node's record; anything else goes to the fold as decoded.
+                    #[allow(clippy::type_complexity)]
+                    let (events, other): (
+                        Option<Result<wal::LiveEvents, String>>,
+                        Option<Result<WalRecord<'_>, String>>,
+                    ) = match live_events {
+                        Some(batch) => (Some(Ok(*batch)), None),
+                        None => match wal::decode(record.payload) {
+                            Ok(WalRecord::Events(batch)) if fold_dedupes => {
+                                (Some(wal::LiveEvents::decoded(batch)), None)
+                            }
+                            Ok(r) => (None, Some(Ok(r))),
+                            Err(e) => (None, Some(Err(e))),
+                        },
+                    };
+                    let outcome = match (events, other) {
+                        (Some(Ok(mut batch)), _) => {
+                            if fold_dedupes {
+                                // The cluster's time, and its decision on duplicates, in log order.
+                                let at = record
+                                    .at_us
+                                    .and_then(|us| Timestamp::from_microsecond(us).ok())
+                                    .unwrap_or(batch.accepted_at);
+                                let kept: Vec<bool> = {
+                                    let mut dedupe =
+                                        live_dedupe.lock().unwrap_or_else(|p| p.into_inner());
+                                    batch
+                                        .events
+                                        .iter()
+                                        .map(|e| {
+                                            let key = dedupe.key(&batch.tenant_id, &e.event_id);
+                                            claim_at(&mut dedupe, key, at.as_microsecond())
+                                        })
+                                        .collect()
+                                };
+                                if at != batch.accepted_at || kept.contains(&false) {
+                                    // Evaluated again below with what the log decided.
+                                    batch.achievements = None;
+                                }
+                                let mut keep = kept.iter();
+                                batch
+                                    .events
+                                    .retain(|_| keep.next().copied().unwrap_or(true));
+                                batch.accepted_at = at;
+                                if let Some(slot) = &batch.outcome {
+                                    let _ = slot.set(kept);
+                                }
+                            }
                             if live_ledger.wants_events(&batch.tenant_id) {
                                 // Achievements: evaluated with the achievements in force at this
                                 // place in the log (the ingest path's evaluation unless they changed
@@ -643,7 +809,7 @@ impl EmbeddedStore {
                                 }
                             }
                             live.apply_events(
-                                record.offset,
+                                record.offset << shift,
                                 end,
                                 &batch.tenant_id,
                                 batch.accepted_at,
@@ -652,7 +818,11 @@ impl EmbeddedStore {
                             );
                             Ok(())
                         }
-                        None => wal::decode(record.payload).and_then(|r| {
+                        (Some(Err(e)), _) => Err(e),
+                        (None, Some(decoded)) => decoded.and_then(|mut r| {
+                            if fold_dedupes {
+                                at_log_time(&mut r, record.at_us);
+                            }
                             // Handed over in log order, before the fold moves past the record.
                             if let Some(l) = ledger_part(&live, &r) {
                                 live_ledger.enqueued(end);
@@ -663,8 +833,9 @@ impl EmbeddedStore {
                                     live_ledger.stop("the ledger's thread has stopped");
                                 }
                             }
-                            live.apply(record.offset, end, r, true)
+                            live.apply(record.offset << shift, end, r, true)
                         }),
+                        (None, None) => Ok(()),
                     };
                     if let Err(e) = outcome {
                         // A record we just wrote ourselves cannot be unreadable: a bug, not input.
@@ -673,17 +844,41 @@ impl EmbeddedStore {
                 }
             },
         );
-        let opened = Journal::open_segmented(
-            &dir.join(WAL_DIR),
-            replay_from,
-            replay,
-            Some(apply),
-            options.segment_bytes,
-        );
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let wal = opened.map_err(io)?;
+        let log = match cluster {
+            None => {
+                let opened = Journal::open_segmented(
+                    &dir.join(WAL_DIR),
+                    replay_from,
+                    |offset: u64, payload: &[u8]| {
+                        let end = offset + (crate::journal::HEADER + payload.len()) as u64;
+                        replay(offset, end, None, payload)
+                    },
+                    Some(apply),
+                    options.segment_bytes,
+                );
+                if let Some(e) = failure {
+                    return Err(e);
+                }
+                log::Log::File(opened.map_err(io)?)
+            }
+            Some(pg) => {
+                let opened = PgLog::open(
+                    &pg,
+                    0,
+                    |r: &mut crate::journal::Durable<'_>| {
+                        replay(r.offset, r.end, r.at_us, r.payload).map_err(|e| e.to_string())
+                    },
+                    apply,
+                );
+                if let Some(e) = failure {
+                    return Err(e);
+                }
+                let log = opened.map_err(|e| OpenError::Cluster(e.to_string()))?;
+                // The store's time is the database's from now on.
+                options.clock = Clock::offset(log.clock_offset());
+                log::Log::Pg(log)
+            }
+        };
         // Progress the replay folded is committed before anything new arrives.
         ledger.flush().map_err(|detail| corrupt(dir, detail))?;
         let ledger_thread;
@@ -745,14 +940,15 @@ impl EmbeddedStore {
                 .map_err(io)?;
         }
         let ledger_thread = JoinOnDrop(Some(ledger_thread));
-        dedupe.prune(options.clock.now());
         let signatures = SignatureLog::open(dir, Timestamp::now().as_second()).map_err(io)?;
         let snapshot_at = AtomicU64::new(folded.applied_events.load(Ordering::Relaxed));
         Ok(EmbeddedStore {
             dir: dir.to_owned(),
             folded,
-            wal,
-            dedupe: Mutex::new(dedupe),
+            log,
+            dedupe,
+            meta_fence: Mutex::new(None),
+            rewards_fence: Mutex::new(None),
             ingest_gate: tokio::sync::RwLock::new(()),
             events_at_snapshot: snapshot_at,
             signatures,
@@ -899,7 +1095,8 @@ impl EmbeddedStore {
 
     /// Writes the `Init` record on a new data dir. Separate from `open` because it awaits the journal.
     pub async fn initialize(&self) -> StoreResult<()> {
-        let _gate = self.write_gate.lock().await;
+        // In a cluster, the first node to start writes it; the others see it under the gate.
+        let _gate = self.meta_gate().await?;
         if self.read().initialized {
             return Ok(());
         }
@@ -934,8 +1131,96 @@ impl EmbeddedStore {
     /// write gate held.
     async fn commit(&self, record: MetaRecord) -> StoreResult<()> {
         let payload = wal::encode_meta(&record).map_err(StoreError::Unavailable)?;
-        self.wal.append(&payload).await?;
+        self.append_fenced(&payload, &self.meta_fence).await?;
         Ok(())
+    }
+
+    /// Appends a record decided under a gate, with the gate's fence when a cluster-wide gate is held
+    /// (see [`log::Gate`]); answers the position just past it.
+    async fn append_fenced(&self, payload: &[u8], slot: &Mutex<Option<Fence>>) -> StoreResult<u64> {
+        let fence = *slot.lock().unwrap_or_else(|p| p.into_inner());
+        let end = self.log.append(payload, None, fence).await?;
+        if fence.is_some() {
+            log::Gate::fenced(slot, end);
+        }
+        Ok(end)
+    }
+
+    /// The metadata writers' gate: this node's, and in a cluster the cluster's (taken once this node
+    /// has applied the log up to its head, so a check made under it sees every earlier decision).
+    async fn meta_gate(&self) -> StoreResult<log::Gate<'_>> {
+        let local = self.write_gate.lock().await;
+        let cluster = self.log.cluster_gate(FenceKind::Meta).await?;
+        Ok(log::Gate::new(local, cluster, &self.meta_fence))
+    }
+
+    /// Ingestion on a cluster node: ids this node knows are duplicates are answered at once; the rest
+    /// are appended, and the fold decides in log order which are new (another node may have appended
+    /// the same id meanwhile). Answered once this node has applied the record.
+    async fn ingest_cluster(
+        &self,
+        tenant_id: &str,
+        events: Vec<Event>,
+    ) -> StoreResult<Vec<IngestStatus>> {
+        let accepted_at = self.now();
+        let total = events.len();
+        let mut statuses: Vec<Option<IngestStatus>> = Vec::with_capacity(total);
+        let mut sent = Vec::with_capacity(total);
+        {
+            let dedupe = self.lock_dedupe();
+            for event in events {
+                let key = dedupe.key(tenant_id, &event.event_id);
+                if dedupe.was_seen(key).map_err(StoreError::Unavailable)? {
+                    statuses.push(Some(IngestStatus::Duplicate));
+                } else {
+                    statuses.push(None);
+                    sent.push(event);
+                }
+            }
+        }
+        let counters = &self.folded.counters;
+        if !sent.is_empty() {
+            let bodies: Vec<&serde_json::Value> = sent.iter().map(Event::body).collect();
+            let payload = wal::encode_events(tenant_id, accepted_at, &bodies)
+                .map_err(StoreError::Unavailable)?;
+            drop(bodies);
+            let achievements = self.ledger.prepare(tenant_id, accepted_at, &sent);
+            let outcome = Arc::new(std::sync::OnceLock::new());
+            let live = wal::LiveEvents {
+                tenant_id: tenant_id.to_owned(),
+                accepted_at,
+                events: sent,
+                achievements,
+                outcome: Some(outcome.clone()),
+            };
+            self.log
+                .append(&payload, Some(Box::new(live)), None)
+                .await?;
+            let kept: &Vec<bool> = outcome.get().ok_or_else(|| {
+                StoreError::Unavailable("the write's outcome is unknown; retry".into())
+            })?;
+            let mut kept = kept.iter();
+            for status in statuses.iter_mut().filter(|s| s.is_none()) {
+                *status = Some(if kept.next().copied().unwrap_or(false) {
+                    IngestStatus::Accepted
+                } else {
+                    IngestStatus::Duplicate
+                });
+            }
+        }
+        let statuses: Vec<IngestStatus> = statuses
+            .into_iter()
+            .map(|s| s.unwrap_or(IngestStatus::Duplicate))
+            .collect();
+        let accepted = statuses
+            .iter()
+            .filter(|s| **s == IngestStatus::Accepted)
+            .count() as u64;
+        counters.accepted.fetch_add(accepted, Ordering::Relaxed);
+        counters
+            .duplicates
+            .fetch_add(total as u64 - accepted, Ordering::Relaxed);
+        Ok(statuses)
     }
 
     fn tenant_context(tenant_id: &str) -> String {
@@ -1128,7 +1413,7 @@ impl EmbeddedStore {
 #[async_trait]
 impl Store for EmbeddedStore {
     fn is_ready(&self) -> bool {
-        self.wal.is_healthy() && self.signatures.is_healthy() && self.ledger.is_healthy()
+        self.log.is_ready() && self.signatures.is_healthy() && self.ledger.is_healthy()
     }
 
     async fn maintain(&self) -> StoreResult<()> {
@@ -1188,6 +1473,9 @@ impl Store for EmbeddedStore {
     }
 
     async fn ingest(&self, tenant_id: &str, events: Vec<Event>) -> StoreResult<Vec<IngestStatus>> {
+        if self.log.is_cluster() {
+            return self.ingest_cluster(tenant_id, events).await;
+        }
         let _gate = self.ingest_gate.read().await;
         let accepted_at = self.now();
         let total = events.len();
@@ -1235,9 +1523,10 @@ impl Store for EmbeddedStore {
                     accepted_at,
                     events: accepted,
                     achievements,
+                    outcome: None,
                 };
-                self.wal
-                    .append_with(&payload, Some(Box::new(live)))
+                self.log
+                    .append(&payload, Some(Box::new(live)), None)
                     .await
                     .map_err(StoreError::from)
             }
@@ -1419,7 +1708,7 @@ impl Store for EmbeddedStore {
         name: String,
         hmac_secret: String,
     ) -> StoreResult<Tenant> {
-        let _gate = self.write_gate.lock().await;
+        let _gate = self.meta_gate().await?;
         if self.read().tenants.contains_key(&tenant_id) {
             return Err(StoreError::Conflict(format!(
                 "tenant '{tenant_id}' already exists"
@@ -1494,7 +1783,7 @@ impl Store for EmbeddedStore {
         tenant_id: &str,
         patch: TenantPatch,
     ) -> StoreResult<Option<Tenant>> {
-        let _gate = self.write_gate.lock().await;
+        let _gate = self.meta_gate().await?;
         let Some(tenant) = self.read().tenants.get(tenant_id).map(|e| e.tenant.clone()) else {
             return Ok(None);
         };
@@ -1514,7 +1803,7 @@ impl Store for EmbeddedStore {
         new_secret: String,
         previous_valid_until: Timestamp,
     ) -> StoreResult<Option<Tenant>> {
-        let _gate = self.write_gate.lock().await;
+        let _gate = self.meta_gate().await?;
         let Some(tenant) = self.read().tenants.get(tenant_id).map(|e| e.tenant.clone()) else {
             return Ok(None);
         };
@@ -1531,7 +1820,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn create_api_key(&self, new: NewApiKey) -> StoreResult<ApiKey> {
-        let _gate = self.write_gate.lock().await;
+        let _gate = self.meta_gate().await?;
         {
             let state = self.read();
             if state.keys.contains_key(&new.key_id) || state.key_by_hash.contains_key(&new.key_hash)
@@ -1599,7 +1888,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn revoke_api_key(&self, key_id: &str) -> StoreResult<Option<ApiKey>> {
-        let _gate = self.write_gate.lock().await;
+        let _gate = self.meta_gate().await?;
         let Some(key) = self.read().keys.get(key_id).map(|e| e.key.clone()) else {
             return Ok(None);
         };
@@ -1615,7 +1904,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn create_leaderboard(&self, new: NewLeaderboard) -> StoreResult<Leaderboard> {
-        let _gate = self.write_gate.lock().await;
+        let _gate = self.meta_gate().await?;
         let uid = {
             let state = self.read();
             if state
@@ -1688,7 +1977,7 @@ impl Store for EmbeddedStore {
         // The rewards gate first (the order every path takes both in): what this change means for the
         // board's reward rules is applied before a rewards writer reads them again.
         let _rewards = self.rewards_gate.lock().await;
-        let gate = self.write_gate.lock().await;
+        let gate = self.meta_gate().await?;
         let Some(mut lb) = self.read().leaderboard(tenant_id, leaderboard_id).cloned() else {
             return Ok(None);
         };
@@ -1731,7 +2020,7 @@ impl Store for EmbeddedStore {
         leaderboard_id: &str,
     ) -> StoreResult<Option<Leaderboard>> {
         let _rewards = self.rewards_gate.lock().await;
-        let gate = self.write_gate.lock().await;
+        let gate = self.meta_gate().await?;
         let Some(lb) = self.read().leaderboard(tenant_id, leaderboard_id).cloned() else {
             return Ok(None);
         };
@@ -1750,7 +2039,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn create_user(&self, new: NewUser) -> StoreResult<User> {
-        let _gate = self.write_gate.lock().await;
+        let _gate = self.meta_gate().await?;
         if self.read().console.user(&new.username).is_some() {
             return Err(StoreError::Conflict(format!(
                 "user '{}' already exists",
@@ -1789,7 +2078,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn update_user(&self, username: &str, patch: UserPatch) -> StoreResult<Option<User>> {
-        let _gate = self.write_gate.lock().await;
+        let _gate = self.meta_gate().await?;
         if self.read().console.user(username).is_none() {
             return Ok(None);
         }
@@ -1804,7 +2093,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete_user(&self, username: &str) -> StoreResult<Option<User>> {
-        let _gate = self.write_gate.lock().await;
+        let _gate = self.meta_gate().await?;
         let Some(user) = self.read().console.user(username).cloned() else {
             return Ok(None);
         };
@@ -1820,7 +2109,7 @@ impl Store for EmbeddedStore {
         username: &str,
         tokens: SessionTokens,
     ) -> StoreResult<Option<ConsoleSession>> {
-        let _gate = self.write_gate.lock().await;
+        let _gate = self.meta_gate().await?;
         let Some(user) = self.read().console.user(username).cloned() else {
             return Ok(None);
         };
@@ -1862,7 +2151,7 @@ impl Store for EmbeddedStore {
         tokens: SessionTokens,
     ) -> StoreResult<RefreshOutcome> {
         // Under the write gate: two refreshes with the same token cannot both see it unspent.
-        let _gate = self.write_gate.lock().await;
+        let _gate = self.meta_gate().await?;
         let at = self.now();
         let lookup = self.read().console.lookup_refresh(refresh_hash, at);
         match lookup {
@@ -1913,7 +2202,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn revoke_family(&self, family_id: &str) -> StoreResult<bool> {
-        let _gate = self.write_gate.lock().await;
+        let _gate = self.meta_gate().await?;
         if !self.read().console.family_is_live(family_id, self.now()) {
             return Ok(false);
         }
@@ -2215,7 +2504,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn revoke_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {
-        let _gate = self.write_gate.lock().await;
+        let _gate = self.meta_gate().await?;
         let Some(family_id) = self.read().console.live_family_of(token_hash) else {
             return Ok(false);
         };

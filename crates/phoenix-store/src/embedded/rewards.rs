@@ -55,10 +55,15 @@ impl EmbeddedStore {
     /// made under the gate sees every earlier change (a writer holds the gate until its own record is
     /// applied; the server runs rewards writes as tasks of their own, so a client that goes away does
     /// not end one between its append and its application).
-    pub(super) async fn rewards_gate(&self) -> StoreResult<tokio::sync::MutexGuard<'_, ()>> {
-        let gate = self.rewards_gate.lock().await;
+    /// In a cluster the gate is the cluster's as well (see `meta_gate`).
+    pub(super) async fn rewards_gate(&self) -> StoreResult<super::log::Gate<'_>> {
+        let local = self.rewards_gate.lock().await;
+        let cluster = self
+            .log
+            .cluster_gate(crate::pglog::FenceKind::Rewards)
+            .await?;
         self.ledger.wait_drained().await.map_err(unavailable)?;
-        Ok(gate)
+        Ok(super::log::Gate::new(local, cluster, &self.rewards_fence))
     }
 
     /// Appends a rewards record and waits until the ledger's thread has applied it.
@@ -70,8 +75,7 @@ impl EmbeddedStore {
             ));
         }
         let payload = wal::encode_ledger(record).map_err(unavailable)?;
-        let offset = self.wal.append(&payload).await?;
-        let end = offset + (crate::journal::HEADER + payload.len()) as u64;
+        let end = self.append_fenced(&payload, &self.rewards_fence).await?;
         self.ledger.wait_applied(end).await.map_err(unavailable)
     }
 

@@ -77,6 +77,32 @@ pub(super) struct LiveEvents {
     pub events: Vec<Event>,
     /// The events evaluated against the tenant's achievements, when it has any.
     pub achievements: Option<super::ledger::achieve::Prepared>,
+    /// In a cluster, where the fold decides duplicates: which of `events` it accepted (set once the
+    /// record is applied, read by the ingestion that appended it).
+    pub outcome: Option<std::sync::Arc<std::sync::OnceLock<Vec<bool>>>>,
+}
+
+impl LiveEvents {
+    /// The events of a record read back from the log (another node's, in a cluster).
+    pub(super) fn decoded(batch: EventBatch<'_>) -> Result<LiveEvents, String> {
+        let accepted_at = Timestamp::from_microsecond(batch.accepted_at)
+            .map_err(|e| format!("event record time: {e}"))?;
+        let events = batch
+            .events
+            .into_iter()
+            .map(|body| {
+                Event::from_stored(body)
+                    .ok_or_else(|| "event record holds an unreadable event".to_owned())
+            })
+            .collect::<Result<Vec<Event>, String>>()?;
+        Ok(LiveEvents {
+            tenant_id: batch.tenant_id.into_owned(),
+            accepted_at,
+            events,
+            achievements: None,
+            outcome: None,
+        })
+    }
 }
 
 /// A decoded record.
