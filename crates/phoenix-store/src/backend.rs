@@ -20,6 +20,15 @@ pub enum BackendConfig {
         master_key: Option<MasterKey>,
         options: EmbeddedOptions,
     },
+    /// A node of a cluster (SPEC §9): the log and everything durable in PostgreSQL, the shared hot
+    /// state in Redis. The node keeps on local disk only what it derives from the log (in a
+    /// temporary directory removed when it closes).
+    Cluster {
+        database_url: String,
+        redis_url: String,
+        master_key: MasterKey,
+        options: EmbeddedOptions,
+    },
 }
 
 /// What [`open`] needs.
@@ -50,6 +59,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("the store could not be opened: {0}")]
     Task(String),
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// An open store and the background work it runs.
@@ -64,6 +75,8 @@ pub struct RunningStore {
 /// What [`RunningStore::close`] finishes with, per backend.
 enum Closer {
     Embedded(Arc<EmbeddedStore>),
+    /// The node's scratch directory, removed once the store is gone.
+    Cluster(Arc<EmbeddedStore>, PathBuf),
 }
 
 impl RunningStore {
@@ -92,6 +105,11 @@ impl RunningStore {
                     tracing::warn!(error = %e, "final snapshot failed; the next start replays more of the log");
                 }
             }
+            Closer::Cluster(store, scratch) => {
+                // The last handle but the server's (already stopped): the log's tasks end with it.
+                drop(store);
+                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(scratch)).await;
+            }
         }
     }
 }
@@ -100,6 +118,12 @@ impl RunningStore {
 pub async fn open(config: StoreConfig) -> Result<RunningStore, StartError> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     match config.backend {
+        BackendConfig::Cluster {
+            database_url,
+            redis_url,
+            master_key,
+            options,
+        } => open_cluster(database_url, redis_url, master_key, options, stop).await,
         BackendConfig::Embedded {
             data_dir,
             master_key,
@@ -135,6 +159,86 @@ pub async fn open(config: StoreConfig) -> Result<RunningStore, StartError> {
                 background: vec![snapshots],
                 closer: Closer::Embedded(store),
             })
+        }
+    }
+}
+
+/// Opens a cluster node: Redis and PostgreSQL reachable, the schema migrated, the log replayed.
+async fn open_cluster(
+    database_url: String,
+    redis_url: String,
+    master_key: MasterKey,
+    options: EmbeddedOptions,
+    stop: tokio::sync::watch::Sender<bool>,
+) -> Result<RunningStore, StartError> {
+    tokio::task::spawn_blocking(remove_stale_scratch)
+        .await
+        .map_err(|e| StartError::Task(e.to_string()))?;
+    let scratch = std::env::temp_dir().join(format!(
+        "phoenix-node-{}-{}",
+        std::process::id(),
+        crate::seal::random_hex::<4>()
+    ));
+    let dir = scratch.clone();
+    let log = crate::pglog::PgLogOptions {
+        url: database_url,
+        connections: 8,
+    };
+    let store = tokio::task::spawn_blocking(move || {
+        crate::journal::create_private_dir(&dir).map_err(|source| StartError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        EmbeddedStore::open_cluster(&dir.join("node"), master_key, options, log)
+            .map_err(|e| StartError::Cluster(e.to_string()))
+    })
+    .await
+    .map_err(|e| StartError::Task(e.to_string()))??;
+    let pool = store
+        .cluster_pool()
+        .ok_or_else(|| StartError::Cluster("the cluster log has no pool".into()))?;
+    let shared = crate::redis_shared::RedisShared::connect(&redis_url, pool)
+        .await
+        .map_err(StartError::Cluster)?;
+    let store = store.with_shared(Arc::new(shared));
+    store.initialize().await?;
+    let store = Arc::new(store);
+    Ok(RunningStore {
+        store: store.clone(),
+        description: "cluster node (PostgreSQL log, Redis shared state)".into(),
+        stop,
+        background: Vec::new(),
+        closer: Closer::Cluster(store, scratch),
+    })
+}
+
+/// Removes the scratch directories of nodes that are gone (killed before they could remove their
+/// own): those whose store's lock file nobody holds. They hold nothing anyone needs.
+fn remove_stale_scratch() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(|n| n.starts_with("phoenix-node-")) {
+            continue;
+        }
+        let lock = entry.path().join("node").join("LOCK");
+        let stale = match std::fs::OpenOptions::new().write(true).open(&lock) {
+            Ok(file) => file.try_lock().is_ok(),
+            // Never got as far as opening a store (or is just about to: give it a minute).
+            Err(e) => {
+                e.kind() == std::io::ErrorKind::NotFound
+                    && entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > Duration::from_secs(60))
+            }
+        };
+        if stale {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

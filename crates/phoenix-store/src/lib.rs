@@ -12,6 +12,7 @@ pub mod embedded;
 pub mod journal;
 pub mod model;
 pub mod pglog;
+pub mod redis_shared;
 pub mod rewards;
 pub mod seal;
 mod signatures;
@@ -241,6 +242,12 @@ pub trait Store: Send + Sync + 'static {
         window: Option<&WindowId>,
         user_id: &str,
     ) -> StoreResult<Option<Standing>>;
+
+    /// The hot state a cluster's nodes share (Redis), for the server's login throttle and rate limits;
+    /// `None` on one node.
+    fn shared(&self) -> Option<std::sync::Arc<redis_shared::RedisShared>> {
+        None
+    }
 
     /// Records that a request signature (a digest of it) was used: true the first time, false for a
     /// replay. Remembered durably until `expires_at`, so a replay is refused across restarts.

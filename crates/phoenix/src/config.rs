@@ -62,7 +62,7 @@ pub struct Settings {
         default_value = "./phoenix-data"
     )]
     pub data_dir: PathBuf,
-    /// postgres://... : the scale-out system of record (not available yet).
+    /// postgres://... : cluster mode's system of record (with PHOENIX_REDIS_URL and PHOENIX_MASTER_KEY).
     #[arg(
         long,
         global = true,
@@ -70,7 +70,7 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
-    /// redis://... : the scale-out ranking and fan-out engine (not available yet).
+    /// redis://... : cluster mode's shared hot state (with PHOENIX_DATABASE_URL and PHOENIX_MASTER_KEY).
     #[arg(long, global = true, env = "PHOENIX_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// System admin secret: full Admin access.
@@ -328,6 +328,15 @@ pub struct Resolved {
     /// `None`: keep the whole log.
     pub log_retention: Option<std::time::Duration>,
     pub cold_cache_bytes: usize,
+    /// Cluster mode (both URLs given).
+    pub cluster: Option<ClusterUrls>,
+}
+
+/// Where a cluster node finds PostgreSQL and Redis. Never logged (the URLs may hold passwords).
+#[derive(Clone)]
+pub struct ClusterUrls {
+    pub database_url: String,
+    pub redis_url: String,
 }
 
 /// A configuration error: one line naming the variable.
@@ -433,18 +442,36 @@ fn refuse_public_dev_mode(server: &ServerConfig) -> Result<(), ConfigError> {
 
 impl Settings {
     pub fn resolve(&self) -> Result<Resolved, ConfigError> {
-        if self.database_url.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(bad(
-                "PHOENIX_DATABASE_URL",
-                "the PostgreSQL + Redis scale-out backend is not available in this version; unset it to use the embedded store",
-            ));
+        fn given(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|s| !s.is_empty())
         }
-        if self.redis_url.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(bad(
-                "PHOENIX_REDIS_URL",
-                "the PostgreSQL + Redis scale-out backend is not available in this version; unset it to use the embedded store",
-            ));
-        }
+        let cluster = match (given(&self.database_url), given(&self.redis_url)) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(bad(
+                    "PHOENIX_DATABASE_URL",
+                    "cluster mode needs PHOENIX_REDIS_URL as well; set both (or neither, for the embedded store)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "PHOENIX_REDIS_URL",
+                    "cluster mode needs PHOENIX_DATABASE_URL as well; set both (or neither, for the embedded store)",
+                ));
+            }
+            (Some(db), Some(redis)) => {
+                if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+                    return Err(bad("PHOENIX_DATABASE_URL", "must be a postgres:// URL"));
+                }
+                if !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+                    return Err(bad("PHOENIX_REDIS_URL", "must be a redis:// URL"));
+                }
+                Some(ClusterUrls {
+                    database_url: db.to_owned(),
+                    redis_url: redis.to_owned(),
+                })
+            }
+        };
         let listen = parse_addr("PHOENIX_LISTEN", &self.listen)?;
         let mut server = ServerConfig::new(listen);
         server.admin_listen = parse_gateway("PHOENIX_ADMIN_LISTEN", &self.admin_listen)?;
@@ -567,6 +594,12 @@ impl Settings {
                     .map_err(|_| bad("PHOENIX_MASTER_KEY", "must be 64 hex characters"))?,
             ),
         };
+        if cluster.is_some() && master_key.is_none() {
+            return Err(bad(
+                "PHOENIX_MASTER_KEY",
+                "required in cluster mode (there is no data dir to keep it in): 64 hex characters, the same on every node",
+            ));
+        }
         let log_format = match self.log_format.trim() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -596,6 +629,36 @@ impl Settings {
             snapshot_interval,
             log_retention,
             cold_cache_bytes,
+            cluster,
         })
+    }
+}
+
+impl Resolved {
+    /// What the store crate needs to open the backend this configuration asks for.
+    pub fn store_config(&self) -> phoenix_store::StoreConfig {
+        let options = phoenix_store::embedded::EmbeddedOptions {
+            dedupe_horizon: self.server.dedupe_horizon,
+            log_retention: self.log_retention,
+            cold_cache_bytes: self.cold_cache_bytes,
+            ..phoenix_store::embedded::EmbeddedOptions::default()
+        };
+        let backend = match (&self.cluster, &self.master_key) {
+            (Some(urls), Some(key)) => phoenix_store::BackendConfig::Cluster {
+                database_url: urls.database_url.clone(),
+                redis_url: urls.redis_url.clone(),
+                master_key: key.clone(),
+                options,
+            },
+            _ => phoenix_store::BackendConfig::Embedded {
+                data_dir: self.data_dir.clone(),
+                master_key: self.master_key.clone(),
+                options,
+            },
+        };
+        phoenix_store::StoreConfig {
+            backend,
+            snapshot_interval: self.snapshot_interval,
+        }
     }
 }

@@ -11,8 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 use config::{Cli, Command, LogFormat, Resolved};
 use phoenix_server::Application;
-use phoenix_store::embedded::EmbeddedOptions;
-use phoenix_store::{BackendConfig, RunningStore, StoreConfig};
+use phoenix_store::RunningStore;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -200,20 +199,7 @@ async fn start(resolved: Resolved) -> anyhow::Result<Started> {
             "AUTHENTICATION IS DISABLED (PHOENIX_AUTH_ENABLED=false): anyone who can reach this server has full access. Never run this way in production."
         );
     }
-    let running = phoenix_store::backend::open(StoreConfig {
-        backend: BackendConfig::Embedded {
-            data_dir: resolved.data_dir.clone(),
-            master_key: resolved.master_key.clone(),
-            options: EmbeddedOptions {
-                dedupe_horizon: config.dedupe_horizon,
-                log_retention: resolved.log_retention,
-                cold_cache_bytes: resolved.cold_cache_bytes,
-                ..EmbeddedOptions::default()
-            },
-        },
-        snapshot_interval: resolved.snapshot_interval,
-    })
-    .await?;
+    let running = phoenix_store::backend::open(resolved.store_config()).await?;
     tracing::info!(store = running.description(), "store open");
     let store = running.store();
     if config.admin_secret.is_none()

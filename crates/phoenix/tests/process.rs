@@ -74,6 +74,25 @@ fn invalid_configuration_stops_start_up_with_one_line_naming_the_variable() {
 }
 
 #[test]
+fn cluster_mode_without_a_master_key_stops_start_up_with_one_line() {
+    let out = phoenix()
+        .arg("serve")
+        .env(
+            "PHOENIX_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/none",
+        )
+        .env("PHOENIX_REDIS_URL", "redis://127.0.0.1:1")
+        .env_remove("PHOENIX_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got {stderr}");
+    assert!(lines[0].contains("PHOENIX_MASTER_KEY"), "{stderr}");
+}
+
+#[test]
 fn settings_are_read_from_a_dot_env_file_and_the_environment_wins() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

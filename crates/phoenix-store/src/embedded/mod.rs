@@ -479,6 +479,8 @@ pub struct EmbeddedStore {
     /// The fence of the cluster-wide gate held by the metadata (or rewards) writer now, if any.
     meta_fence: Mutex<Option<Fence>>,
     rewards_fence: Mutex<Option<Fence>>,
+    /// A cluster's shared hot state in Redis (signature replay), when this is a cluster node.
+    shared: Option<Arc<crate::redis_shared::RedisShared>>,
     /// Held shared by every ingestion from claim to durable append, and exclusively by a snapshot, so a
     /// snapshot never sees a dedupe claim whose event is not yet in the state it captures.
     ingest_gate: tokio::sync::RwLock<()>,
@@ -949,6 +951,7 @@ impl EmbeddedStore {
             dedupe,
             meta_fence: Mutex::new(None),
             rewards_fence: Mutex::new(None),
+            shared: None,
             ingest_gate: tokio::sync::RwLock::new(()),
             events_at_snapshot: snapshot_at,
             signatures,
@@ -1091,6 +1094,20 @@ impl EmbeddedStore {
         .map_err(|e| StoreError::Unavailable(format!("snapshot: {e}")))?;
         tracing::info!(wal_offset, "snapshot written");
         Ok(())
+    }
+
+    /// Makes this cluster node share its hot state through Redis (see [`crate::redis_shared`]).
+    pub fn with_shared(mut self, shared: Arc<crate::redis_shared::RedisShared>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The PostgreSQL log's pool, when this is a cluster node.
+    pub fn cluster_pool(&self) -> Option<sqlx::PgPool> {
+        match &self.log {
+            log::Log::Pg(log) => Some(log.pool().clone()),
+            log::Log::File(_) => None,
+        }
     }
 
     /// Writes the `Init` record on a new data dir. Separate from `open` because it awaits the journal.
@@ -1697,9 +1714,19 @@ impl Store for EmbeddedStore {
         digest: [u8; 32],
         expires_at: Timestamp,
     ) -> StoreResult<bool> {
-        self.signatures
-            .use_once(digest, expires_at.as_second(), Timestamp::now().as_second())
-            .await
+        match &self.shared {
+            // A cluster remembers signatures in Redis, for every node at once.
+            Some(shared) => shared.use_signature_once(digest, expires_at).await,
+            None => {
+                self.signatures
+                    .use_once(digest, expires_at.as_second(), Timestamp::now().as_second())
+                    .await
+            }
+        }
+    }
+
+    fn shared(&self) -> Option<Arc<crate::redis_shared::RedisShared>> {
+        self.shared.clone()
     }
 
     async fn create_tenant(

@@ -1,0 +1,239 @@
+//! What a cluster's nodes share in Redis (SPEC §9): short-lived, hot state only, never anything durable.
+//! Today: HMAC signature replay (`SET NX` with the signature's own expiry), the login throttle's
+//! counters and the rate limits' shared counts (see [`RedisShared::add`]).
+//!
+//! **Fail closed.** When Redis cannot be reached, a signature cannot be known to be fresh, so the
+//! signed request is refused (503); so are logins (their throttle is shared here).
+//!
+//! **A Redis that lost its data** (restarted without persistence, flushed) has forgotten which
+//! signatures were used. Redis holds an *epoch* (`phoenix:epoch`) whose value PostgreSQL also keeps
+//! (table `phoenix_cluster`). A node that finds Redis's epoch missing where PostgreSQL has one knows
+//! Redis lost its data: it writes a new epoch with the time of the discovery, and every node refuses
+//! signed requests until the replay window has passed since then, so no signature can be replayed.
+//! A brand-new cluster (no epoch in PostgreSQL yet) just writes its first one.
+
+use crate::{StoreError, StoreResult};
+use jiff::Timestamp;
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use std::sync::Mutex;
+use std::time::Duration;
+
+const EPOCH_KEY: &str = "phoenix:epoch";
+const SIG_PREFIX: &str = "phoenix:sig:";
+/// How long signed requests are refused after Redis lost its data: the longest a signature is
+/// accepted for (SPEC §3.3: timestamps within five minutes).
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(300);
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("{what}: {e}"))
+}
+
+/// The epoch as PostgreSQL has it: its value and since when (µs) it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Epoch {
+    value: String,
+    since_us: i64,
+    /// Whether it replaced one Redis lost (then signed requests wait out the replay window).
+    after_loss: bool,
+}
+
+impl Epoch {
+    fn parse(raw: &str) -> Option<Epoch> {
+        let mut parts = raw.splitn(3, '|');
+        let value = parts.next()?.to_owned();
+        let since_us = parts.next()?.parse().ok()?;
+        let after_loss = parts.next()? == "loss";
+        Some(Epoch {
+            value,
+            since_us,
+            after_loss,
+        })
+    }
+
+    fn encode(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.value,
+            self.since_us,
+            if self.after_loss { "loss" } else { "new" }
+        )
+    }
+}
+
+/// A connection to the cluster's Redis (reconnecting by itself) and the epoch check.
+pub struct RedisShared {
+    conn: ConnectionManager,
+    pool: PgPool,
+    epoch: Mutex<Option<Epoch>>,
+}
+
+impl RedisShared {
+    /// Connects to Redis (`url`) and to PostgreSQL (`pool`, for the epoch).
+    pub async fn connect(url: &str, pool: PgPool) -> Result<RedisShared, String> {
+        let client = redis::Client::open(url)
+            .map_err(|_| "PHOENIX_REDIS_URL: not a valid Redis URL".to_owned())?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| format!("Redis: {e}"))?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS phoenix_cluster (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        )
+        .execute(&pool)
+        .await
+        .map_err(|e| format!("PostgreSQL: {e}"))?;
+        let shared = RedisShared {
+            conn,
+            pool,
+            epoch: Mutex::new(None),
+        };
+        // Learn (or start) the epoch now, so the first signed request does not pay for it.
+        let _ = shared.current_epoch().await;
+        Ok(shared)
+    }
+
+    /// Whether Redis answers.
+    pub async fn ping(&self) -> bool {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok()
+    }
+
+    /// The epoch, checked against Redis's; after a loss of Redis's data, `Err` until the replay window
+    /// has passed since it was found.
+    async fn current_epoch(&self) -> StoreResult<Epoch> {
+        let mut conn = self.conn.clone();
+        let in_redis: Option<String> = redis::cmd("GET")
+            .arg(EPOCH_KEY)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("Redis", e))?;
+        let cached = self.epoch.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let epoch = match (cached, in_redis) {
+            (Some(c), Some(r)) if c.value == r => c,
+            (_, in_redis) => self.settle_epoch(in_redis).await?,
+        };
+        let ends = epoch.since_us + REPLAY_WINDOW.as_micros() as i64;
+        if epoch.after_loss && Timestamp::now().as_microsecond() < ends {
+            return Err(StoreError::Unavailable(
+                "Redis lost its data: signed requests are refused until the replay window has passed"
+                    .into(),
+            ));
+        }
+        Ok(epoch)
+    }
+
+    /// Reconciles Redis's epoch with PostgreSQL's (see the module docs) and caches the result.
+    async fn settle_epoch(&self, in_redis: Option<String>) -> StoreResult<Epoch> {
+        let pg = |e: sqlx::Error| unavailable("PostgreSQL", e);
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT value FROM phoenix_cluster WHERE key = 'redis_epoch'")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(pg)?;
+        let stored = stored.as_deref().and_then(Epoch::parse);
+        let epoch = match (stored, in_redis) {
+            // Another node moved it on: take it.
+            (Some(s), Some(r)) if s.value == r => s,
+            (stored, _) => {
+                let fresh = Epoch {
+                    value: crate::seal::random_hex::<16>(),
+                    since_us: Timestamp::now().as_microsecond(),
+                    // Redis lost what it held if PostgreSQL knew an epoch Redis does not have.
+                    after_loss: stored.is_some(),
+                };
+                // One node wins the race to replace it; the others read what it wrote.
+                let expected = stored.as_ref().map(Epoch::encode);
+                let won = sqlx::query(
+                    "INSERT INTO phoenix_cluster (key, value) VALUES ('redis_epoch', $1) \
+                     ON CONFLICT (key) DO UPDATE SET value = $1 \
+                     WHERE phoenix_cluster.value IS NOT DISTINCT FROM $2",
+                )
+                .bind(fresh.encode())
+                .bind(expected)
+                .execute(&self.pool)
+                .await
+                .map_err(pg)?
+                .rows_affected()
+                    == 1;
+                let epoch = if won {
+                    fresh
+                } else {
+                    let now: Option<String> = sqlx::query_scalar(
+                        "SELECT value FROM phoenix_cluster WHERE key = 'redis_epoch'",
+                    )
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(pg)?;
+                    now.as_deref().and_then(Epoch::parse).ok_or_else(|| {
+                        StoreError::Unavailable("the cluster's Redis epoch is unreadable".into())
+                    })?
+                };
+                let mut conn = self.conn.clone();
+                redis::cmd("SET")
+                    .arg(EPOCH_KEY)
+                    .arg(&epoch.value)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| unavailable("Redis", e))?;
+                if epoch.after_loss {
+                    tracing::warn!(
+                        "Redis lost its data: signed requests are refused for the replay window"
+                    );
+                }
+                epoch
+            }
+        };
+        *self.epoch.lock().unwrap_or_else(|p| p.into_inner()) = Some(epoch.clone());
+        Ok(epoch)
+    }
+
+    /// True the first time `digest` is used in the cluster, false for a replay; remembered until
+    /// `expires_at`. Fails (503) when Redis is unreachable or lost its data within the replay window.
+    pub async fn use_signature_once(
+        &self,
+        digest: [u8; 32],
+        expires_at: Timestamp,
+    ) -> StoreResult<bool> {
+        self.current_epoch().await?;
+        let ttl_ms = expires_at
+            .duration_since(Timestamp::now())
+            .as_millis()
+            .clamp(1, REPLAY_WINDOW.as_millis() as i128 * 2) as u64;
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("{SIG_PREFIX}{}", hex::encode(digest)))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("Redis", e))?;
+        Ok(set.is_some())
+    }
+
+    /// Adds `by` to the shared counter `key` (created with a life of `ttl`), answering its new
+    /// value: the shared counts of the login throttle and the rate limits.
+    pub async fn add(&self, key: &str, by: i64, ttl: Duration) -> StoreResult<i64> {
+        let mut conn = self.conn.clone();
+        let (value, _): (i64, ()) = redis::pipe()
+            .cmd("INCRBY")
+            .arg(key)
+            .arg(by)
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(ttl.as_millis() as u64)
+            .arg("NX")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("Redis", e))?;
+        Ok(value)
+    }
+}
