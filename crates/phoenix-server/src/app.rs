@@ -179,10 +179,17 @@ async fn refuse_while_draining(
     next: middleware::Next,
 ) -> axum::response::Response {
     let path = req.uri().path();
+    let probe = path == "/livez" || path == "/readyz" || path == "/metrics";
     if state.is_draining() && path != "/livez" && path != "/readyz" {
         return axum::response::IntoResponse::into_response(ApiError::Unavailable(
             "server is shutting down".into(),
         ));
+    }
+    if state.config.consistent_reads
+        && !probe
+        && let Err(e) = state.store.barrier().await
+    {
+        return axum::response::IntoResponse::into_response(ApiError::from(e));
     }
     next.run(req).await
 }
@@ -246,6 +253,27 @@ impl Application {
         // Install the metrics recorder before the first request is counted.
         ops::prometheus();
         let state = AppState::new(store, config);
+        // A cluster's nodes share their login throttle and rate-limit spending through Redis.
+        if let Some(redis) = state.store.shared() {
+            crate::shared::start(&state, redis).await;
+        }
+        // Credentials another node changes reach this node's sockets through the store's log.
+        if let Some(mut changes) = state.store.watch_credentials() {
+            let (forward, shutdown) = (state.clone(), state.shutdown_signal());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        changed = changes.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            forward.credentials_changed();
+                        }
+                    }
+                }
+            });
+        }
         let doc = OpenApiJson(Arc::new(
             serde_json::to_string(&openapi()).unwrap_or_else(|_| "{}".to_owned()),
         ));

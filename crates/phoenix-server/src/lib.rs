@@ -17,6 +17,7 @@ pub mod ops;
 pub mod query;
 pub mod ratelimit;
 pub mod session;
+pub mod shared;
 pub mod state;
 pub mod throttle;
 

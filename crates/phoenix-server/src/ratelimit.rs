@@ -74,6 +74,13 @@ impl Bucket {
         Err(Duration::from_secs_f64(missing / f64::from(rate.max(1))))
     }
 
+    /// Takes `n` tokens another node of the cluster spent, whether they are there or not (the bucket
+    /// may go below empty, down to minus its capacity: this node then refuses until it refills).
+    fn drain(&mut self, n: u32, rate: u32, capacity: u32, now: Instant) {
+        self.refill(rate, capacity, now);
+        self.tokens = (self.tokens - f64::from(n)).max(-self.capacity);
+    }
+
     /// Whether the bucket has refilled completely by `now` (then it is the same as a new one).
     fn is_full_at(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
@@ -105,9 +112,33 @@ impl Kind {
     }
 }
 
+/// What this node spent of a limit, for the other nodes of a cluster (see [`crate::shared`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum Spent {
+    Events {
+        tenant: String,
+        n: u32,
+        rate: u32,
+    },
+    Reads {
+        tenant: String,
+        n: u32,
+        rate: u32,
+    },
+    Player {
+        tenant: String,
+        player: String,
+        n: u32,
+        rate: u32,
+    },
+}
+
 /// Every bucket of the process.
 pub struct RateLimiter {
     defaults: DefaultRateLimits,
+    /// In a cluster: where this node's spending goes, to be shared with the other nodes.
+    spent: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::shared::Shared>>,
     tenants: RwLock<HashMap<String, Arc<TenantBuckets>>>,
     players: Vec<Mutex<HashMap<u64, Bucket>>>,
     keys: std::collections::hash_map::RandomState,
@@ -138,6 +169,7 @@ impl RateLimiter {
     pub fn new(defaults: DefaultRateLimits) -> Self {
         RateLimiter {
             defaults,
+            spent: std::sync::OnceLock::new(),
             tenants: RwLock::default(),
             players: (0..SHARDS).map(|_| Mutex::default()).collect(),
             keys: Default::default(),
@@ -183,6 +215,57 @@ impl RateLimiter {
             .take(n, rate, capacity, now)
     }
 
+    /// Sends this node's spending to `sink` from now on (a cluster node; see [`crate::shared`]).
+    pub fn share_with(&self, sink: tokio::sync::mpsc::Sender<crate::shared::Shared>) {
+        let _ = self.spent.set(sink);
+    }
+
+    fn report(&self, spent: Spent) {
+        if let Some(sink) = self.spent.get() {
+            // A full queue drops it: the other nodes then under-count for a moment, nothing worse.
+            let _ = sink.try_send(crate::shared::Shared::Spent(spent));
+        }
+    }
+
+    /// Spending another node reported: taken from this node's buckets too, so the cluster as a
+    /// whole keeps the limit (within what is spent between two reports).
+    pub fn spent_elsewhere(&self, spent: &Spent) {
+        let now = Instant::now();
+        match spent {
+            Spent::Events { tenant, n, rate } => {
+                let capacity = (*rate).max(MAX_BATCH as u32);
+                let slot = &self.tenant(tenant).events;
+                lock(slot)
+                    .get_or_insert_with(|| Bucket::new(*rate, capacity, now))
+                    .drain(*n, *rate, capacity, now);
+            }
+            Spent::Reads { tenant, n, rate } => {
+                let slot = &self.tenant(tenant).reads;
+                lock(slot)
+                    .get_or_insert_with(|| Bucket::new(*rate, *rate, now))
+                    .drain(*n, *rate, *rate, now);
+            }
+            Spent::Player {
+                tenant,
+                player,
+                n,
+                rate,
+            } => {
+                let key = self.keys.hash_one((tenant.as_str(), player.as_str()));
+                let shard = &self.players[(key as usize) % SHARDS];
+                let mut buckets = lock(shard);
+                if buckets.len() >= PLAYERS_PER_SHARD && !buckets.contains_key(&key) {
+                    // Others' players never push this node's own out.
+                    return;
+                }
+                buckets
+                    .entry(key)
+                    .or_insert_with(|| Bucket::new(*rate, *rate, now))
+                    .drain(*n, *rate, *rate, now);
+            }
+        }
+    }
+
     /// The player a credential's requests are limited as: a tenant JWT's `sub`, unless the token is a
     /// game server's (scoped `events:write`, writing for every player).
     fn player_of(auth: &TenantAuth) -> Option<&str> {
@@ -220,7 +303,15 @@ impl RateLimiter {
             .entry(key)
             .or_insert_with(|| Bucket::new(rate, rate, now))
             .take(1, rate, rate, now)
-            .map_err(|wait| refused(Kind::Player, rate, wait, auth.tenant_id.as_str()))
+            .map_err(|wait| refused(Kind::Player, rate, wait, auth.tenant_id.as_str()))?;
+        drop(buckets);
+        self.report(Spent::Player {
+            tenant: auth.tenant_id.as_str().to_owned(),
+            player: player.to_owned(),
+            n: 1,
+            rate,
+        });
+        Ok(())
     }
 
     /// Charges one request to the player, then `events` events to the tenant. The player comes first:
@@ -238,6 +329,11 @@ impl RateLimiter {
             let tenant = auth.tenant_id.as_str();
             Self::take(&self.tenant(tenant).events, n, rate, capacity)
                 .map_err(|wait| refused(Kind::Events, rate, wait, tenant))?;
+            self.report(Spent::Events {
+                tenant: tenant.to_owned(),
+                n,
+                rate,
+            });
         }
         Ok(())
     }
@@ -253,6 +349,11 @@ impl RateLimiter {
             let tenant = auth.tenant_id.as_str();
             Self::take(&self.tenant(tenant).reads, 1, rate, rate)
                 .map_err(|wait| refused(Kind::Reads, rate, wait, tenant))?;
+            self.report(Spent::Reads {
+                tenant: tenant.to_owned(),
+                n: 1,
+                rate,
+            });
         }
         Ok(())
     }

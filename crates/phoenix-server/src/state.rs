@@ -74,6 +74,11 @@ pub struct ServerConfig {
     pub webhook_retry_schedule: Vec<Duration>,
     /// How long one delivery attempt may take (SPEC §7.6: 10 s).
     pub webhook_timeout: Duration,
+    /// In a cluster, every request first waits until this node has applied the log up to its head
+    /// (`PHOENIX_CONSISTENT_READS`): a client then reads its own acknowledged writes on any node, at
+    /// the cost of one PostgreSQL round trip per request. Off, another node's writes show within
+    /// the replication lag (SPEC §9: under one second). Nothing on one node.
+    pub consistent_reads: bool,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -122,6 +127,7 @@ impl ServerConfig {
             webhook_allow_private: false,
             webhook_retry_schedule: phoenix_core::webhook::DEFAULT_RETRY_SCHEDULE.to_vec(),
             webhook_timeout: Duration::from_secs(10),
+            consistent_reads: false,
         }
     }
 }
@@ -145,9 +151,6 @@ pub struct Shared {
     pub feeds: crate::query::feed::Feeds,
     /// Failed console logins, per username and address.
     pub login_throttle: crate::throttle::LoginThrottle,
-    /// Held while a user change checks that an ADMIN remains and makes the change, so two concurrent
-    /// demotions or deletions cannot both pass the check.
-    pub user_changes: tokio::sync::Mutex<()>,
     /// Bumped whenever a credential may have stopped working (key revoked, logout, user changed or
     /// deleted, tenant secret rotated or tenant settings changed): open WebSockets check theirs again.
     credentials: tokio::sync::watch::Sender<u64>,
@@ -214,7 +217,6 @@ impl AppState {
             query_cache: Default::default(),
             feeds: Default::default(),
             login_throttle: Default::default(),
-            user_changes: Default::default(),
             credentials: tokio::sync::watch::channel(0).0,
             rate_limiter: crate::ratelimit::RateLimiter::new(config.rate_limits),
             player_sockets: Default::default(),

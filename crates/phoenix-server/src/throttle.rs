@@ -60,6 +60,8 @@ struct State {
 #[derive(Default)]
 pub struct LoginThrottle {
     state: Mutex<State>,
+    /// In a cluster: where this node's attempts go, to be applied by the other nodes too.
+    shared: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::shared::Shared>>,
 }
 
 fn user_key(username: &str, address: &str) -> String {
@@ -79,6 +81,37 @@ impl LoginThrottle {
     /// time to wait if either key is locked, else the attempt is counted as a failure until
     /// [`LoginThrottle::succeeded`] takes it back.
     pub fn attempt(&self, username: &str, address: &str) -> Result<(), Duration> {
+        self.count_attempt(username, address)?;
+        self.report(crate::shared::Shared::LoginAttempt {
+            username: username.to_owned(),
+            address: address.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Sends this node's attempts to `sink` from now on (a cluster node; see [`crate::shared`]).
+    pub fn share_with(&self, sink: tokio::sync::mpsc::Sender<crate::shared::Shared>) {
+        let _ = self.shared.set(sink);
+    }
+
+    fn report(&self, what: crate::shared::Shared) {
+        if let Some(sink) = self.shared.get() {
+            let _ = sink.try_send(what);
+        }
+    }
+
+    /// An attempt another node of the cluster counted: counted here too (the same rules, so every
+    /// node locks the same keys).
+    pub fn attempted_elsewhere(&self, username: &str, address: &str) {
+        let _ = self.count_attempt(username, address);
+    }
+
+    /// A success another node saw.
+    pub fn succeeded_elsewhere(&self, username: &str, address: &str) {
+        self.take_back(username, address);
+    }
+
+    fn count_attempt(&self, username: &str, address: &str) -> Result<(), Duration> {
         let now = Instant::now();
         let mut state = self.lock();
         let State { keys, accounts } = &mut *state;
@@ -121,6 +154,14 @@ impl LoginThrottle {
     /// The attempt succeeded: the user's count from this address is cleared, and the address gets its
     /// attempt back (not more: one good account must not reset a guesser's budget).
     pub fn succeeded(&self, username: &str, address: &str) {
+        self.take_back(username, address);
+        self.report(crate::shared::Shared::LoginSucceeded {
+            username: username.to_owned(),
+            address: address.to_owned(),
+        });
+    }
+
+    fn take_back(&self, username: &str, address: &str) {
         let now = Instant::now();
         let mut state = self.lock();
         let State { keys, accounts } = &mut *state;

@@ -220,7 +220,10 @@ fn remove_stale_scratch() {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if !name.to_str().is_some_and(|n| n.starts_with("phoenix-node-")) {
+        if !name
+            .to_str()
+            .is_some_and(|n| n.starts_with("phoenix-node-"))
+        {
             continue;
         }
         let lock = entry.path().join("node").join("LOCK");

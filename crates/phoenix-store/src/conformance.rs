@@ -45,6 +45,15 @@ pub async fn users_and_sessions(store: &dyn Store, prefix: &str) {
         role,
         password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
     };
+    // Another ADMIN, so alice may be demoted and deleted below (an ADMIN always remains).
+    store
+        .create_user(NewUser {
+            username: format!("{prefix}-keeper"),
+            role: Role::Admin,
+            password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        })
+        .await
+        .expect("create user");
     let alice = store
         .create_user(new(Role::Admin))
         .await
@@ -716,5 +725,49 @@ pub async fn scoring(store: &dyn Store, prefix: &str) {
     assert_eq!(
         watcher.borrow_and_update().state,
         crate::BoardState::Deleted
+    );
+}
+
+/// An ADMIN always remains: the last one can be neither demoted nor deleted. Needs a store with no
+/// other users (its own tests' fresh one).
+pub async fn last_admin_remains(store: &dyn Store, prefix: &str) {
+    let user = |name: &str| NewUser {
+        username: format!("{prefix}-{name}"),
+        role: Role::Admin,
+        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+    };
+    let only = format!("{prefix}-only");
+    store.create_user(user("only")).await.unwrap();
+    let demote = UserPatch {
+        role: Some(Role::Viewer),
+        password_hash: None,
+    };
+    let refused = store.update_user(&only, demote.clone()).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    let refused = store.delete_user(&only).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    // A new password is not a demotion.
+    store
+        .update_user(
+            &only,
+            UserPatch {
+                role: None,
+                password_hash: Some("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into()),
+            },
+        )
+        .await
+        .unwrap();
+    store.create_user(user("second")).await.unwrap();
+    store.update_user(&only, demote).await.unwrap();
+    let refused = store.delete_user(&format!("{prefix}-second")).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
     );
 }

@@ -243,6 +243,19 @@ pub trait Store: Send + Sync + 'static {
         user_id: &str,
     ) -> StoreResult<Option<Standing>>;
 
+    /// Waits until this node has applied everything acknowledged anywhere before the call (a cluster
+    /// node: the log up to its head); nothing on one node, whose reads always see every write.
+    async fn barrier(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Fires after changes that may end credentials, when they can come from elsewhere (another
+    /// node of a cluster): open WebSockets check theirs again. `None` on one node, where the server
+    /// itself knows every change it makes.
+    fn watch_credentials(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// The hot state a cluster's nodes share (Redis), for the server's login throttle and rate limits;
     /// `None` on one node.
     fn shared(&self) -> Option<std::sync::Arc<redis_shared::RedisShared>> {
@@ -571,7 +584,9 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Option<Page<DeliveryRow>>>;
     /// Messages due for delivery now, oldest due first: at most `limit` per active webhook, of one
-    /// webhook (`(tenant, webhook_id)`) when `only` is given.
+    /// webhook (`(tenant, webhook_id)`) when `only` is given. With `only`, the messages are the
+    /// caller's to attempt (a cluster claims each attempt for this node, so no other node makes it
+    /// meanwhile); without, the answer is a survey of which webhooks have work.
     async fn due_deliveries(
         &self,
         now: Timestamp,

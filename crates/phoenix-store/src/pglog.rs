@@ -74,6 +74,21 @@ INSERT INTO phoenix_log_head (id, pos, at_us, fence_meta, fence_rewards)
     VALUES (1, 0, 0, 0, 0) ON CONFLICT (id) DO NOTHING;
 ";
 
+const MIGRATION_2: &str = "
+CREATE TABLE IF NOT EXISTS phoenix_delivery_claims (
+    msg TEXT PRIMARY KEY,
+    attempt INTEGER NOT NULL,
+    node BIGINT NOT NULL,
+    lease_until_us BIGINT NOT NULL,
+    recorded BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX IF NOT EXISTS phoenix_delivery_claims_lease ON phoenix_delivery_claims (lease_until_us);
+";
+
+/// How long a claimed delivery attempt is a node's alone: far longer than a receiver may take
+/// (SPEC §7.6: 10 s), so only a node that died mid-attempt loses it.
+pub const DELIVERY_LEASE: Duration = Duration::from_secs(60);
+
 /// Which gate a fenced record was decided under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FenceKind {
@@ -148,13 +163,22 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions, PgLogError> {
 pub async fn migrate(pool: &PgPool) -> Result<(), PgLogError> {
     use sqlx::SqlSafeStr;
     use sqlx::migrate::{Migration, MigrationType, Migrator};
-    let migrator = Migrator::with_migrations(vec![Migration::new(
-        1,
-        "the log and its head".into(),
-        MigrationType::Simple,
-        MIGRATION_1.into_sql_str(),
-        false,
-    )]);
+    let migrator = Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "the log and its head".into(),
+            MigrationType::Simple,
+            MIGRATION_1.into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "webhook delivery claims".into(),
+            MigrationType::Simple,
+            MIGRATION_2.into_sql_str(),
+            false,
+        ),
+    ]);
     migrator
         .run(pool)
         .await
@@ -574,6 +598,71 @@ impl PgLog {
             ));
         }
         Ok(gate)
+    }
+
+    /// Claims delivery attempts (`(message key, attempt)`) for this node for [`DELIVERY_LEASE`];
+    /// answers the keys it got. An attempt is another node's while its lease runs (this node may
+    /// take back one it claimed and did not make), and nobody's once its outcome is recorded (a node
+    /// whose outbox lags cannot make it a second time).
+    pub async fn claim_deliveries(
+        &self,
+        attempts: Vec<(String, i32)>,
+    ) -> Result<Vec<String>, JournalError> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pool = self.pool.clone();
+        let (keys, numbers): (Vec<String>, Vec<i32>) = attempts.into_iter().unzip();
+        let lease = DELIVERY_LEASE.as_micros() as i64;
+        let node = self.shared.origin;
+        self.spawn(async move {
+            sqlx::query_scalar(
+                "INSERT INTO phoenix_delivery_claims (msg, attempt, node, lease_until_us) \
+                 SELECT m, a, $4, (extract(epoch from clock_timestamp()) * 1000000)::bigint + $3 \
+                 FROM unnest($1::text[], $2::int[]) AS t(m, a) \
+                 ON CONFLICT (msg) DO UPDATE SET attempt = EXCLUDED.attempt, node = EXCLUDED.node, \
+                   lease_until_us = EXCLUDED.lease_until_us, recorded = FALSE \
+                 WHERE phoenix_delivery_claims.attempt < EXCLUDED.attempt \
+                    OR (phoenix_delivery_claims.attempt = EXCLUDED.attempt \
+                        AND NOT phoenix_delivery_claims.recorded \
+                        AND (phoenix_delivery_claims.node = EXCLUDED.node \
+                             OR phoenix_delivery_claims.lease_until_us \
+                                < (extract(epoch from clock_timestamp()) * 1000000)::bigint)) \
+                 RETURNING msg",
+            )
+            .bind(keys)
+            .bind(numbers)
+            .bind(lease)
+            .bind(node)
+            .fetch_all(&pool)
+            .await
+        })
+        .await
+        .map_err(JournalError::Unavailable)
+    }
+
+    /// Marks a claimed attempt's outcome recorded (in the log), so it is never claimed again; drops
+    /// claims whose lease ended an hour ago (no node lags that far and is still ready).
+    pub async fn delivery_recorded(&self, key: String, attempt: i32) -> Result<(), JournalError> {
+        let pool = self.pool.clone();
+        self.spawn(async move {
+            sqlx::query(
+                "UPDATE phoenix_delivery_claims SET recorded = TRUE WHERE msg = $1 AND attempt = $2",
+            )
+            .bind(key)
+            .bind(attempt)
+            .execute(&pool)
+            .await?;
+            sqlx::query(
+                "DELETE FROM phoenix_delivery_claims WHERE lease_until_us \
+                 < (extract(epoch from clock_timestamp()) * 1000000)::bigint - 3600000000",
+            )
+            .execute(&pool)
+            .await?;
+            Ok(())
+        })
+        .await
+        .map_err(JournalError::Unavailable)
     }
 
     /// The database clock's lead over this node's clock (µs), shared with the store's clock.

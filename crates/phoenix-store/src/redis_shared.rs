@@ -19,8 +19,10 @@ use sqlx::PgPool;
 use std::sync::Mutex;
 use std::time::Duration;
 
-const EPOCH_KEY: &str = "phoenix:epoch";
-const SIG_PREFIX: &str = "phoenix:sig:";
+/// Keys live under `phoenix:{cluster id}:` (the id is made once and kept in PostgreSQL), so clusters
+/// sharing one Redis never read each other's.
+const EPOCH_KEY: &str = "epoch";
+const SIG_PREFIX: &str = "sig:";
 /// How long signed requests are refused after Redis lost its data: the longest a signature is
 /// accepted for (SPEC §3.3: timestamps within five minutes).
 pub const REPLAY_WINDOW: Duration = Duration::from_secs(300);
@@ -63,9 +65,12 @@ impl Epoch {
 
 /// A connection to the cluster's Redis (reconnecting by itself) and the epoch check.
 pub struct RedisShared {
+    client: redis::Client,
     conn: ConnectionManager,
     pool: PgPool,
     epoch: Mutex<Option<Epoch>>,
+    /// `phoenix:{cluster id}:`.
+    prefix: String,
 }
 
 impl RedisShared {
@@ -77,7 +82,7 @@ impl RedisShared {
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(|e| format!("Redis: {e}"))?;
         sqlx::query(
@@ -86,10 +91,24 @@ impl RedisShared {
         .execute(&pool)
         .await
         .map_err(|e| format!("PostgreSQL: {e}"))?;
+        sqlx::query(
+            "INSERT INTO phoenix_cluster (key, value) VALUES ('cluster_id', $1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(crate::seal::random_hex::<8>())
+        .execute(&pool)
+        .await
+        .map_err(|e| format!("PostgreSQL: {e}"))?;
+        let cluster_id: String =
+            sqlx::query_scalar("SELECT value FROM phoenix_cluster WHERE key = 'cluster_id'")
+                .fetch_one(&pool)
+                .await
+                .map_err(|e| format!("PostgreSQL: {e}"))?;
         let shared = RedisShared {
+            client,
             conn,
             pool,
             epoch: Mutex::new(None),
+            prefix: format!("phoenix:{cluster_id}:"),
         };
         // Learn (or start) the epoch now, so the first signed request does not pay for it.
         let _ = shared.current_epoch().await;
@@ -110,7 +129,7 @@ impl RedisShared {
     async fn current_epoch(&self) -> StoreResult<Epoch> {
         let mut conn = self.conn.clone();
         let in_redis: Option<String> = redis::cmd("GET")
-            .arg(EPOCH_KEY)
+            .arg(self.key(EPOCH_KEY))
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable("Redis", e))?;
@@ -177,7 +196,7 @@ impl RedisShared {
                 };
                 let mut conn = self.conn.clone();
                 redis::cmd("SET")
-                    .arg(EPOCH_KEY)
+                    .arg(self.key(EPOCH_KEY))
                     .arg(&epoch.value)
                     .query_async::<()>(&mut conn)
                     .await
@@ -208,7 +227,7 @@ impl RedisShared {
             .clamp(1, REPLAY_WINDOW.as_millis() as i128 * 2) as u64;
         let mut conn = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")
-            .arg(format!("{SIG_PREFIX}{}", hex::encode(digest)))
+            .arg(self.key(&format!("{SIG_PREFIX}{}", hex::encode(digest))))
             .arg(1)
             .arg("NX")
             .arg("PX")
@@ -219,16 +238,55 @@ impl RedisShared {
         Ok(set.is_some())
     }
 
+    /// Publishes `payload` to the cluster's nodes on `channel` (at most once: a node that is not
+    /// listening misses it).
+    pub async fn publish(&self, channel: &str, payload: String) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PUBLISH")
+            .arg(self.key(channel))
+            .arg(payload)
+            .query_async::<i64>(&mut conn)
+            .await
+            .map_err(|e| unavailable("Redis", e))?;
+        Ok(())
+    }
+
+    /// Listens on `channel` until the connection is lost (then the stream ends: listen again).
+    pub async fn listen(
+        &self,
+        channel: &str,
+    ) -> StoreResult<impl futures_util::Stream<Item = Vec<u8>> + Send + use<>> {
+        use futures_util::StreamExt;
+        let mut pubsub =
+            tokio::time::timeout(Duration::from_secs(2), self.client.get_async_pubsub())
+                .await
+                .map_err(|e| unavailable("Redis", e))?
+                .map_err(|e| unavailable("Redis", e))?;
+        pubsub
+            .subscribe(self.key(channel))
+            .await
+            .map_err(|e| unavailable("Redis", e))?;
+        Ok(pubsub
+            .into_on_message()
+            .map(|msg| msg.get_payload_bytes().to_vec()))
+    }
+
+    /// `key` under this cluster's prefix.
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
     /// Adds `by` to the shared counter `key` (created with a life of `ttl`), answering its new
     /// value: the shared counts of the login throttle and the rate limits.
     pub async fn add(&self, key: &str, by: i64, ttl: Duration) -> StoreResult<i64> {
         let mut conn = self.conn.clone();
+        let key = self.key(key);
         let (value, _): (i64, ()) = redis::pipe()
             .cmd("INCRBY")
-            .arg(key)
+            .arg(&key)
             .arg(by)
             .cmd("PEXPIRE")
-            .arg(key)
+            .arg(&key)
             .arg(ttl.as_millis() as u64)
             .arg("NX")
             .query_async(&mut conn)

@@ -168,3 +168,61 @@ async fn the_same_events_sent_to_two_nodes_count_once_and_creates_conflict_acros
     }
     assert!(same, "both nodes fold the same standings, each event once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_admin_always_remains_when_two_nodes_demote_the_last_two_at_once() {
+    let Some(url) = support::fresh_schema("phx_admin").await else {
+        return;
+    };
+    let (a, b) = (node(&url).await, node(&url).await);
+    conformance::last_admin_remains(a.store.as_ref(), "la").await;
+    use phoenix_store::model::{NewUser, Role, UserPatch};
+    // Two ADMINs left ("la-second" and a new one); each node demotes one at the same time: the log
+    // decides, and exactly one demotion is refused.
+    a.store
+        .create_user(NewUser {
+            username: "la-third".into(),
+            role: Role::Admin,
+            password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        })
+        .await
+        .unwrap();
+    let demote = || UserPatch {
+        role: Some(Role::Viewer),
+        password_hash: None,
+    };
+    for _ in 0..3 {
+        let (sa, sb) = (a.store.clone(), b.store.clone());
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(async move { sa.update_user("la-second", demote()).await }),
+            tokio::spawn(async move { sb.update_user("la-third", demote()).await }),
+        );
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert!(
+            ra.is_ok() != rb.is_ok(),
+            "exactly one refused: {ra:?} {rb:?}"
+        );
+        let admins = a
+            .store
+            .list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|u| u.role == Role::Admin)
+            .count();
+        assert_eq!(admins, 1);
+        // Both ADMIN again for the next round.
+        for name in ["la-second", "la-third"] {
+            b.store
+                .update_user(
+                    name,
+                    UserPatch {
+                        role: Some(Role::Admin),
+                        password_hash: None,
+                    },
+                )
+                .await
+                .unwrap();
+        }
+    }
+}

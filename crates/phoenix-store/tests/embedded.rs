@@ -1143,3 +1143,12 @@ async fn achievement_changes_take_effect_in_log_order_live_and_on_replay() {
     live.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(again, live);
 }
+
+#[tokio::test]
+async fn the_last_admin_can_be_neither_demoted_nor_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open_initialized(dir.path(), key())
+        .await
+        .unwrap();
+    conformance::last_admin_remains(&store, "la").await;
+}

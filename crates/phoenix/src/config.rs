@@ -283,6 +283,15 @@ pub struct Settings {
         default_value = "false"
     )]
     pub secure_cookies: String,
+    /// Cluster mode: every request first waits until this node has applied the cluster's log up to its
+    /// head, so a client reads its own writes on any node (one PostgreSQL round trip per request).
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_CONSISTENT_READS",
+        default_value = "false"
+    )]
+    pub consistent_reads: String,
     /// Default events per second per tenant (every event of a batch counts); 0 = unlimited.
     #[arg(
         long,
@@ -561,6 +570,7 @@ impl Settings {
             1 << 40,
         )? as usize;
         server.force_secure_cookies = parse_bool("PHOENIX_SECURE_COOKIES", &self.secure_cookies)?;
+        server.consistent_reads = parse_bool("PHOENIX_CONSISTENT_READS", &self.consistent_reads)?;
         server.webhook_allow_private =
             parse_bool("PHOENIX_WEBHOOK_ALLOW_PRIVATE", &self.webhook_allow_private)?;
         server.webhook_retry_schedule =

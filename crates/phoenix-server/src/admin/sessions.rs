@@ -226,6 +226,15 @@ pub async fn login(
     } else {
         "<invalid>"
     };
+    // A cluster shares the throttle through Redis: without it, a guesser could spread attempts over
+    // the nodes unseen, so logins wait for it (fail closed).
+    if let Some(redis) = state.store.shared()
+        && !redis.ping().await
+    {
+        return Err(ApiError::Unavailable(
+            "logins are paused while the cluster's Redis cannot be reached".into(),
+        ));
+    }
     let throttle = &state.login_throttle;
     if let Err(wait) = throttle.attempt(name, &addr) {
         tracing::warn!(username = %name, "login refused while throttled");

@@ -114,23 +114,6 @@ fn parse_role(raw: &str) -> Result<Role, ApiError> {
     })
 }
 
-/// 409 if taking the ADMIN role from `username` would leave no console ADMIN (only the admin secret
-/// could then manage users).
-async fn keep_an_admin(state: &AppState, username: &str) -> Result<(), ApiError> {
-    let users = state.store.list_users().await?;
-    let is_admin = |u: &&User| u.role == Role::Admin;
-    let admins = users.iter().filter(is_admin).count();
-    let losing = users
-        .iter()
-        .any(|u| u.username == username && u.role == Role::Admin);
-    if losing && admins == 1 {
-        return Err(ApiError::Conflict(format!(
-            "'{username}' is the last ADMIN; make another user ADMIN first"
-        )));
-    }
-    Ok(())
-}
-
 fn not_found(username: &str) -> ApiError {
     ApiError::NotFound(format!("user '{username}' not found"))
 }
@@ -228,10 +211,7 @@ pub async fn patch_user(
     }
     let req: PatchUser = body.parse()?;
     let role = req.role.as_deref().map(parse_role).transpose()?;
-    let _one_at_a_time = state.user_changes.lock().await;
-    if role == Some(Role::Viewer) {
-        keep_an_admin(&state, &username).await?;
-    }
+    // "An ADMIN always remains" is decided by the store, under its write gate (cluster-wide).
     let password_hash = match req.password {
         Some(password) => {
             check_password(&password)?;
@@ -270,8 +250,7 @@ pub async fn delete_user(
     if state.store.get_user(&username).await?.is_none() {
         return Err(not_found(&username));
     }
-    let _one_at_a_time = state.user_changes.lock().await;
-    keep_an_admin(&state, &username).await?;
+    // The last ADMIN is refused by the store (409), under its write gate.
     let user = state
         .store
         .delete_user(&username)

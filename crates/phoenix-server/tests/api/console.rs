@@ -807,6 +807,9 @@ async fn cookie_authentication_works_and_cookie_writes_need_the_csrf_header() {
 #[tokio::test]
 async fn repeated_failed_logins_are_slowed_per_user_and_per_address() {
     let app = spawn_app().await;
+    // Exact per attempt on one node; a cluster shares attempts within a flush (api_cluster's
+    // cluster.rs checks that).
+    app.pin_to_one_node();
     create_user(&app, "ivy", "ADMIN").await;
     create_user(&app, "jon", "ADMIN").await;
     for _ in 0..5 {

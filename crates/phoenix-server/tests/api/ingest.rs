@@ -65,6 +65,8 @@ async fn post(app: &TestApp, path: &str, token: &str, body: &Value) -> Reply {
 }
 
 async fn score_of(app: &TestApp, tenant: &str, user: &str) -> Option<f64> {
+    // The library API reads one node's state: every acknowledged write applied there first.
+    app.settle().await;
     app.store()
         .standing_of(tenant, "lb", None, user)
         .await
@@ -595,6 +597,7 @@ async fn concurrent_clients_give_exact_totals() {
         }));
     }
     join_all(handles).await;
+    app.settle().await;
     let page = app
         .store()
         .standings("t-conc", "lb", None, phoenix_store::PageStart::Rank(1), 100)

@@ -43,6 +43,9 @@ fn assert_limited(reply: &Reply) {
 #[tokio::test]
 async fn events_per_second_count_every_event_and_a_full_batch_always_fits() {
     let app = spawn_app().await;
+    // Exact per request on one node; a cluster shares spending within a flush (api_cluster's
+    // cluster.rs checks that).
+    app.pin_to_one_node();
     let secret = app.create_tenant("rl-events").await;
     limit(&app, "rl-events", json!({"events_per_second": 10})).await;
     let server = tenant_token(&secret, "rl-events", None, Some("events:write"));
@@ -74,6 +77,9 @@ async fn events_per_second_count_every_event_and_a_full_batch_always_fits() {
 #[tokio::test]
 async fn reads_per_second_are_checked_after_permission_and_before_existence() {
     let app = spawn_app().await;
+    // Exact per request on one node; a cluster shares spending within a flush (api_cluster's
+    // cluster.rs checks that).
+    app.pin_to_one_node();
     let secret = app.create_tenant("rl-reads").await;
     limit(&app, "rl-reads", json!({"reads_per_second": 2})).await;
     let reader = tenant_token(&secret, "rl-reads", Some("p1"), Some("leaderboards:read"));
@@ -98,6 +104,9 @@ async fn one_player_cannot_use_up_the_tenants_budget() {
     let mut config = test_config();
     config.rate_limits.player_requests_per_second = 2;
     let app = spawn_app_with(config).await;
+    // Exact per request on one node; a cluster shares spending within a flush (api_cluster's
+    // cluster.rs checks that).
+    app.pin_to_one_node();
     let secret = app.create_tenant("rl-players").await;
     let alice = tenant_token(
         &secret,
@@ -202,6 +211,9 @@ async fn a_player_over_their_limit_does_not_spend_the_tenants_budget() {
     let mut config = test_config();
     config.rate_limits.player_requests_per_second = 2;
     let app = spawn_app_with(config).await;
+    // Exact per request on one node; a cluster shares spending within a flush (api_cluster's
+    // cluster.rs checks that).
+    app.pin_to_one_node();
     let secret = app.create_tenant("rl-share").await;
     limit(&app, "rl-share", json!({"reads_per_second": 5})).await;
     let greedy = tenant_token(

@@ -1,5 +1,6 @@
 //! The test harness: `spawn_app()` starts the real server on `127.0.0.1:0` over an embedded store in a
-//! temporary data dir, and can restart it on the same dir. Helpers build credentials (API keys, admin
+//! temporary data dir, or two servers over one cluster (see [`Backend`]: the same suite runs against
+//! both), and can restart them on the same state. Helpers build credentials (API keys, admin
 //! JWTs, tenant HMAC signatures) and check the error envelope of SPEC §2.
 
 use hmac::{Hmac, Mac};
@@ -35,16 +36,22 @@ pub fn test_config() -> ServerConfig {
     config
 }
 
-/// A running server and a client for it.
-pub struct TestApp {
-    /// The combined listener's base URL, e.g. `http://127.0.0.1:41234`.
-    pub base: String,
-    /// Every listener by name (`combined`, `admin`, ...).
-    pub addrs: Vec<(&'static str, SocketAddr)>,
-    pub client: reqwest::Client,
-    config: ServerConfig,
-    /// `None` only while being moved to a restarted server.
-    dir: Option<TempDir>,
+/// Which store the suite runs against; each test binary's `main.rs` names one (`crate::BACKEND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // each test binary names one
+pub enum Backend {
+    /// One server over an embedded store in a temporary data dir.
+    Embedded,
+    /// Two servers over one cluster (the real PostgreSQL and Redis; a fresh schema per test). Requests
+    /// alternate between the nodes, so every test also checks that a write on one node is seen on the
+    /// other; the nodes run with consistent reads, so a client reads its own writes on either.
+    Cluster,
+}
+
+/// One running server.
+struct Node {
+    base: String,
+    addrs: Vec<(&'static str, SocketAddr)>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<()>>,
     /// The server's store, for reading standings through the library API. Dropped on stop so the data
@@ -52,15 +59,121 @@ pub struct TestApp {
     store: Option<Arc<dyn Store>>,
 }
 
+/// Where the state of a test's servers lives across a restart.
+enum Backing {
+    Dir(TempDir),
+    Cluster { url: String, scratch: TempDir },
+}
+
+/// A running server (or cluster) and a client for it.
+pub struct TestApp {
+    /// The (first) server's combined listener's base URL, e.g. `http://127.0.0.1:41234`.
+    pub base: String,
+    /// Every listener of the (first) server by name (`combined`, `admin`, ...).
+    pub addrs: Vec<(&'static str, SocketAddr)>,
+    pub client: reqwest::Client,
+    config: ServerConfig,
+    /// `None` only while being moved to a restarted server.
+    backing: Option<Backing>,
+    nodes: Vec<Node>,
+    /// Which node the next request goes to.
+    next: std::sync::atomic::AtomicUsize,
+    /// Every request goes to the first node (see [`TestApp::pin_to_one_node`]).
+    pinned: std::sync::atomic::AtomicBool,
+}
+
 /// Starts a server with the default test configuration on a fresh data dir.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(test_config()).await
 }
 
-/// Starts a server with `config` on a fresh data dir.
+/// Starts a server (or a two-node cluster, see [`Backend`]) with `config` on fresh state.
 pub async fn spawn_app_with(config: ServerConfig) -> TestApp {
-    let dir = tempfile::tempdir().expect("a temporary data dir");
-    start(config, dir).await
+    let backing = match crate::BACKEND {
+        Backend::Cluster if cluster_services().await => Backing::Cluster {
+            url: fresh_schema().await,
+            scratch: tempfile::tempdir().expect("a temporary scratch dir"),
+        },
+        _ => Backing::Dir(tempfile::tempdir().expect("a temporary data dir")),
+    };
+    start(config, backing).await
+}
+
+/// Whether PostgreSQL and Redis answer (checked once). Under `CI=true` they must; elsewhere the
+/// cluster suite says once that it runs on the embedded store instead.
+async fn cluster_services() -> bool {
+    static UP: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+    *UP.get_or_init(|| async {
+        let db = std::env::var("PHOENIX_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let redis = std::env::var("PHOENIX_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let pg = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(&db)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let rd = match redis::Client::open(redis.as_str()) {
+            Ok(client) => client
+                .get_multiplexed_async_connection()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match (pg, rd) {
+            (Ok(()), Ok(())) => true,
+            (pg, rd) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
+                "the cluster suite needs PostgreSQL ({db}: {pg:?}) and Redis ({redis}: {rd:?}) under CI=true"
+            ),
+            (pg, rd) => {
+                eprintln!(
+                    "SKIPPED cluster: no PostgreSQL ({pg:?}) or Redis ({rd:?}); the cluster suite runs on the embedded store instead (CI runs it on a cluster)"
+                );
+                false
+            }
+        }
+    })
+    .await
+}
+
+/// A PostgreSQL URL whose connections work in a new, empty schema (see the store's tests: schemas
+/// older than an hour, left by failed runs, are dropped).
+async fn fresh_schema() -> String {
+    let base = std::env::var("PHOENIX_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let pool = sqlx::PgPool::connect(&base).await.unwrap_or_else(|e| {
+        panic!("the cluster suite needs PostgreSQL at {base} (PHOENIX_TEST_DATABASE_URL): {e}")
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let old: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'phx\\_api\\_%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("list schemas");
+    for name in old {
+        let made = name.split('_').nth(2).and_then(|t| t.parse::<u64>().ok());
+        if made.is_some_and(|t| t + 3600 < now) {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {name} CASCADE"
+            )))
+            .execute(&pool)
+            .await;
+        }
+    }
+    let schema = format!("phx_api_{now}_{}", phoenix_store::seal::random_hex::<6>());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&pool)
+        .await
+        .expect("create a schema");
+    pool.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options[search_path]={schema}")
 }
 
 async fn open_store(dir: &TempDir) -> EmbeddedStore {
@@ -77,9 +190,37 @@ async fn open_store(dir: &TempDir) -> EmbeddedStore {
     }
 }
 
-async fn start(config: ServerConfig, dir: TempDir) -> TestApp {
-    let store = open_store(&dir).await;
-    let app = Application::build(config.clone(), Arc::new(store))
+/// A cluster node's store on the schema `url` (its scratch dir under `scratch`).
+async fn open_node(url: &str, scratch: &std::path::Path) -> EmbeddedStore {
+    let redis =
+        std::env::var("PHOENIX_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let dir = scratch.join(phoenix_store::seal::random_hex::<4>());
+    let log = phoenix_store::pglog::PgLogOptions {
+        url: url.to_owned(),
+        connections: 4,
+    };
+    let store = tokio::task::spawn_blocking(move || {
+        EmbeddedStore::open_cluster(
+            &dir,
+            master_key(),
+            phoenix_store::embedded::EmbeddedOptions::default(),
+            log,
+        )
+    })
+    .await
+    .expect("the open task")
+    .expect("a cluster node opens");
+    let pool = store.cluster_pool().expect("a cluster node has a pool");
+    let shared = phoenix_store::redis_shared::RedisShared::connect(&redis, pool)
+        .await
+        .unwrap_or_else(|e| panic!("the cluster suite needs Redis at {redis}: {e}"));
+    let store = store.with_shared(Arc::new(shared));
+    store.initialize().await.expect("the node initializes");
+    store
+}
+
+async fn start_node(config: &ServerConfig, store: Arc<dyn Store>) -> Node {
+    let app = Application::build(config.clone(), store)
         .await
         .expect("the server binds 127.0.0.1:0");
     let addrs = app.addrs();
@@ -87,47 +228,124 @@ async fn start(config: ServerConfig, dir: TempDir) -> TestApp {
     let base = format!("http://{}", app.addr());
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone(), Duration::from_secs(5)));
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("an HTTP client");
-    TestApp {
+    Node {
         base,
         addrs,
-        client,
-        config,
-        dir: Some(dir),
         shutdown,
         server: Some(server),
         store: Some(store),
     }
 }
 
+async fn start(config: ServerConfig, backing: Backing) -> TestApp {
+    let mut nodes = Vec::new();
+    let mut node_config = config.clone();
+    match &backing {
+        Backing::Dir(dir) => {
+            let store = open_store(dir).await;
+            nodes.push(start_node(&node_config, Arc::new(store)).await);
+        }
+        Backing::Cluster { url, scratch } => {
+            node_config.consistent_reads = true;
+            for _ in 0..2 {
+                let store = open_node(url, scratch.path()).await;
+                nodes.push(start_node(&node_config, Arc::new(store)).await);
+            }
+        }
+    }
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("an HTTP client");
+    TestApp {
+        base: nodes[0].base.clone(),
+        addrs: nodes[0].addrs.clone(),
+        client,
+        config,
+        backing: Some(backing),
+        nodes,
+        next: std::sync::atomic::AtomicUsize::new(0),
+        pinned: std::sync::atomic::AtomicBool::new(false),
+    }
+}
+
 impl TestApp {
-    /// Stops the server and waits until it has finished (and released the store).
+    /// Stops the server(s) and waits until they have finished (and released the store).
     pub async fn stop(&mut self) {
-        self.store = None;
-        self.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            tokio::time::timeout(DEADLINE, server)
-                .await
-                .expect("the server stops within the deadline")
-                .expect("the server task does not panic");
+        for node in &mut self.nodes {
+            node.store = None;
+            node.shutdown.cancel();
+        }
+        for node in &mut self.nodes {
+            if let Some(server) = node.server.take() {
+                tokio::time::timeout(DEADLINE, server)
+                    .await
+                    .expect("the server stops within the deadline")
+                    .expect("the server task does not panic");
+            }
         }
     }
 
-    /// Shuts this server down and starts a new one (new store, same data dir and master key).
+    /// Shuts the server(s) down and starts new ones (new stores, same data dir or cluster, same
+    /// master key).
     pub async fn restart(mut self) -> TestApp {
         // Close pooled connections first so graceful shutdown has nothing to wait for.
         self.client = reqwest::Client::new();
         self.stop().await;
-        let dir = self.dir.take().expect("the data dir");
-        start(self.config.clone(), dir).await
+        let backing = self.backing.take().expect("the state");
+        start(self.config.clone(), backing).await
     }
 
-    /// The running server's store.
+    /// The (first) running server's store.
     pub fn store(&self) -> &Arc<dyn Store> {
-        self.store.as_ref().expect("the server is running")
+        self.nodes[0].store.as_ref().expect("the server is running")
+    }
+
+    /// Waits until every node has applied what was acknowledged so far (nothing on one node).
+    pub async fn settle(&self) {
+        for node in &self.nodes {
+            if let Some(store) = &node.store {
+                store.barrier().await.expect("the node catches up");
+            }
+        }
+    }
+
+    /// The base URL of the node the next request goes to (they take turns in a cluster).
+    pub fn next_base(&self) -> &str {
+        if self.pinned.load(std::sync::atomic::Ordering::Relaxed) {
+            return &self.nodes[0].base;
+        }
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.nodes.len();
+        &self.nodes[i].base
+    }
+
+    /// How many servers there are (1, or 2 for a cluster).
+    pub fn nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// A store counter summed over the nodes (in a cluster each node counts what it did; the
+    /// nodes of a test share one process, and so one metrics registry, so `/metrics` cannot tell
+    /// them apart here).
+    pub fn stat_total(&self, counter: impl Fn(&phoenix_store::StoreStats) -> u64) -> u64 {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.store.as_ref())
+            .map(|s| counter(&s.stats()))
+            .sum()
+    }
+
+    /// The base URL of node `i` (0 on one node; 0 or 1 in a cluster).
+    #[allow(dead_code)]
+    pub fn node_base(&self, i: usize) -> &str {
+        &self.nodes[i].base
+    }
+
+    /// From now on every request goes to one node: for what a node bounds on its own (its sockets,
+    /// its share of a limit), checked exactly per request.
+    pub fn pin_to_one_node(&self) {
+        self.pinned
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The base URL of the listener called `name`.
@@ -142,7 +360,7 @@ impl TestApp {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        format!("{}{path}", self.next_base())
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -218,7 +436,9 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        for node in &self.nodes {
+            node.shutdown.cancel();
+        }
     }
 }
 

@@ -77,7 +77,7 @@ async fn post_scores(app: &TestApp, token: &str, scores: &[(&str, f64)], tag: &s
 }
 
 fn ws_url(app: &TestApp, path: &str) -> String {
-    format!("{}{path}", app.base.replacen("http://", "ws://", 1))
+    format!("{}{path}", app.next_base().replacen("http://", "ws://", 1))
 }
 
 /// Opens a WebSocket at `path` with these extra headers, or returns the refusal's status.
@@ -580,6 +580,9 @@ async fn console_login(app: &TestApp, username: &str) -> String {
 /// A browser sends the session cookie on another site's page too: only this server's own page may use
 /// it to watch `path`.
 async fn cookie_watches_from_its_own_page_only(app: &TestApp, path: &str, cookie: &str) {
+    // The page's origin is the server the socket goes to (a cluster's nodes sit behind one origin in
+    // production; here each has its own).
+    app.pin_to_one_node();
     let own = app.base.clone();
     let mut same_page = try_connect(app, path, &[("cookie", cookie), ("origin", &own)])
         .await
@@ -1064,8 +1067,30 @@ async fn a_socket_opened_with_an_hmac_signature_closes_when_its_secret_is_rotate
 }
 
 #[tokio::test]
+async fn a_socket_sees_what_another_node_ingests() {
+    let app = spawn_app_with(fast_config()).await;
+    let secret = board(&app, "ws-nodes", "lb").await;
+    let server = jwt(&secret, "ws-nodes", "game-server");
+    // In a cluster requests take turns: the socket is on one node, the events go to the other.
+    let mut socket = connect(
+        &app,
+        "/v1/leaderboards/lb/ws",
+        &jwt(&secret, "ws-nodes", "ann"),
+    )
+    .await;
+    assert_eq!(next_json(&mut socket).await["type"], "snapshot");
+    post_scores(&app, &server, &[("ann", 42.0)], "x").await;
+    let update = next_json(&mut socket).await;
+    assert_eq!(update["type"], "update", "{update}");
+    assert_eq!(update["entries"][0]["user_id"], "ann", "{update}");
+    assert_eq!(update["entries"][0]["score"], 42.0, "{update}");
+}
+
+#[tokio::test]
 async fn one_player_cannot_take_every_socket() {
     let app = spawn_app_with(fast_config()).await;
+    // The cap bounds one server's memory: each node of a cluster has its own.
+    app.pin_to_one_node();
     let secret = board(&app, "ws-cap", "lb").await;
     let greedy = jwt(&secret, "ws-cap", "greedy");
     let mut open = Vec::new();

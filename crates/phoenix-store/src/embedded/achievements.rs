@@ -386,15 +386,32 @@ impl EmbeddedStore {
         only: Option<(String, String)>,
     ) -> StoreResult<Vec<DueDelivery>> {
         let master = self.master.clone();
-        self.ledger_read(move |c| {
-            let unseal = |hexed: &str| -> Option<Vec<u8>> {
-                let sealed = hex::decode(hexed).ok()?;
-                let secret = master.unseal(SECRET_CONTEXT, &sealed)?;
-                phoenix_core::webhook::secret_key(std::str::from_utf8(&secret).ok()?)
-            };
-            outbox::due(c, now, limit, only.as_ref(), &unseal)
-        })
-        .await
+        let only_asked = only.clone();
+        let due = self
+            .ledger_read(move |c| {
+                let unseal = |hexed: &str| -> Option<Vec<u8>> {
+                    let sealed = hex::decode(hexed).ok()?;
+                    let secret = master.unseal(SECRET_CONTEXT, &sealed)?;
+                    phoenix_core::webhook::secret_key(std::str::from_utf8(&secret).ok()?)
+                };
+                outbox::due(c, now, limit, only.as_ref(), &unseal)
+            })
+            .await?;
+        // In a cluster every node's outbox holds every message: each attempt is claimed in
+        // PostgreSQL first, so one node makes it. A survey (no `only`) claims nothing.
+        let (super::log::Log::Pg(log), Some(_)) = (&self.log, &only_asked) else {
+            return Ok(due);
+        };
+        let wanted = due
+            .iter()
+            .map(|d| (delivery_key(d), d.attempt as i32))
+            .collect();
+        let claimed: std::collections::HashSet<String> =
+            log.claim_deliveries(wanted).await?.into_iter().collect();
+        Ok(due
+            .into_iter()
+            .filter(|d| claimed.contains(&delivery_key(d)))
+            .collect())
     }
 
     /// Records an attempt; a 410 answer disables the webhook (a record of the log).
@@ -404,12 +421,44 @@ impl EmbeddedStore {
         outcome: AttemptOutcome,
         next: Option<Timestamp>,
     ) -> StoreResult<DeliveryState> {
-        let ledger = self.ledger.clone();
-        let (d, o) = (due.clone(), outcome.clone());
-        let state = tokio::task::spawn_blocking(move || ledger.record_attempt(&d, &o, next))
-            .await
-            .map_err(|e| unavailable(e.to_string()))?
-            .map_err(unavailable)?;
+        let state = match &self.log {
+            // A cluster records the outcome in the log, so every node's outbox and deliveries log
+            // read the same, and the next attempt is due on every node alike.
+            super::log::Log::Pg(log) => {
+                let record = LedgerRecord::DeliveryAttempted {
+                    tenant_id: due.tenant_id.clone(),
+                    webhook_id: due.webhook_id.clone(),
+                    message_id: due.message_id.clone(),
+                    attempt: due.attempt,
+                    attempted_at: outcome.attempted_at,
+                    status_code: outcome.status_code,
+                    error: outcome.error.clone(),
+                    duration_ms: outcome.duration_ms,
+                    delivered: outcome.delivered,
+                    next,
+                };
+                let payload = super::wal::encode_ledger(&record).map_err(unavailable)?;
+                let end = self.log.append(&payload, None, None).await?;
+                self.ledger.wait_applied(end).await.map_err(unavailable)?;
+                log.delivery_recorded(delivery_key(&due), due.attempt as i32)
+                    .await?;
+                if outcome.delivered {
+                    DeliveryState::Delivered
+                } else if next.is_some() {
+                    DeliveryState::Pending
+                } else {
+                    DeliveryState::Failed
+                }
+            }
+            super::log::Log::File(_) => {
+                let ledger = self.ledger.clone();
+                let (d, o) = (due.clone(), outcome.clone());
+                tokio::task::spawn_blocking(move || ledger.record_attempt(&d, &o, next))
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?
+                    .map_err(unavailable)?
+            }
+        };
         let c = &self.ledger.counters;
         match state {
             DeliveryState::Delivered => {
@@ -521,4 +570,12 @@ impl EmbeddedStore {
         }
         Ok(made)
     }
+}
+
+/// A message's key among the cluster's delivery claims.
+fn delivery_key(d: &DueDelivery) -> String {
+    format!(
+        "{}\u{1f}{}\u{1f}{}",
+        d.tenant_id, d.webhook_id, d.message_id
+    )
 }

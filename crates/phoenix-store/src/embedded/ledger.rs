@@ -148,6 +148,20 @@ pub(super) enum LedgerRecord {
         window: SettledWindow,
         at: Timestamp,
     },
+    /// A delivery attempt's outcome, in a cluster (where every node keeps the outbox and must know
+    /// what was tried, by whichever node); one node records attempts in its ledger directly.
+    DeliveryAttempted {
+        tenant_id: String,
+        webhook_id: String,
+        message_id: String,
+        attempt: u32,
+        attempted_at: Timestamp,
+        status_code: Option<u16>,
+        error: Option<String>,
+        duration_ms: u64,
+        delivered: bool,
+        next: Option<Timestamp>,
+    },
     /// Not written: derived from a leaderboard's deletion record (its rules become inactive).
     #[serde(skip)]
     BoardDeleted {
@@ -988,6 +1002,33 @@ fn apply_in(
             tx.execute(
                 "DELETE FROM outbox WHERE tenant = ?1 AND webhook_id = ?2",
                 params![tenant_id, webhook_id],
+            )
+            .map_err(sql)?;
+        }
+        LedgerRecord::DeliveryAttempted {
+            tenant_id,
+            webhook_id,
+            message_id,
+            attempt,
+            attempted_at,
+            status_code,
+            error,
+            duration_ms,
+            delivered,
+            next,
+        } => {
+            outbox::record_attempt_in(
+                tx,
+                (tenant_id, webhook_id, message_id, *attempt),
+                &crate::achievements::AttemptOutcome {
+                    attempted_at: *attempted_at,
+                    status_code: *status_code,
+                    error: error.clone(),
+                    duration_ms: *duration_ms,
+                    delivered: *delivered,
+                    gone: false,
+                },
+                *next,
             )
             .map_err(sql)?;
         }

@@ -1096,6 +1096,27 @@ impl EmbeddedStore {
         Ok(())
     }
 
+    /// An ADMIN always remains: refuses to demote or delete the last one. Decided under the metadata
+    /// gate against the log's state (a cluster-wide decision in a cluster), never a process's lock.
+    fn keep_an_admin(&self, username: &str) -> StoreResult<()> {
+        let state = self.read();
+        let admins = state
+            .console
+            .users()
+            .filter(|u| u.role == Role::Admin)
+            .count();
+        let losing = state
+            .console
+            .user(username)
+            .is_some_and(|u| u.role == Role::Admin);
+        if losing && admins == 1 {
+            return Err(StoreError::Conflict(format!(
+                "'{username}' is the last ADMIN; make another user ADMIN first"
+            )));
+        }
+        Ok(())
+    }
+
     /// Makes this cluster node share its hot state through Redis (see [`crate::redis_shared`]).
     pub fn with_shared(mut self, shared: Arc<crate::redis_shared::RedisShared>) -> Self {
         self.shared = Some(shared);
@@ -1725,6 +1746,29 @@ impl Store for EmbeddedStore {
         }
     }
 
+    async fn barrier(&self) -> StoreResult<()> {
+        let log::Log::Pg(log) = &self.log else {
+            return Ok(());
+        };
+        let head = log.head().await?;
+        if log
+            .wait_applied(head.pos, std::time::Duration::from_secs(5))
+            .await
+        {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(
+                "this node is behind the cluster's log; retry".into(),
+            ))
+        }
+    }
+
+    fn watch_credentials(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.log
+            .is_cluster()
+            .then(|| self.folded.meta_changes.0.subscribe())
+    }
+
     fn shared(&self) -> Option<Arc<crate::redis_shared::RedisShared>> {
         self.shared.clone()
     }
@@ -2109,6 +2153,9 @@ impl Store for EmbeddedStore {
         if self.read().console.user(username).is_none() {
             return Ok(None);
         }
+        if patch.role.is_some_and(|r| r != Role::Admin) {
+            self.keep_an_admin(username)?;
+        }
         self.commit(MetaRecord::UserUpdated {
             username: username.to_owned(),
             role: patch.role,
@@ -2124,6 +2171,7 @@ impl Store for EmbeddedStore {
         let Some(user) = self.read().console.user(username).cloned() else {
             return Ok(None);
         };
+        self.keep_an_admin(username)?;
         self.commit(MetaRecord::UserDeleted {
             username: username.to_owned(),
         })

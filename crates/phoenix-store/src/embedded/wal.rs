@@ -153,9 +153,22 @@ pub(super) struct Folded {
     /// applied, no later record can score in that window, and the window is frozen for good. Kept in
     /// snapshots, so replay clamps exactly as the live run did.
     pub accepted_high_water: std::sync::atomic::AtomicI64,
+    /// Bumped by every metadata record but ticks (a key revoked, a session ended, a user changed, a
+    /// secret rotated...): in a cluster, another node's change of a credential reaches this node's
+    /// sockets through it.
+    pub meta_changes: MetaChanges,
     /// Live watchers' signals by leaderboard uid (created when someone watches).
     pub signals:
         std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::watch::Sender<BoardSignal>>>,
+}
+
+/// See [`Folded::meta_changes`].
+pub(super) struct MetaChanges(pub tokio::sync::watch::Sender<u64>);
+
+impl Default for MetaChanges {
+    fn default() -> Self {
+        MetaChanges(tokio::sync::watch::Sender::new(0))
+    }
 }
 
 impl Folded {
@@ -289,6 +302,9 @@ impl Folded {
 
     fn apply_meta(&self, record: MetaRecord, end: u64) -> Result<(), String> {
         self.applied_events.fetch_add(1, Ordering::Relaxed);
+        if !matches!(record, MetaRecord::Tick { .. }) {
+            self.meta_changes.0.send_modify(|n| *n = n.wrapping_add(1));
+        }
         let mut state = self.meta.write().unwrap_or_else(|p| p.into_inner());
         let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
         match &record {

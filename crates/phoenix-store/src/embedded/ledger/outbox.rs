@@ -201,6 +201,26 @@ pub(in crate::embedded) fn record_attempt(
     outcome: &crate::achievements::AttemptOutcome,
     next: Option<Timestamp>,
 ) -> rusqlite::Result<DeliveryState> {
+    let tx = conn.transaction()?;
+    let state = record_attempt_in(
+        &tx,
+        (&d.tenant_id, &d.webhook_id, &d.message_id, d.attempt),
+        outcome,
+        next,
+    )?;
+    tx.commit()?;
+    Ok(state)
+}
+
+/// [`record_attempt`] within a transaction of the caller's (a cluster's ledger applies it as a record
+/// of the log). `message` is (tenant, webhook, message id, attempt).
+pub(in crate::embedded) fn record_attempt_in(
+    tx: &rusqlite::Transaction<'_>,
+    message: (&str, &str, &str, u32),
+    outcome: &crate::achievements::AttemptOutcome,
+    next: Option<Timestamp>,
+) -> rusqlite::Result<DeliveryState> {
+    let (tenant, webhook_id, message_id, attempt) = message;
     let state = if outcome.delivered {
         DeliveryState::Delivered
     } else if next.is_some() {
@@ -208,17 +228,16 @@ pub(in crate::embedded) fn record_attempt(
     } else {
         DeliveryState::Failed
     };
-    let tx = conn.transaction()?;
     // A message that is gone (its webhook deleted) or already settled is left alone.
     let updated = tx.execute(
         "UPDATE outbox SET state = ?4, attempts = ?5, next_us = ?6
          WHERE tenant = ?1 AND webhook_id = ?2 AND msg_id = ?3 AND state = 0",
         params![
-            d.tenant_id,
-            d.webhook_id,
-            d.message_id,
+            tenant,
+            webhook_id,
+            message_id,
             state.code(),
-            d.attempt,
+            attempt,
             next.map(micros).unwrap_or(i64::MAX)
         ],
     )?;
@@ -227,10 +246,10 @@ pub(in crate::embedded) fn record_attempt(
             "INSERT OR REPLACE INTO attempts(tenant, webhook_id, msg_id, attempt, at_us, status_code,
                error, duration_ms, next_us) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
-                d.tenant_id,
-                d.webhook_id,
-                d.message_id,
-                d.attempt,
+                tenant,
+                webhook_id,
+                message_id,
+                attempt,
                 micros(outcome.attempted_at),
                 outcome.status_code,
                 outcome.error,
@@ -239,7 +258,6 @@ pub(in crate::embedded) fn record_attempt(
             ],
         )?;
     }
-    tx.commit()?;
     Ok(state)
 }
 
