@@ -101,6 +101,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("phoenix_webhook_outbox_pending").set(r.outbox_depth as f64);
     // Events waiting to be folded into achievement progress (bounded: beyond 100 000, ingestion waits).
     metrics::gauge!("phoenix_achievement_queue_events").set(r.achievement_queue as f64);
+    if let Some(c) = stats.cluster {
+        // A cluster node: how far behind the log's head it is (positions and seconds), and how long
+        // its appends take (with the count, the mean).
+        metrics::gauge!("phoenix_log_applied_position").set(c.applied as f64);
+        metrics::gauge!("phoenix_log_head_position").set(c.head as f64);
+        metrics::gauge!("phoenix_log_lag_positions").set(c.head.saturating_sub(c.applied) as f64);
+        metrics::gauge!("phoenix_log_lag_seconds").set(c.lag_ms as f64 / 1000.0);
+        metrics::counter!("phoenix_log_appends_total").absolute(c.appends);
+        metrics::gauge!("phoenix_log_append_seconds_sum").set(c.append_us_sum as f64 / 1e6);
+    }
     let mut response = prometheus().render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -90,6 +90,22 @@ pub struct StoreStats {
     /// Bytes of cold windows' standings cached in memory.
     pub cold_cache_bytes: u64,
     pub rewards: RewardStats,
+    /// A cluster node's log (`None` on one node).
+    pub cluster: Option<ClusterStats>,
+}
+
+/// A cluster node's view of the log, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// The position this node has applied up to.
+    pub applied: u64,
+    /// The newest position this node knows of (read at least once a second).
+    pub head: u64,
+    /// The time between the newest known record and the last applied one (ms).
+    pub lag_ms: u64,
+    /// Groups this node appended, and the time they took (µs), for the mean append latency.
+    pub appends: u64,
+    pub append_us_sum: u64,
 }
 
 /// Rewards counters since start (what this process applied, not what it replayed).

@@ -172,3 +172,25 @@ async fn a_tenants_rate_limit_holds_for_the_cluster_as_a_whole() {
         "{ok} reads let through of about {allowed:.0}"
     );
 }
+
+#[tokio::test]
+async fn each_node_reports_its_replication_on_metrics() {
+    let Some(app) = cluster_app().await else {
+        return;
+    };
+    app.create_tenant("x-metrics").await;
+    app.settle().await;
+    for node in 0..2 {
+        let text = send(on(&app, node, Method::GET, "/metrics")).await.text;
+        for series in [
+            "phoenix_log_applied_position",
+            "phoenix_log_head_position",
+            "phoenix_log_lag_positions",
+            "phoenix_log_lag_seconds",
+            "phoenix_log_appends_total",
+            "phoenix_log_append_seconds_sum",
+        ] {
+            assert!(text.contains(series), "node {node} lacks {series}");
+        }
+    }
+}

@@ -1484,6 +1484,19 @@ impl Store for EmbeddedStore {
             dedupe_piece_bytes: dedupe_piece_bytes as u64,
             windows_moved_cold: self.moved_cold.load(Ordering::Relaxed),
             cold_cache_bytes: self.cold.cached_bytes() as u64,
+            cluster: match &self.log {
+                log::Log::Pg(log) => {
+                    let s = log.stats();
+                    Some(crate::ClusterStats {
+                        applied: s.applied,
+                        head: s.head.max(s.applied),
+                        lag_ms: (s.lag_us / 1000) as u64,
+                        appends: s.appends,
+                        append_us_sum: s.append_us_sum,
+                    })
+                }
+                log::Log::File(_) => None,
+            },
             rewards: {
                 let l = &self.ledger.counters;
                 let n = |a: &AtomicU64| a.load(Ordering::Relaxed);

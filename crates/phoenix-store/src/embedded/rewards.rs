@@ -239,6 +239,14 @@ impl EmbeddedStore {
             })
             .await?;
         }
+        // In a cluster the tick takes the log's time, which may not have reached the end yet (this
+        // node's estimate of the database's clock ran a little ahead): then the window is not
+        // frozen, and settling waits for a later round.
+        if self.folded.accepted_high_water.load(Ordering::Acquire) < end.as_microsecond() {
+            return Err(StoreError::Unavailable(
+                "the window has not ended by the cluster's clock yet".into(),
+            ));
+        }
         Ok(())
     }
 
