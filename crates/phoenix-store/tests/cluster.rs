@@ -226,3 +226,81 @@ async fn an_admin_always_remains_when_two_nodes_demote_the_last_two_at_once() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_window_settles_exactly_once_while_two_nodes_race_for_it() {
+    use phoenix_store::rewards::{Activity, NewRewardRule};
+    let Some(url) = support::fresh_schema("phx_settle").await else {
+        return;
+    };
+    let (a, b) = (node(&url).await, node(&url).await);
+    let t = TenantId::parse("race").unwrap();
+    a.store
+        .create_tenant(t.clone(), "Race".into(), "s".into())
+        .await
+        .unwrap();
+    // A window that ends two seconds from now, by the cluster's clock.
+    let now = a.store.now();
+    a.store
+        .create_leaderboard(NewLeaderboard {
+            leaderboard_id: LeaderboardId::parse("sprint").unwrap(),
+            tenant_id: t.clone(),
+            name: "Sprint".into(),
+            description: None,
+            status: LeaderboardStatus::Active,
+            config: serde_json::json!({
+                "timeframe": {"type": "custom",
+                              "starts_at": (now - jiff::SignedDuration::from_secs(60)).to_string(),
+                              "ends_at": (now + jiff::SignedDuration::from_secs(2)).to_string()},
+                "scoring": {"rules": [{"event_type": "match.*", "points_expression": "attrs.score"}]}
+            }),
+        })
+        .await
+        .unwrap();
+    b.store
+        .create_reward_rule(NewRewardRule {
+            tenant_id: "race".into(),
+            rule_id: "top".into(),
+            leaderboard_id: "sprint".into(),
+            name: "Top".into(),
+            status: Activity::Active,
+            min_participants: 0,
+            settle_delay_seconds: 0,
+            tiers: serde_json::json!([{"rank_from": 1, "rank_to": 3, "rewards": [
+                {"type": "badge", "badge": "winner"}]}]),
+        })
+        .await
+        .unwrap();
+    let events = (0..5)
+        .map(|i| conformance::event(&format!("r{i}"), &format!("p{i}"), f64::from(i)))
+        .collect();
+    a.store.ingest("race", events).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // Both nodes' housekeeping runs at once, several rounds (each node runs it every second).
+    for _ in 0..3 {
+        let (sa, sb) = (a.store.clone(), b.store.clone());
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(async move { sa.maintain().await }),
+            tokio::spawn(async move { sb.maintain().await }),
+        );
+        // A round may be refused while the other node holds the gate; the next round goes on.
+        let _ = (ra.unwrap(), rb.unwrap());
+    }
+    for n in [&a, &b] {
+        n.store.barrier().await.unwrap();
+        let settled = n
+            .store
+            .list_settlements("race", "top")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(settled.len(), 1, "{settled:?}");
+        assert_eq!(settled[0].grants, 3);
+        let grants = n
+            .store
+            .list_grants("race", Default::default())
+            .await
+            .unwrap();
+        assert_eq!(grants.total, 3, "each winner granted once");
+    }
+}
