@@ -1,7 +1,9 @@
 //! Cluster nodes as real processes (`phoenix serve` with PostgreSQL and Redis) under faults: `kill -9`
 //! of a node while clients post to both (every 202 counts exactly once, the other node keeps serving),
 //! a third node joining late (caught up before it is ready), and PostgreSQL restarted under load
-//! (writes are refused meanwhile, nothing acknowledged is lost, the nodes recover by themselves).
+//! (writes are refused meanwhile, nothing acknowledged is lost, the nodes recover by themselves), and
+//! Redis going away (signed requests and logins refused, the rest working) and coming back empty
+//! (signed requests refused for the replay window).
 //! Against the machine's PostgreSQL and Redis (`PHOENIX_TEST_DATABASE_URL`, `PHOENIX_TEST_REDIS_URL`);
 //! under `CI=true` they must be there, elsewhere the tests say so and pass. The tests run one at a
 //! time (one of them restarts PostgreSQL).
@@ -398,4 +400,159 @@ async fn postgresql_restarted_under_load_loses_nothing_and_the_nodes_recover_by_
     }
     let total: usize = sent.iter().map(Vec::len).sum();
     eprintln!("PostgreSQL restarted under load: {total} events acknowledged, each counted once");
+}
+
+/// Stops the machine's Redis (`true` when it could).
+fn stop_redis() -> bool {
+    std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"])
+        .status()
+        .is_ok()
+        && (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            std::net::TcpStream::connect("127.0.0.1:6379").is_err()
+        })
+}
+
+/// Starts it again as the machine starts it: empty (it keeps nothing on disk).
+fn start_redis() {
+    let started = std::process::Command::new("redis-server")
+        .args([
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "-::1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/var/lib/redis",
+            "--logfile",
+            "/var/log/redis/ci.log",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(started, "Redis could not be started again");
+    assert!(
+        (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            std::net::TcpStream::connect("127.0.0.1:6379").is_ok()
+        }),
+        "Redis did not come back"
+    );
+}
+
+fn hmac_headers(secret: &str, tenant: &str) -> Vec<(&'static str, String)> {
+    use hmac::{Hmac, Mac};
+    let now = jiff::Timestamp::now().as_second();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("GET\n/health\n{now}\n").as_bytes());
+    vec![
+        ("x-tenant-id", tenant.to_owned()),
+        ("x-timestamp", now.to_string()),
+        ("x-signature", hex::encode(mac.finalize().into_bytes())),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_redis_signed_requests_and_logins_fail_closed_and_the_rest_works() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(url) = fresh_cluster("phx_redis").await else {
+        return;
+    };
+    if redis_url() != "redis://127.0.0.1:6379" {
+        eprintln!("SKIPPED: the Redis test stops and starts the machine's own Redis only");
+        return;
+    }
+    let http = client();
+    let a = node(&url);
+    setup(&http, &a, "rds").await;
+    let secret = http
+        .post(a.url("/tenants/rds/secret:rotate"))
+        .bearer_auth(SECRET)
+        .json(&json!({"grace_period_seconds": 0}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["hmac_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = http
+        .post(a.url("/users"))
+        .bearer_auth(SECRET)
+        .json(&json!({"username": "rae", "password": "correct horse battery", "role": "ADMIN"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let signed = |http: &reqwest::Client| {
+        let mut request = http.get(a.url("/health"));
+        for (name, value) in hmac_headers(&secret, "rds") {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let login = |http: &reqwest::Client| {
+        http.post(a.url("/auth/login"))
+            .json(&json!({"username": "rae", "password": "correct horse battery"}))
+            .send()
+    };
+    assert_eq!(signed(&http).await.unwrap().status(), 200);
+    assert_eq!(login(&http).await.unwrap().status(), 200);
+
+    if !tokio::task::spawn_blocking(stop_redis).await.unwrap() {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "under CI=true the machine's Redis must be stoppable"
+        );
+        eprintln!("SKIPPED: cannot stop Redis here");
+        return;
+    }
+    let during = async {
+        let signed = signed(&http).await.unwrap().status();
+        let login = login(&http).await.unwrap().status();
+        let event = http
+            .post(a.url("/v1/events"))
+            .bearer_auth(SECRET)
+            .header("x-tenant-id", "rds")
+            .json(&count_event("while-away", "p1"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        let ready = http.get(a.url("/readyz")).send().await.unwrap().status();
+        (signed, login, event, ready)
+    }
+    .await;
+    tokio::task::spawn_blocking(start_redis).await.unwrap();
+    assert_eq!(during.0, 503, "a signed request without Redis");
+    assert_eq!(during.1, 503, "a login without Redis");
+    assert_eq!(during.2, 202, "events go on without Redis");
+    assert_eq!(during.3, 200, "the node stays ready without Redis");
+    // Redis is back, empty: it forgot which signatures were used, so signed requests wait out the
+    // replay window; logins work again.
+    let started = Instant::now();
+    loop {
+        let status = login(&http).await.unwrap().status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "logins came back: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        signed(&http).await.unwrap().status(),
+        503,
+        "a signed request within the replay window after Redis lost its data"
+    );
 }
