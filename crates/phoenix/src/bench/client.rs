@@ -73,6 +73,20 @@ pub(super) fn base_url(raw: &str) -> anyhow::Result<String> {
     }
 }
 
+/// The base URLs of `--url`: one server, or a cluster's nodes separated by commas (the load is
+/// spread over them; setup goes to the first).
+pub(super) fn base_urls(raw: &str) -> anyhow::Result<Vec<String>> {
+    let urls = raw
+        .split(',')
+        .filter(|u| !u.trim().is_empty())
+        .map(base_url)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if urls.is_empty() {
+        bail!("--url: give at least one http:// URL");
+    }
+    Ok(urls)
+}
+
 /// A short id that keeps this run's tenant and event ids apart from earlier runs'.
 pub(super) fn run_id() -> String {
     let nanos = std::time::SystemTime::now()

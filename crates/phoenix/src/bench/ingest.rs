@@ -25,7 +25,8 @@ pub enum Mode {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Load options")]
 pub struct IngestArgs {
-    /// Base URL of the running server (http only).
+    /// Base URL of the running server (http only); a cluster's nodes separated by commas spread the
+    /// connections over them (the bench tenant is made on the first).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// Post to this existing tenant (with --tenant-secret) instead of creating one with --admin-secret.
@@ -68,7 +69,8 @@ pub struct IngestArgs {
 pub(super) const EVENTS_ONLY_TIME_CAP: Duration = Duration::from_secs(600);
 
 pub async fn run(args: IngestArgs, admin_secret: Option<String>) -> anyhow::Result<()> {
-    let base = base_url(&args.url)?;
+    let bases = base_urls(&args.url)?;
+    let base = bases[0].clone();
     let concurrency = args.concurrency.unwrap_or(match args.mode {
         Mode::Single => 64,
         Mode::Batch => 4,
@@ -107,17 +109,26 @@ pub async fn run(args: IngestArgs, admin_secret: Option<String>) -> anyhow::Resu
         }
     };
 
-    let endpoint = match args.mode {
-        Mode::Single => format!("{}/v1/events", target.base),
-        Mode::Batch => format!("{}/v1/events/batch", target.base),
+    let path = match args.mode {
+        Mode::Single => "/v1/events",
+        Mode::Batch => "/v1/events/batch",
     };
+    // With --tenant the target's base is the first URL; the others are the same cluster's nodes.
+    let mut nodes = vec![target.base.clone()];
+    nodes.extend(bases.iter().skip(1).cloned());
     // Parsed once: workers clone it instead of parsing a string per request.
-    let endpoint = reqwest::Url::parse(&endpoint)
-        .with_context(|| format!("--url: '{endpoint}' is not a URL"))?;
+    let endpoints = nodes
+        .iter()
+        .map(|base| {
+            let endpoint = format!("{base}{path}");
+            reqwest::Url::parse(&endpoint)
+                .with_context(|| format!("--url: '{endpoint}' is not a URL"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let token = tenant_jwt(&target.tenant, &target.secret, "phoenix-bench")?;
     let spec = Arc::new(WorkerSpec {
         client,
-        endpoint,
+        endpoints,
         auth: HeaderValue::from_str(&format!("Bearer {token}"))
             .context("bench ingest: the tenant JWT is not a valid header value")?,
         batch_size,
@@ -131,7 +142,11 @@ pub async fn run(args: IngestArgs, admin_secret: Option<String>) -> anyhow::Resu
         "phoenix bench ingest: {} mode, {concurrency} connections, tenant {} at {}",
         mode_name(args.mode),
         target.tenant,
-        spec.endpoint
+        spec.endpoints
+            .iter()
+            .map(|e| e.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     if args.warmup > 0 {
         let warmup = Phase {
@@ -181,7 +196,8 @@ pub async fn run(args: IngestArgs, admin_secret: Option<String>) -> anyhow::Resu
 /// What every worker shares.
 pub(super) struct WorkerSpec {
     pub(super) client: reqwest::Client,
-    pub(super) endpoint: reqwest::Url,
+    /// Where to post (a cluster's nodes: worker `i` posts to `endpoints[i % len]`).
+    pub(super) endpoints: Vec<reqwest::Url>,
     pub(super) auth: HeaderValue,
     pub(super) batch_size: u64,
     pub(super) users: u64,
@@ -302,7 +318,7 @@ pub(super) async fn run_worker(
 
         let request = spec
             .client
-            .post(spec.endpoint.clone())
+            .post(spec.endpoints[index % spec.endpoints.len()].clone())
             .header(AUTHORIZATION, spec.auth.clone())
             .header(CONTENT_TYPE, json_type.clone())
             .body(body);

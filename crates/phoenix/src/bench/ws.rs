@@ -8,7 +8,7 @@
 //! of the top N includes event `i` (or already shows it pushed out by later ones).
 
 use super::client::{
-    LATENCY_MAX_MICROS, REQUEST_TIMEOUT, base_url, create_bench_tenant, error_chain, one_line,
+    LATENCY_MAX_MICROS, REQUEST_TIMEOUT, base_urls, create_bench_tenant, error_chain, one_line,
     push_event_for, run_id, tenant_jwt,
 };
 use super::report::latency_line;
@@ -28,7 +28,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Load options")]
 pub struct WsArgs {
-    /// Base URL of the running server (http only; the sockets use ws:// on the same address).
+    /// Base URL of the running server (http only; the sockets use ws:// on the same address). Two
+    /// URLs separated by a comma (a cluster's nodes): events go to the first, sockets watch on the
+    /// second, and the delay measured is the cross-node one.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// Sockets kept open on the leaderboard.
@@ -62,7 +64,11 @@ const UNSET: u64 = u64::MAX;
 const READ_BUFFER: usize = 8 * 1024;
 
 pub async fn run(args: WsArgs, admin_secret: Option<String>) -> anyhow::Result<()> {
-    let base = base_url(&args.url)?;
+    // With two URLs (a cluster's nodes), events go to the first and the sockets watch on the last:
+    // the delay measured is then a cross-node one.
+    let bases = base_urls(&args.url)?;
+    let base = bases[0].clone();
+    let watch_base = bases[bases.len() - 1].clone();
     let Some(admin) = admin_secret.filter(|s| !s.trim().is_empty()) else {
         bail!("bench ws: give --admin-secret (or PHOENIX_ADMIN_SECRET) to create a bench tenant");
     };
@@ -86,8 +92,11 @@ pub async fn run(args: WsArgs, admin_secret: Option<String>) -> anyhow::Result<(
 
     let ws_url = format!(
         "ws{}/v1/leaderboards/bench/ws",
-        base.strip_prefix("http").unwrap_or(&base)
+        watch_base.strip_prefix("http").unwrap_or(&watch_base)
     );
+    if watch_base != base {
+        println!("events posted to {base}, sockets on {watch_base}");
+    }
     // One player per subscriber, as in a game: the server caps sockets per player.
     let request_for = |index: usize| -> anyhow::Result<_> {
         let jwt = tenant_jwt(
