@@ -117,41 +117,53 @@ async fn publish(
     }
 }
 
-/// Sums the spending of one key within a batch (one report per tenant and kind, not per request).
+/// Sums the spending of one key within a batch (one report per tenant, kind and rate, not per
+/// request; a player's reports too), keeping the first report's place.
 fn merge(batch: &mut Vec<Shared>) {
+    use std::collections::HashMap;
     let mut merged: Vec<Shared> = Vec::with_capacity(batch.len());
+    let mut at: HashMap<(u8, String, String, u32), usize> = HashMap::new();
     for report in batch.drain(..) {
-        if let Shared::Spent(spent) = &report
-            && let Some(Shared::Spent(into)) = merged.iter_mut().rev().find(|m| match (m, spent) {
-                (
-                    Shared::Spent(Spent::Events {
-                        tenant: a, rate: r, ..
-                    }),
-                    Spent::Events {
-                        tenant: b, rate: s, ..
-                    },
-                )
-                | (
-                    Shared::Spent(Spent::Reads {
-                        tenant: a, rate: r, ..
-                    }),
-                    Spent::Reads {
-                        tenant: b, rate: s, ..
-                    },
-                ) => a == b && r == s,
-                _ => false,
-            })
-        {
-            match (into, spent) {
-                (Spent::Events { n, .. }, Spent::Events { n: more, .. })
-                | (Spent::Reads { n, .. }, Spent::Reads { n: more, .. }) => {
+        let key = match &report {
+            Shared::Spent(Spent::Events { tenant, rate, .. }) => {
+                Some((0, tenant.clone(), String::new(), *rate))
+            }
+            Shared::Spent(Spent::Reads { tenant, rate, .. }) => {
+                Some((1, tenant.clone(), String::new(), *rate))
+            }
+            Shared::Spent(Spent::Player {
+                tenant,
+                player,
+                rate,
+                ..
+            }) => Some((2, tenant.clone(), player.clone(), *rate)),
+            _ => None,
+        };
+        let Some(key) = key else {
+            merged.push(report);
+            continue;
+        };
+        match at.get(&key) {
+            Some(&i) => {
+                if let (
+                    Shared::Spent(
+                        Spent::Events { n, .. } | Spent::Reads { n, .. } | Spent::Player { n, .. },
+                    ),
+                    Shared::Spent(
+                        Spent::Events { n: more, .. }
+                        | Spent::Reads { n: more, .. }
+                        | Spent::Player { n: more, .. },
+                    ),
+                ) = (&mut merged[i], &report)
+                {
                     *n = n.saturating_add(*more);
                 }
-                _ => {}
             }
-            continue;
+            None => {
+                at.insert(key, merged.len());
+                merged.push(report);
+            }
         }
-        merged.push(report);
     }
     *batch = merged;
 }

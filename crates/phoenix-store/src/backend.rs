@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Which backend, with what it needs.
-#[derive(Debug, Clone)]
+/// Which backend, with what it needs. `Debug` leaves the URLs out (they may hold passwords).
+#[derive(Clone)]
 pub enum BackendConfig {
     /// One process; its whole state in `data_dir`. Without a `master_key`, the key is read from (or
     /// created in) the data dir.
@@ -29,6 +29,18 @@ pub enum BackendConfig {
         master_key: MasterKey,
         options: EmbeddedOptions,
     },
+}
+
+impl std::fmt::Debug for BackendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendConfig::Embedded { data_dir, .. } => f
+                .debug_struct("Embedded")
+                .field("data_dir", data_dir)
+                .finish_non_exhaustive(),
+            BackendConfig::Cluster { .. } => f.debug_struct("Cluster").finish_non_exhaustive(),
+        }
+    }
 }
 
 /// What [`open`] needs.

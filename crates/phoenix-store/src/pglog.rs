@@ -44,12 +44,13 @@ pub const RECORD_VERSION: i16 = 1;
 const MAX_GROUP_BYTES: usize = 8 << 20;
 /// Upper bound on the records of one group.
 const MAX_GROUP_RECORDS: usize = 5_000;
-/// Rows read per fetch while catching up.
-const FETCH_ROWS: i64 = 5_000;
+/// Rows read per fetch. A record is at most a request body (1 MiB; metadata far less), so a page holds
+/// at most ~128 MiB however large the records, and usually a few MB.
+const FETCH_ROWS: i64 = 128;
 /// Appends waiting for a group, beyond which appenders wait (memory stays bounded).
 const QUEUED_APPENDS: usize = 8_192;
-/// Fetched batches waiting to be applied.
-const QUEUED_BATCHES: usize = 4;
+/// Fetched pages waiting to be applied.
+const QUEUED_BATCHES: usize = 2;
 /// How often the tailer looks for new rows without a notification.
 const POLL: Duration = Duration::from_secs(1);
 const CHANNEL: &str = "phoenix_log";
@@ -85,9 +86,11 @@ CREATE TABLE IF NOT EXISTS phoenix_delivery_claims (
 CREATE INDEX IF NOT EXISTS phoenix_delivery_claims_lease ON phoenix_delivery_claims (lease_until_us);
 ";
 
-/// How long a claimed delivery attempt is a node's alone: far longer than a receiver may take
-/// (SPEC §7.6: 10 s), so only a node that died mid-attempt loses it.
-pub const DELIVERY_LEASE: Duration = Duration::from_secs(60);
+/// How long a claimed delivery attempt is a node's alone. A node claims a batch of a webhook's due
+/// messages (64) and sends them 4 at a time, each within the receiver timeout (SPEC §7.6: 10 s), so
+/// the last of a batch may go out 160 s after the claim: the lease is well beyond that, so only a
+/// node that died mid-batch loses its claims (another node makes those attempts once it ends).
+pub const DELIVERY_LEASE: Duration = Duration::from_secs(300);
 
 /// Which gate a fenced record was decided under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -328,6 +331,20 @@ impl Shared {
         tracing::error!(reason = %why, "the log's fold stopped; this node is not ready until it restarts");
         *self.stop_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
         self.stopped.store(true, Ordering::Release);
+        // Nobody waits for ever: appends not applied yet are answered now (their records may be in
+        // the log; the other nodes fold them, and a retry is judged there).
+        let waiting: Vec<Pending> = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for p in waiting {
+            let _ = p.done.send(Err(JournalError::Unavailable(
+                "this node stopped applying the log; restart required".into(),
+            )));
+        }
     }
 }
 
@@ -342,12 +359,21 @@ pub struct LogStats {
     pub append_us_sum: u64,
 }
 
-/// The options of a PostgreSQL log.
-#[derive(Debug, Clone)]
+/// The options of a PostgreSQL log. `Debug` leaves the URL out (it may hold a password).
+#[derive(Clone)]
 pub struct PgLogOptions {
     pub url: String,
     /// Connections for appends and gates (the tailer and its listener have their own).
     pub connections: u32,
+}
+
+impl std::fmt::Debug for PgLogOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgLogOptions")
+            .field("url", &"<redacted>")
+            .field("connections", &self.connections)
+            .finish()
+    }
 }
 
 /// A handle to the PostgreSQL log (see the module docs). Dropping it stops its tasks.
@@ -461,6 +487,7 @@ impl PgLog {
         };
         let (appends, rx) = tokio::sync::mpsc::channel(QUEUED_APPENDS);
         runtime.spawn(appender_loop(pool.clone(), rx, shared.clone()));
+        runtime.spawn(clock_loop(pool.clone(), shared.clone()));
         runtime.spawn(tailer_loop(pool.clone(), at, batches_tx, shared.clone()));
         Ok(PgLog {
             appends,
@@ -550,6 +577,13 @@ impl PgLog {
         let Some(rt) = self.runtime.as_ref() else {
             return Err(JournalError::Unavailable("the log has stopped".into()));
         };
+        // Catch up first, so a node that is behind does not hold the cluster's gate while it does.
+        let head = self.head().await?;
+        if !self.wait_applied(head.pos, Duration::from_secs(10)).await {
+            return Err(JournalError::Unavailable(
+                "this node is catching up with the log; retry".into(),
+            ));
+        }
         let (pool, handle, key) = (self.pool.clone(), rt.handle().clone(), gate_key(kind));
         // Built inside the task, so a caller that goes away mid-way drops a gate (which unlocks),
         // never a bare connection still holding the lock.
@@ -765,6 +799,12 @@ async fn appender_loop(
 ) {
     let mut group: Vec<(u64, Vec<u8>, Option<Fence>)> = Vec::new();
     while let Some(first) = rx.recv().await {
+        if shared.stopped.load(Ordering::Acquire) {
+            let _ = first.done.send(Err(JournalError::Unavailable(
+                "this node stopped applying the log; restart required".into(),
+            )));
+            continue;
+        }
         group.clear();
         let mut bytes = 0;
         let mut next = Some(first);
@@ -983,16 +1023,35 @@ async fn tailer_loop(
         tokio::select! {
             () = news.notified() => {}
             () = shared.poke.notified() => {}
-            () = tokio::time::sleep(POLL) => {
-                match sync_clock(&pool, &shared.clock_offset_us).await {
-                    Ok(head) => {
-                        shared.reachable.store(true, Ordering::Release);
-                        shared.head.fetch_max(head.pos, Ordering::AcqRel);
-                        shared.head_at_us.fetch_max(head.at_us, Ordering::AcqRel);
-                    }
-                    Err(_) => shared.reachable.store(false, Ordering::Release),
-                }
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// Once a second, whatever else happens: the database clock's lead over this node's, and the head
+/// (for the lag metrics and readiness).
+async fn clock_loop(pool: PgPool, shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(POLL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        // The connection first, so the round trip timed is the query's alone.
+        let Ok(mut conn) = pool.acquire().await else {
+            shared.reachable.store(false, Ordering::Release);
+            continue;
+        };
+        let before = local_us();
+        match read_head_and_clock(&mut *conn).await {
+            Ok((head, db_now)) => {
+                let after = local_us();
+                shared
+                    .clock_offset_us
+                    .store(db_now - (before + after) / 2, Ordering::Release);
+                shared.reachable.store(true, Ordering::Release);
+                shared.head.fetch_max(head.pos, Ordering::AcqRel);
+                shared.head_at_us.fetch_max(head.at_us, Ordering::AcqRel);
             }
+            Err(_) => shared.reachable.store(false, Ordering::Release),
         }
     }
 }

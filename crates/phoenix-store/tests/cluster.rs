@@ -304,3 +304,31 @@ async fn a_window_settles_exactly_once_while_two_nodes_race_for_it() {
         assert_eq!(grants.total, 3, "each winner granted once");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_master_key_is_refused() {
+    let Some(url) = support::fresh_schema("phx_key").await else {
+        return;
+    };
+    let _a = node(&url).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("node");
+    let opened = tokio::task::spawn_blocking(move || {
+        EmbeddedStore::open_cluster(
+            &dir,
+            MasterKey::from_hex(&"ef".repeat(32)).unwrap(),
+            EmbeddedOptions::default(),
+            PgLogOptions {
+                url,
+                connections: 2,
+            },
+        )
+    })
+    .await
+    .unwrap();
+    let refused = match opened {
+        Err(e) => e.to_string(),
+        Ok(store) => store.initialize().await.unwrap_err().to_string(),
+    };
+    assert!(refused.contains("PHOENIX_MASTER_KEY"), "{refused}");
+}

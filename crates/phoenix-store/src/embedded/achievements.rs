@@ -552,7 +552,8 @@ impl EmbeddedStore {
                     due
                 };
                 for w in due {
-                    self.commit_ledger(&LedgerRecord::WindowClosed {
+                    // No gate: a window reported twice (two nodes at once) is folded once.
+                    self.commit_ledger_unfenced(&LedgerRecord::WindowClosed {
                         tenant_id: tenant.clone(),
                         leaderboard_id: leaderboard_id.clone(),
                         uid,

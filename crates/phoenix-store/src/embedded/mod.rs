@@ -1136,6 +1136,18 @@ impl EmbeddedStore {
         // In a cluster, the first node to start writes it; the others see it under the gate.
         let _gate = self.meta_gate().await?;
         if self.read().initialized {
+            // Written by another node (or folded live rather than replayed): this node's master key
+            // must be the one it was sealed with, or it would seal what the others cannot read.
+            let check = self.read().key_check.clone();
+            if let Some(check) = check {
+                let sealed = hex::decode(check).unwrap_or_default();
+                if self.master.unseal("key-check", &sealed).as_deref() != Some(KEY_CHECK) {
+                    return Err(StoreError::Unavailable(
+                        "PHOENIX_MASTER_KEY does not match the key the cluster's data was sealed with"
+                            .into(),
+                    ));
+                }
+            }
             return Ok(());
         }
         let key_check = hex::encode(self.master.seal("key-check", KEY_CHECK));
@@ -2060,7 +2072,7 @@ impl Store for EmbeddedStore {
     ) -> StoreResult<Option<Leaderboard>> {
         // The rewards gate first (the order every path takes both in): what this change means for the
         // board's reward rules is applied before a rewards writer reads them again.
-        let _rewards = self.rewards_gate.lock().await;
+        let _rewards = self.rewards_gate().await?;
         let gate = self.meta_gate().await?;
         let Some(mut lb) = self.read().leaderboard(tenant_id, leaderboard_id).cloned() else {
             return Ok(None);
@@ -2103,7 +2115,7 @@ impl Store for EmbeddedStore {
         tenant_id: &str,
         leaderboard_id: &str,
     ) -> StoreResult<Option<Leaderboard>> {
-        let _rewards = self.rewards_gate.lock().await;
+        let _rewards = self.rewards_gate().await?;
         let gate = self.meta_gate().await?;
         let Some(lb) = self.read().leaderboard(tenant_id, leaderboard_id).cloned() else {
             return Ok(None);

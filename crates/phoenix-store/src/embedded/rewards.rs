@@ -79,6 +79,14 @@ impl EmbeddedStore {
         self.ledger.wait_applied(end).await.map_err(unavailable)
     }
 
+    /// Appends a rewards record that decides nothing (the fold ignores it when it repeats an earlier
+    /// one, e.g. a window reported closed twice), without the gate, and waits until it is applied.
+    pub(super) async fn commit_ledger_unfenced(&self, record: &LedgerRecord) -> StoreResult<()> {
+        let payload = wal::encode_ledger(record).map_err(unavailable)?;
+        let end = self.log.append(&payload, None, None).await?;
+        self.ledger.wait_applied(end).await.map_err(unavailable)
+    }
+
     pub(super) async fn rule_create(&self, new: NewRewardRule) -> StoreResult<RewardRule> {
         let _gate = self.rewards_gate().await?;
         let (tenant, id) = (new.tenant_id.clone(), new.rule_id.clone());
