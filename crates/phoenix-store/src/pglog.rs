@@ -414,15 +414,24 @@ impl PgLog {
             .build()
             .map_err(|e| PgLogError::Database(e.to_string()))?;
         let connect = connect_options(&options.url)?;
-        let pool = runtime.block_on(async {
+        // Three pools, so no use of the log waits behind another for a connection: the appender's
+        // own, the tailer's (its fetches, its listener, the clock), and the rest (gates, claims,
+        // barriers, the store's other tables). A pool connects lazily and reconnects by itself.
+        let (pool, append_pool, tail_pool) = runtime.block_on(async {
             let pool = PgPoolOptions::new()
                 .max_connections(options.connections.max(2))
                 .acquire_timeout(Duration::from_secs(5))
-                .connect_with(connect)
+                .connect_with(connect.clone())
                 .await
                 .map_err(|e| PgLogError::Database(db_error(e)))?;
             migrate(&pool).await?;
-            Ok::<_, PgLogError>(pool)
+            let own = |n: u32| {
+                PgPoolOptions::new()
+                    .max_connections(n)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_lazy_with(connect.clone())
+            };
+            Ok::<_, PgLogError>((pool, own(1), own(3)))
         })?;
         let clock_offset_us = Arc::new(AtomicI64::new(0));
         let head = runtime
@@ -486,9 +495,9 @@ impl PgLog {
                 .map_err(|e| PgLogError::Database(e.to_string()))?
         };
         let (appends, rx) = tokio::sync::mpsc::channel(QUEUED_APPENDS);
-        runtime.spawn(appender_loop(pool.clone(), rx, shared.clone()));
-        runtime.spawn(clock_loop(pool.clone(), shared.clone()));
-        runtime.spawn(tailer_loop(pool.clone(), at, batches_tx, shared.clone()));
+        runtime.spawn(appender_loop(append_pool, rx, shared.clone()));
+        runtime.spawn(clock_loop(tail_pool.clone(), shared.clone()));
+        runtime.spawn(tailer_loop(tail_pool, at, batches_tx, shared.clone()));
         Ok(PgLog {
             appends,
             shared,
