@@ -1,6 +1,6 @@
 //! What a cluster's nodes share in Redis (SPEC §9): short-lived, hot state only, never anything durable.
-//! Today: HMAC signature replay (`SET NX` with the signature's own expiry), the login throttle's
-//! counters and the rate limits' shared counts (see [`RedisShared::add`]).
+//! Today: HMAC signature replay (`SET NX` with the signature's own expiry), and the channel on which
+//! nodes share their login attempts and rate-limit spending (`publish`/`listen`, used by the server).
 //!
 //! **Fail closed.** When Redis cannot be reached, a signature cannot be known to be fresh, so the
 //! signed request is refused (503); so are logins (their throttle is shared here).
@@ -274,24 +274,5 @@ impl RedisShared {
     /// `key` under this cluster's prefix.
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
-    }
-
-    /// Adds `by` to the shared counter `key` (created with a life of `ttl`), answering its new
-    /// value: the shared counts of the login throttle and the rate limits.
-    pub async fn add(&self, key: &str, by: i64, ttl: Duration) -> StoreResult<i64> {
-        let mut conn = self.conn.clone();
-        let key = self.key(key);
-        let (value, _): (i64, ()) = redis::pipe()
-            .cmd("INCRBY")
-            .arg(&key)
-            .arg(by)
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(ttl.as_millis() as u64)
-            .arg("NX")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| unavailable("Redis", e))?;
-        Ok(value)
     }
 }

@@ -1234,13 +1234,14 @@ impl EmbeddedStore {
             let payload = wal::encode_events(tenant_id, accepted_at, &bodies)
                 .map_err(StoreError::Unavailable)?;
             drop(bodies);
-            let achievements = self.ledger.prepare(tenant_id, accepted_at, &sent);
             let outcome = Arc::new(std::sync::OnceLock::new());
             let live = wal::LiveEvents {
                 tenant_id: tenant_id.to_owned(),
                 accepted_at,
                 events: sent,
-                achievements,
+                // Not evaluated here: the log gives the record its own time (and may call some of
+                // these duplicates), so the fold evaluates the achievements with what it decided.
+                achievements: None,
                 outcome: Some(outcome.clone()),
             };
             self.log

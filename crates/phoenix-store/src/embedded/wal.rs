@@ -200,17 +200,15 @@ impl Folded {
                 Ok(())
             }
             WalRecord::Events(batch) => {
-                let accepted_at = Timestamp::from_microsecond(batch.accepted_at)
-                    .map_err(|e| format!("event record time: {e}"))?;
-                let events = batch
-                    .events
-                    .into_iter()
-                    .map(|body| {
-                        Event::from_stored(body)
-                            .ok_or_else(|| "event record holds an unreadable event".to_owned())
-                    })
-                    .collect::<Result<Vec<Event>, String>>()?;
-                self.apply_events(offset, end, &batch.tenant_id, accepted_at, &events, live);
+                let batch = LiveEvents::decoded(batch)?;
+                self.apply_events(
+                    offset,
+                    end,
+                    &batch.tenant_id,
+                    batch.accepted_at,
+                    &batch.events,
+                    live,
+                );
                 Ok(())
             }
         }
