@@ -20,46 +20,8 @@ const MASTER_KEY: &str = "7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e
 /// One test at a time: restarting PostgreSQL would fail the others.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn database_url() -> String {
-    std::env::var("PHOENIX_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
 fn redis_url() -> String {
     std::env::var("PHOENIX_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A cluster's URL on a new schema (and an application name its connections can be found by), or
-/// `None` where there is no PostgreSQL (outside CI).
-async fn fresh_cluster(name: &str) -> Option<String> {
-    let base = database_url();
-    let pool = match sqlx::postgres::PgPoolOptions::new()
-        .acquire_timeout(Duration::from_secs(3))
-        .connect(&base)
-        .await
-    {
-        Ok(pool) => pool,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("PostgreSQL at {base} is required under CI=true: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: no PostgreSQL at {base} ({e}); CI runs these tests");
-            return None;
-        }
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let schema = format!("phx_test_{now}_{}", phoenix_store::seal::random_hex::<6>());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    Some(format!(
-        "{base}{sep}options[search_path]={schema}&application_name={name}"
-    ))
 }
 
 fn node(url: &str) -> Server {
@@ -225,7 +187,7 @@ fn load(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_a_node_under_load_loses_nothing_acknowledged_and_the_other_keeps_serving() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let Some(url) = fresh_cluster("phx_kill").await else {
+    let Some(url) = phoenix_store::conformance::test_database("phx_kill").await else {
         return;
     };
     let http = client();
@@ -267,7 +229,7 @@ async fn kill_9_of_a_node_under_load_loses_nothing_acknowledged_and_the_other_ke
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_joining_late_catches_up_before_it_says_ready() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let Some(url) = fresh_cluster("phx_late").await else {
+    let Some(url) = phoenix_store::conformance::test_database("phx_late").await else {
         return;
     };
     let http = client();
@@ -351,7 +313,7 @@ fn restart_postgres(app_name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgresql_restarted_under_load_loses_nothing_and_the_nodes_recover_by_themselves() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let Some(url) = fresh_cluster("phx_pgrestart").await else {
+    let Some(url) = phoenix_store::conformance::test_database("phx_pgrestart").await else {
         return;
     };
     let http = client();
@@ -461,7 +423,7 @@ fn hmac_headers(secret: &str, tenant: &str) -> Vec<(&'static str, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_redis_signed_requests_and_logins_fail_closed_and_the_rest_works() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let Some(url) = fresh_cluster("phx_redis").await else {
+    let Some(url) = phoenix_store::conformance::test_database("phx_redis").await else {
         return;
     };
     if redis_url() != "redis://127.0.0.1:6379" {

@@ -91,7 +91,9 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(config: ServerConfig) -> TestApp {
     let backing = match crate::BACKEND {
         Backend::Cluster if cluster_services().await => Backing::Cluster {
-            url: fresh_schema().await,
+            url: phoenix_store::conformance::test_database("phx_api")
+                .await
+                .expect("PostgreSQL answered a moment ago"),
             scratch: tempfile::tempdir().expect("a temporary scratch dir"),
         },
         _ => Backing::Dir(tempfile::tempdir().expect("a temporary data dir")),
@@ -136,44 +138,6 @@ async fn cluster_services() -> bool {
         }
     })
     .await
-}
-
-/// A PostgreSQL URL whose connections work in a new, empty schema (see the store's tests: schemas
-/// older than an hour, left by failed runs, are dropped).
-async fn fresh_schema() -> String {
-    let base = std::env::var("PHOENIX_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let pool = sqlx::PgPool::connect(&base).await.unwrap_or_else(|e| {
-        panic!("the cluster suite needs PostgreSQL at {base} (PHOENIX_TEST_DATABASE_URL): {e}")
-    });
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
-    let old: Vec<String> = sqlx::query_scalar(
-        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'phx\\_api\\_%'",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("list schemas");
-    for name in old {
-        let made = name.split('_').nth(2).and_then(|t| t.parse::<u64>().ok());
-        if made.is_some_and(|t| t + 3600 < now) {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS {name} CASCADE"
-            )))
-            .execute(&pool)
-            .await;
-        }
-    }
-    let schema = format!("phx_api_{now}_{}", phoenix_store::seal::random_hex::<6>());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&pool)
-        .await
-        .expect("create a schema");
-    pool.close().await;
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options[search_path]={schema}")
 }
 
 async fn open_store(dir: &TempDir) -> EmbeddedStore {
