@@ -1777,15 +1777,25 @@ impl Store for EmbeddedStore {
             return Ok(());
         };
         let head = log.head().await?;
-        if log
+        let behind =
+            || StoreError::Unavailable("this node is behind the cluster's log; retry".into());
+        if !log
             .wait_applied(head.pos, std::time::Duration::from_secs(5))
             .await
         {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(
-                "this node is behind the cluster's log; retry".into(),
-            ))
+            return Err(behind());
+        }
+        // The rewards ledger (achievements, rules, campaigns, grants, webhooks) applies the records
+        // the fold handed it on its own thread: a read of it waits for those too.
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.ledger.wait_drained(),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Unavailable(e)),
+            Err(_) => Err(behind()),
         }
     }
 
