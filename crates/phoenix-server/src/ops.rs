@@ -110,6 +110,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         metrics::gauge!("phoenix_log_lag_seconds").set(c.lag_ms as f64 / 1000.0);
         metrics::counter!("phoenix_log_appends_total").absolute(c.appends);
         metrics::gauge!("phoenix_log_append_seconds_sum").set(c.append_us_sum as f64 / 1e6);
+        // The cluster's newest snapshot (what a starting node loads): its age bounds the replay.
+        if let Some(ms) = c.snapshot_age_ms {
+            metrics::gauge!("phoenix_snapshot_age_seconds").set(ms as f64 / 1000.0);
+        }
     }
     let mut response = prometheus().render().into_response();
     response.headers_mut().insert(

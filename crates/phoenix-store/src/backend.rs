@@ -135,7 +135,17 @@ pub async fn open(config: StoreConfig) -> Result<RunningStore, StartError> {
             redis_url,
             master_key,
             options,
-        } => open_cluster(database_url, redis_url, master_key, options, stop).await,
+        } => {
+            open_cluster(
+                database_url,
+                redis_url,
+                master_key,
+                options,
+                config.snapshot_interval,
+                stop,
+            )
+            .await
+        }
         BackendConfig::Embedded {
             data_dir,
             master_key,
@@ -181,6 +191,7 @@ async fn open_cluster(
     redis_url: String,
     master_key: MasterKey,
     options: EmbeddedOptions,
+    snapshot_interval: Duration,
     stop: tokio::sync::watch::Sender<bool>,
 ) -> Result<RunningStore, StartError> {
     tokio::task::spawn_blocking(remove_stale_scratch)
@@ -215,11 +226,16 @@ async fn open_cluster(
     let store = store.with_shared(Arc::new(shared));
     store.initialize().await?;
     let store = Arc::new(store);
+    let snapshots = tokio::spawn(take_cluster_snapshots(
+        store.clone(),
+        snapshot_interval,
+        stop.subscribe(),
+    ));
     Ok(RunningStore {
         store: store.clone(),
         description: "cluster node (PostgreSQL log, Redis shared state)".into(),
         stop,
-        background: Vec::new(),
+        background: vec![snapshots],
         closer: Closer::Cluster(store, scratch),
     })
 }
@@ -278,6 +294,32 @@ async fn take_snapshots(
                 tracing::warn!(error = %e, "snapshot failed; will retry");
             }
             last = tokio::time::Instant::now();
+        }
+    }
+}
+
+/// Log positions after the cluster's newest snapshot beyond which a node stores a new one (a batch
+/// of events is one position): what a starting node replays stays around a few seconds' work.
+pub const RECORDS_PER_SNAPSHOT: u64 = 100_000;
+
+/// A cluster node's part in the cluster's snapshots: every few seconds it looks whether the newest
+/// is due (see [`EmbeddedStore::checkpoint_cluster`]); the node holding the lease stores one.
+async fn take_cluster_snapshots(
+    store: Arc<EmbeddedStore>,
+    interval: Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let tick = Duration::from_secs(5).min(interval);
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(tick) => {}
+        }
+        if let Err(e) = store
+            .checkpoint_cluster(RECORDS_PER_SNAPSHOT, interval)
+            .await
+        {
+            tracing::warn!(error = %e, "cluster snapshot failed; will retry");
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod embedded;
 pub mod journal;
 pub mod model;
 pub mod pglog;
+pub mod pgsnap;
 pub mod redis_shared;
 pub mod rewards;
 pub mod seal;
@@ -106,6 +107,8 @@ pub struct ClusterStats {
     /// Groups this node appended, and the time they took (µs), for the mean append latency.
     pub appends: u64,
     pub append_us_sum: u64,
+    /// The age of the cluster's newest snapshot (ms; `None` while there is none).
+    pub snapshot_age_ms: Option<u64>,
 }
 
 /// Rewards counters since start (what this process applied, not what it replayed).

@@ -181,6 +181,13 @@ pub async fn migrate(pool: &PgPool) -> Result<(), PgLogError> {
             MIGRATION_2.into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            "snapshots and leases".into(),
+            MigrationType::Simple,
+            crate::pgsnap::MIGRATION_3.into_sql_str(),
+            false,
+        ),
     ]);
     migrator
         .run(pool)
@@ -752,6 +759,11 @@ impl PgLog {
     /// The pool the log uses (for the store's other tables).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// This node's identity in the log (random per start).
+    pub fn node_id(&self) -> i64 {
+        self.shared.origin
     }
 }
 

@@ -332,3 +332,109 @@ async fn a_node_with_another_master_key_is_refused() {
     };
     assert!(refused.contains("PHOENIX_MASTER_KEY"), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_node_starts_from_the_newest_snapshot_and_log_rows_behind_the_oldest_are_removed() {
+    let Some(url) = support::fresh_schema("phx_snap").await else {
+        return;
+    };
+    let a = node(&url).await;
+    // Every kind of state (metadata, windows, rewards, achievements, webhooks) goes into it.
+    conformance::run_all(a.store.as_ref(), "sa").await;
+    let t = TenantId::parse("snap").unwrap();
+    a.store
+        .create_tenant(t.clone(), "Snap".into(), "s".into())
+        .await
+        .unwrap();
+    a.store
+        .create_leaderboard(NewLeaderboard {
+            leaderboard_id: LeaderboardId::parse("points").unwrap(),
+            tenant_id: t.clone(),
+            name: "Points".into(),
+            description: None,
+            status: LeaderboardStatus::Active,
+            config: serde_json::json!({
+                "timeframe": {"type": "all_time"},
+                "scoring": {"rules": [{"event_type": "match.*", "points_expression": "attrs.score"}]}
+            }),
+        })
+        .await
+        .unwrap();
+    let send = |store: Arc<EmbeddedStore>, from: usize, to: usize| async move {
+        let mut statuses = Vec::new();
+        for chunk in (from..to).collect::<Vec<_>>().chunks(20) {
+            let batch = chunk
+                .iter()
+                .map(|i| conformance::event(&format!("e{i}"), &format!("p{}", i % 13), 1.0))
+                .collect();
+            statuses.extend(store.ingest("snap", batch).await.unwrap());
+        }
+        statuses
+    };
+    send(a.store.clone(), 0, 200).await;
+    let pool = a.store.cluster_pool().unwrap();
+    let no_wait = std::time::Duration::ZERO;
+    assert!(a.store.checkpoint_cluster(1, no_wait).await.unwrap());
+    let first: i64 = sqlx::query_scalar("SELECT max(pos) FROM phoenix_snapshots WHERE complete")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    // Nothing new: not due.
+    assert!(!a.store.checkpoint_cluster(1, no_wait).await.unwrap());
+    send(a.store.clone(), 200, 300).await;
+    assert!(a.store.checkpoint_cluster(1, no_wait).await.unwrap());
+    // Two kept: the log's rows up to the older one are gone, those after it remain.
+    let oldest_row: i64 = sqlx::query_scalar("SELECT min(pos) FROM phoenix_log")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(oldest_row, first + 1);
+    send(a.store.clone(), 300, 320).await;
+    assert!(a.store.checkpoint_cluster(1, no_wait).await.unwrap());
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM phoenix_snapshots")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 2);
+
+    // A new node loads the newest and replays the rest: the same state, the same duplicates.
+    send(a.store.clone(), 320, 340).await;
+    let c = node(&url).await;
+    assert!(c.store.is_ready());
+    let standings = |s: Arc<EmbeddedStore>| async move {
+        s.standings("snap", "points", None, PageStart::Rank(1), 100)
+            .await
+            .unwrap()
+            .unwrap()
+            .entries
+    };
+    assert_eq!(
+        standings(a.store.clone()).await,
+        standings(c.store.clone()).await
+    );
+    let ids = |s: Arc<EmbeddedStore>| async move {
+        let mut ids: Vec<String> = s
+            .list_tenants()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.tenant_id.as_str().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(a.store.clone()).await, ids(c.store.clone()).await);
+    let again = send(c.store.clone(), 0, 340).await;
+    assert!(
+        again.iter().all(|s| *s == IngestStatus::Duplicate),
+        "ids from before every snapshot are still known"
+    );
+    let fresh = send(c.store.clone(), 340, 345).await;
+    assert!(fresh.iter().all(|s| *s == IngestStatus::Accepted));
+    let total: f64 = standings(c.store.clone())
+        .await
+        .iter()
+        .map(|e| e.score)
+        .sum();
+    assert_eq!(total, 345.0);
+}

@@ -57,6 +57,8 @@ struct Node {
     /// The server's store, for reading standings through the library API. Dropped on stop so the data
     /// dir's lock is released.
     store: Option<Arc<dyn Store>>,
+    /// A cluster node's store, to take the cluster's snapshot before a restart.
+    node: Option<Arc<EmbeddedStore>>,
 }
 
 /// Where the state of a test's servers lives across a restart.
@@ -183,7 +185,11 @@ async fn open_node(url: &str, scratch: &std::path::Path) -> EmbeddedStore {
     store
 }
 
-async fn start_node(config: &ServerConfig, store: Arc<dyn Store>) -> Node {
+async fn start_node(
+    config: &ServerConfig,
+    store: Arc<dyn Store>,
+    node: Option<Arc<EmbeddedStore>>,
+) -> Node {
     let app = Application::build(config.clone(), store)
         .await
         .expect("the server binds 127.0.0.1:0");
@@ -198,6 +204,7 @@ async fn start_node(config: &ServerConfig, store: Arc<dyn Store>) -> Node {
         shutdown,
         server: Some(server),
         store: Some(store),
+        node,
     }
 }
 
@@ -207,13 +214,13 @@ async fn start(config: ServerConfig, backing: Backing) -> TestApp {
     match &backing {
         Backing::Dir(dir) => {
             let store = open_store(dir).await;
-            nodes.push(start_node(&node_config, Arc::new(store)).await);
+            nodes.push(start_node(&node_config, Arc::new(store), None).await);
         }
         Backing::Cluster { url, scratch } => {
             node_config.consistent_reads = true;
             for _ in 0..2 {
-                let store = open_node(url, scratch.path()).await;
-                nodes.push(start_node(&node_config, Arc::new(store)).await);
+                let store = Arc::new(open_node(url, scratch.path()).await);
+                nodes.push(start_node(&node_config, store.clone(), Some(store)).await);
             }
         }
     }
@@ -238,6 +245,7 @@ impl TestApp {
     pub async fn stop(&mut self) {
         for node in &mut self.nodes {
             node.store = None;
+            node.node = None;
             node.shutdown.cancel();
         }
         for node in &mut self.nodes {
@@ -255,6 +263,13 @@ impl TestApp {
     pub async fn restart(mut self) -> TestApp {
         // Close pooled connections first so graceful shutdown has nothing to wait for.
         self.client = reqwest::Client::new();
+        // A cluster's nodes start again from its newest snapshot (the log after it is replayed), so
+        // every test that restarts goes through one.
+        if let Some(node) = self.nodes.first().and_then(|n| n.node.clone()) {
+            node.checkpoint_cluster(1, Duration::ZERO)
+                .await
+                .expect("the cluster's snapshot is stored");
+        }
         self.stop().await;
         let backing = self.backing.take().expect("the state");
         start(self.config.clone(), backing).await

@@ -108,6 +108,26 @@ fn claim_at(dedupe: &mut Dedupe, key: u128, at_us: i64) -> bool {
     }
 }
 
+/// Hard-links every file under `from` into the same place under `to` (a missing `from` is empty).
+fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    let entries = match fs::read_dir(from) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    crate::journal::create_private_dir(to)?;
+    for entry in entries {
+        let entry = entry?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type()?.is_dir() {
+            link_tree(&source, &target)?;
+        } else if !entry.file_name().to_string_lossy().ends_with(".tmp") {
+            fs::hard_link(&source, &target)?;
+        }
+    }
+    Ok(())
+}
+
 /// In a cluster the log's time (the database's) is the record's: events are accepted then, and a
 /// tick cannot claim a later time than the log gives it (a node's clock never ends a window).
 fn at_log_time(record: &mut WalRecord<'_>, at_us: Option<i64>) {
@@ -501,6 +521,11 @@ pub struct EmbeddedStore {
     rewards_gate: tokio::sync::Mutex<()>,
     /// One mover of ended windows at a time.
     maintain_gate: tokio::sync::Mutex<()>,
+    /// Held while the log's writer applies a group: a cluster snapshot copies the state between two
+    /// groups (on one node the ingest and write gates do that).
+    fold_lock: Arc<Mutex<()>>,
+    /// When the cluster's newest snapshot was completed (the database's clock, µs; 0: none known).
+    snapshot_completed_us: std::sync::atomic::AtomicI64,
     /// Windows moved to cold storage since start.
     moved_cold: AtomicU64,
     /// When each complete log segment was first seen (store time), for retention.
@@ -550,6 +575,16 @@ impl EmbeddedStore {
         }
         // The log starts anew with every node; segments are never written.
         options.log_retention = None;
+        // From the cluster's newest snapshot, when there is one: the log after it is replayed.
+        crate::journal::create_private_dir(scratch).map_err(|source| OpenError::Io {
+            path: scratch.display().to_string(),
+            source,
+        })?;
+        if let Some(pos) =
+            crate::pgsnap::load_newest(&log.url, scratch).map_err(OpenError::Cluster)?
+        {
+            tracing::info!(position = pos, "loaded the cluster's newest snapshot");
+        }
         Self::open_on(scratch, master, options, Some(log))
     }
 
@@ -583,10 +618,13 @@ impl EmbeddedStore {
         }
 
         migrate_legacy_log(dir).map_err(io)?;
-        let restored = match cluster {
-            None => Self::restore_snapshot(dir, &master, &options)?,
+        // A cluster node's snapshot is the one it loaded from PostgreSQL into `dir` (the log's rows
+        // after it are all there: rows are removed only behind the oldest snapshot kept).
+        let log_len = match cluster {
+            None => Some(log_end(dir)),
             Some(_) => None,
         };
+        let restored = Self::restore_snapshot(dir, &master, &options, log_len)?;
         let (folded, mut dedupe, start, had_ledger) = match restored {
             Some(restored) => restored,
             None => (
@@ -719,9 +757,12 @@ impl EmbeddedStore {
         let live = folded.clone();
         let live_ledger = ledger.clone();
         let live_dedupe = dedupe.clone();
+        let fold_lock = Arc::new(Mutex::new(()));
+        let folding = fold_lock.clone();
         let (to_ledger, ledger_jobs) = std::sync::mpsc::channel::<LedgerJob>();
         let apply: crate::journal::ApplyFn = Box::new(
             move |group: &mut [crate::journal::Durable<'_>]| {
+                let _folding = folding.lock().unwrap_or_else(|p| p.into_inner());
                 for record in group.iter_mut() {
                     let end = record.end;
                     let live_events = record
@@ -866,7 +907,7 @@ impl EmbeddedStore {
             Some(pg) => {
                 let opened = PgLog::open(
                     &pg,
-                    0,
+                    replay_from,
                     |r: &mut crate::journal::Durable<'_>| {
                         replay(r.offset, r.end, r.at_us, r.payload).map_err(|e| e.to_string())
                     },
@@ -962,6 +1003,8 @@ impl EmbeddedStore {
             rewards_gate: tokio::sync::Mutex::new(()),
             options,
             maintain_gate: tokio::sync::Mutex::new(()),
+            fold_lock,
+            snapshot_completed_us: std::sync::atomic::AtomicI64::new(0),
             moved_cold: AtomicU64::new(0),
             segments_closed: Arc::default(),
             _ledger_thread: ledger_thread,
@@ -976,12 +1019,13 @@ impl EmbeddedStore {
         dir: &Path,
         master: &MasterKey,
         options: &EmbeddedOptions,
+        log_len: Option<u64>,
     ) -> Result<Option<(Arc<Folded>, Dedupe, u64, bool)>, OpenError> {
         let io = |source| OpenError::Io {
             path: dir.display().to_string(),
             source,
         };
-        let wal_len = log_end(dir);
+        let wal_len = log_len.unwrap_or(u64::MAX);
         for (offset, path) in snapshot::list(dir).map_err(io)? {
             let decoded = fs::read(&path)
                 .map_err(|e| e.to_string())
@@ -1094,6 +1138,136 @@ impl EmbeddedStore {
         .map_err(|e| StoreError::Unavailable(format!("snapshot: {e}")))?;
         tracing::info!(wal_offset, "snapshot written");
         Ok(())
+    }
+
+    /// A cluster node's snapshot: when the cluster's newest is due (`records` log positions behind
+    /// the head, or `interval` old with anything after it) and this node takes the snapshot lease, the
+    /// state at the position it has applied is stored in PostgreSQL (see [`crate::pgsnap`]), and what
+    /// the snapshot makes unnecessary (older snapshots, log rows) removed. Answers whether one was
+    /// stored; does nothing on one node.
+    pub async fn checkpoint_cluster(
+        &self,
+        records: u64,
+        interval: std::time::Duration,
+    ) -> StoreResult<bool> {
+        let log::Log::Pg(log) = &self.log else {
+            return Ok(false);
+        };
+        let (pool, node) = (log.pool().clone(), log.node_id());
+        let failed = |e: String| StoreError::Unavailable(format!("snapshot: {e}"));
+        let newest = crate::pgsnap::newest(&pool)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let now_us = crate::pgsnap::db_now_us(&pool)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        if let Some(n) = &newest {
+            self.snapshot_completed_us
+                .store(n.completed_us, Ordering::Relaxed);
+        }
+        let applied = log.applied();
+        let due = match &newest {
+            None => applied > 0,
+            Some(n) => {
+                applied >= n.pos.saturating_add(records)
+                    || (applied > n.pos
+                        && now_us.saturating_sub(n.completed_us) >= interval.as_micros() as i64)
+            }
+        };
+        if !due {
+            return Ok(false);
+        }
+        if !crate::pgsnap::take_lease(&pool, node)
+            .await
+            .map_err(|e| failed(e.to_string()))?
+        {
+            return Ok(false);
+        }
+        let stored = self.store_cluster_snapshot(&pool, node).await;
+        let _ = crate::pgsnap::release_lease(&pool, node).await;
+        let pos = stored.map_err(failed)?;
+        if let Ok(Some(n)) = crate::pgsnap::newest(&pool).await {
+            self.snapshot_completed_us
+                .store(n.completed_us, Ordering::Relaxed);
+        }
+        tracing::info!(position = pos, "cluster snapshot stored");
+        Ok(true)
+    }
+
+    /// Copies the state at the position this node has applied (between two groups of the fold),
+    /// packs it with the files it refers to, and stores it; then removes older snapshots and the log
+    /// rows behind the oldest one kept. Answers the snapshot's position. Call with the lease held.
+    async fn store_cluster_snapshot(&self, pool: &sqlx::PgPool, node: i64) -> Result<u64, String> {
+        let staging = self.dir.join("snapshot-staging");
+        let bundle = self.dir.join("snapshot-out.bundle");
+        let (snap, linked) = {
+            // No idempotency piece or cold window is written or removed while they are linked.
+            let _one = self.maintain_gate.lock().await;
+            let snap = {
+                let _fold = self.fold_lock.lock().unwrap_or_else(|p| p.into_inner());
+                let meta = self.folded.meta();
+                let engine = self.folded.engine();
+                snapshot::Snapshot {
+                    wal_offset: self.folded.applied_upto.load(Ordering::Acquire),
+                    meta: meta.snapshot(),
+                    engine: engine.snapshot(),
+                    dedupe: self.lock_dedupe().snapshot(),
+                    accepted_high_water: self.folded.accepted_high_water.load(Ordering::Acquire),
+                    ledger: true,
+                }
+            };
+            let (dir, staging) = (self.dir.clone(), staging.clone());
+            // Immutable files (written once, renamed into place): a hard link is a copy that a
+            // later removal of the original does not touch.
+            let linked = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                match fs::remove_dir_all(&staging) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+                crate::journal::create_private_dir(&staging)?;
+                for sub in [DEDUPE_DIR, COLD_DIR] {
+                    link_tree(&dir.join(sub), &staging.join(sub))?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            (snap, linked)
+        };
+        linked.map_err(|e| format!("linking the state's files: {e}"))?;
+        let pos = snap.wal_offset;
+        let ledger = self.ledger.clone();
+        let (staging_dir, bundle_path) = (staging.clone(), bundle.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            // The ledger has applied (and committed) everything up to the snapshot's position, so a
+            // node loading it replays nothing before it; its copy is one consistent read.
+            ledger.checkpoint(pos)?;
+            let copy = staging_dir.join(ledger::LEDGER_FILE);
+            let copy_name = copy
+                .to_str()
+                .ok_or("the scratch path is not UTF-8")?
+                .to_owned();
+            ledger.read(|c| c.execute("VACUUM INTO ?1", [copy_name]).map(|_| ()))?;
+            let bytes = snapshot::encode(snap)?;
+            snapshot::write(&staging_dir, pos, &bytes, 1).map_err(|e| e.to_string())?;
+            crate::pgsnap::pack_bundle(&staging_dir, &bundle_path).map_err(|e| e.to_string())?;
+            fs::remove_dir_all(&staging_dir).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let stored = crate::pgsnap::store(pool, node, pos, &bundle).await;
+        let _ = tokio::fs::remove_file(&bundle).await;
+        stored?;
+        let removed = crate::pgsnap::prune(pool, node)
+            .await
+            .map_err(|e| format!("removing what the snapshot covers: {e}"))?;
+        if removed > 0 {
+            tracing::info!(
+                rows = removed,
+                "removed log rows behind the oldest snapshot kept"
+            );
+        }
+        Ok(pos)
     }
 
     /// An ADMIN always remains: refuses to demote or delete the last one. Decided under the metadata
@@ -1506,6 +1680,13 @@ impl Store for EmbeddedStore {
                         lag_ms: (s.lag_us / 1000) as u64,
                         appends: s.appends,
                         append_us_sum: s.append_us_sum,
+                        snapshot_age_ms: match self.snapshot_completed_us.load(Ordering::Relaxed) {
+                            0 => None,
+                            at => Some(
+                                (self.now().as_microsecond().saturating_sub(at) / 1000).max(0)
+                                    as u64,
+                            ),
+                        },
                     })
                 }
                 log::Log::File(_) => None,
