@@ -1,33 +1,37 @@
 //! A cluster's snapshots, kept in PostgreSQL, so a new or restarted node loads the state at a log
 //! position and replays only the log after it, and the log's rows behind the oldest snapshot kept
-//! can be removed.
+//! can be removed. They are also where a cluster keeps its cold state (ended windows' standings,
+//! the idempotency index's frozen pieces, the rewards ledger): a node's disk holds a copy, PostgreSQL
+//! the original.
 //!
-//! A snapshot is one node's state files (the folded state at position `pos`, the rewards ledger, the
-//! idempotency pieces and the cold windows' files), packed into one stream (a *bundle*) and stored in
-//! rows of at most [`CHUNK_BYTES`] (a PostgreSQL value may hold at most 1 GB). It carries its log
-//! position and the log's time there (the time high-water mark), and the SHA-256 of the whole bundle,
-//! checked before anything is unpacked.
+//! A snapshot is one node's state files at position `pos`: the folded state (`snapshot-*.bin`), a
+//! page-for-page copy of the rewards ledger, the idempotency pieces and the cold windows' files. Each
+//! file is cut into chunks of [`CHUNK_BYTES`] (a PostgreSQL value may hold at most 1 GB) stored once
+//! by their SHA-256 in `phoenix_chunks`; a snapshot is a manifest naming its files' chunks. What has
+//! not changed since the last snapshot (every ended window, every piece, the ledger's untouched
+//! pages) is not stored again, so a snapshot costs about what changed, not what the cluster holds.
+//! Every chunk is checked against its hash when it is loaded.
 //!
 //! One node writes at a time, under the `snapshot` lease (a row of `phoenix_leases` with an expiry in
 //! the database's clock): a node that dies while writing leaves an incomplete snapshot that nobody
 //! loads and the next writer removes, and a writer whose lease ran out cannot mark its snapshot
-//! complete. [`SNAPSHOTS_KEPT`] complete snapshots are kept; log rows are removed only behind the
-//! oldest of them, so a node loading either finds every row after it.
+//! complete. [`SNAPSHOTS_KEPT`] complete snapshots are kept; chunks no kept snapshot names are
+//! removed, and log rows only behind the oldest snapshot kept, so a node loading either finds every
+//! row after it.
 
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 /// Bytes per stored chunk.
-pub const CHUNK_BYTES: usize = 4 << 20;
+pub const CHUNK_BYTES: usize = 1 << 20;
 /// Complete snapshots kept; the log is kept from the oldest of them.
 pub const SNAPSHOTS_KEPT: i64 = 2;
 /// How long a writer holds the lease: a snapshot must be stored within it.
 pub const LEASE: Duration = Duration::from_secs(600);
-/// The bundle format this build writes and reads.
+/// The manifest format this build writes and reads.
 const FORMAT: i16 = 1;
 /// Log rows removed per statement (short transactions).
 const DELETE_ROWS: i64 = 50_000;
@@ -41,18 +45,22 @@ CREATE TABLE IF NOT EXISTS phoenix_snapshots (
     format SMALLINT NOT NULL,
     node BIGINT NOT NULL,
     bytes BIGINT NOT NULL DEFAULT 0,
-    chunks INTEGER NOT NULL DEFAULT 0,
-    sha256 BYTEA,
+    new_bytes BIGINT NOT NULL DEFAULT 0,
+    manifest BYTEA,
     complete BOOLEAN NOT NULL DEFAULT FALSE,
     started_us BIGINT NOT NULL,
     completed_us BIGINT
 );
-CREATE TABLE IF NOT EXISTS phoenix_snapshot_chunks (
-    snapshot BIGINT NOT NULL REFERENCES phoenix_snapshots (id) ON DELETE CASCADE,
-    n INTEGER NOT NULL,
-    data BYTEA NOT NULL,
-    PRIMARY KEY (snapshot, n)
+CREATE TABLE IF NOT EXISTS phoenix_chunks (
+    sha256 BYTEA PRIMARY KEY,
+    data BYTEA NOT NULL
 );
+CREATE TABLE IF NOT EXISTS phoenix_snapshot_refs (
+    snapshot BIGINT NOT NULL REFERENCES phoenix_snapshots (id) ON DELETE CASCADE,
+    sha256 BYTEA NOT NULL,
+    PRIMARY KEY (snapshot, sha256)
+);
+CREATE INDEX IF NOT EXISTS phoenix_snapshot_refs_sha256 ON phoenix_snapshot_refs (sha256);
 CREATE TABLE IF NOT EXISTS phoenix_leases (
     name TEXT PRIMARY KEY,
     node BIGINT NOT NULL,
@@ -97,10 +105,12 @@ pub async fn db_now_us(pool: &PgPool) -> Result<i64, sqlx::Error> {
 /// Takes (or renews) the snapshot lease for `node`; false while another node holds it.
 pub async fn take_lease(pool: &PgPool, node: i64) -> Result<bool, sqlx::Error> {
     let taken: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO phoenix_leases (name, node, until_us) VALUES ($1, $2, (extract(epoch from clock_timestamp()) * 1000000)::bigint + $3) \
+        "INSERT INTO phoenix_leases (name, node, until_us) \
+         VALUES ($1, $2, (extract(epoch from clock_timestamp()) * 1000000)::bigint + $3) \
          ON CONFLICT (name) DO UPDATE SET node = EXCLUDED.node, until_us = EXCLUDED.until_us \
-         WHERE phoenix_leases.until_us < (extract(epoch from clock_timestamp()) * 1000000)::bigint OR phoenix_leases.node = EXCLUDED.node \
-         RETURNING node"
+         WHERE phoenix_leases.until_us < (extract(epoch from clock_timestamp()) * 1000000)::bigint \
+            OR phoenix_leases.node = EXCLUDED.node \
+         RETURNING node",
     )
     .bind(LEASE_NAME)
     .bind(node)
@@ -120,10 +130,20 @@ pub async fn release_lease(pool: &PgPool, node: i64) -> Result<(), sqlx::Error> 
     Ok(())
 }
 
-/// Stores the bundle at `bundle` as the snapshot at log position `pos`, under the lease `node`
-/// holds; answers the snapshot's id once it is complete. The lease is checked when the snapshot is
-/// marked complete: a writer that lost it leaves an incomplete snapshot.
-pub async fn store(pool: &PgPool, node: i64, pos: u64, bundle: &Path) -> Result<i64, String> {
+/// What storing a snapshot wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub id: i64,
+    /// The snapshot's files.
+    pub bytes: u64,
+    /// What was not stored already (chunks no earlier snapshot had).
+    pub new_bytes: u64,
+}
+
+/// Stores every file under `dir` (named by its path below it) as the snapshot at log position
+/// `pos`, under the lease `node` holds. The lease is checked when the snapshot is marked complete: a
+/// writer that lost it leaves an incomplete snapshot.
+pub async fn store(pool: &PgPool, node: i64, pos: u64, dir: &Path) -> Result<Stored, String> {
     let db = |e: sqlx::Error| e.to_string();
     // The log's time at the snapshot's position: its time high-water mark.
     let at_us: i64 = sqlx::query_scalar("SELECT at_us FROM phoenix_log WHERE pos = $1")
@@ -134,7 +154,8 @@ pub async fn store(pool: &PgPool, node: i64, pos: u64, bundle: &Path) -> Result<
         .unwrap_or(0);
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO phoenix_snapshots (pos, at_us, format, node, started_us) \
-         VALUES ($1, $2, $3, $4, (extract(epoch from clock_timestamp()) * 1000000)::bigint) RETURNING id"
+         VALUES ($1, $2, $3, $4, (extract(epoch from clock_timestamp()) * 1000000)::bigint) \
+         RETURNING id",
     )
     .bind(pos as i64)
     .bind(at_us)
@@ -144,38 +165,81 @@ pub async fn store(pool: &PgPool, node: i64, pos: u64, bundle: &Path) -> Result<
     .await
     .map_err(db)?;
     let stored = async {
-        let mut file = tokio::fs::File::open(bundle)
+        let files = {
+            let dir = dir.to_owned();
+            tokio::task::spawn_blocking(move || {
+                let mut files = Vec::new();
+                list_files(&dir, &dir, &mut files).map(|()| files)
+            })
             .await
-            .map_err(|e| e.to_string())?;
-        let mut hash = Sha256::new();
-        let (mut n, mut bytes) = (0i32, 0i64);
-        loop {
-            let chunk = read_chunk(&mut file).await?;
-            if chunk.is_empty() {
-                break;
-            }
-            hash.update(&chunk);
-            bytes += chunk.len() as i64;
-            sqlx::query("INSERT INTO phoenix_snapshot_chunks (snapshot, n, data) VALUES ($1, $2, $3)")
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
+        };
+        let mut manifest = Vec::new();
+        let (mut bytes, mut new_bytes) = (0u64, 0u64);
+        for name in files {
+            let mut file = tokio::fs::File::open(dir.join(&name))
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut shas = Vec::new();
+            let mut size = 0u64;
+            loop {
+                let chunk = read_chunk(&mut file).await?;
+                if chunk.is_empty() {
+                    break;
+                }
+                size += chunk.len() as u64;
+                let sha = Sha256::digest(&chunk).to_vec();
+                let known: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM phoenix_chunks WHERE sha256 = $1")
+                        .bind(&sha)
+                        .fetch_optional(pool)
+                        .await
+                        .map_err(db)?;
+                if known.is_none() {
+                    new_bytes += chunk.len() as u64;
+                    sqlx::query(
+                        "INSERT INTO phoenix_chunks (sha256, data) VALUES ($1, $2) \
+                         ON CONFLICT (sha256) DO NOTHING",
+                    )
+                    .bind(&sha)
+                    .bind(chunk)
+                    .execute(pool)
+                    .await
+                    .map_err(db)?;
+                }
+                sqlx::query(
+                    "INSERT INTO phoenix_snapshot_refs (snapshot, sha256) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                )
                 .bind(id)
-                .bind(n)
-                .bind(chunk)
+                .bind(&sha)
                 .execute(pool)
                 .await
                 .map_err(db)?;
-            n += 1;
+                shas.push(sha);
+            }
+            bytes += size;
+            let name = name.to_string_lossy();
+            manifest.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            manifest.extend_from_slice(name.as_bytes());
+            manifest.extend_from_slice(&size.to_le_bytes());
+            manifest.extend_from_slice(&(shas.len() as u32).to_le_bytes());
+            for sha in shas {
+                manifest.extend_from_slice(&sha);
+            }
         }
-        let sha = hash.finalize().to_vec();
+        manifest.extend_from_slice(&0u16.to_le_bytes());
         let done = sqlx::query(
-            "UPDATE phoenix_snapshots SET complete = TRUE, bytes = $2, chunks = $3, sha256 = $4, \
+            "UPDATE phoenix_snapshots SET complete = TRUE, bytes = $2, new_bytes = $3, manifest = $4, \
              completed_us = (extract(epoch from clock_timestamp()) * 1000000)::bigint \
-             WHERE id = $1 AND EXISTS (SELECT 1 FROM phoenix_leases \
-                 WHERE name = $5 AND node = $6 AND until_us > (extract(epoch from clock_timestamp()) * 1000000)::bigint)"
+             WHERE id = $1 AND EXISTS (SELECT 1 FROM phoenix_leases WHERE name = $5 AND node = $6 \
+                 AND until_us > (extract(epoch from clock_timestamp()) * 1000000)::bigint)",
         )
         .bind(id)
-        .bind(bytes)
-        .bind(n)
-        .bind(sha)
+        .bind(bytes as i64)
+        .bind(new_bytes as i64)
+        .bind(manifest)
         .bind(LEASE_NAME)
         .bind(node)
         .execute(pool)
@@ -184,17 +248,20 @@ pub async fn store(pool: &PgPool, node: i64, pos: u64, bundle: &Path) -> Result<
         if done.rows_affected() != 1 {
             return Err("the snapshot lease ran out before the snapshot was stored".to_owned());
         }
-        Ok(())
+        Ok(Stored {
+            id,
+            bytes,
+            new_bytes,
+        })
     }
     .await;
-    if let Err(e) = stored {
+    if stored.is_err() {
         let _ = sqlx::query("DELETE FROM phoenix_snapshots WHERE id = $1")
             .bind(id)
             .execute(pool)
             .await;
-        return Err(e);
     }
-    Ok(id)
+    stored
 }
 
 async fn read_chunk(file: &mut tokio::fs::File) -> Result<Vec<u8>, String> {
@@ -215,9 +282,23 @@ async fn read_chunk(file: &mut tokio::fs::File) -> Result<Vec<u8>, String> {
     Ok(chunk)
 }
 
+fn list_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries = std::fs::read_dir(dir)?.collect::<std::io::Result<Vec<_>>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            list_files(root, &path, out)?;
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            out.push(relative.to_owned());
+        }
+    }
+    Ok(())
+}
+
 /// Removes what is no longer needed, under the lease: snapshots beyond the newest
-/// [`SNAPSHOTS_KEPT`] complete ones (and incomplete ones of writers that are gone), then the log's
-/// rows up to the oldest snapshot kept. Answers the log rows removed.
+/// [`SNAPSHOTS_KEPT`] complete ones (and incomplete ones of writers that are gone), the chunks no
+/// snapshot names, then the log's rows up to the oldest snapshot kept. Answers the log rows removed.
 pub async fn prune(pool: &PgPool, node: i64) -> Result<u64, sqlx::Error> {
     let kept: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT id, pos FROM phoenix_snapshots WHERE complete ORDER BY pos DESC, id DESC LIMIT $1",
@@ -228,8 +309,8 @@ pub async fn prune(pool: &PgPool, node: i64) -> Result<u64, sqlx::Error> {
     let Some(&(oldest_id, oldest_pos)) = kept.last() else {
         return Ok(0);
     };
-    // Incomplete snapshots are those being written (under the lease, by this node: not now) or
-    // abandoned by a writer that lost it.
+    // Incomplete snapshots are being written under the lease (by this node, which is not writing
+    // one now) or were abandoned by a writer that lost it.
     sqlx::query(
         "DELETE FROM phoenix_snapshots WHERE (complete AND (pos < $1 OR (pos = $1 AND id < $2))) \
          OR (NOT complete AND NOT EXISTS (SELECT 1 FROM phoenix_leases WHERE name = $3 AND node <> $4 \
@@ -241,9 +322,15 @@ pub async fn prune(pool: &PgPool, node: i64) -> Result<u64, sqlx::Error> {
     .bind(node)
     .execute(pool)
     .await?;
+    sqlx::query(
+        "DELETE FROM phoenix_chunks c WHERE NOT EXISTS \
+         (SELECT 1 FROM phoenix_snapshot_refs r WHERE r.sha256 = c.sha256)",
+    )
+    .execute(pool)
+    .await?;
     if kept.len() < SNAPSHOTS_KEPT as usize {
-        // Only one snapshot yet: a node that started loading the log from its beginning may still
-        // need every row.
+        // One snapshot yet: a node that started replaying the log from its beginning before it
+        // existed may still need every row.
         return Ok(0);
     }
     let mut removed = 0;
@@ -282,216 +369,176 @@ pub fn load_newest(url: &str, dest: &Path) -> Result<Option<u64>, String> {
         crate::pglog::migrate(&pool)
             .await
             .map_err(|e| e.to_string())?;
-        // The newest may be removed while it loads (two newer ones completed meanwhile): try again.
+        // The newest may be removed while it loads (two newer ones completed meanwhile): again,
+        // from an empty directory.
         let mut last_error = String::new();
         for _ in 0..3 {
             let Some(newest) = newest(&pool).await.map_err(|e| e.to_string())? else {
                 return Ok(None);
             };
             match fetch(&pool, newest.id, dest).await {
-                Ok(()) => {
-                    let dest = dest.to_owned();
-                    tokio::task::spawn_blocking(move || unpack_bundle(&dest))
-                        .await
-                        .map_err(|e| e.to_string())??;
-                    return Ok(Some(newest.pos));
-                }
+                Ok(()) => return Ok(Some(newest.pos)),
                 Err(e) => last_error = e,
             }
+            let dest = dest.to_owned();
+            tokio::task::spawn_blocking(move || empty_dir(&dest))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
         }
         Err(format!("loading the newest snapshot: {last_error}"))
     })
 }
 
-const BUNDLE_FILE: &str = "snapshot.bundle";
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(path)?;
+        } else {
+            std::fs::remove_file(path)?;
+        }
+    }
+    Ok(())
+}
 
-/// Fetches a snapshot's chunks into `dest/snapshot.bundle`, checking its length and hash.
+/// One file of a manifest.
+#[derive(Debug, PartialEq, Eq)]
+struct Entry {
+    name: PathBuf,
+    size: u64,
+    chunks: Vec<[u8; 32]>,
+}
+
+/// Reads a manifest; a name that would leave the directory is refused.
+fn parse_manifest(bytes: &[u8]) -> Result<Vec<Entry>, String> {
+    let bad = |what: &str| format!("the snapshot's manifest is malformed: {what}");
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Result<&[u8], String> {
+        let part = bytes.get(at..at + n).ok_or_else(|| bad("truncated"))?;
+        at += n;
+        Ok(part)
+    };
+    let mut entries = Vec::new();
+    loop {
+        let name_len = u16::from_le_bytes(take(2)?.try_into().map_err(|_| bad("length"))?) as usize;
+        if name_len == 0 {
+            return Ok(entries);
+        }
+        let name = std::str::from_utf8(take(name_len)?).map_err(|_| bad("a name is not UTF-8"))?;
+        let name = PathBuf::from(name);
+        if !name.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(bad("a name leaves the directory"));
+        }
+        let size = u64::from_le_bytes(take(8)?.try_into().map_err(|_| bad("size"))?);
+        let count = u32::from_le_bytes(take(4)?.try_into().map_err(|_| bad("count"))?) as usize;
+        if (count as u64).saturating_mul(CHUNK_BYTES as u64) < size {
+            return Err(bad("a file is larger than its chunks"));
+        }
+        let mut chunks = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
+            chunks.push(take(32)?.try_into().map_err(|_| bad("hash"))?);
+        }
+        entries.push(Entry { name, size, chunks });
+    }
+}
+
+/// Writes a snapshot's files under `dest`, each chunk checked against its hash.
 async fn fetch(pool: &PgPool, id: i64, dest: &Path) -> Result<(), String> {
     use tokio::io::AsyncWriteExt;
     let db = |e: sqlx::Error| e.to_string();
-    let row = sqlx::query(
-        "SELECT format, bytes, chunks, sha256 FROM phoenix_snapshots WHERE id = $1 AND complete",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await
-    .map_err(db)?
-    .ok_or("the snapshot was removed")?;
+    let row =
+        sqlx::query("SELECT format, manifest FROM phoenix_snapshots WHERE id = $1 AND complete")
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?
+            .ok_or("the snapshot was removed")?;
     let format: i16 = row.try_get(0).map_err(db)?;
     if format > FORMAT {
         return Err(format!(
             "the snapshot has format {format}, newer than this node's {FORMAT}: upgrade this node"
         ));
     }
-    let (bytes, chunks): (i64, i32) = (row.try_get(1).map_err(db)?, row.try_get(2).map_err(db)?);
-    let sha: Vec<u8> = row.try_get(3).map_err(db)?;
-    let path = dest.join(BUNDLE_FILE);
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut hash = Sha256::new();
-    let mut total = 0i64;
-    for n in 0..chunks {
-        let data: Vec<u8> = sqlx::query_scalar(
-            "SELECT data FROM phoenix_snapshot_chunks WHERE snapshot = $1 AND n = $2",
-        )
-        .bind(id)
-        .bind(n)
-        .fetch_optional(pool)
-        .await
-        .map_err(db)?
-        .ok_or("the snapshot was removed")?;
-        hash.update(&data);
-        total += data.len() as i64;
-        file.write_all(&data).await.map_err(|e| e.to_string())?;
-    }
-    file.flush().await.map_err(|e| e.to_string())?;
-    if total != bytes || hash.finalize().as_slice() != sha.as_slice() {
-        return Err("the snapshot's chunks do not match its hash".into());
-    }
-    Ok(())
-}
-
-/// Packs every file under `dir` (named by its path below `dir`) into the bundle at `bundle`.
-/// Blocking file work.
-pub fn pack_bundle(dir: &Path, bundle: &Path) -> std::io::Result<u64> {
-    let mut files = Vec::new();
-    list_files(dir, dir, &mut files)?;
-    files.sort();
-    let mut out = std::io::BufWriter::with_capacity(
-        1 << 20,
-        crate::journal::owner_only()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(bundle)?,
-    );
-    let mut total = 0u64;
-    for name in files {
-        let mut file = std::fs::File::open(dir.join(&name))?;
-        let len = file.metadata()?.len();
-        let name = name.to_string_lossy();
-        out.write_all(&(name.len() as u16).to_le_bytes())?;
-        out.write_all(name.as_bytes())?;
-        out.write_all(&len.to_le_bytes())?;
-        let copied = std::io::copy(&mut (&mut file).take(len), &mut out)?;
-        if copied != len {
-            return Err(std::io::Error::other(format!(
-                "{name} changed while it was packed"
-            )));
-        }
-        total += len;
-    }
-    out.write_all(&0u16.to_le_bytes())?;
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok(total)
-}
-
-fn list_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            list_files(root, &path, out)?;
-        } else if let Ok(relative) = path.strip_prefix(root) {
-            out.push(relative.to_owned());
-        }
-    }
-    Ok(())
-}
-
-/// Unpacks `dir/snapshot.bundle` into `dir` and removes it. A name that would leave `dir` is
-/// refused. Blocking file work.
-fn unpack_bundle(dir: &Path) -> Result<(), String> {
-    let path = dir.join(BUNDLE_FILE);
-    let mut input = std::io::BufReader::with_capacity(
-        1 << 20,
-        std::fs::File::open(&path).map_err(|e| e.to_string())?,
-    );
-    let bad = |what: &str| format!("the snapshot bundle is malformed: {what}");
-    loop {
-        let mut len = [0u8; 2];
-        input.read_exact(&mut len).map_err(|_| bad("truncated"))?;
-        let name_len = u16::from_le_bytes(len) as usize;
-        if name_len == 0 {
-            break;
-        }
-        let mut name = vec![0u8; name_len];
-        input.read_exact(&mut name).map_err(|_| bad("truncated"))?;
-        let name = String::from_utf8(name).map_err(|_| bad("a name is not UTF-8"))?;
-        let relative = Path::new(&name);
-        if name == BUNDLE_FILE
-            || !relative
-                .components()
-                .all(|c| matches!(c, Component::Normal(_)))
-        {
-            return Err(bad("a name leaves the directory"));
-        }
-        let mut size = [0u8; 8];
-        input.read_exact(&mut size).map_err(|_| bad("truncated"))?;
-        let size = u64::from_le_bytes(size);
-        let target = dir.join(relative);
+    let manifest: Vec<u8> = row.try_get(1).map_err(db)?;
+    for entry in parse_manifest(&manifest)? {
+        let target = dest.join(&entry.name);
         if let Some(parent) = target.parent() {
             crate::journal::create_private_dir(parent).map_err(|e| e.to_string())?;
         }
-        let mut file = crate::journal::owner_only()
+        let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&target)
-            .map_err(|e| format!("{name}: {e}"))?;
-        let copied =
-            std::io::copy(&mut (&mut input).take(size), &mut file).map_err(|e| e.to_string())?;
-        if copied != size {
-            return Err(bad("truncated"));
+            .await
+            .map_err(|e| format!("{}: {e}", entry.name.display()))?;
+        let mut written = 0u64;
+        for sha in &entry.chunks {
+            let data: Vec<u8> =
+                sqlx::query_scalar("SELECT data FROM phoenix_chunks WHERE sha256 = $1")
+                    .bind(sha.as_slice())
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(db)?
+                    .ok_or("a chunk of the snapshot was removed")?;
+            if Sha256::digest(&data).as_slice() != sha.as_slice() {
+                return Err(format!(
+                    "a chunk of {} does not match its hash",
+                    entry.name.display()
+                ));
+            }
+            written += data.len() as u64;
+            file.write_all(&data).await.map_err(|e| e.to_string())?;
         }
+        if written != entry.size {
+            return Err(format!("{} has the wrong length", entry.name.display()));
+        }
+        file.flush().await.map_err(|e| e.to_string())?;
     }
-    std::fs::remove_file(&path).map_err(|e| e.to_string())
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_bundle_unpacks_to_the_files_it_was_packed_from() {
-        let from = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(from.path().join("cold/7")).unwrap();
-        std::fs::write(from.path().join("ledger.db"), b"ledger").unwrap();
-        std::fs::write(from.path().join("cold/7/2026-12-01.win"), vec![7u8; 10_000]).unwrap();
-        std::fs::write(from.path().join("empty"), b"").unwrap();
-        let to = tempfile::tempdir().unwrap();
-        pack_bundle(from.path(), &to.path().join(BUNDLE_FILE)).unwrap();
-        unpack_bundle(to.path()).unwrap();
-        assert_eq!(
-            std::fs::read(to.path().join("ledger.db")).unwrap(),
-            b"ledger"
-        );
-        assert_eq!(
-            std::fs::read(to.path().join("cold/7/2026-12-01.win")).unwrap(),
-            vec![7u8; 10_000]
-        );
-        assert!(std::fs::read(to.path().join("empty")).unwrap().is_empty());
-        assert!(!to.path().join(BUNDLE_FILE).exists());
+    fn manifest(name: &[u8], size: u64, chunks: u32) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        m.extend_from_slice(name);
+        m.extend_from_slice(&size.to_le_bytes());
+        m.extend_from_slice(&chunks.to_le_bytes());
+        for _ in 0..chunks {
+            m.extend_from_slice(&[7u8; 32]);
+        }
+        m.extend_from_slice(&0u16.to_le_bytes());
+        m
     }
 
     #[test]
-    fn a_bundle_naming_a_path_outside_is_refused() {
-        let to = tempfile::tempdir().unwrap();
-        let mut bundle = Vec::new();
-        let name = b"../escape";
-        bundle.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        bundle.extend_from_slice(name);
-        bundle.extend_from_slice(&1u64.to_le_bytes());
-        bundle.push(b'x');
-        bundle.extend_from_slice(&0u16.to_le_bytes());
-        std::fs::write(to.path().join(BUNDLE_FILE), bundle).unwrap();
-        let e = unpack_bundle(to.path()).unwrap_err();
-        assert!(e.contains("leaves the directory"), "{e}");
-        assert!(!to.path().parent().unwrap().join("escape").exists());
+    fn a_manifest_reads_back_its_files() {
+        let entries = parse_manifest(&manifest(b"cold/7/2026-12-01.win", 10, 1)).unwrap();
+        assert_eq!(
+            entries,
+            vec![Entry {
+                name: "cold/7/2026-12-01.win".into(),
+                size: 10,
+                chunks: vec![[7u8; 32]],
+            }]
+        );
+    }
+
+    #[test]
+    fn a_manifest_naming_a_path_outside_or_lying_about_sizes_is_refused() {
+        for bad in [&b"../escape"[..], b"/etc/passwd", b"a/../../b"] {
+            let e = parse_manifest(&manifest(bad, 1, 1)).unwrap_err();
+            assert!(e.contains("leaves the directory"), "{e}");
+        }
+        let e = parse_manifest(&manifest(b"big", CHUNK_BYTES as u64 + 1, 1)).unwrap_err();
+        assert!(e.contains("larger"), "{e}");
+        let mut cut = manifest(b"x", 1, 1);
+        cut.truncate(cut.len() - 10);
+        assert!(parse_manifest(&cut).unwrap_err().contains("truncated"));
     }
 }

@@ -396,6 +396,26 @@ async fn a_new_node_starts_from_the_newest_snapshot_and_log_rows_behind_the_olde
         .await
         .unwrap();
     assert_eq!(kept, 2);
+    // What did not change (most of the ledger's pages) is stored once, and only what a kept
+    // snapshot names is kept.
+    let (bytes, new_bytes): (i64, i64) = sqlx::query_as(
+        "SELECT bytes, new_bytes FROM phoenix_snapshots WHERE complete ORDER BY pos DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        new_bytes < bytes,
+        "{new_bytes} of {bytes} bytes stored again"
+    );
+    let unnamed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM phoenix_chunks c WHERE NOT EXISTS \
+         (SELECT 1 FROM phoenix_snapshot_refs r WHERE r.sha256 = c.sha256)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(unnamed, 0);
 
     // A new node loads the newest and replays the rest: the same state, the same duplicates.
     send(a.store.clone(), 320, 340).await;

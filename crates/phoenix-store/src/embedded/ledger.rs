@@ -599,6 +599,23 @@ impl Ledger {
         outbox::record_attempt(&mut conn, due, outcome, next).map_err(sql)
     }
 
+    /// Copies the ledger's database, page for page, to a new file at `path`: one consistent read
+    /// (the ledger's writer goes on meanwhile). Blocking.
+    pub(super) fn copy_to(&self, path: &Path) -> Result<(), String> {
+        let mut copy = Connection::open(path).map_err(sql)?;
+        self.read(|source| {
+            let backup = rusqlite::backup::Backup::new(source, &mut copy)?;
+            // Every page in one step: a single read transaction, so the copy is one moment's.
+            loop {
+                match backup.step(-1)? {
+                    rusqlite::backup::StepResult::Done => return Ok(()),
+                    rusqlite::backup::StepResult::More => {}
+                    _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        })
+    }
+
     /// Runs `f` on a read connection (blocking: call off the async workers).
     pub(super) fn read<T>(
         &self,

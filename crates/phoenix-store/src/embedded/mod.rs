@@ -1199,7 +1199,6 @@ impl EmbeddedStore {
     /// rows behind the oldest one kept. Answers the snapshot's position. Call with the lease held.
     async fn store_cluster_snapshot(&self, pool: &sqlx::PgPool, node: i64) -> Result<u64, String> {
         let staging = self.dir.join("snapshot-staging");
-        let bundle = self.dir.join("snapshot-out.bundle");
         let (snap, linked) = {
             // No idempotency piece or cold window is written or removed while they are linked.
             let _one = self.maintain_gate.lock().await;
@@ -1237,36 +1236,30 @@ impl EmbeddedStore {
         linked.map_err(|e| format!("linking the state's files: {e}"))?;
         let pos = snap.wal_offset;
         let ledger = self.ledger.clone();
-        let (staging_dir, bundle_path) = (staging.clone(), bundle.clone());
+        let staging_dir = staging.clone();
         tokio::task::spawn_blocking(move || -> Result<(), String> {
             // The ledger has applied (and committed) everything up to the snapshot's position, so a
             // node loading it replays nothing before it; its copy is one consistent read.
             ledger.checkpoint(pos)?;
-            let copy = staging_dir.join(ledger::LEDGER_FILE);
-            let copy_name = copy
-                .to_str()
-                .ok_or("the scratch path is not UTF-8")?
-                .to_owned();
-            ledger.read(|c| c.execute("VACUUM INTO ?1", [copy_name]).map(|_| ()))?;
+            ledger.copy_to(&staging_dir.join(ledger::LEDGER_FILE))?;
             let bytes = snapshot::encode(snap)?;
-            snapshot::write(&staging_dir, pos, &bytes, 1).map_err(|e| e.to_string())?;
-            crate::pgsnap::pack_bundle(&staging_dir, &bundle_path).map_err(|e| e.to_string())?;
-            fs::remove_dir_all(&staging_dir).map_err(|e| e.to_string())
+            snapshot::write(&staging_dir, pos, &bytes, 1).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())??;
-        let stored = crate::pgsnap::store(pool, node, pos, &bundle).await;
-        let _ = tokio::fs::remove_file(&bundle).await;
-        stored?;
+        let stored = crate::pgsnap::store(pool, node, pos, &staging).await;
+        let _ = tokio::fs::remove_dir_all(&staging).await;
+        let stored = stored?;
         let removed = crate::pgsnap::prune(pool, node)
             .await
             .map_err(|e| format!("removing what the snapshot covers: {e}"))?;
-        if removed > 0 {
-            tracing::info!(
-                rows = removed,
-                "removed log rows behind the oldest snapshot kept"
-            );
-        }
+        tracing::info!(
+            position = pos,
+            bytes = stored.bytes,
+            new_bytes = stored.new_bytes,
+            log_rows_removed = removed,
+            "cluster snapshot stored"
+        );
         Ok(pos)
     }
 
