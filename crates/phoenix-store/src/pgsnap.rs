@@ -29,13 +29,18 @@ use std::time::Duration;
 pub const CHUNK_BYTES: usize = 1 << 20;
 /// Complete snapshots kept; the log is kept from the oldest of them.
 pub const SNAPSHOTS_KEPT: i64 = 2;
-/// How long a writer holds the lease: a snapshot must be stored within it.
+/// How long a writer holds the snapshot lease: a snapshot must be stored within it.
 pub const LEASE: Duration = Duration::from_secs(600);
+/// The lease of the node that writes snapshots.
+pub const SNAPSHOT_LEASE: &str = "snapshot";
+/// The lease of the node that appends window-end ticks (renewed by its holder at every tick).
+pub const TICK_LEASE: &str = "tick";
+/// How long the tick lease lasts: a node that died holding it delays window ends by at most this.
+pub const TICK_LEASE_LENGTH: Duration = Duration::from_secs(15);
 /// The manifest format this build writes and reads.
 const FORMAT: i16 = 1;
 /// Log rows removed per statement (short transactions).
 const DELETE_ROWS: i64 = 50_000;
-const LEASE_NAME: &str = "snapshot";
 
 pub(crate) const MIGRATION_3: &str = "
 CREATE TABLE IF NOT EXISTS phoenix_snapshots (
@@ -102,8 +107,15 @@ pub async fn db_now_us(pool: &PgPool) -> Result<i64, sqlx::Error> {
         .await
 }
 
-/// Takes (or renews) the snapshot lease for `node`; false while another node holds it.
-pub async fn take_lease(pool: &PgPool, node: i64) -> Result<bool, sqlx::Error> {
+/// Takes (or renews) the lease `name` for `node` for `length`; false while another node holds it.
+/// Leases: [`SNAPSHOT_LEASE`] (one snapshot writer), [`TICK_LEASE`] (one node appends window-end
+/// ticks).
+pub async fn take_lease(
+    pool: &PgPool,
+    name: &str,
+    node: i64,
+    length: Duration,
+) -> Result<bool, sqlx::Error> {
     let taken: Option<i64> = sqlx::query_scalar(
         "INSERT INTO phoenix_leases (name, node, until_us) \
          VALUES ($1, $2, (extract(epoch from clock_timestamp()) * 1000000)::bigint + $3) \
@@ -112,18 +124,18 @@ pub async fn take_lease(pool: &PgPool, node: i64) -> Result<bool, sqlx::Error> {
             OR phoenix_leases.node = EXCLUDED.node \
          RETURNING node",
     )
-    .bind(LEASE_NAME)
+    .bind(name)
     .bind(node)
-    .bind(LEASE.as_micros() as i64)
+    .bind(length.as_micros() as i64)
     .fetch_optional(pool)
     .await?;
     Ok(taken == Some(node))
 }
 
-/// Gives the lease up (if `node` still holds it).
-pub async fn release_lease(pool: &PgPool, node: i64) -> Result<(), sqlx::Error> {
+/// Gives the lease `name` up (if `node` still holds it).
+pub async fn release_lease(pool: &PgPool, name: &str, node: i64) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM phoenix_leases WHERE name = $1 AND node = $2")
-        .bind(LEASE_NAME)
+        .bind(name)
         .bind(node)
         .execute(pool)
         .await?;
@@ -240,7 +252,7 @@ pub async fn store(pool: &PgPool, node: i64, pos: u64, dir: &Path) -> Result<Sto
         .bind(bytes as i64)
         .bind(new_bytes as i64)
         .bind(manifest)
-        .bind(LEASE_NAME)
+        .bind(SNAPSHOT_LEASE)
         .bind(node)
         .execute(pool)
         .await
@@ -318,7 +330,7 @@ pub async fn prune(pool: &PgPool, node: i64) -> Result<u64, sqlx::Error> {
     )
     .bind(oldest_pos)
     .bind(oldest_id)
-    .bind(LEASE_NAME)
+    .bind(SNAPSHOT_LEASE)
     .bind(node)
     .execute(pool)
     .await?;

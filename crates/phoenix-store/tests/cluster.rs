@@ -458,3 +458,46 @@ async fn a_new_node_starts_from_the_newest_snapshot_and_log_rows_behind_the_olde
         .sum();
     assert_eq!(total, 345.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_one_nodes_until_it_lapses_and_its_holder_renews_it() {
+    use phoenix_store::pgsnap::{release_lease, take_lease};
+    let Some(url) = support::fresh_schema("phx_lease").await else {
+        return;
+    };
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .unwrap();
+    phoenix_store::pglog::migrate(&pool).await.unwrap();
+    let short = std::time::Duration::from_millis(600);
+    assert!(take_lease(&pool, "tick", 1, short).await.unwrap());
+    assert!(
+        !take_lease(&pool, "tick", 2, short).await.unwrap(),
+        "held by 1"
+    );
+    // Another lease is another name.
+    assert!(take_lease(&pool, "snapshot", 2, short).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        take_lease(&pool, "tick", 1, short).await.unwrap(),
+        "renewed"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        !take_lease(&pool, "tick", 2, short).await.unwrap(),
+        "the renewal still runs"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        take_lease(&pool, "tick", 2, short).await.unwrap(),
+        "lapsed: 2 takes it over"
+    );
+    assert!(!take_lease(&pool, "tick", 1, short).await.unwrap());
+    release_lease(&pool, "tick", 2).await.unwrap();
+    assert!(
+        take_lease(&pool, "tick", 1, short).await.unwrap(),
+        "given up"
+    );
+}

@@ -1177,20 +1177,24 @@ impl EmbeddedStore {
         if !due {
             return Ok(false);
         }
-        if !crate::pgsnap::take_lease(&pool, node)
-            .await
-            .map_err(|e| failed(e.to_string()))?
+        if !crate::pgsnap::take_lease(
+            &pool,
+            crate::pgsnap::SNAPSHOT_LEASE,
+            node,
+            crate::pgsnap::LEASE,
+        )
+        .await
+        .map_err(|e| failed(e.to_string()))?
         {
             return Ok(false);
         }
         let stored = self.store_cluster_snapshot(&pool, node).await;
-        let _ = crate::pgsnap::release_lease(&pool, node).await;
-        let pos = stored.map_err(failed)?;
+        let _ = crate::pgsnap::release_lease(&pool, crate::pgsnap::SNAPSHOT_LEASE, node).await;
+        stored.map_err(failed)?;
         if let Ok(Some(n)) = crate::pgsnap::newest(&pool).await {
             self.snapshot_completed_us
                 .store(n.completed_us, Ordering::Relaxed);
         }
-        tracing::info!(position = pos, "cluster snapshot stored");
         Ok(true)
     }
 
@@ -1481,7 +1485,7 @@ impl EmbeddedStore {
                 .iter()
                 .any(|(_, _, w)| w.ends_at.is_some_and(|end| end > hw))
         };
-        if behind {
+        if behind && self.may_tick().await {
             let _gate = self.write_gate.lock().await;
             self.commit(MetaRecord::Tick { at: now }).await?;
         }
@@ -1513,6 +1517,24 @@ impl EmbeddedStore {
             tracing::debug!(windows = moved, "moved ended windows to cold storage");
         }
         Ok(moved)
+    }
+
+    /// Whether this node appends window-end ticks: one node does, and in a cluster that is the node
+    /// holding the tick lease (taken or renewed here; another node takes it over once it lapses). The
+    /// fold would ignore a second node's ticks anyway (clamped to the log's time); the lease keeps the
+    /// log from holding one per node.
+    async fn may_tick(&self) -> bool {
+        let log::Log::Pg(log) = &self.log else {
+            return true;
+        };
+        crate::pgsnap::take_lease(
+            log.pool(),
+            crate::pgsnap::TICK_LEASE,
+            log.node_id(),
+            crate::pgsnap::TICK_LEASE_LENGTH,
+        )
+        .await
+        .unwrap_or(false)
     }
 
     /// Freezes the hot part of the idempotency index into a piece on disk when it is big or old
