@@ -210,7 +210,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Called by the writer thread, in log order, with each durable group of `(offset, payload)` records,
 /// after the group's fsync and before any of its callers is answered. This is how a state machine built
 /// on the journal stays exactly the fold of the durable log: live state and replayed state cannot differ.
-pub type ApplyFn = Box<dyn FnMut(&mut [Durable<'_>]) + Send>;
+pub type ApplyFn = Box<dyn FnMut(&mut [Durable<'_>]) -> Result<(), String> + Send>;
 
 /// What the appender already knows about its record in decoded form (e.g. the parsed events), handed to
 /// the [`ApplyFn`] so the live path need not decode what it just encoded. Replay decodes the bytes.
@@ -585,11 +585,18 @@ fn writer_loop(
                     let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         apply(&mut records)
                     }));
-                    if applied.is_err() {
-                        tracing::error!(
-                            "applying a durable record panicked; refusing further writes (restart to replay the log)"
-                        );
-                        healthy.store(false, Ordering::Release);
+                    match applied {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "a durable record could not be applied; refusing further writes (restart to replay the log)");
+                            healthy.store(false, Ordering::Release);
+                        }
+                        Err(_) => {
+                            tracing::error!(
+                                "applying a durable record panicked; refusing further writes (restart to replay the log)"
+                            );
+                            healthy.store(false, Ordering::Release);
+                        }
                     }
                 }
                 if !healthy.load(Ordering::Acquire) {
@@ -738,6 +745,7 @@ mod tests {
                     for record in group.iter() {
                         seen.push((record.offset, record.payload.to_vec()));
                     }
+                    Ok(())
                 })),
             )
             .unwrap(),
@@ -777,6 +785,7 @@ mod tests {
                 if group.iter().any(|r| r.payload == b"boom") {
                     panic!("a bug in the fold");
                 }
+                Ok(())
             })),
         )
         .unwrap();

@@ -1119,8 +1119,13 @@ fn applier_loop(
         let applied =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(&mut records)));
         drop(records);
-        if applied.is_err() {
-            shared.stop("applying a record of the log panicked".into());
+        let failed = match applied {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("a record of the log could not be applied: {e}")),
+            Err(_) => Some("applying a record of the log panicked".to_owned()),
+        };
+        if let Some(why) = failed {
+            shared.stop(why);
             for (_, done) in answers {
                 let _ = done.send(Err(JournalError::Unavailable(
                     "applying the log failed; restart required".into(),

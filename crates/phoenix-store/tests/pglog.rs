@@ -21,6 +21,7 @@ fn collector() -> (Seen, ApplyFn) {
             assert_eq!(r.offset + 1, r.end);
             seen.push((r.end, r.at_us.unwrap(), r.payload.to_vec()));
         }
+        Ok(())
     });
     (seen, apply)
 }
@@ -211,7 +212,7 @@ async fn a_record_newer_than_the_node_stops_its_fold_and_it_says_so() {
             },
             0,
             |_| Ok(()),
-            Box::new(|_| {}),
+            Box::new(|_| Ok(())),
         )
         .map(|_| ())
     })
@@ -246,4 +247,38 @@ async fn a_node_whose_connections_die_answers_errors_then_recovers_by_itself() {
     let payloads: Vec<Vec<u8>> = seen.lock().unwrap().iter().map(|r| r.2.clone()).collect();
     assert_eq!(payloads.first().unwrap(), b"before");
     assert!(payloads.iter().any(|p| p == b"after"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_fold_cannot_apply_stops_the_node_instead_of_skipping_it() {
+    let Some(url) = fresh_schema("phx_failstop").await else {
+        return;
+    };
+    let url2 = url.clone();
+    let a = tokio::task::spawn_blocking(move || {
+        PgLog::open(
+            &PgLogOptions {
+                url: url2,
+                connections: 2,
+            },
+            0,
+            |_| Ok(()),
+            Box::new(|group: &mut [Durable<'_>]| {
+                if group.iter().any(|r| r.payload == b"unreadable here") {
+                    return Err("this node cannot apply it".into());
+                }
+                Ok(())
+            }),
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    a.append_with(b"fine", None, None).await.unwrap();
+    assert!(a.is_healthy());
+    let refused = a.append_with(b"unreadable here", None, None).await;
+    assert!(refused.is_err(), "not acknowledged as applied: {refused:?}");
+    assert!(!a.is_healthy(), "the node says it is not ready");
+    assert!(a.stop_reason().unwrap().contains("cannot apply it"));
+    assert!(a.append_with(b"after", None, None).await.is_err());
 }

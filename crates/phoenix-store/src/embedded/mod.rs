@@ -94,18 +94,15 @@ fn ledger_part(folded: &Folded, record: &WalRecord<'_>) -> Option<LedgerRecord> 
     }
 }
 
-/// Claims an event id in the fold (a cluster decides duplicates in log order): true when it is new. An
-/// index piece that cannot be read is not trusted to hold it (as on replay).
-fn claim_at(dedupe: &mut Dedupe, key: u128, at_us: i64) -> bool {
+/// Claims an event id in the fold (a cluster decides duplicates in log order): true when it is new.
+/// An index piece that cannot be read is an error: every node must decide alike, so the node stops
+/// folding (and a restart loads the cluster's snapshot) rather than count the event where the others
+/// may not.
+fn claim_at(dedupe: &mut Dedupe, key: u128, at_us: i64) -> Result<bool, String> {
     let at = Timestamp::from_microsecond(at_us).unwrap_or(Timestamp::UNIX_EPOCH);
-    match dedupe.claim(key, at) {
-        Ok(new) => new,
-        Err(e) => {
-            tracing::warn!(error = %e, "an idempotency piece could not be read; the event counts");
-            dedupe.replay(key, at);
-            true
-        }
-    }
+    dedupe
+        .claim(key, at)
+        .map_err(|e| format!("an idempotency piece could not be read: {e}"))
 }
 
 /// Hard-links every file under `from` into the same place under `to` (a missing `from` is empty).
@@ -690,12 +687,25 @@ impl EmbeddedStore {
                     at_log_time(&mut record, at_us);
                     if let WalRecord::Events(batch) = &mut record {
                         let mut dedupe = replay_dedupe.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut unreadable = None;
                         batch.events.retain(|body| {
                             Event::dedupe_key_of(body).is_none_or(|id| {
                                 let key = dedupe.key(&batch.tenant_id, id);
-                                claim_at(&mut dedupe, key, batch.accepted_at)
+                                claim_at(&mut dedupe, key, batch.accepted_at).unwrap_or_else(|e| {
+                                    unreadable.get_or_insert(e);
+                                    true
+                                })
                             })
                         });
+                        if let Some(detail) = unreadable {
+                            return Err(fail(
+                                OpenError::Corrupt {
+                                    path: dir.display().to_string(),
+                                    detail,
+                                },
+                                &mut failure,
+                            ));
+                        }
                     }
                 }
                 let applied = match (ledger_part(&folded, &record), &record) {
@@ -803,7 +813,8 @@ impl EmbeddedStore {
                                             let key = dedupe.key(&batch.tenant_id, &e.event_id);
                                             claim_at(&mut dedupe, key, at.as_microsecond())
                                         })
-                                        .collect()
+                                        .collect::<Result<_, _>>()
+                                        .map_err(|e| format!("position {end}: {e}"))?
                                 };
                                 if at != batch.accepted_at || kept.contains(&false) {
                                     // Evaluated again below with what the log decided.
@@ -881,10 +892,16 @@ impl EmbeddedStore {
                         (None, None) => Ok(()),
                     };
                     if let Err(e) = outcome {
+                        if fold_dedupes {
+                            // Another node applied it: going on without it would fold another
+                            // state than theirs. The node stops folding (`/readyz` 503) instead.
+                            return Err(format!("position {end}: {e}"));
+                        }
                         // A record we just wrote ourselves cannot be unreadable: a bug, not input.
                         tracing::error!(offset = record.offset, error = %e, "could not apply a durable record");
                     }
                 }
+                Ok(())
             },
         );
         let log = match cluster {
