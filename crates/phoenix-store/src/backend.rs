@@ -6,7 +6,7 @@
 use crate::embedded::{EmbeddedOptions, EmbeddedStore, OpenError};
 use crate::seal::{MasterKey, MasterKeyError};
 use crate::{Store, StoreError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -254,6 +254,18 @@ fn remove_stale_scratch() {
         {
             continue;
         }
+        // A node that is still running (its process id is in the name) is never stale, whatever
+        // its directory holds yet (it may be loading a snapshot before it takes its lock).
+        let running = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("phoenix-node-"))
+            .and_then(|rest| rest.split('-').next())
+            .is_some_and(|pid| {
+                Path::new("/proc").is_dir() && Path::new("/proc").join(pid).exists()
+            });
+        if running {
+            continue;
+        }
         let lock = entry.path().join("node").join("LOCK");
         let stale = match std::fs::OpenOptions::new().write(true).open(&lock) {
             Ok(file) => file.try_lock().is_ok(),
@@ -309,7 +321,9 @@ async fn take_cluster_snapshots(
     interval: Duration,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
-    let tick = Duration::from_secs(5).min(interval);
+    let tick = Duration::from_secs(5)
+        .min(interval)
+        .max(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = stopped.wait_for(|s| *s) => return,

@@ -444,10 +444,24 @@ impl PgLog {
         let head = runtime
             .block_on(sync_clock(&pool, &clock_offset_us))
             .map_err(|e| PgLogError::Database(db_error(e)))?;
+        // The node says where it is before it replays, and as it goes: the log's rows it still needs
+        // are not removed behind a snapshot (see `pgsnap::prune`).
+        let origin = random_origin();
+        let report = |at: u64| {
+            runtime
+                .block_on(crate::pgsnap::report_position(&pool, origin, at))
+                .map_err(|e| PgLogError::Database(db_error(e)))
+        };
+        report(start)?;
+        let mut reported = Instant::now();
         // Replay: fetch in pages, apply on this thread, until a page comes back short.
         let mut at = start;
         let mut last_at_us = 0;
         loop {
+            if reported.elapsed() >= crate::pgsnap::REPORT_EVERY {
+                report(at)?;
+                reported = Instant::now();
+            }
             let rows = runtime
                 .block_on(fetch_after(&pool, at, FETCH_ROWS))
                 .map_err(|e| PgLogError::Database(db_error(e)))?;
@@ -485,7 +499,7 @@ impl PgLog {
             head: AtomicU64::new(head.pos.max(at)),
             head_at_us: AtomicI64::new(head.at_us),
             head_at_open: AtomicU64::new(head.pos),
-            origin: random_origin(),
+            origin,
             next_seq: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
             poke: Notify::new(),
@@ -1072,8 +1086,14 @@ async fn clock_loop(pool: PgPool, shared: Arc<Shared>) {
                 shared.head.fetch_max(head.pos, Ordering::AcqRel);
                 shared.head_at_us.fetch_max(head.at_us, Ordering::AcqRel);
             }
-            Err(_) => shared.reachable.store(false, Ordering::Release),
+            Err(_) => {
+                shared.reachable.store(false, Ordering::Release);
+                continue;
+            }
         }
+        // Where this node is, so the log's rows it still needs are kept (see `pgsnap::prune`).
+        let applied = *shared.applied.borrow();
+        let _ = crate::pgsnap::report_position(&mut *conn, shared.origin, applied).await;
     }
 }
 

@@ -30,7 +30,7 @@ pub const CHUNK_BYTES: usize = 1 << 20;
 /// Complete snapshots kept; the log is kept from the oldest of them.
 pub const SNAPSHOTS_KEPT: i64 = 2;
 /// How long a writer holds the snapshot lease: a snapshot must be stored within it.
-pub const LEASE: Duration = Duration::from_secs(600);
+pub const LEASE: Duration = Duration::from_secs(120);
 /// The lease of the node that writes snapshots.
 pub const SNAPSHOT_LEASE: &str = "snapshot";
 /// The lease of the node that appends window-end ticks (renewed by its holder at every tick).
@@ -66,12 +66,39 @@ CREATE TABLE IF NOT EXISTS phoenix_snapshot_refs (
     PRIMARY KEY (snapshot, sha256)
 );
 CREATE INDEX IF NOT EXISTS phoenix_snapshot_refs_sha256 ON phoenix_snapshot_refs (sha256);
+CREATE TABLE IF NOT EXISTS phoenix_nodes (
+    node BIGINT PRIMARY KEY,
+    applied BIGINT NOT NULL,
+    seen_us BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS phoenix_leases (
     name TEXT PRIMARY KEY,
     node BIGINT NOT NULL,
     until_us BIGINT NOT NULL
 );
 ";
+
+/// How often a node reports the position it has applied (while it replays, and once a second after).
+pub const REPORT_EVERY: Duration = Duration::from_secs(5);
+/// A node that has not reported for this long is gone: the log's rows it needed may be removed (if
+/// it comes back, it finds a gap, stops folding and says so; a restart loads a snapshot).
+pub const NODE_GONE: Duration = Duration::from_secs(300);
+
+/// Records that `node` has applied the log up to `applied` (or is about to replay after it).
+pub async fn report_position(
+    db: impl sqlx::PgExecutor<'_>,
+    node: i64,
+    applied: u64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO phoenix_nodes (node, applied, seen_us)          VALUES ($1, $2, (extract(epoch from clock_timestamp()) * 1000000)::bigint)          ON CONFLICT (node) DO UPDATE SET applied = EXCLUDED.applied, seen_us = EXCLUDED.seen_us",
+    )
+    .bind(node)
+    .bind(applied as i64)
+    .execute(db)
+    .await?;
+    Ok(())
+}
 
 /// The newest complete snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +216,7 @@ pub async fn store(pool: &PgPool, node: i64, pos: u64, dir: &Path) -> Result<Sto
         };
         let mut manifest = Vec::new();
         let (mut bytes, mut new_bytes) = (0u64, 0u64);
+        let mut renewed = std::time::Instant::now();
         for name in files {
             let mut file = tokio::fs::File::open(dir.join(&name))
                 .await
@@ -201,7 +229,24 @@ pub async fn store(pool: &PgPool, node: i64, pos: u64, dir: &Path) -> Result<Sto
                     break;
                 }
                 size += chunk.len() as u64;
+                if renewed.elapsed() >= REPORT_EVERY {
+                    // The lease is this writer's for as long as it keeps storing.
+                    if !take_lease(pool, SNAPSHOT_LEASE, node, LEASE).await.map_err(db)? {
+                        return Err("the snapshot lease was lost while storing".to_owned());
+                    }
+                    renewed = std::time::Instant::now();
+                }
                 let sha = Sha256::digest(&chunk).to_vec();
+                // Named first: from then on no clean-up removes the chunk (see `prune`).
+                sqlx::query(
+                    "INSERT INTO phoenix_snapshot_refs (snapshot, sha256) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(id)
+                .bind(&sha)
+                .execute(pool)
+                .await
+                .map_err(db)?;
                 let known: Option<i32> =
                     sqlx::query_scalar("SELECT 1 FROM phoenix_chunks WHERE sha256 = $1")
                         .bind(&sha)
@@ -220,15 +265,6 @@ pub async fn store(pool: &PgPool, node: i64, pos: u64, dir: &Path) -> Result<Sto
                     .await
                     .map_err(db)?;
                 }
-                sqlx::query(
-                    "INSERT INTO phoenix_snapshot_refs (snapshot, sha256) VALUES ($1, $2) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(id)
-                .bind(&sha)
-                .execute(pool)
-                .await
-                .map_err(db)?;
                 shas.push(sha);
             }
             bytes += size;
@@ -246,7 +282,9 @@ pub async fn store(pool: &PgPool, node: i64, pos: u64, dir: &Path) -> Result<Sto
             "UPDATE phoenix_snapshots SET complete = TRUE, bytes = $2, new_bytes = $3, manifest = $4, \
              completed_us = (extract(epoch from clock_timestamp()) * 1000000)::bigint \
              WHERE id = $1 AND EXISTS (SELECT 1 FROM phoenix_leases WHERE name = $5 AND node = $6 \
-                 AND until_us > (extract(epoch from clock_timestamp()) * 1000000)::bigint)",
+                 AND until_us > (extract(epoch from clock_timestamp()) * 1000000)::bigint) \
+             AND NOT EXISTS (SELECT 1 FROM phoenix_snapshot_refs r WHERE r.snapshot = $1 \
+                 AND NOT EXISTS (SELECT 1 FROM phoenix_chunks c WHERE c.sha256 = r.sha256))",
         )
         .bind(id)
         .bind(bytes as i64)
@@ -258,7 +296,10 @@ pub async fn store(pool: &PgPool, node: i64, pos: u64, dir: &Path) -> Result<Sto
         .await
         .map_err(db)?;
         if done.rows_affected() != 1 {
-            return Err("the snapshot lease ran out before the snapshot was stored".to_owned());
+            return Err(
+                "the snapshot lease ran out (or a chunk went missing) before the snapshot was stored"
+                    .to_owned(),
+            );
         }
         Ok(Stored {
             id,
@@ -345,13 +386,26 @@ pub async fn prune(pool: &PgPool, node: i64) -> Result<u64, sqlx::Error> {
         // existed may still need every row.
         return Ok(0);
     }
+    // Nor a row a node that is still there has not applied (one replaying, one loading a snapshot,
+    // one that lags); nodes gone for long are forgotten.
+    let now_us = db_now_us(pool).await?;
+    sqlx::query("DELETE FROM phoenix_nodes WHERE seen_us < $1")
+        .bind(now_us - 24 * 3_600_000_000)
+        .execute(pool)
+        .await?;
+    let slowest: Option<i64> =
+        sqlx::query_scalar("SELECT min(applied) FROM phoenix_nodes WHERE seen_us >= $1")
+            .bind(now_us - NODE_GONE.as_micros() as i64)
+            .fetch_one(pool)
+            .await?;
+    let upto = slowest.map_or(oldest_pos, |s| s.min(oldest_pos));
     let mut removed = 0;
     loop {
         let done = sqlx::query(
             "DELETE FROM phoenix_log WHERE pos IN \
              (SELECT pos FROM phoenix_log WHERE pos <= $1 ORDER BY pos LIMIT $2)",
         )
-        .bind(oldest_pos)
+        .bind(upto)
         .bind(DELETE_ROWS)
         .execute(pool)
         .await?
@@ -388,7 +442,13 @@ pub fn load_newest(url: &str, dest: &Path) -> Result<Option<u64>, String> {
             let Some(newest) = newest(&pool).await.map_err(|e| e.to_string())? else {
                 return Ok(None);
             };
-            match fetch(&pool, newest.id, dest).await {
+            // Registered as a node at the snapshot's position while it loads, so the log's rows after
+            // it stay (the node's own registration takes over once its log opens).
+            let loader = i64::from_le_bytes(crate::seal::random_bytes::<8>());
+            report_position(&pool, loader, newest.pos)
+                .await
+                .map_err(|e| e.to_string())?;
+            match fetch(&pool, newest.id, dest, loader, newest.pos).await {
                 Ok(()) => return Ok(Some(newest.pos)),
                 Err(e) => last_error = e,
             }
@@ -456,7 +516,7 @@ fn parse_manifest(bytes: &[u8]) -> Result<Vec<Entry>, String> {
 }
 
 /// Writes a snapshot's files under `dest`, each chunk checked against its hash.
-async fn fetch(pool: &PgPool, id: i64, dest: &Path) -> Result<(), String> {
+async fn fetch(pool: &PgPool, id: i64, dest: &Path, loader: i64, pos: u64) -> Result<(), String> {
     use tokio::io::AsyncWriteExt;
     let db = |e: sqlx::Error| e.to_string();
     let row =
@@ -473,6 +533,7 @@ async fn fetch(pool: &PgPool, id: i64, dest: &Path) -> Result<(), String> {
         ));
     }
     let manifest: Vec<u8> = row.try_get(1).map_err(db)?;
+    let mut reported = std::time::Instant::now();
     for entry in parse_manifest(&manifest)? {
         let target = dest.join(&entry.name);
         if let Some(parent) = target.parent() {
@@ -487,6 +548,10 @@ async fn fetch(pool: &PgPool, id: i64, dest: &Path) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", entry.name.display()))?;
         let mut written = 0u64;
         for sha in &entry.chunks {
+            if reported.elapsed() >= REPORT_EVERY {
+                report_position(pool, loader, pos).await.map_err(db)?;
+                reported = std::time::Instant::now();
+            }
             let data: Vec<u8> =
                 sqlx::query_scalar("SELECT data FROM phoenix_chunks WHERE sha256 = $1")
                     .bind(sha.as_slice())

@@ -389,8 +389,46 @@ async fn a_new_node_starts_from_the_newest_snapshot_and_log_rows_behind_the_olde
         .await
         .unwrap();
     assert_eq!(oldest_row, first + 1);
-    send(a.store.clone(), 300, 320).await;
+    // A node that is still there but lags (or replays, or loads a snapshot) keeps the rows it has
+    // not applied; once it is gone (no report for 5 minutes) they go.
+    let second: i64 = sqlx::query_scalar("SELECT max(pos) FROM phoenix_snapshots WHERE complete")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    phoenix_store::pgsnap::report_position(&pool, 777, second as u64 - 3)
+        .await
+        .unwrap();
+    send(a.store.clone(), 300, 310).await;
     assert!(a.store.checkpoint_cluster(1, no_wait).await.unwrap());
+    let oldest_row: i64 = sqlx::query_scalar("SELECT min(pos) FROM phoenix_log")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        oldest_row,
+        second - 2,
+        "the lagging node's next row is kept"
+    );
+    sqlx::query("UPDATE phoenix_nodes SET seen_us = seen_us - 600000000 WHERE node = 777")
+        .execute(&pool)
+        .await
+        .unwrap();
+    send(a.store.clone(), 310, 320).await;
+    assert!(a.store.checkpoint_cluster(1, no_wait).await.unwrap());
+    let oldest_row: i64 = sqlx::query_scalar("SELECT min(pos) FROM phoenix_log")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let older_kept: i64 =
+        sqlx::query_scalar("SELECT min(pos) FROM phoenix_snapshots WHERE complete")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        oldest_row,
+        older_kept + 1,
+        "a node gone for long holds nothing back"
+    );
     let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM phoenix_snapshots")
         .fetch_one(&pool)
         .await

@@ -548,7 +548,7 @@ impl Ledger {
 
     /// Makes every applied transaction durable and moves the watermark to `upto` (a log position the
     /// caller has applied every ledger record before). Called before a snapshot lets old log go.
-    pub(super) fn checkpoint(&self, upto: u64) -> Result<(), String> {
+    pub(super) fn checkpoint(&self, upto: u64, truncate_wal: bool) -> Result<(), String> {
         // Records before `upto` may still be queued for the ledger's thread.
         self.drain()?;
         let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -563,8 +563,10 @@ impl Ledger {
             self.progress_applied.fetch_max(upto, Ordering::AcqRel);
             self.progress.send_replace(self.watermark());
         }
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(sql)?;
+        if truncate_wal {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(sql)?;
+        }
         Ok(())
     }
 
@@ -602,7 +604,16 @@ impl Ledger {
     /// Copies the ledger's database, page for page, to a new file at `path`: one consistent read
     /// (the ledger's writer goes on meanwhile). Blocking.
     pub(super) fn copy_to(&self, path: &Path) -> Result<(), String> {
+        // Readable by the owner only, like the ledger itself.
+        drop(
+            crate::journal::owner_only()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(|e| e.to_string())?,
+        );
         let mut copy = Connection::open(path).map_err(sql)?;
+        let started = std::time::Instant::now();
         self.read(|source| {
             let backup = rusqlite::backup::Backup::new(source, &mut copy)?;
             // Every page in one step: a single read transaction, so the copy is one moment's.
@@ -610,6 +621,12 @@ impl Ledger {
                 match backup.step(-1)? {
                     rusqlite::backup::StepResult::Done => return Ok(()),
                     rusqlite::backup::StepResult::More => {}
+                    _ if started.elapsed() > std::time::Duration::from_secs(30) => {
+                        return Err(rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                            Some("the ledger stayed locked for 30 s".into()),
+                        ));
+                    }
                     _ => std::thread::sleep(std::time::Duration::from_millis(5)),
                 }
             }

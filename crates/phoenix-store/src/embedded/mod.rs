@@ -1093,6 +1093,15 @@ impl EmbeddedStore {
                     .map_err(|detail| corrupt(dir, detail))?;
                     return Ok(Some((Arc::new(folded), dedupe, offset, ledger)));
                 }
+                Err(e) if log_len.is_none() => {
+                    // A cluster node's snapshot came with the files it refers to (pieces, cold
+                    // windows, the ledger): replaying the log from its start over those would count
+                    // what they hold twice. The node refuses to start instead.
+                    return Err(corrupt(
+                        dir,
+                        format!("the cluster's snapshot cannot be read by this node: {e}"),
+                    ));
+                }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable snapshot");
                 }
@@ -1141,7 +1150,7 @@ impl EmbeddedStore {
             // Every rewards record before the snapshot is applied and durable (and the ledger's
             // watermark at least the snapshot's offset) before the snapshot exists: a replay never
             // hands the ledger a record from before the snapshot, to be judged against later state.
-            ledger.checkpoint(wal_offset)?;
+            ledger.checkpoint(wal_offset, true)?;
             let bytes = snapshot::encode(snap)?;
             snapshot::write(&dir, wal_offset, &bytes, SNAPSHOTS_KEPT).map_err(|e| e.to_string())?;
             if let Some(retention) = retention {
@@ -1182,8 +1191,7 @@ impl EmbeddedStore {
             self.snapshot_completed_us
                 .store(n.completed_us, Ordering::Relaxed);
         }
-        let applied = log.applied();
-        let due = match &newest {
+        let due = |newest: &Option<crate::pgsnap::Newest>, applied: u64| match newest {
             None => applied > 0,
             Some(n) => {
                 applied >= n.pos.saturating_add(records)
@@ -1191,7 +1199,7 @@ impl EmbeddedStore {
                         && now_us.saturating_sub(n.completed_us) >= interval.as_micros() as i64)
             }
         };
-        if !due {
+        if !due(&newest, log.applied()) {
             return Ok(false);
         }
         if !crate::pgsnap::take_lease(
@@ -1203,6 +1211,19 @@ impl EmbeddedStore {
         .await
         .map_err(|e| failed(e.to_string()))?
         {
+            return Ok(false);
+        }
+        // Another node may have stored one between the look and the lease.
+        let newest = match crate::pgsnap::newest(&pool).await {
+            Ok(newest) => newest,
+            Err(e) => {
+                let _ =
+                    crate::pgsnap::release_lease(&pool, crate::pgsnap::SNAPSHOT_LEASE, node).await;
+                return Err(failed(e.to_string()));
+            }
+        };
+        if !due(&newest, log.applied()) {
+            let _ = crate::pgsnap::release_lease(&pool, crate::pgsnap::SNAPSHOT_LEASE, node).await;
             return Ok(false);
         }
         let stored = self.store_cluster_snapshot(&pool, node).await;
@@ -1220,48 +1241,59 @@ impl EmbeddedStore {
     /// rows behind the oldest one kept. Answers the snapshot's position. Call with the lease held.
     async fn store_cluster_snapshot(&self, pool: &sqlx::PgPool, node: i64) -> Result<u64, String> {
         let staging = self.dir.join("snapshot-staging");
-        let (snap, linked) = {
+        let snap = {
             // No idempotency piece or cold window is written or removed while they are linked.
             let _one = self.maintain_gate.lock().await;
-            let snap = {
-                let _fold = self.fold_lock.lock().unwrap_or_else(|p| p.into_inner());
-                let meta = self.folded.meta();
-                let engine = self.folded.engine();
-                snapshot::Snapshot {
-                    wal_offset: self.folded.applied_upto.load(Ordering::Acquire),
-                    meta: meta.snapshot(),
-                    engine: engine.snapshot(),
-                    dedupe: self.lock_dedupe().snapshot(),
-                    accepted_high_water: self.folded.accepted_high_water.load(Ordering::Acquire),
-                    ledger: true,
-                }
-            };
+            let (fold_lock, folded, dedupe) = (
+                self.fold_lock.clone(),
+                self.folded.clone(),
+                self.dedupe.clone(),
+            );
             let (dir, staging) = (self.dir.clone(), staging.clone());
-            // Immutable files (written once, renamed into place): a hard link is a copy that a
-            // later removal of the original does not touch.
-            let linked = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                match fs::remove_dir_all(&staging) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
-                crate::journal::create_private_dir(&staging)?;
-                for sub in [DEDUPE_DIR, COLD_DIR] {
-                    link_tree(&dir.join(sub), &staging.join(sub))?;
-                }
-                Ok(())
+            // Off the async workers: the fold may hold its lock a while (ledger back-pressure), and
+            // copying the state takes as long as the state is big.
+            tokio::task::spawn_blocking(move || -> Result<snapshot::Snapshot, String> {
+                let snap = {
+                    let _fold = fold_lock.lock().unwrap_or_else(|p| p.into_inner());
+                    let meta = folded.meta();
+                    let engine = folded.engine();
+                    let dedupe = dedupe.lock().unwrap_or_else(|p| p.into_inner()).snapshot();
+                    snapshot::Snapshot {
+                        wal_offset: folded.applied_upto.load(Ordering::Acquire),
+                        meta: meta.snapshot(),
+                        engine: engine.snapshot(),
+                        dedupe,
+                        accepted_high_water: folded.accepted_high_water.load(Ordering::Acquire),
+                        ledger: true,
+                    }
+                };
+                // Immutable files (written once, renamed into place): a hard link is a copy that a
+                // later removal of the original does not touch.
+                let linked = (|| -> std::io::Result<()> {
+                    match fs::remove_dir_all(&staging) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
+                    crate::journal::create_private_dir(&staging)?;
+                    for sub in [DEDUPE_DIR, COLD_DIR] {
+                        link_tree(&dir.join(sub), &staging.join(sub))?;
+                    }
+                    Ok(())
+                })();
+                linked.map_err(|e| format!("linking the state's files: {e}"))?;
+                Ok(snap)
             })
             .await
-            .map_err(|e| e.to_string())?;
-            (snap, linked)
+            .map_err(|e| e.to_string())??
         };
-        linked.map_err(|e| format!("linking the state's files: {e}"))?;
         let pos = snap.wal_offset;
         let ledger = self.ledger.clone();
         let staging_dir = staging.clone();
         tokio::task::spawn_blocking(move || -> Result<(), String> {
             // The ledger has applied (and committed) everything up to the snapshot's position, so a
             // node loading it replays nothing before it; its copy is one consistent read.
-            ledger.checkpoint(pos)?;
+            // (The copy reads through the ledger's WAL: no need to truncate it.)
+            ledger.checkpoint(pos, false)?;
             ledger.copy_to(&staging_dir.join(ledger::LEDGER_FILE))?;
             let bytes = snapshot::encode(snap)?;
             snapshot::write(&staging_dir, pos, &bytes, 1).map_err(|e| e.to_string())
@@ -1271,6 +1303,10 @@ impl EmbeddedStore {
         let stored = crate::pgsnap::store(pool, node, pos, &staging).await;
         let _ = tokio::fs::remove_dir_all(&staging).await;
         let stored = stored?;
+        // This node has applied at least that far (its next report says exactly where).
+        crate::pgsnap::report_position(pool, node, pos)
+            .await
+            .map_err(|e| e.to_string())?;
         let removed = crate::pgsnap::prune(pool, node)
             .await
             .map_err(|e| format!("removing what the snapshot covers: {e}"))?;
