@@ -182,7 +182,13 @@ pub struct Stored {
 /// Stores every file under `dir` (named by its path below it) as the snapshot at log position
 /// `pos`, under the lease `node` holds. The lease is checked when the snapshot is marked complete: a
 /// writer that lost it leaves an incomplete snapshot.
-pub async fn store(pool: &PgPool, node: i64, pos: u64, dir: &Path) -> Result<Stored, String> {
+pub async fn store(
+    pool: &PgPool,
+    node: i64,
+    pos: u64,
+    dir: &Path,
+    known_files: &mut KnownFiles,
+) -> Result<Stored, String> {
     let db = |e: sqlx::Error| e.to_string();
     // The log's time at the snapshot's position: its time high-water mark.
     let at_us: i64 = sqlx::query_scalar("SELECT at_us FROM phoenix_log WHERE pos = $1")
@@ -217,13 +223,35 @@ pub async fn store(pool: &PgPool, node: i64, pos: u64, dir: &Path) -> Result<Sto
         let mut manifest = Vec::new();
         let (mut bytes, mut new_bytes) = (0u64, 0u64);
         let mut renewed = std::time::Instant::now();
+        let mut seen = KnownFiles::new();
         for name in files {
             let mut file = tokio::fs::File::open(dir.join(&name))
                 .await
                 .map_err(|e| e.to_string())?;
+            let meta = file.metadata().await.map_err(|e| e.to_string())?;
+            let identity = (meta.len(), meta.modified().ok());
             let mut shas = Vec::new();
             let mut size = 0u64;
-            loop {
+            // An immutable file this node stored before (the same name, length and time): its
+            // chunks are named again, not read, hashed and looked up again.
+            let cached = known_files
+                .get(&name)
+                .filter(|(id, _)| *id == identity && is_immutable(&name))
+                .map(|(_, shas)| shas.clone());
+            if let Some(cached) = cached {
+                sqlx::query(
+                    "INSERT INTO phoenix_snapshot_refs (snapshot, sha256) \
+                     SELECT $1, unnest($2::bytea[]) ON CONFLICT DO NOTHING",
+                )
+                .bind(id)
+                .bind(&cached)
+                .execute(pool)
+                .await
+                .map_err(db)?;
+                size = identity.0;
+                shas = cached;
+            }
+            while shas.is_empty() || size < identity.0 {
                 let chunk = read_chunk(&mut file).await?;
                 if chunk.is_empty() {
                     break;
@@ -268,6 +296,9 @@ pub async fn store(pool: &PgPool, node: i64, pos: u64, dir: &Path) -> Result<Sto
                 shas.push(sha);
             }
             bytes += size;
+            if is_immutable(&name) {
+                seen.insert(name.clone(), (identity, shas.clone()));
+            }
             let name = name.to_string_lossy();
             manifest.extend_from_slice(&(name.len() as u16).to_le_bytes());
             manifest.extend_from_slice(name.as_bytes());
@@ -278,6 +309,8 @@ pub async fn store(pool: &PgPool, node: i64, pos: u64, dir: &Path) -> Result<Sto
             }
         }
         manifest.extend_from_slice(&0u16.to_le_bytes());
+        // Only what this snapshot holds is remembered (removed files are forgotten).
+        *known_files = seen;
         let done = sqlx::query(
             "UPDATE phoenix_snapshots SET complete = TRUE, bytes = $2, new_bytes = $3, manifest = $4, \
              completed_us = (extract(epoch from clock_timestamp()) * 1000000)::bigint \
@@ -315,6 +348,17 @@ pub async fn store(pool: &PgPool, node: i64, pos: u64, dir: &Path) -> Result<Sto
             .await;
     }
     stored
+}
+
+/// What a snapshot writer knows of the immutable files it stored: by name, their identity (length,
+/// modification time) and their chunks' hashes. Bounded by the files of one snapshot.
+pub type KnownFiles =
+    std::collections::HashMap<PathBuf, ((u64, Option<std::time::SystemTime>), Vec<Vec<u8>>)>;
+
+/// Idempotency pieces and cold windows are written once (renamed into place) and never changed.
+fn is_immutable(name: &Path) -> bool {
+    name.starts_with("dedupe") && name.extension().is_some_and(|e| e == "keys")
+        || name.starts_with("cold") && name.extension().is_some_and(|e| e == "win")
 }
 
 async fn read_chunk(file: &mut tokio::fs::File) -> Result<Vec<u8>, String> {

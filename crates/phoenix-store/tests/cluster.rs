@@ -22,13 +22,17 @@ struct Node {
 }
 
 async fn node(url: &str) -> Node {
+    node_with(url, EmbeddedOptions::default()).await
+}
+
+async fn node_with(url: &str, options: EmbeddedOptions) -> Node {
     let scratch = tempfile::tempdir().unwrap();
     let (dir, url) = (scratch.path().join("node"), url.to_owned());
     let store = tokio::task::spawn_blocking(move || {
         EmbeddedStore::open_cluster(
             &dir,
             key(),
-            EmbeddedOptions::default(),
+            options,
             PgLogOptions {
                 url,
                 connections: 4,
@@ -338,7 +342,12 @@ async fn a_new_node_starts_from_the_newest_snapshot_and_log_rows_behind_the_olde
     let Some(url) = support::fresh_schema("phx_snap").await else {
         return;
     };
-    let a = node(&url).await;
+    // Small idempotency pieces, so the snapshots carry some.
+    let small = EmbeddedOptions {
+        dedupe_hot_keys: 50,
+        ..EmbeddedOptions::default()
+    };
+    let a = node_with(&url, small).await;
     // Every kind of state (metadata, windows, rewards, achievements, webhooks) goes into it.
     conformance::run_all(a.store.as_ref(), "sa").await;
     let t = TenantId::parse("snap").unwrap();
@@ -372,6 +381,7 @@ async fn a_new_node_starts_from_the_newest_snapshot_and_log_rows_behind_the_olde
         statuses
     };
     send(a.store.clone(), 0, 200).await;
+    assert!(a.store.freeze_dedupe().await.unwrap(), "a piece is written");
     let pool = a.store.cluster_pool().unwrap();
     let no_wait = std::time::Duration::ZERO;
     assert!(a.store.checkpoint_cluster(1, no_wait).await.unwrap());
@@ -446,6 +456,14 @@ async fn a_new_node_starts_from_the_newest_snapshot_and_log_rows_behind_the_olde
         new_bytes < bytes,
         "{new_bytes} of {bytes} bytes stored again"
     );
+    let has_piece: bool = sqlx::query_scalar(
+        "SELECT position('.keys'::bytea in manifest) > 0 FROM phoenix_snapshots \
+         WHERE complete ORDER BY pos DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(has_piece, "the idempotency piece is in the snapshot");
     let unnamed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM phoenix_chunks c WHERE NOT EXISTS \
          (SELECT 1 FROM phoenix_snapshot_refs r WHERE r.sha256 = c.sha256)",

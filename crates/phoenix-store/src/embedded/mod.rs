@@ -523,6 +523,8 @@ pub struct EmbeddedStore {
     fold_lock: Arc<Mutex<()>>,
     /// When the cluster's newest snapshot was completed (the database's clock, µs; 0: none known).
     snapshot_completed_us: std::sync::atomic::AtomicI64,
+    /// The immutable files this node's last cluster snapshot stored, and their chunks.
+    snapshot_files: Mutex<crate::pgsnap::KnownFiles>,
     /// Windows moved to cold storage since start.
     moved_cold: AtomicU64,
     /// When each complete log segment was first seen (store time), for retention.
@@ -1022,6 +1024,7 @@ impl EmbeddedStore {
             maintain_gate: tokio::sync::Mutex::new(()),
             fold_lock,
             snapshot_completed_us: std::sync::atomic::AtomicI64::new(0),
+            snapshot_files: Mutex::default(),
             moved_cold: AtomicU64::new(0),
             segments_closed: Arc::default(),
             _ledger_thread: ledger_thread,
@@ -1300,7 +1303,17 @@ impl EmbeddedStore {
         })
         .await
         .map_err(|e| e.to_string())??;
-        let stored = crate::pgsnap::store(pool, node, pos, &staging).await;
+        let mut known = std::mem::take(
+            &mut *self
+                .snapshot_files
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let stored = crate::pgsnap::store(pool, node, pos, &staging, &mut known).await;
+        *self
+            .snapshot_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = known;
         let _ = tokio::fs::remove_dir_all(&staging).await;
         let stored = stored?;
         // This node has applied at least that far (its next report says exactly where).
