@@ -183,7 +183,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), PgLogError> {
         ),
         Migration::new(
             3,
-            "snapshots and leases".into(),
+            "snapshots, nodes, leases, the cluster id".into(),
             MigrationType::Simple,
             crate::pgsnap::MIGRATION_3.into_sql_str(),
             false,

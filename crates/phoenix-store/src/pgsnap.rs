@@ -71,6 +71,10 @@ CREATE TABLE IF NOT EXISTS phoenix_nodes (
     applied BIGINT NOT NULL,
     seen_us BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS phoenix_cluster (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS phoenix_leases (
     name TEXT PRIMARY KEY,
     node BIGINT NOT NULL,

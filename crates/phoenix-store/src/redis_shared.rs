@@ -85,12 +85,8 @@ impl RedisShared {
         let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(|e| format!("Redis: {e}"))?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS phoenix_cluster (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        )
-        .execute(&pool)
-        .await
-        .map_err(|e| format!("PostgreSQL: {e}"))?;
+        // (`phoenix_cluster` is made by the log's migrations: nodes starting at once would race on
+        // a `CREATE TABLE IF NOT EXISTS` of their own.)
         sqlx::query(
             "INSERT INTO phoenix_cluster (key, value) VALUES ('cluster_id', $1) ON CONFLICT (key) DO NOTHING",
         )

@@ -3,7 +3,7 @@
 //! a third node joining late (caught up before it is ready), and PostgreSQL restarted under load
 //! (writes are refused meanwhile, nothing acknowledged is lost, the nodes recover by themselves), and
 //! Redis going away (signed requests and logins refused, the rest working) and coming back empty
-//! (signed requests refused for the replay window).
+//! (signed requests refused for the replay window); three nodes started at once on an empty database.
 //! Against the machine's PostgreSQL and Redis (`PHOENIX_TEST_DATABASE_URL`, `PHOENIX_TEST_REDIS_URL`);
 //! under `CI=true` they must be there, elsewhere the tests say so and pass. The tests run one at a
 //! time (one of them restarts PostgreSQL).
@@ -270,6 +270,34 @@ async fn a_node_joining_late_catches_up_before_it_says_ready() {
         seen.insert(player);
     }
     assert_eq!(seen.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_started_at_once_on_an_empty_database_all_come_up() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(url) = phoenix_store::conformance::test_database("phx_three").await else {
+        return;
+    };
+    // Migrations, the cluster's id and the first snapshot look race here, not one after another.
+    let nodes: Vec<Server> = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|s| {
+            let started: Vec<_> = (0..3).map(|_| s.spawn(|| node(&url))).collect();
+            started.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    })
+    .await
+    .unwrap();
+    let http = client();
+    for n in &nodes {
+        let r = http.get(n.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    setup(&http, &nodes[2], "three").await;
+    let bases: Vec<String> = nodes.iter().map(|n| n.url("")).collect();
+    post_until_acked(&http, &bases, "three", "first", "p0", 0).await;
+    for n in &nodes {
+        count_on(&http, n, "three", "p0", 1.0).await;
+    }
 }
 
 /// Restarts the machine's PostgreSQL (or, where this process may not, cuts every connection the
