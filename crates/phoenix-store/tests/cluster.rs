@@ -557,3 +557,29 @@ async fn a_lease_is_one_nodes_until_it_lapses_and_its_holder_renews_it() {
         "given up"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rediss_url_speaks_tls() {
+    let Some(url) = support::fresh_schema("phx_rediss").await else {
+        return;
+    };
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    phoenix_store::pglog::migrate(&pool).await.unwrap();
+    let redis =
+        std::env::var("PHOENIX_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    // The machine's Redis speaks no TLS: a rediss:// URL to it is refused by the handshake (with TLS
+    // built in; without, the URL itself would be refused).
+    let tls = redis.replacen("redis://", "rediss://", 1);
+    let e = phoenix_store::redis_shared::RedisShared::connect(&tls, pool)
+        .await
+        .err()
+        .expect("no TLS on the other end, no connection");
+    assert!(
+        !e.contains("not a valid Redis URL") && !e.contains("not enabled"),
+        "{e}"
+    );
+}

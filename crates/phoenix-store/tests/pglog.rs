@@ -282,3 +282,50 @@ async fn a_record_the_fold_cannot_apply_stops_the_node_instead_of_skipping_it() 
     assert!(a.stop_reason().unwrap().contains("cannot apply it"));
     assert!(a.append_with(b"after", None, None).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_asking_for_tls_gets_an_encrypted_connection_or_a_clear_refusal() {
+    let Some(url) = fresh_schema("phx_tls").await else {
+        return;
+    };
+    let plain = sqlx::PgPool::connect(&url).await.unwrap();
+    let server_has_tls: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&plain)
+        .await
+        .unwrap();
+    let with = |mode: &str| format!("{url}&sslmode={mode}");
+    let open = |url: String| {
+        tokio::task::spawn_blocking(move || {
+            PgLog::open(
+                &PgLogOptions {
+                    url,
+                    connections: 2,
+                },
+                0,
+                |_| Ok(()),
+                Box::new(|_| Ok(())),
+            )
+        })
+    };
+    let required = open(with("require")).await.unwrap();
+    if server_has_tls == "on" {
+        // The log's own connections are encrypted.
+        let log = required.unwrap();
+        let encrypted: bool =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(log.pool())
+                .await
+                .unwrap();
+        assert!(encrypted);
+        // And a certificate no root vouches for is refused when asked to verify it.
+        let verified = open(with("verify-full")).await.unwrap();
+        let e = verified
+            .err()
+            .expect("an unverifiable certificate is refused")
+            .to_string();
+        assert!(!e.contains("without TLS"), "{e}");
+    } else {
+        let e = required.err().expect("no TLS, no connection").to_string();
+        assert!(!e.contains("without TLS"), "TLS is built in: {e}");
+    }
+}
