@@ -11,29 +11,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN="${PHOENIX_BIN:-${CARGO_TARGET_DIR:-target}/release/phoenix}"
 EVENTS="${EVENTS:-10000000}"
 USERS="${USERS:-1000000}"
 TAIL="${TAIL:-10}"
 INTERVAL="${INTERVAL:-60s}"
-DB="${PHOENIX_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
-REDIS="${PHOENIX_BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
-SECRET="bench-admin-secret-$RANDOM$RANDOM"
-KEY="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
-SCHEMA="phx_catchup_$(date +%s)_$RANDOM"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  psql "$DB" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-psql "$DB" -qc "CREATE SCHEMA $SCHEMA"
-CLUSTER_URL="$DB?options[search_path]=$SCHEMA"
+SCHEMA_PREFIX=phx_catchup
+# shellcheck source=scripts/cluster-bench-common.sh
+. scripts/cluster-bench-common.sh
 sql() { psql "$DB" -Atc "SET search_path TO $SCHEMA; $1" | tail -1; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ready() { for _ in $(seq 6000); do curl -sf "$1/readyz" >/dev/null && return 0; sleep 0.01; done; echo "$1 not ready" >&2; return 1; }
 start_node() {
   local port; port="$(free_port)"

@@ -587,13 +587,9 @@ pub fn event(id: &str, user: &str, score: f64) -> phoenix_core::event::Event {
     .expect("a valid test event")
 }
 
-pub async fn scoring(store: &dyn Store, prefix: &str) {
-    use crate::IngestStatus::{Accepted, Duplicate};
-    let t = tid(prefix, "score");
-    store
-        .create_tenant(t.clone(), "Scoring".into(), "s".into())
-        .await
-        .unwrap();
+/// Creates the all-time leaderboard `points` of tenant `t`: the sum of `attrs.score` of `match.*`
+/// events (see [`event`]).
+pub async fn points_board(store: &dyn Store, t: &TenantId) {
     store
         .create_leaderboard(NewLeaderboard {
             leaderboard_id: LeaderboardId::parse("points").unwrap(),
@@ -608,6 +604,16 @@ pub async fn scoring(store: &dyn Store, prefix: &str) {
         })
         .await
         .unwrap();
+}
+
+pub async fn scoring(store: &dyn Store, prefix: &str) {
+    use crate::IngestStatus::{Accepted, Duplicate};
+    let t = tid(prefix, "score");
+    store
+        .create_tenant(t.clone(), "Scoring".into(), "s".into())
+        .await
+        .unwrap();
+    points_board(store, &t).await;
     let batch = [
         event("e1", "ann", 10.0),
         event("e2", "ben", 30.0),

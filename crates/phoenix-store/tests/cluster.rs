@@ -103,20 +103,7 @@ async fn the_same_events_sent_to_two_nodes_count_once_and_creates_conflict_acros
         matches!(again, Err(phoenix_store::StoreError::Conflict(_))),
         "{again:?}"
     );
-    b.store
-        .create_leaderboard(NewLeaderboard {
-            leaderboard_id: LeaderboardId::parse("points").unwrap(),
-            tenant_id: t.clone(),
-            name: "Points".into(),
-            description: None,
-            status: LeaderboardStatus::Active,
-            config: serde_json::json!({
-                "timeframe": {"type": "all_time"},
-                "scoring": {"rules": [{"event_type": "match.*", "points_expression": "attrs.score"}]}
-            }),
-        })
-        .await
-        .unwrap();
+    conformance::points_board(b.store.as_ref(), &t).await;
     // Four clients, two per node, send overlapping ids at the same time.
     let mut tasks = Vec::new();
     for (i, store) in [&a, &b, &a, &b].into_iter().enumerate() {
@@ -355,20 +342,7 @@ async fn a_new_node_starts_from_the_newest_snapshot_and_log_rows_behind_the_olde
         .create_tenant(t.clone(), "Snap".into(), "s".into())
         .await
         .unwrap();
-    a.store
-        .create_leaderboard(NewLeaderboard {
-            leaderboard_id: LeaderboardId::parse("points").unwrap(),
-            tenant_id: t.clone(),
-            name: "Points".into(),
-            description: None,
-            status: LeaderboardStatus::Active,
-            config: serde_json::json!({
-                "timeframe": {"type": "all_time"},
-                "scoring": {"rules": [{"event_type": "match.*", "points_expression": "attrs.score"}]}
-            }),
-        })
-        .await
-        .unwrap();
+    conformance::points_board(a.store.as_ref(), &t).await;
     let send = |store: Arc<EmbeddedStore>, from: usize, to: usize| async move {
         let mut statuses = Vec::new();
         for chunk in (from..to).collect::<Vec<_>>().chunks(20) {
