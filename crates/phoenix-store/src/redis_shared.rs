@@ -11,6 +11,13 @@
 //! Redis lost its data: it writes a new epoch with the time of the discovery, and every node refuses
 //! signed requests until the replay window has passed since then, so no signature can be replayed.
 //! A brand-new cluster (no epoch in PostgreSQL yet) just writes its first one.
+//!
+//! **A Redis that went back in time** (restored from an older dump, a failover to a lagging replica)
+//! has forgotten the signatures used since. Every epoch check also increments a counter in Redis
+//! (`phoenix:{id}:counter`, in the same round trip); each node remembers the highest value it has
+//! seen, and PostgreSQL the highest any node saw (written every few seconds). A counter that answers
+//! less than that went back in time: it is handled as a loss (a new epoch, signed requests refused
+//! for the replay window).
 
 use crate::{StoreError, StoreResult};
 use jiff::Timestamp;
@@ -22,6 +29,9 @@ use std::time::Duration;
 /// Keys live under `phoenix:{cluster id}:` (the id is made once and kept in PostgreSQL), so clusters
 /// sharing one Redis never read each other's.
 const EPOCH_KEY: &str = "epoch";
+const COUNTER_KEY: &str = "counter";
+/// How often a node writes the highest counter it has seen to PostgreSQL.
+const COUNTER_PERSIST: Duration = Duration::from_secs(5);
 const SIG_PREFIX: &str = "sig:";
 /// How long signed requests are refused after Redis lost its data: the longest a signature is
 /// accepted for (SPEC §3.3: timestamps within five minutes).
@@ -71,6 +81,9 @@ pub struct RedisShared {
     epoch: Mutex<Option<Epoch>>,
     /// `phoenix:{cluster id}:`.
     prefix: String,
+    /// The highest value of Redis's counter seen (here or, at start, by any node), and when it was
+    /// last written to PostgreSQL.
+    counter: Mutex<(i64, Option<std::time::Instant>)>,
 }
 
 impl RedisShared {
@@ -99,12 +112,19 @@ impl RedisShared {
                 .fetch_one(&pool)
                 .await
                 .map_err(|e| format!("PostgreSQL: {e}"))?;
+        let highest: Option<String> =
+            sqlx::query_scalar("SELECT value FROM phoenix_cluster WHERE key = 'redis_counter'")
+                .fetch_optional(&pool)
+                .await
+                .map_err(|e| format!("PostgreSQL: {e}"))?;
+        let highest = highest.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         let shared = RedisShared {
             client,
             conn,
             pool,
             epoch: Mutex::new(None),
             prefix: format!("phoenix:{cluster_id}:"),
+            counter: Mutex::new((highest, None)),
         };
         // Learn (or start) the epoch now, so the first signed request does not pay for it.
         let _ = shared.current_epoch().await;
@@ -124,14 +144,19 @@ impl RedisShared {
     /// has passed since it was found.
     async fn current_epoch(&self) -> StoreResult<Epoch> {
         let mut conn = self.conn.clone();
-        let in_redis: Option<String> = redis::cmd("GET")
+        let (in_redis, counter): (Option<String>, i64) = redis::pipe()
+            .cmd("GET")
             .arg(self.key(EPOCH_KEY))
+            .cmd("INCR")
+            .arg(self.key(COUNTER_KEY))
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable("Redis", e))?;
+        let went_back = self.note_counter(counter).await?;
         let cached = self.epoch.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let epoch = match (cached, in_redis) {
-            (Some(c), Some(r)) if c.value == r => c,
+            (Some(c), Some(r)) if c.value == r && !went_back => c,
+            (_, in_redis) if went_back => self.settle_epoch_after_time_travel(in_redis).await?,
             (_, in_redis) => self.settle_epoch(in_redis).await?,
         };
         let ends = epoch.since_us + REPLAY_WINDOW.as_micros() as i64;
@@ -142,6 +167,69 @@ impl RedisShared {
             ));
         }
         Ok(epoch)
+    }
+
+    /// Takes Redis's counter as just incremented: true when it is below the highest seen (Redis went
+    /// back in time). Writes the highest to PostgreSQL every few seconds.
+    async fn note_counter(&self, counter: i64) -> StoreResult<bool> {
+        let (went_back, persist) = {
+            let mut seen = self.counter.lock().unwrap_or_else(|p| p.into_inner());
+            // From now on the counter counts from where Redis is.
+            let went_back = counter <= seen.0;
+            seen.0 = if went_back {
+                counter
+            } else {
+                seen.0.max(counter)
+            };
+            // After going back, at once: a node starting now must not take the old highest for
+            // a new loss.
+            let due = went_back || seen.1.is_none_or(|at| at.elapsed() >= COUNTER_PERSIST);
+            if due {
+                seen.1 = Some(std::time::Instant::now());
+            }
+            (went_back, due.then_some(seen.0))
+        };
+        if went_back {
+            tracing::warn!("Redis went back in time (its counter is below one seen before)");
+        }
+        if let Some(highest) = persist {
+            // The highest any node saw; after Redis went back, where it is now.
+            let query = if went_back {
+                "INSERT INTO phoenix_cluster (key, value) VALUES ('redis_counter', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = $1"
+            } else {
+                "INSERT INTO phoenix_cluster (key, value) VALUES ('redis_counter', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = greatest(phoenix_cluster.value::bigint, $1::bigint)::text"
+            };
+            sqlx::query(query)
+                .bind(highest.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(|e| unavailable("PostgreSQL", e))?;
+        }
+        Ok(went_back)
+    }
+
+    /// After Redis went back in time: a new epoch as after a loss, unless another node made one since
+    /// (then this node takes it).
+    async fn settle_epoch_after_time_travel(&self, in_redis: Option<String>) -> StoreResult<Epoch> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT value FROM phoenix_cluster WHERE key = 'redis_epoch'")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| unavailable("PostgreSQL", e))?;
+        let recent_loss = stored.as_deref().and_then(Epoch::parse).filter(|e| {
+            e.after_loss
+                && Timestamp::now().as_microsecond() - e.since_us < REPLAY_WINDOW.as_micros() as i64
+        });
+        match recent_loss {
+            Some(e) if in_redis.as_deref() == Some(e.value.as_str()) => {
+                *self.epoch.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+                Ok(e)
+            }
+            // The epoch Redis holds is made to look missing: the loss path writes a new one.
+            _ => self.settle_epoch(None).await,
+        }
     }
 
     /// Reconciles Redis's epoch with PostgreSQL's (see the module docs) and caches the result.

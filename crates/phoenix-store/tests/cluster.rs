@@ -557,3 +557,68 @@ async fn a_rediss_url_speaks_tls() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_went_back_in_time_refuses_signatures_for_the_replay_window() {
+    use phoenix_store::redis_shared::RedisShared;
+    let Some(url) = support::fresh_schema("phx_timetravel").await else {
+        return;
+    };
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .unwrap();
+    phoenix_store::pglog::migrate(&pool).await.unwrap();
+    let redis_url =
+        std::env::var("PHOENIX_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let a = RedisShared::connect(&redis_url, pool.clone())
+        .await
+        .unwrap();
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+    for _ in 0..5 {
+        // Signatures used before the dump the Redis is restored from below was taken (or not).
+        assert!(a.use_signature_once(rand_digest(), expires).await.unwrap());
+    }
+    let used = [7u8; 32];
+    assert!(a.use_signature_once(used, expires).await.unwrap());
+    assert!(
+        !a.use_signature_once(used, expires).await.unwrap(),
+        "a replay"
+    );
+    // Redis comes back from an older dump: the counter is behind, the signature's key is gone.
+    let cluster: String =
+        sqlx::query_scalar("SELECT value FROM phoenix_cluster WHERE key = 'cluster_id'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let mut redis = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::pipe()
+        .cmd("SET")
+        .arg(format!("phoenix:{cluster}:counter"))
+        .arg(2)
+        .cmd("DEL")
+        .arg(format!("phoenix:{cluster}:sig:{}", hex::encode(used)))
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    let replayed = a.use_signature_once(used, expires).await;
+    assert!(
+        matches!(replayed, Err(phoenix_store::StoreError::Unavailable(_))),
+        "the replay is refused: {replayed:?}"
+    );
+    // So is any signed request on any node, for the replay window.
+    let b = RedisShared::connect(&redis_url, pool.clone())
+        .await
+        .unwrap();
+    assert!(b.use_signature_once(rand_digest(), expires).await.is_err());
+    assert!(a.use_signature_once(rand_digest(), expires).await.is_err());
+}
+
+fn rand_digest() -> [u8; 32] {
+    phoenix_store::seal::random_bytes::<32>()
+}
