@@ -81,9 +81,17 @@ pub struct RedisShared {
     epoch: Mutex<Option<Epoch>>,
     /// `phoenix:{cluster id}:`.
     prefix: String,
-    /// The highest value of Redis's counter seen (here or, at start, by any node), and when it was
-    /// last written to PostgreSQL.
-    counter: Mutex<(i64, Option<std::time::Instant>)>,
+    /// Redis's counter as this node knows it.
+    counter: Mutex<Counter>,
+}
+
+/// The highest value of Redis's counter seen (here or, at start, by any node), which time-travel of
+/// Redis it belongs to (bumped once a rewind is handled), and when it was last written to PostgreSQL.
+#[derive(Debug, Default)]
+struct Counter {
+    highest: i64,
+    generation: u64,
+    persisted: Option<std::time::Instant>,
 }
 
 impl RedisShared {
@@ -124,7 +132,10 @@ impl RedisShared {
             pool,
             epoch: Mutex::new(None),
             prefix: format!("phoenix:{cluster_id}:"),
-            counter: Mutex::new((highest, None)),
+            counter: Mutex::new(Counter {
+                highest,
+                ..Counter::default()
+            }),
         };
         // Learn (or start) the epoch now, so the first signed request does not pay for it.
         let _ = shared.current_epoch().await;
@@ -143,6 +154,12 @@ impl RedisShared {
     /// The epoch, checked against Redis's; after a loss of Redis's data, `Err` until the replay window
     /// has passed since it was found.
     async fn current_epoch(&self) -> StoreResult<Epoch> {
+        // What this node has seen *before* its increment is sent: any value Redis answers now must be
+        // above it (requests running at once may note theirs in any order).
+        let (before, generation) = {
+            let c = self.counter.lock().unwrap_or_else(|p| p.into_inner());
+            (c.highest, c.generation)
+        };
         let mut conn = self.conn.clone();
         let (in_redis, counter): (Option<String>, i64) = redis::pipe()
             .cmd("GET")
@@ -152,13 +169,20 @@ impl RedisShared {
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable("Redis", e))?;
-        let went_back = self.note_counter(counter).await?;
+        let went_back = counter <= before;
         let cached = self.epoch.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let epoch = match (cached, in_redis) {
             (Some(c), Some(r)) if c.value == r && !went_back => c,
-            (_, in_redis) if went_back => self.settle_epoch_after_time_travel(in_redis).await?,
+            (_, in_redis) if went_back => {
+                tracing::warn!("Redis went back in time (its counter is below one seen before)");
+                // Until this succeeds the highest seen stays as it was, so the next check finds the
+                // rewind again (nothing is forgotten by a failure or a dropped request).
+                self.settle_epoch_after_time_travel(in_redis).await?
+            }
             (_, in_redis) => self.settle_epoch(in_redis).await?,
         };
+        self.note_counter(counter, went_back.then_some(generation))
+            .await;
         let ends = epoch.since_us + REPLAY_WINDOW.as_micros() as i64;
         if epoch.after_loss && Timestamp::now().as_microsecond() < ends {
             return Err(StoreError::Unavailable(
@@ -169,45 +193,48 @@ impl RedisShared {
         Ok(epoch)
     }
 
-    /// Takes Redis's counter as just incremented: true when it is below the highest seen (Redis went
-    /// back in time). Writes the highest to PostgreSQL every few seconds.
-    async fn note_counter(&self, counter: i64) -> StoreResult<bool> {
-        let (went_back, persist) = {
-            let mut seen = self.counter.lock().unwrap_or_else(|p| p.into_inner());
-            // From now on the counter counts from where Redis is.
-            let went_back = counter <= seen.0;
-            seen.0 = if went_back {
-                counter
+    /// Takes Redis's counter as just incremented. After a rewind was handled (`rewound` holds the
+    /// generation it was found in), the count starts again from where Redis is; otherwise the highest
+    /// only grows. Writes the highest to PostgreSQL every few seconds (at once after a rewind); a
+    /// failed write is tried again at the next check, never failing the request.
+    async fn note_counter(&self, counter: i64, rewound: Option<u64>) {
+        let (value, exact) = {
+            let mut c = self.counter.lock().unwrap_or_else(|p| p.into_inner());
+            let reset = rewound == Some(c.generation);
+            if reset {
+                c.highest = counter;
+                c.generation += 1;
             } else {
-                seen.0.max(counter)
-            };
-            // After going back, at once: a node starting now must not take the old highest for
-            // a new loss.
-            let due = went_back || seen.1.is_none_or(|at| at.elapsed() >= COUNTER_PERSIST);
-            if due {
-                seen.1 = Some(std::time::Instant::now());
+                c.highest = c.highest.max(counter);
             }
-            (went_back, due.then_some(seen.0))
+            let due = reset || c.persisted.is_none_or(|at| at.elapsed() >= COUNTER_PERSIST);
+            if !due {
+                return;
+            }
+            c.persisted = Some(std::time::Instant::now());
+            (c.highest, reset)
         };
-        if went_back {
-            tracing::warn!("Redis went back in time (its counter is below one seen before)");
+        // The highest any node saw; after a rewind, where Redis is now (a node starting later must
+        // not take the old highest for a new rewind).
+        let query = if exact {
+            "INSERT INTO phoenix_cluster (key, value) VALUES ('redis_counter', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = $1"
+        } else {
+            "INSERT INTO phoenix_cluster (key, value) VALUES ('redis_counter', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = CASE WHEN phoenix_cluster.value ~ '^[0-9]{1,18}$' \
+                 THEN greatest(phoenix_cluster.value::bigint, $1::bigint)::text ELSE $1 END"
+        };
+        if let Err(e) = sqlx::query(query)
+            .bind(value.to_string())
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(error = %e, "could not note Redis's counter in PostgreSQL; will retry");
+            self.counter
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .persisted = None;
         }
-        if let Some(highest) = persist {
-            // The highest any node saw; after Redis went back, where it is now.
-            let query = if went_back {
-                "INSERT INTO phoenix_cluster (key, value) VALUES ('redis_counter', $1) \
-                 ON CONFLICT (key) DO UPDATE SET value = $1"
-            } else {
-                "INSERT INTO phoenix_cluster (key, value) VALUES ('redis_counter', $1) \
-                 ON CONFLICT (key) DO UPDATE SET value = greatest(phoenix_cluster.value::bigint, $1::bigint)::text"
-            };
-            sqlx::query(query)
-                .bind(highest.to_string())
-                .execute(&self.pool)
-                .await
-                .map_err(|e| unavailable("PostgreSQL", e))?;
-        }
-        Ok(went_back)
     }
 
     /// After Redis went back in time: a new epoch as after a loss, unless another node made one since

@@ -572,13 +572,24 @@ async fn a_redis_that_went_back_in_time_refuses_signatures_for_the_replay_window
     phoenix_store::pglog::migrate(&pool).await.unwrap();
     let redis_url =
         std::env::var("PHOENIX_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let a = RedisShared::connect(&redis_url, pool.clone())
-        .await
-        .unwrap();
+    let a = std::sync::Arc::new(
+        RedisShared::connect(&redis_url, pool.clone())
+            .await
+            .unwrap(),
+    );
     let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
-    for _ in 0..5 {
-        // Signatures used before the dump the Redis is restored from below was taken (or not).
-        assert!(a.use_signature_once(rand_digest(), expires).await.unwrap());
+    // Many at once (their increments come back in any order): none is taken for a rewind.
+    let at_once: Vec<_> = (0..200)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.use_signature_once(rand_digest(), expires).await })
+        })
+        .collect();
+    for used in at_once {
+        assert!(
+            used.await.unwrap().unwrap(),
+            "a fresh signature is accepted"
+        );
     }
     let used = [7u8; 32];
     assert!(a.use_signature_once(used, expires).await.unwrap());

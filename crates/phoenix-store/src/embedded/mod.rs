@@ -1182,6 +1182,11 @@ impl EmbeddedStore {
         let log::Log::Pg(log) = &self.log else {
             return Ok(false);
         };
+        if !log.is_healthy() || !self.ledger.is_healthy() {
+            // A node that stopped folding (a record it could not apply) holds a state the others
+            // may not: it never offers it to them.
+            return Ok(false);
+        }
         let (pool, node) = (log.pool().clone(), log.node_id());
         let failed = |e: String| StoreError::Unavailable(format!("snapshot: {e}"));
         let newest = crate::pgsnap::newest(&pool)
