@@ -14,7 +14,7 @@
 //!
 //! **A Redis that went back in time** (restored from an older dump, a failover to a lagging replica)
 //! has forgotten the signatures used since. Every epoch check also increments a counter in Redis
-//! (`phoenix:{id}:counter`, in the same round trip); each node remembers the highest value it has
+//! (`phoenix:{id}:counter`, in the same round trip, after a signature's `SET NX`); each node remembers the highest value it has
 //! seen, and PostgreSQL the highest any node saw (written every few seconds). A counter that answers
 //! less than that went back in time: it is handled as a loss (a new epoch, signed requests refused
 //! for the replay window).
@@ -154,6 +154,14 @@ impl RedisShared {
     /// The epoch, checked against Redis's; after a loss of Redis's data, `Err` until the replay window
     /// has passed since it was found.
     async fn current_epoch(&self) -> StoreResult<Epoch> {
+        Ok(self.checked(None).await?.0)
+    }
+
+    /// One round trip: the epoch, then (with `signature`: digest and time to live in ms) the
+    /// signature's `SET NX`, then the counter's increment, in that order, so a Redis that went back
+    /// to before the signature was set went back to before the increment too. Answers the epoch (an
+    /// error after a loss, within the replay window) and whether the signature was new.
+    async fn checked(&self, signature: Option<([u8; 32], u64)>) -> StoreResult<(Epoch, bool)> {
         // What this node has seen *before* its increment is sent: any value Redis answers now must be
         // above it (requests running at once may note theirs in any order).
         let (before, generation) = {
@@ -161,14 +169,33 @@ impl RedisShared {
             (c.highest, c.generation)
         };
         let mut conn = self.conn.clone();
-        let (in_redis, counter): (Option<String>, i64) = redis::pipe()
-            .cmd("GET")
-            .arg(self.key(EPOCH_KEY))
-            .cmd("INCR")
-            .arg(self.key(COUNTER_KEY))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| unavailable("Redis", e))?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(self.key(EPOCH_KEY));
+        if let Some((digest, ttl_ms)) = signature {
+            pipe.cmd("SET")
+                .arg(self.key(&format!("{SIG_PREFIX}{}", hex::encode(digest))))
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms);
+        }
+        pipe.cmd("INCR").arg(self.key(COUNTER_KEY));
+        let (in_redis, new_signature, counter): (Option<String>, bool, i64) = match signature {
+            Some(_) => {
+                let (epoch, set, counter): (Option<String>, Option<String>, i64) = pipe
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| unavailable("Redis", e))?;
+                (epoch, set.is_some(), counter)
+            }
+            None => {
+                let (epoch, counter): (Option<String>, i64) = pipe
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| unavailable("Redis", e))?;
+                (epoch, false, counter)
+            }
+        };
         let went_back = counter <= before;
         let cached = self.epoch.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let epoch = match (cached, in_redis) {
@@ -190,7 +217,7 @@ impl RedisShared {
                     .into(),
             ));
         }
-        Ok(epoch)
+        Ok((epoch, new_signature))
     }
 
     /// Takes Redis's counter as just incremented. After a rewind was handled (`rewound` holds the
@@ -331,22 +358,13 @@ impl RedisShared {
         digest: [u8; 32],
         expires_at: Timestamp,
     ) -> StoreResult<bool> {
-        self.current_epoch().await?;
         let ttl_ms = expires_at
             .duration_since(Timestamp::now())
             .as_millis()
             .clamp(1, REPLAY_WINDOW.as_millis() as i128 * 2) as u64;
-        let mut conn = self.conn.clone();
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.key(&format!("{SIG_PREFIX}{}", hex::encode(digest))))
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| unavailable("Redis", e))?;
-        Ok(set.is_some())
+        // (Refused after a loss although the key was set: the signature's time ends within the
+        // replay window anyway.)
+        Ok(self.checked(Some((digest, ttl_ms))).await?.1)
     }
 
     /// Publishes `payload` to the cluster's nodes on `channel` (at most once: a node that is not
