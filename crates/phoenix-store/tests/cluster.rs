@@ -495,12 +495,7 @@ async fn a_lease_is_one_nodes_until_it_lapses_and_its_holder_renews_it() {
     let Some(url) = support::fresh_schema("phx_lease").await else {
         return;
     };
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&url)
-        .await
-        .unwrap();
-    phoenix_store::pglog::migrate(&pool).await.unwrap();
+    let pool = support::migrated_pool(&url).await;
     let short = std::time::Duration::from_millis(600);
     assert!(take_lease(&pool, "tick", 1, short).await.unwrap());
     assert!(
@@ -537,14 +532,8 @@ async fn a_rediss_url_speaks_tls() {
     let Some(url) = support::fresh_schema("phx_rediss").await else {
         return;
     };
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .unwrap();
-    phoenix_store::pglog::migrate(&pool).await.unwrap();
-    let redis =
-        std::env::var("PHOENIX_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let pool = support::migrated_pool(&url).await;
+    let redis = support::redis_url();
     // The machine's Redis speaks no TLS: a rediss:// URL to it is refused by the handshake (with TLS
     // built in; without, the URL itself would be refused).
     let tls = redis.replacen("redis://", "rediss://", 1);
@@ -564,14 +553,8 @@ async fn a_redis_that_went_back_in_time_refuses_signatures_for_the_replay_window
     let Some(url) = support::fresh_schema("phx_timetravel").await else {
         return;
     };
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&url)
-        .await
-        .unwrap();
-    phoenix_store::pglog::migrate(&pool).await.unwrap();
-    let redis_url =
-        std::env::var("PHOENIX_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let pool = support::migrated_pool(&url).await;
+    let redis_url = support::redis_url();
     let a = std::sync::Arc::new(
         RedisShared::connect(&redis_url, pool.clone())
             .await
