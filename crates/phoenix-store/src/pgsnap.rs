@@ -467,7 +467,11 @@ pub async fn prune(pool: &PgPool, node: i64) -> Result<u64, sqlx::Error> {
 
 /// Loads the newest complete snapshot into `dest` (which must be empty); answers its position, or
 /// `None` when the cluster has none yet. Runs its own runtime: call it off the async workers.
-pub fn load_newest(url: &str, dest: &Path) -> Result<Option<u64>, String> {
+pub fn load_newest(
+    url: &str,
+    dest: &Path,
+    dedupe_horizon: jiff::SignedDuration,
+) -> Result<Option<u64>, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -483,6 +487,7 @@ pub fn load_newest(url: &str, dest: &Path) -> Result<Option<u64>, String> {
         crate::pglog::migrate(&pool)
             .await
             .map_err(|e| e.to_string())?;
+        agree_on_horizon(&pool, dedupe_horizon).await?;
         // The newest may be removed while it loads (two newer ones completed meanwhile): again,
         // from an empty directory.
         let mut last_error = String::new();
@@ -508,6 +513,36 @@ pub fn load_newest(url: &str, dest: &Path) -> Result<Option<u64>, String> {
         }
         Err(format!("loading the newest snapshot: {last_error}"))
     })
+}
+
+/// Every node must expire event ids after the same horizon (a retry near it would otherwise be a
+/// duplicate on one node and new on another): the first node to start records its
+/// `PHOENIX_DEDUPE_HORIZON`; a node with another one refuses to start.
+async fn agree_on_horizon(pool: &PgPool, horizon: jiff::SignedDuration) -> Result<(), String> {
+    let ours = horizon.as_micros().to_string();
+    sqlx::query(
+        "INSERT INTO phoenix_cluster (key, value) VALUES ('dedupe_horizon_us', $1) \
+         ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(&ours)
+    .execute(pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    let theirs: String =
+        sqlx::query_scalar("SELECT value FROM phoenix_cluster WHERE key = 'dedupe_horizon_us'")
+            .fetch_one(pool)
+            .await
+            .map_err(|e| e.to_string())?;
+    if theirs == ours {
+        return Ok(());
+    }
+    let shown = theirs
+        .parse::<i64>()
+        .map(|us| format!("{:#}", jiff::SignedDuration::from_micros(us)))
+        .unwrap_or(theirs);
+    Err(format!(
+        "PHOENIX_DEDUPE_HORIZON is {horizon:#} on this node but {shown} in the cluster: every node must use the same (see docs/operations.md)"
+    ))
 }
 
 fn empty_dir(dir: &Path) -> std::io::Result<()> {

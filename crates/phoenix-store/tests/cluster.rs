@@ -616,3 +616,114 @@ async fn a_redis_that_went_back_in_time_refuses_signatures_for_the_replay_window
 fn rand_digest() -> [u8; 32] {
     phoenix_store::seal::random_bytes::<32>()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_id_expires_by_the_logs_time_alike_on_every_node() {
+    let Some(url) = support::fresh_schema("phx_expiry").await else {
+        return;
+    };
+    // A horizon of 3 s (no slack), so the test can outwait it.
+    let short = || EmbeddedOptions {
+        dedupe_horizon: jiff::SignedDuration::from_secs(3),
+        dedupe_slack: jiff::SignedDuration::ZERO,
+        dedupe_hot_keys: 50,
+        ..EmbeddedOptions::default()
+    };
+    let (a, b) = (
+        node_with(&url, short()).await,
+        node_with(&url, short()).await,
+    );
+    let t = TenantId::parse("expiry").unwrap();
+    a.store
+        .create_tenant(t.clone(), "Expiry".into(), "s".into())
+        .await
+        .unwrap();
+    conformance::points_board(a.store.as_ref(), &t).await;
+    let send = |n: &Node, id: &str| {
+        let store = n.store.clone();
+        let id = id.to_owned();
+        async move {
+            let statuses = store
+                .ingest("expiry", vec![conformance::event(&id, "p1", 1.0)])
+                .await
+                .unwrap();
+            statuses[0]
+        }
+    };
+    assert_eq!(send(&a, "e1").await, IngestStatus::Accepted);
+    assert_eq!(send(&b, "e1").await, IngestStatus::Duplicate);
+    // A keeps the id in a piece, and a node started from A's snapshot gets it (with its time) from
+    // there; B keeps it hot.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    a.store.freeze_dedupe().await.unwrap();
+    assert!(a.store.stats().dedupe_pieces >= 1);
+    let other = b.store.clone();
+    let filler = tokio::spawn(async move {
+        // Enough records that the snapshot is due.
+        for i in 0..3 {
+            other
+                .ingest(
+                    "expiry",
+                    vec![conformance::event(&format!("f{i}"), "p2", 1.0)],
+                )
+                .await
+                .unwrap();
+        }
+    });
+    filler.await.unwrap();
+    a.store.barrier().await.unwrap();
+    assert!(
+        a.store
+            .checkpoint_cluster(1, std::time::Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    let c = node_with(&url, short()).await;
+    assert_eq!(send(&c, "e1").await, IngestStatus::Duplicate);
+    // Past the horizon (by the log's time), the id is new again: on whichever node, and every node
+    // counts it.
+    tokio::time::sleep(std::time::Duration::from_millis(4_500)).await;
+    for n in [&a, &b, &c] {
+        n.store.maintain().await.ok();
+    }
+    assert_eq!(send(&c, "e1").await, IngestStatus::Accepted);
+    assert_eq!(send(&a, "e1").await, IngestStatus::Duplicate);
+    assert_eq!(send(&b, "e1").await, IngestStatus::Duplicate);
+    for n in [&a, &b, &c] {
+        n.store.barrier().await.unwrap();
+        let page = n
+            .store
+            .standings("expiry", "points", None, PageStart::Rank(1), 10)
+            .await
+            .unwrap()
+            .unwrap();
+        let p1 = page.entries.iter().find(|e| e.user_id == "p1").unwrap();
+        assert_eq!(
+            p1.score, 2.0,
+            "counted twice, once per acceptance, on every node"
+        );
+    }
+    // A node whose horizon differs from the cluster's would decide otherwise: it does not start.
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("node");
+    let refused = tokio::task::spawn_blocking(move || {
+        EmbeddedStore::open_cluster(
+            &dir,
+            key(),
+            EmbeddedOptions::default(),
+            PgLogOptions {
+                url,
+                connections: 2,
+            },
+        )
+        .map(|_| ())
+    })
+    .await
+    .unwrap()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("PHOENIX_DEDUPE_HORIZON is 168h on this node but 3s in the cluster"),
+        "{refused}"
+    );
+}

@@ -367,6 +367,9 @@ impl Clock {
 pub struct EmbeddedOptions {
     /// How long an event id is remembered for idempotency (SPEC §5, default 7 days).
     pub dedupe_horizon: SignedDuration,
+    /// How much longer than the horizon an id still counts as seen (default 6 minutes: events may be
+    /// stamped 5 minutes ahead of the clock, SPEC §5, and a minute for clocks apart).
+    pub dedupe_slack: SignedDuration,
     /// How long log segments are kept once a snapshot covers them (`None`: forever). Default 24 hours.
     pub log_retention: Option<std::time::Duration>,
     /// Size at which the log starts a new segment.
@@ -384,6 +387,7 @@ impl EmbeddedOptions {
     fn dedupe(&self) -> dedupe::DedupeOptions {
         dedupe::DedupeOptions {
             horizon: self.dedupe_horizon,
+            slack: self.dedupe_slack,
             hot_keys: self.dedupe_hot_keys.max(1),
         }
     }
@@ -400,6 +404,7 @@ impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
             dedupe_horizon: SignedDuration::from_hours(24 * 7),
+            dedupe_slack: SignedDuration::from_mins(6),
             log_retention: Some(std::time::Duration::from_secs(24 * 3600)),
             segment_bytes: crate::journal::SEGMENT_BYTES,
             cold_cache_bytes: 64 << 20,
@@ -579,8 +584,8 @@ impl EmbeddedStore {
             path: scratch.display().to_string(),
             source,
         })?;
-        if let Some(pos) =
-            crate::pgsnap::load_newest(&log.url, scratch).map_err(OpenError::Cluster)?
+        if let Some(pos) = crate::pgsnap::load_newest(&log.url, scratch, options.dedupe_horizon)
+            .map_err(OpenError::Cluster)?
         {
             tracing::info!(position = pos, "loaded the cluster's newest snapshot");
         }
@@ -661,7 +666,13 @@ impl EmbeddedStore {
             .min(ledger.progress_watermark());
         let fold_dedupes = cluster.is_some();
         let shift = if fold_dedupes { log::SEQ_SHIFT } else { 0 };
-        dedupe.prune(options.clock.now());
+        // A cluster node expires ids by its fold's time (the log's, never ahead of a record still to
+        // come), so that the log after the snapshot is decided as every other node decided it.
+        dedupe.prune(match fold_dedupes {
+            true => Timestamp::from_microsecond(folded.accepted_high_water.load(Ordering::Acquire))
+                .unwrap_or(Timestamp::UNIX_EPOCH),
+            false => options.clock.now(),
+        });
         let dedupe = Arc::new(Mutex::new(dedupe));
         let replay_dedupe = dedupe.clone();
         // Replay errors are kept aside: the journal's replay callback speaks io::Error.
@@ -1462,7 +1473,12 @@ impl EmbeddedStore {
             let dedupe = self.lock_dedupe();
             for event in events {
                 let key = dedupe.key(tenant_id, &event.event_id);
-                if dedupe.was_seen(key).map_err(StoreError::Unavailable)? {
+                // A duplicate here is a duplicate at the record's log time too (a minute ahead of
+                // this clock, which follows the database's); anything else is for the fold to decide.
+                if dedupe
+                    .was_seen(key, accepted_at + SignedDuration::from_mins(1))
+                    .map_err(StoreError::Unavailable)?
+                {
                     statuses.push(Some(IngestStatus::Duplicate));
                 } else {
                     statuses.push(None);
@@ -1613,10 +1629,11 @@ impl EmbeddedStore {
     pub async fn freeze_dedupe(&self) -> StoreResult<bool> {
         let _one = self.maintain_gate.lock().await;
         let now = self.now();
+        let expire_at = self.dedupe_expiry_time();
         let taken = {
             let due = self.lock_dedupe().should_freeze(now);
             if !due {
-                self.lock_dedupe().prune(now);
+                self.lock_dedupe().prune(expire_at);
                 self.merge_dedupe_pieces().await?;
                 return Ok(false);
             }
@@ -1639,7 +1656,7 @@ impl EmbeddedStore {
             match written {
                 Ok(piece) => {
                     dedupe.install(Some(piece));
-                    dedupe.prune(now);
+                    dedupe.prune(expire_at);
                 }
                 Err(e) => {
                     dedupe.install(None);
@@ -1651,6 +1668,17 @@ impl EmbeddedStore {
         }
         self.merge_dedupe_pieces().await?;
         Ok(true)
+    }
+
+    /// The time idempotency pieces are expired by: a cluster node's fold's time (the log's time of the
+    /// last record it applied; every record still to come is at or after it), one node's clock.
+    fn dedupe_expiry_time(&self) -> Timestamp {
+        let now = self.now();
+        if !self.log.is_cluster() {
+            return now;
+        }
+        Timestamp::from_microsecond(self.folded.accepted_high_water.load(Ordering::Acquire))
+            .map_or(Timestamp::UNIX_EPOCH, |folded| folded.min(now))
     }
 
     /// Merges one group of small dedupe pieces, if there is one (see `Dedupe::merge_candidates`).

@@ -96,6 +96,9 @@ struct Header {
     /// Absent (false) in snapshots written before the ledger existed.
     #[serde(default)]
     ledger: bool,
+    /// Whether the dedupe entries carry each key's own acceptance time (false in older snapshots).
+    #[serde(default)]
+    dedupe_times: bool,
 }
 
 fn lb_header(lb: &LeaderboardSnapshot) -> LeaderboardHeader {
@@ -152,6 +155,7 @@ pub(super) fn encode(snapshot: Snapshot) -> Result<Vec<u8>, String> {
         dedupe_entries: dedupe.entries.len() as u64,
         accepted_high_water,
         ledger,
+        dedupe_times: dedupe.per_key_times,
     };
     let header = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(64 + header.len() + dedupe.entries.len() * 24);
@@ -313,6 +317,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
         dedupe: DedupeSnapshot {
             key: header.dedupe_key,
             entries,
+            per_key_times: header.dedupe_times,
         },
         accepted_high_water: header.accepted_high_water,
         ledger: header.ledger,
