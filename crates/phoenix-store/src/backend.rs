@@ -102,6 +102,30 @@ impl RunningStore {
         &self.description
     }
 
+    /// Resolves once a cluster node has fallen behind the log's retained rows (it was away, e.g. cut
+    /// off from PostgreSQL, for longer than rows are kept for it) and can only come back by opening the
+    /// store again, which loads the newest snapshot; never on one node. Holds no reference that keeps
+    /// the store open.
+    pub fn fell_behind(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let store = match &self.closer {
+            Closer::Cluster(store, _) => Some(Arc::downgrade(store)),
+            Closer::Embedded(_) => None,
+        };
+        async move {
+            let Some(store) = store else {
+                return std::future::pending().await;
+            };
+            loop {
+                match store.upgrade() {
+                    Some(store) if store.fell_behind() => return,
+                    Some(_) => {}
+                    None => return std::future::pending().await,
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+
     /// Stops the background work and leaves the state so the next start is quick (a last
     /// snapshot). Correctness never depends on it: every acknowledged write is already durable.
     pub async fn close(self) {

@@ -314,6 +314,9 @@ struct Shared {
     stopped: AtomicBool,
     /// Why it stopped.
     stop_reason: Mutex<Option<String>>,
+    /// It stopped because the log's rows it needed next were removed (it was away longer than the
+    /// log keeps rows for it): a fresh start from the newest snapshot is the way back.
+    fell_behind: AtomicBool,
     applied: watch::Sender<u64>,
     /// The time of the last applied record (µs).
     applied_at_us: AtomicI64,
@@ -494,6 +497,7 @@ impl PgLog {
             reachable: AtomicBool::new(true),
             stopped: AtomicBool::new(false),
             stop_reason: Mutex::new(None),
+            fell_behind: AtomicBool::new(false),
             applied,
             applied_at_us: AtomicI64::new(last_at_us),
             head: AtomicU64::new(head.pos.max(at)),
@@ -759,6 +763,12 @@ impl PgLog {
             appends: s.append_count.load(Ordering::Relaxed),
             append_us_sum: s.append_us_sum.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether the fold stopped because the rows it needed next were removed (see
+    /// [`crate::backend::RunningStore::fell_behind`]).
+    pub fn fell_behind(&self) -> bool {
+        self.shared.fell_behind.load(Ordering::Acquire)
     }
 
     /// Why the fold stopped, if it did.
@@ -1030,7 +1040,11 @@ async fn tailer_loop(
                 let full = rows.len() as i64 == FETCH_ROWS;
                 if let Some(last) = rows.last() {
                     if rows.first().is_some_and(|r| r.pos != fetched + 1) {
-                        shared.stop(format!("the log has no record at position {}", fetched + 1));
+                        shared.fell_behind.store(true, Ordering::Release);
+                        shared.stop(format!(
+                            "the log has no record at position {} any more (this node was away longer than the log keeps rows for it): it starts again from the newest snapshot",
+                            fetched + 1
+                        ));
                         return;
                     }
                     fetched = last.pos;
@@ -1091,7 +1105,11 @@ async fn clock_loop(pool: PgPool, shared: Arc<Shared>) {
                 continue;
             }
         }
-        // Where this node is, so the log's rows it still needs are kept (see `pgsnap::prune`).
+        // Where this node is, so the log's rows it still needs are kept (see `pgsnap::prune`); a node
+        // that stopped folding needs none.
+        if shared.stopped.load(Ordering::Acquire) {
+            continue;
+        }
         let applied = *shared.applied.borrow();
         let _ = crate::pgsnap::report_position(&mut *conn, shared.origin, applied).await;
     }

@@ -326,6 +326,7 @@ pub enum LogFormat {
 }
 
 /// Checked settings.
+#[derive(Clone)]
 pub struct Resolved {
     pub server: ServerConfig,
     pub data_dir: PathBuf,

@@ -107,11 +107,61 @@ fn init_logging(resolved: &Resolved) {
     }
 }
 
-async fn serve(resolved: Resolved) -> anyhow::Result<()> {
+async fn serve(mut resolved: Resolved) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(on_shutdown_signal(shutdown.clone())?);
-    let started = start(resolved).await?;
-    run(started, shutdown).await
+    let mut started = start(resolved.clone()).await?;
+    loop {
+        // A cluster node that fell behind the log's retained rows (cut off from PostgreSQL for
+        // longer than they are kept for it) stops serving, opens the store again (from the newest
+        // snapshot) and serves again on the same addresses.
+        pin_addresses(&mut resolved.server, &started.app);
+        let round = shutdown.child_token();
+        let behind = started.store.fell_behind();
+        let watcher = tokio::spawn({
+            let round = round.clone();
+            async move {
+                tokio::select! {
+                    () = behind => {
+                        tracing::warn!("this node fell behind the cluster's log: serving again from the newest snapshot");
+                        round.cancel();
+                        true
+                    }
+                    () = round.cancelled() => false,
+                }
+            }
+        });
+        run(started, round).await?;
+        if !watcher.await.unwrap_or(false) || shutdown.is_cancelled() {
+            return Ok(());
+        }
+        started = loop {
+            match start(resolved.clone()).await {
+                Ok(started) => break started,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "starting again failed; retrying in 5 s");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+            }
+        };
+    }
+}
+
+/// Makes the listeners' settings the addresses `app` bound (a port 0 becomes the port it got), so a
+/// server started again listens where clients already connect.
+fn pin_addresses(config: &mut phoenix_server::ServerConfig, app: &Application) {
+    for (name, addr) in app.addrs() {
+        match name {
+            "combined" => config.listen = addr,
+            "admin" => config.admin_listen = phoenix_server::GatewayListen::Own(addr),
+            "ingestion" => config.ingestion_listen = phoenix_server::GatewayListen::Own(addr),
+            "query" => config.query_listen = phoenix_server::GatewayListen::Own(addr),
+            _ => {}
+        }
+    }
 }
 
 /// `phoenix demo`: a fresh store (removed at exit unless `--demo-dir`), seeded through the API, with

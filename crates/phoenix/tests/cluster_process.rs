@@ -3,7 +3,8 @@
 //! a third node joining late (caught up before it is ready), and PostgreSQL restarted under load
 //! (writes are refused meanwhile, nothing acknowledged is lost, the nodes recover by themselves), and
 //! Redis going away (signed requests and logins refused, the rest working) and coming back empty
-//! (signed requests refused for the replay window); three nodes started at once on an empty database.
+//! (signed requests refused for the replay window); three nodes started at once on an empty database;
+//! a node away longer than the log keeps rows for it, back by itself from a snapshot.
 //! Against the machine's PostgreSQL and Redis (`PHOENIX_TEST_DATABASE_URL`, `PHOENIX_TEST_REDIS_URL`);
 //! under `CI=true` they must be there, elsewhere the tests say so and pass. The tests run one at a
 //! time (one of them restarts PostgreSQL).
@@ -545,4 +546,115 @@ async fn without_redis_signed_requests_and_logins_fail_closed_and_the_rest_works
         503,
         "a signed request within the replay window after Redis lost its data"
     );
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a node's process.
+fn signal(node: &Server, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_away_longer_than_the_log_keeps_rows_for_it_comes_back_from_a_snapshot_by_itself() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(url) = phoenix_store::conformance::test_database("phx_behind").await else {
+        return;
+    };
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(phoenix_store::pglog::connect_options(&url).unwrap())
+        .await
+        .unwrap();
+    let http = client();
+    let snapshots_often = |url: &str| {
+        Server::start_with(
+            &std::env::temp_dir(),
+            &[
+                ("PHOENIX_DATABASE_URL", url),
+                ("PHOENIX_REDIS_URL", &redis_url()),
+                ("PHOENIX_MASTER_KEY", MASTER_KEY),
+                ("PHOENIX_SNAPSHOT_INTERVAL", "1s"),
+            ],
+        )
+    };
+    let (a, b) = (snapshots_often(&url), snapshots_often(&url));
+    setup(&http, &a, "behind").await;
+    let (on_a, on_b) = (vec![a.url("")], vec![b.url("")]);
+    let mut sent = 0.0;
+    for k in 0..10 {
+        post_until_acked(&http, &on_b, "behind", &format!("before-{k}"), "p0", 0).await;
+        sent += 1.0;
+    }
+    count_on(&http, &b, "behind", "p0", sent).await;
+    // B is cut off (stopped, as a partition would leave it) and, as for a node not heard from for 5
+    // minutes, its place in the log no longer holds rows back.
+    signal(&b, "STOP");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let now_us = "(extract(epoch from clock_timestamp()) * 1000000)::bigint";
+    // B cannot have applied past the head as it is now.
+    let b_applied: i64 = sqlx::query_scalar("SELECT max(pos) FROM phoenix_log")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE phoenix_nodes SET seen_us = {now_us} - 600000000 WHERE seen_us < {now_us} - 1500000"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    // A goes on; its snapshots remove the rows B would read next.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut k = 0;
+    loop {
+        post_until_acked(&http, &on_a, "behind", &format!("while-{k}"), "p0", 0).await;
+        sent += 1.0;
+        k += 1;
+        let oldest: Option<i64> = sqlx::query_scalar("SELECT min(pos) FROM phoenix_log")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if oldest.is_some_and(|pos| pos > b_applied + 1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rows after B's position ({b_applied}) were never removed (oldest {oldest:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Back: B finds the gap, stops serving, opens the cluster again from the newest snapshot and
+    // serves on the same address, with everything.
+    signal(&b, "CONT");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut said = false;
+    let mut lines = Vec::new();
+    loop {
+        while let Ok(line) = b.log.try_recv() {
+            said |= line.contains("fell behind the cluster's log");
+            lines.push(line);
+        }
+        let ready = http
+            .get(b.url("/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if said && ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B did not come back (said so: {said}): {}",
+            lines.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    count_on(&http, &b, "behind", "p0", sent).await;
+    // And takes writes again, which A sees.
+    post_until_acked(&http, &on_b, "behind", "after", "p0", 0).await;
+    sent += 1.0;
+    count_on(&http, &a, "behind", "p0", sent).await;
+    count_on(&http, &b, "behind", "p0", sent).await;
 }

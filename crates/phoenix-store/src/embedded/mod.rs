@@ -1377,6 +1377,15 @@ impl EmbeddedStore {
     }
 
     /// The PostgreSQL log's pool, when this is a cluster node.
+    /// A cluster node whose fold stopped because the log's rows it needed next were removed: it comes
+    /// back by starting again from the newest snapshot.
+    pub fn fell_behind(&self) -> bool {
+        match &self.log {
+            log::Log::Pg(log) => log.fell_behind(),
+            log::Log::File(_) => false,
+        }
+    }
+
     pub fn cluster_pool(&self) -> Option<sqlx::PgPool> {
         match &self.log {
             log::Log::Pg(log) => Some(log.pool().clone()),
