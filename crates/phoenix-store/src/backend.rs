@@ -26,6 +26,8 @@ pub enum BackendConfig {
     Cluster {
         database_url: String,
         redis_url: String,
+        /// PEM certificates Redis's TLS certificate is checked against (else the bundled roots).
+        redis_ca: Option<Vec<u8>>,
         master_key: MasterKey,
         options: EmbeddedOptions,
     },
@@ -157,12 +159,13 @@ pub async fn open(config: StoreConfig) -> Result<RunningStore, StartError> {
         BackendConfig::Cluster {
             database_url,
             redis_url,
+            redis_ca,
             master_key,
             options,
         } => {
             open_cluster(
                 database_url,
-                redis_url,
+                (redis_url, redis_ca),
                 master_key,
                 options,
                 config.snapshot_interval,
@@ -212,7 +215,7 @@ pub async fn open(config: StoreConfig) -> Result<RunningStore, StartError> {
 /// Opens a cluster node: Redis and PostgreSQL reachable, the schema migrated, the log replayed.
 async fn open_cluster(
     database_url: String,
-    redis_url: String,
+    (redis_url, redis_ca): (String, Option<Vec<u8>>),
     master_key: MasterKey,
     options: EmbeddedOptions,
     snapshot_interval: Duration,
@@ -244,7 +247,7 @@ async fn open_cluster(
     let pool = store
         .cluster_pool()
         .ok_or_else(|| StartError::Cluster("the cluster log has no pool".into()))?;
-    let shared = crate::redis_shared::RedisShared::connect(&redis_url, pool)
+    let shared = crate::redis_shared::RedisShared::connect_tls(&redis_url, redis_ca, pool)
         .await
         .map_err(StartError::Cluster)?;
     let store = store.with_shared(Arc::new(shared));

@@ -97,8 +97,28 @@ struct Counter {
 impl RedisShared {
     /// Connects to Redis (`url`) and to PostgreSQL (`pool`, for the epoch).
     pub async fn connect(url: &str, pool: PgPool) -> Result<RedisShared, String> {
-        let client = redis::Client::open(url)
-            .map_err(|_| "PHOENIX_REDIS_URL: not a valid Redis URL".to_owned())?;
+        Self::connect_tls(url, None, pool).await
+    }
+
+    /// [`RedisShared::connect`], checking a `rediss://` Redis's certificate against `root_pem` (PEM
+    /// certificates of a private CA) instead of the bundled Mozilla roots.
+    pub async fn connect_tls(
+        url: &str,
+        root_pem: Option<Vec<u8>>,
+        pool: PgPool,
+    ) -> Result<RedisShared, String> {
+        let client = match root_pem {
+            None => redis::Client::open(url)
+                .map_err(|_| "PHOENIX_REDIS_URL: not a valid Redis URL".to_owned())?,
+            Some(pem) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+            .map_err(|e| format!("PHOENIX_REDIS_URL with PHOENIX_REDIS_CA_FILE: {e}"))?,
+        };
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))

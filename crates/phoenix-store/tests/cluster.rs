@@ -727,3 +727,176 @@ async fn an_event_id_expires_by_the_logs_time_alike_on_every_node() {
         "{refused}"
     );
 }
+
+/// Runs `program` with `args` in `dir`; false when it is not installed.
+fn run_in(dir: &std::path::Path, program: &str, args: &[&str]) -> bool {
+    match std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+    {
+        Ok(status) => {
+            assert!(status.success(), "{program} {args:?} failed");
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => panic!("{program}: {e}"),
+    }
+}
+
+/// A `redis-server` of the test's own, killed when dropped.
+struct TlsRedis(std::process::Child);
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_behind_a_private_ca_is_trusted_with_its_ca_file_and_not_without() {
+    let Some(url) = support::fresh_schema("phx_redis_ca").await else {
+        return;
+    };
+    let pool = support::migrated_pool(&url).await;
+    // A CA of the test's own, and a certificate it signed for 127.0.0.1, made by openssl.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ca.cnf"),
+        "[req]\ndistinguished_name=dn\nx509_extensions=ca\nprompt=no\n[dn]\nCN=Phoenix test CA\n\
+         [ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
+         subjectKeyIdentifier=hash\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("server.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n\
+         subjectAltName=IP:127.0.0.1\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let made = run_in(
+        dir.path(),
+        "openssl",
+        &[
+            &["req", "-x509", "-config", "ca.cnf", "-days", "1"][..],
+            &ec[..],
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+    );
+    if !made {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "openssl is required under CI=true"
+        );
+        eprintln!("SKIPPED: no openssl");
+        return;
+    }
+    run_in(
+        dir.path(),
+        "openssl",
+        &[
+            &["req", "-subj", "/CN=127.0.0.1"][..],
+            &ec[..],
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+    );
+    run_in(
+        dir.path(),
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let spawned = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            "server.pem",
+            "--tls-key-file",
+            "server.key",
+            "--tls-ca-cert-file",
+            "ca.pem",
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let _redis = match spawned {
+        Ok(child) => TlsRedis(child),
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "redis-server is required under CI=true: {e}"
+            );
+            eprintln!("SKIPPED: no redis-server ({e})");
+            return;
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the TLS Redis did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let tls = format!("rediss://127.0.0.1:{port}");
+    let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let shared =
+        phoenix_store::redis_shared::RedisShared::connect_tls(&tls, Some(ca), pool.clone())
+            .await
+            .expect("trusted with the CA file");
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(5);
+    let digest = rand_digest();
+    assert!(shared.use_signature_once(digest, expires).await.unwrap());
+    assert!(!shared.use_signature_once(digest, expires).await.unwrap());
+    // Without it, the bundled public roots do not know the CA: no connection.
+    let refused = phoenix_store::redis_shared::RedisShared::connect(&tls, pool)
+        .await
+        .err()
+        .expect("an unknown CA is refused");
+    assert!(refused.starts_with("Redis"), "{refused}");
+}

@@ -73,6 +73,10 @@ pub struct Settings {
     /// redis://... : cluster mode's shared hot state (with PHOENIX_DATABASE_URL and PHOENIX_MASTER_KEY).
     #[arg(long, global = true, env = "PHOENIX_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// PEM file of the CA(s) a rediss:// Redis's certificate is checked against (instead of the
+    /// bundled Mozilla roots): for a Redis behind a private CA.
+    #[arg(long, global = true, env = "PHOENIX_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     /// System admin secret: full Admin access.
     #[arg(
         long,
@@ -347,6 +351,8 @@ pub struct Resolved {
 pub struct ClusterUrls {
     pub database_url: String,
     pub redis_url: String,
+    /// The PEM of `PHOENIX_REDIS_CA_FILE`, read at start.
+    pub redis_ca: Option<Vec<u8>>,
 }
 
 /// A configuration error: one line naming the variable.
@@ -363,6 +369,19 @@ impl std::fmt::Display for ConfigError {
 
 fn bad(var: &str, msg: impl std::fmt::Display) -> ConfigError {
     ConfigError(format!("{var}: {msg}"))
+}
+
+/// Reads `PHOENIX_REDIS_CA_FILE`: PEM certificates (checked again, fully, when Redis is reached).
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    let var = "PHOENIX_REDIS_CA_FILE";
+    let pem = std::fs::read(path).map_err(|e| bad(var, format!("{}: {e}", path.display())))?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(bad(
+            var,
+            format!("{} holds no PEM certificate", path.display()),
+        ));
+    }
+    Ok(pem)
 }
 
 fn parse_addr(var: &str, raw: &str) -> Result<SocketAddr, ConfigError> {
@@ -456,7 +475,7 @@ impl Settings {
             v.as_deref().map(str::trim).filter(|s| !s.is_empty())
         }
         let cluster = match (given(&self.database_url), given(&self.redis_url)) {
-            (None, None) => None,
+            (None, None) if self.redis_ca_file.is_none() => None,
             (Some(_), None) => {
                 return Err(bad(
                     "PHOENIX_DATABASE_URL",
@@ -476,10 +495,27 @@ impl Settings {
                 if !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
                     return Err(bad("PHOENIX_REDIS_URL", "must be a redis:// URL"));
                 }
+                let redis_ca = match &self.redis_ca_file {
+                    None => None,
+                    Some(_) if !redis.starts_with("rediss://") => {
+                        return Err(bad(
+                            "PHOENIX_REDIS_CA_FILE",
+                            "needs a rediss:// PHOENIX_REDIS_URL (TLS)",
+                        ));
+                    }
+                    Some(path) => Some(read_pem(path)?),
+                };
                 Some(ClusterUrls {
                     database_url: db.to_owned(),
                     redis_url: redis.to_owned(),
+                    redis_ca,
                 })
+            }
+            (None, None) => {
+                return Err(bad(
+                    "PHOENIX_REDIS_CA_FILE",
+                    "is for cluster mode: set PHOENIX_DATABASE_URL and a rediss:// PHOENIX_REDIS_URL too",
+                ));
             }
         };
         let listen = parse_addr("PHOENIX_LISTEN", &self.listen)?;
@@ -658,6 +694,7 @@ impl Resolved {
             (Some(urls), Some(key)) => phoenix_store::BackendConfig::Cluster {
                 database_url: urls.database_url.clone(),
                 redis_url: urls.redis_url.clone(),
+                redis_ca: urls.redis_ca.clone(),
                 master_key: key.clone(),
                 options,
             },

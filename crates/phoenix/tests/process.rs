@@ -27,6 +27,7 @@ fn help_lists_every_configuration_variable() {
         "PHOENIX_DATA_DIR",
         "PHOENIX_DATABASE_URL",
         "PHOENIX_REDIS_URL",
+        "PHOENIX_REDIS_CA_FILE",
         "PHOENIX_ADMIN_SECRET",
         "PHOENIX_MASTER_KEY",
         "PHOENIX_AUTH_ENABLED",
@@ -51,6 +52,7 @@ fn invalid_configuration_stops_start_up_with_one_line_naming_the_variable() {
         ("PHOENIX_LOG_FORMAT", "xml"),
         ("PHOENIX_DATABASE_URL", "postgres://localhost/test"),
         ("PHOENIX_REDIS_URL", "redis://localhost"),
+        ("PHOENIX_REDIS_CA_FILE", "/nonexistent/ca.pem"),
         ("PHOENIX_MAX_BODY_BYTES", "lots"),
         ("PHOENIX_ACCESS_TOKEN_TTL", "soon"),
         ("PHOENIX_REFRESH_TOKEN_TTL", "0"),
@@ -69,6 +71,37 @@ fn invalid_configuration_stops_start_up_with_one_line_naming_the_variable() {
         assert!(
             lines[0].contains(var),
             "{var}: line does not name it: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_redis_ca_file_needs_a_tls_url_and_a_pem_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let cases = [
+        ("redis://127.0.0.1:1", "needs a rediss://"),
+        ("rediss://127.0.0.1:1", "holds no PEM certificate"),
+    ];
+    for (redis, said) in cases {
+        let out = phoenix()
+            .arg("serve")
+            .env(
+                "PHOENIX_DATABASE_URL",
+                "postgres://postgres@127.0.0.1:1/none",
+            )
+            .env("PHOENIX_REDIS_URL", redis)
+            .env("PHOENIX_REDIS_CA_FILE", &not_pem)
+            .env("PHOENIX_MASTER_KEY", "ab".repeat(32))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("PHOENIX_REDIS_CA_FILE") && stderr.contains(said),
+            "{stderr}"
         );
     }
 }
