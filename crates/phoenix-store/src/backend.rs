@@ -144,7 +144,13 @@ impl RunningStore {
                 }
             }
             Closer::Cluster(store, scratch) => {
-                // The last handle but the server's (already stopped): the log's tasks end with it.
+                // The last handles (the server's tasks have stopped): the log's tasks end with it.
+                drop(self.store);
+                if Arc::strong_count(&store) > 1 {
+                    tracing::warn!(
+                        "a request still holds this node's store; its memory is freed when it ends"
+                    );
+                }
                 drop(store);
                 let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(scratch)).await;
             }
@@ -229,7 +235,46 @@ async fn open_cluster(
         std::process::id(),
         crate::seal::random_hex::<4>()
     ));
-    let dir = scratch.clone();
+    let opened = open_cluster_in(
+        scratch.clone(),
+        database_url,
+        (redis_url, redis_ca),
+        master_key,
+        options,
+    )
+    .await;
+    let store = match opened {
+        Ok(store) => Arc::new(store),
+        Err(e) => {
+            // Nothing in it is needed, and a process that starts again (after falling behind) must
+            // not leave a snapshot's copy behind at every attempt.
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(scratch)).await;
+            return Err(e);
+        }
+    };
+    let snapshots = tokio::spawn(take_cluster_snapshots(
+        store.clone(),
+        snapshot_interval,
+        stop.subscribe(),
+    ));
+    Ok(RunningStore {
+        store: store.clone(),
+        description: "cluster node (PostgreSQL log, Redis shared state)".into(),
+        stop,
+        background: vec![snapshots],
+        closer: Closer::Cluster(store, scratch),
+    })
+}
+
+/// The store of a cluster node in `scratch` (its files are all there).
+async fn open_cluster_in(
+    scratch: PathBuf,
+    database_url: String,
+    (redis_url, redis_ca): (String, Option<Vec<u8>>),
+    master_key: MasterKey,
+    options: EmbeddedOptions,
+) -> Result<EmbeddedStore, StartError> {
+    let dir = scratch;
     let log = crate::pglog::PgLogOptions {
         url: database_url,
         connections: 8,
@@ -252,19 +297,7 @@ async fn open_cluster(
         .map_err(StartError::Cluster)?;
     let store = store.with_shared(Arc::new(shared));
     store.initialize().await?;
-    let store = Arc::new(store);
-    let snapshots = tokio::spawn(take_cluster_snapshots(
-        store.clone(),
-        snapshot_interval,
-        stop.subscribe(),
-    ));
-    Ok(RunningStore {
-        store: store.clone(),
-        description: "cluster node (PostgreSQL log, Redis shared state)".into(),
-        stop,
-        background: vec![snapshots],
-        closer: Closer::Cluster(store, scratch),
-    })
+    Ok(store)
 }
 
 /// Removes the scratch directories of nodes that are gone (killed before they could remove their

@@ -38,8 +38,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, oneshot, watch};
 
 /// The version of the record format this build writes and reads. A node refuses rows with a higher
-/// one (see the module docs).
-pub const RECORD_VERSION: i16 = 1;
+/// one (see the module docs). 2: the same records, but whether an event id is a duplicate is decided
+/// by each id's acceptance time in the log (horizon + 6 minutes), so a node of version 1 must not fold
+/// what a node of version 2 appended.
+pub const RECORD_VERSION: i16 = 2;
 /// Upper bound on the bytes of one group (one transaction).
 const MAX_GROUP_BYTES: usize = 8 << 20;
 /// Upper bound on the records of one group.
@@ -338,7 +340,7 @@ struct Shared {
 
 impl Shared {
     fn stop(&self, why: String) {
-        tracing::error!(reason = %why, "the log's fold stopped; this node is not ready until it restarts");
+        tracing::error!(reason = %why, "the log's fold stopped; this node is not ready until it starts again");
         *self.stop_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
         self.stopped.store(true, Ordering::Release);
         // Nobody waits for ever: appends not applied yet are answered now (their records may be in

@@ -622,9 +622,9 @@ async fn an_event_id_expires_by_the_logs_time_alike_on_every_node() {
     let Some(url) = support::fresh_schema("phx_expiry").await else {
         return;
     };
-    // A horizon of 3 s (no slack), so the test can outwait it.
+    // A horizon of 15 s (no slack), so the test can outwait it (and have its steps before it ends).
     let short = || EmbeddedOptions {
-        dedupe_horizon: jiff::SignedDuration::from_secs(3),
+        dedupe_horizon: jiff::SignedDuration::from_secs(15),
         dedupe_slack: jiff::SignedDuration::ZERO,
         dedupe_hot_keys: 50,
         ..EmbeddedOptions::default()
@@ -651,10 +651,12 @@ async fn an_event_id_expires_by_the_logs_time_alike_on_every_node() {
         }
     };
     assert_eq!(send(&a, "e1").await, IngestStatus::Accepted);
+    let accepted = tokio::time::Instant::now();
     assert_eq!(send(&b, "e1").await, IngestStatus::Duplicate);
     // A keeps the id in a piece, and a node started from A's snapshot gets it (with its time) from
     // there; B keeps it hot.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // (Due once the oldest hot key is an eighth of the horizon old.)
+    tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
     a.store.freeze_dedupe().await.unwrap();
     assert!(a.store.stats().dedupe_pieces >= 1);
     let other = b.store.clone();
@@ -682,7 +684,8 @@ async fn an_event_id_expires_by_the_logs_time_alike_on_every_node() {
     assert_eq!(send(&c, "e1").await, IngestStatus::Duplicate);
     // Past the horizon (by the log's time), the id is new again: on whichever node, and every node
     // counts it.
-    tokio::time::sleep(std::time::Duration::from_millis(4_500)).await;
+    assert!(accepted.elapsed() < std::time::Duration::from_secs(14));
+    tokio::time::sleep_until(accepted + std::time::Duration::from_millis(16_500)).await;
     for n in [&a, &b, &c] {
         n.store.maintain().await.ok();
     }
@@ -723,7 +726,7 @@ async fn an_event_id_expires_by_the_logs_time_alike_on_every_node() {
     .unwrap_err()
     .to_string();
     assert!(
-        refused.contains("PHOENIX_DEDUPE_HORIZON is 168h on this node but 3s in the cluster"),
+        refused.contains("PHOENIX_DEDUPE_HORIZON is 168h on this node but 15s in the cluster"),
         "{refused}"
     );
 }

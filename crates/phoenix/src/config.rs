@@ -503,6 +503,12 @@ impl Settings {
                             "needs a rediss:// PHOENIX_REDIS_URL (TLS)",
                         ));
                     }
+                    Some(_) if redis.contains("#insecure") => {
+                        return Err(bad(
+                            "PHOENIX_REDIS_CA_FILE",
+                            "a PHOENIX_REDIS_URL ending in #insecure checks no certificate: drop one of them",
+                        ));
+                    }
                     Some(path) => Some(read_pem(path)?),
                 };
                 Some(ClusterUrls {

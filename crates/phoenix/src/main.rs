@@ -135,11 +135,22 @@ async fn serve(mut resolved: Resolved) -> anyhow::Result<()> {
         if !watcher.await.unwrap_or(false) || shutdown.is_cancelled() {
             return Ok(());
         }
+        // Tried for a minute (PostgreSQL or Redis may still be coming back); then the process ends
+        // with the error, for its supervisor to start it again.
+        let mut attempts = 0;
         started = loop {
-            match start(resolved.clone()).await {
+            attempts += 1;
+            let attempt = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                attempt = start(resolved.clone()) => attempt,
+            };
+            match attempt {
                 Ok(started) => break started,
+                Err(e) if attempts >= 12 => {
+                    return Err(e.context("starting again after falling behind the cluster's log"));
+                }
                 Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "starting again failed; retrying in 5 s");
+                    tracing::error!(error = %format!("{e:#}"), attempts, "starting again failed; retrying in 5 s");
                     tokio::select! {
                         () = shutdown.cancelled() => return Ok(()),
                         () = tokio::time::sleep(Duration::from_secs(5)) => {}

@@ -80,11 +80,14 @@ fn a_redis_ca_file_needs_a_tls_url_and_a_pem_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let not_pem = dir.path().join("ca.pem");
     std::fs::write(&not_pem, "hello").unwrap();
+    let missing = dir.path().join("missing.pem");
     let cases = [
-        ("redis://127.0.0.1:1", "needs a rediss://"),
-        ("rediss://127.0.0.1:1", "holds no PEM certificate"),
+        ("redis://127.0.0.1:1", &not_pem, "needs a rediss://"),
+        ("rediss://127.0.0.1:1", &not_pem, "holds no PEM certificate"),
+        ("rediss://127.0.0.1:1", &missing, "missing.pem"),
+        ("rediss://127.0.0.1:1/#insecure", &not_pem, "#insecure"),
     ];
-    for (redis, said) in cases {
+    for (redis, file, said) in cases {
         let out = phoenix()
             .arg("serve")
             .env(
@@ -92,7 +95,7 @@ fn a_redis_ca_file_needs_a_tls_url_and_a_pem_certificate() {
                 "postgres://postgres@127.0.0.1:1/none",
             )
             .env("PHOENIX_REDIS_URL", redis)
-            .env("PHOENIX_REDIS_CA_FILE", &not_pem)
+            .env("PHOENIX_REDIS_CA_FILE", file)
             .env("PHOENIX_MASTER_KEY", "ab".repeat(32))
             .output()
             .unwrap();

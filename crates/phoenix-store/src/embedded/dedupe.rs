@@ -876,20 +876,19 @@ impl Dedupe {
     }
 
     /// The index a snapshot saw: its hash key and hot keys (with their acceptance times), with the
-    /// pieces in `dir`.
+    /// pieces in `dir`. Keys of a snapshot from before they carried their time are taken as accepted
+    /// at `undated` (no earlier than any of them was: kept longer, never shorter).
     pub(super) fn restore(
         snapshot: DedupeSnapshot,
         dir: &Path,
         options: DedupeOptions,
-        now: Timestamp,
+        undated: Timestamp,
     ) -> Result<Self, String> {
         let mut dedupe = Self::open(dir, Some(snapshot.key), options)?;
         for (digest, at) in snapshot.entries {
-            // A snapshot from before keys carried their time: count them from now (they are kept
-            // longer, never shorter).
             let at = match snapshot.per_key_times {
-                true => Timestamp::from_microsecond(at).unwrap_or(now),
-                false => now,
+                true => Timestamp::from_microsecond(at).unwrap_or(undated),
+                false => undated,
             };
             // A key both hot and being frozen (accepted again after its time ran out) keeps its newer
             // time.
@@ -1278,5 +1277,28 @@ mod tests {
         assert!(d.pieces[0].legacy.is_none(), "written in the current form");
         assert!(keys.iter().all(|k| d.was_seen(*k, within).unwrap()));
         assert!(keys.iter().all(|k| !d.was_seen(*k, after).unwrap()));
+    }
+
+    #[test]
+    fn keys_of_a_snapshot_without_their_times_count_from_the_time_given() {
+        let (dir, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let d = Dedupe::open(dir.path(), None, options()).unwrap();
+        let k = d.key("t", "old");
+        let undated: Timestamp = "2026-01-01T12:00:00Z".parse().unwrap();
+        // (Older snapshots held `occurred_at` in seconds here, or one time for all.)
+        let snapshot = DedupeSnapshot {
+            key: d.key,
+            entries: vec![(k, 1_700_000_000)],
+            per_key_times: false,
+        };
+        let r = Dedupe::restore(snapshot, other.path(), options(), undated).unwrap();
+        assert!(
+            r.was_seen(k, undated + SignedDuration::from_mins(65))
+                .unwrap()
+        );
+        assert!(
+            !r.was_seen(k, undated + SignedDuration::from_mins(67))
+                .unwrap()
+        );
     }
 }

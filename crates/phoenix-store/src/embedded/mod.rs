@@ -1098,13 +1098,16 @@ impl EmbeddedStore {
                         .accepted_high_water
                         .store(high_water, Ordering::Release);
                     tracing::info!(path = %path.display(), "restored snapshot; replaying the log after it");
-                    let dedupe = Dedupe::restore(
-                        dedupe,
-                        &dir.join(DEDUPE_DIR),
-                        options.dedupe(),
-                        options.clock.now(),
-                    )
-                    .map_err(|detail| corrupt(dir, detail))?;
+                    // Keys of a snapshot from before they carried their time are taken as accepted
+                    // at its time high-water mark (the same on every node that loads it; no key in
+                    // it is younger), or now if it has none.
+                    let undated = Timestamp::from_microsecond(high_water)
+                        .ok()
+                        .filter(|_| high_water > 0)
+                        .unwrap_or_else(|| options.clock.now());
+                    let dedupe =
+                        Dedupe::restore(dedupe, &dir.join(DEDUPE_DIR), options.dedupe(), undated)
+                            .map_err(|detail| corrupt(dir, detail))?;
                     return Ok(Some((Arc::new(folded), dedupe, offset, ledger)));
                 }
                 Err(e) if log_len.is_none() => {
@@ -1376,7 +1379,6 @@ impl EmbeddedStore {
         self
     }
 
-    /// The PostgreSQL log's pool, when this is a cluster node.
     /// A cluster node whose fold stopped because the log's rows it needed next were removed: it comes
     /// back by starting again from the newest snapshot.
     pub fn fell_behind(&self) -> bool {
@@ -1386,6 +1388,7 @@ impl EmbeddedStore {
         }
     }
 
+    /// The PostgreSQL log's pool, when this is a cluster node.
     pub fn cluster_pool(&self) -> Option<sqlx::PgPool> {
         match &self.log {
             log::Log::Pg(log) => Some(log.pool().clone()),

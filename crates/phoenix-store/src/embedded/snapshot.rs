@@ -17,7 +17,11 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"PHXSNAP1";
+/// Snapshots whose idempotency entries are 96-bit keys with their acceptance time: a build that
+/// knows only `PHXSNAP1` (whole 128-bit digests) refuses them rather than forget every hot id.
+const MAGIC: &[u8; 8] = b"PHXSNAP2";
+/// Snapshots written before (read as ever).
+const MAGIC_V1: &[u8; 8] = b"PHXSNAP1";
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".bin";
 
@@ -261,7 +265,9 @@ fn read_lb(r: &mut Reader<'_>, h: LeaderboardHeader) -> Result<LeaderboardSnapsh
 
 /// Decodes bytes made by [`encode`]; an error for anything damaged.
 pub(super) fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
-    if bytes.len() < MAGIC.len() + 20 || &bytes[..MAGIC.len()] != MAGIC {
+    if bytes.len() < MAGIC.len() + 20
+        || (&bytes[..MAGIC.len()] != MAGIC && &bytes[..MAGIC.len()] != MAGIC_V1)
+    {
         return Err("not a snapshot".into());
     }
     let (body, crc) = bytes.split_at(bytes.len() - 4);
