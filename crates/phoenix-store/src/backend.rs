@@ -144,15 +144,29 @@ impl RunningStore {
                 }
             }
             Closer::Cluster(store, scratch) => {
-                // The last handles (the server's tasks have stopped): the log's tasks end with it.
+                // The last handles (the server's tasks have stopped): the log's tasks end with it
+                // (joining its threads, off the async workers).
                 drop(self.store);
-                if Arc::strong_count(&store) > 1 {
+                let gone = Arc::downgrade(&store);
+                let _ = tokio::task::spawn_blocking(move || drop(store)).await;
+                let remove = move || {
+                    let _ = std::fs::remove_dir_all(scratch);
+                };
+                if gone.strong_count() == 0 {
+                    let _ = tokio::task::spawn_blocking(remove).await;
+                } else {
+                    // A request that outlived the drain still holds it: its files go once it lets go
+                    // (or, if the process ends first, at the next start's sweep).
                     tracing::warn!(
-                        "a request still holds this node's store; its memory is freed when it ends"
+                        "a request still holds this node's store; its files are removed when it ends"
                     );
+                    tokio::spawn(async move {
+                        while gone.strong_count() > 0 {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        let _ = tokio::task::spawn_blocking(remove).await;
+                    });
                 }
-                drop(store);
-                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(scratch)).await;
             }
         }
     }
@@ -315,13 +329,16 @@ fn remove_stale_scratch() {
             continue;
         }
         // A node that is still running (its process id is in the name) is never stale, whatever
-        // its directory holds yet (it may be loading a snapshot before it takes its lock).
+        // its directory holds yet (it may be loading a snapshot before it takes its lock). This
+        // process's own (an earlier start that failed, or a node killed in a container that is pid 1
+        // again) are judged by their lock: it opens one store at a time.
+        let own = std::process::id().to_string();
         let running = name
             .to_str()
             .and_then(|n| n.strip_prefix("phoenix-node-"))
             .and_then(|rest| rest.split('-').next())
             .is_some_and(|pid| {
-                Path::new("/proc").is_dir() && Path::new("/proc").join(pid).exists()
+                pid != own && Path::new("/proc").is_dir() && Path::new("/proc").join(pid).exists()
             });
         if running {
             continue;
@@ -395,5 +412,41 @@ async fn take_cluster_snapshots(
         {
             tracing::warn!(error = %e, "cluster snapshot failed; will retry");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_processs_own_scratch_dirs_are_judged_by_their_lock() {
+        let dir = |tag: &str| {
+            std::env::temp_dir().join(format!(
+                "phoenix-node-{}-test{tag}{}",
+                std::process::id(),
+                crate::seal::random_hex::<4>()
+            ))
+        };
+        // Left by an earlier start of this process (or a killed node that was pid 1 too): no one
+        // holds its lock.
+        let left = dir("left");
+        std::fs::create_dir_all(left.join("node")).unwrap();
+        std::fs::write(left.join("node").join("LOCK"), b"").unwrap();
+        // A store this process has open: its lock is held.
+        let open = dir("open");
+        std::fs::create_dir_all(open.join("node")).unwrap();
+        let held = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(open.join("node").join("LOCK"))
+            .unwrap();
+        held.try_lock().unwrap();
+        remove_stale_scratch();
+        assert!(!left.exists(), "a directory nobody's lock holds is removed");
+        assert!(open.exists(), "a locked one stays");
+        drop(held);
+        std::fs::remove_dir_all(open).unwrap();
     }
 }

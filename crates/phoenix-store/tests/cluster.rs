@@ -656,7 +656,7 @@ async fn an_event_id_expires_by_the_logs_time_alike_on_every_node() {
     // A keeps the id in a piece, and a node started from A's snapshot gets it (with its time) from
     // there; B keeps it hot.
     // (Due once the oldest hot key is an eighth of the horizon old.)
-    tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
     a.store.freeze_dedupe().await.unwrap();
     assert!(a.store.stats().dedupe_pieces >= 1);
     let other = b.store.clone();

@@ -503,7 +503,7 @@ impl Settings {
                             "needs a rediss:// PHOENIX_REDIS_URL (TLS)",
                         ));
                     }
-                    Some(_) if redis.contains("#insecure") => {
+                    Some(_) if redis.ends_with("#insecure") => {
                         return Err(bad(
                             "PHOENIX_REDIS_CA_FILE",
                             "a PHOENIX_REDIS_URL ending in #insecure checks no certificate: drop one of them",

@@ -136,7 +136,9 @@ async fn serve(mut resolved: Resolved) -> anyhow::Result<()> {
             return Ok(());
         }
         // Tried for a minute (PostgreSQL or Redis may still be coming back); then the process ends
-        // with the error, for its supervisor to start it again.
+        // with the error, for its supervisor to start it again. (A SIGTERM during an attempt ends
+        // it once the snapshot it is loading is in, or the attempt fails.)
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut attempts = 0;
         started = loop {
             attempts += 1;
@@ -146,7 +148,7 @@ async fn serve(mut resolved: Resolved) -> anyhow::Result<()> {
             };
             match attempt {
                 Ok(started) => break started,
-                Err(e) if attempts >= 12 => {
+                Err(e) if tokio::time::Instant::now() >= give_up => {
                     return Err(e.context("starting again after falling behind the cluster's log"));
                 }
                 Err(e) => {
@@ -262,6 +264,27 @@ async fn start(resolved: Resolved) -> anyhow::Result<Started> {
     }
     let running = phoenix_store::backend::open(resolved.store_config()).await?;
     tracing::info!(store = running.description(), "store open");
+    match serve_on(resolved, config, &running).await {
+        Ok((app, shutdown_timeout)) => Ok(Started {
+            store: running,
+            app,
+            shutdown_timeout,
+        }),
+        Err(e) => {
+            // Its background work stopped and its files released (a cluster node's scratch copy),
+            // so a start tried again does not leave one behind at each attempt.
+            running.close().await;
+            Err(e)
+        }
+    }
+}
+
+/// Builds the server on an open store and binds its listeners.
+async fn serve_on(
+    resolved: Resolved,
+    config: phoenix_server::ServerConfig,
+    running: &RunningStore,
+) -> anyhow::Result<(Application, Duration)> {
     let store = running.store();
     if config.admin_secret.is_none()
         && config.auth_enabled
@@ -275,11 +298,7 @@ async fn start(resolved: Resolved) -> anyhow::Result<Started> {
     for (name, addr) in app.addrs() {
         tracing::info!(listener = name, %addr, "listening");
     }
-    Ok(Started {
-        store: running,
-        app,
-        shutdown_timeout: resolved.shutdown_timeout,
-    })
+    Ok((app, resolved.shutdown_timeout))
 }
 
 /// Serves until `shutdown`, then stops the store's background work (a last snapshot).
