@@ -147,6 +147,7 @@ impl RunningStore {
                 // The last handles (the server's tasks have stopped): the log's tasks end with it
                 // (joining its threads, off the async workers).
                 drop(self.store);
+                store.leave_cluster().await;
                 let gone = Arc::downgrade(&store);
                 let _ = tokio::task::spawn_blocking(move || drop(store)).await;
                 let remove = move || {

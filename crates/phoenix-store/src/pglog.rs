@@ -319,6 +319,8 @@ struct Shared {
     /// It stopped because the log's rows it needed next were removed (it was away longer than the
     /// log keeps rows for it): a fresh start from the newest snapshot is the way back.
     fell_behind: AtomicBool,
+    /// The node is closing: it no longer reports its position (see [`PgLog::leave`]).
+    leaving: AtomicBool,
     applied: watch::Sender<u64>,
     /// The time of the last applied record (µs).
     applied_at_us: AtomicI64,
@@ -500,6 +502,7 @@ impl PgLog {
             stopped: AtomicBool::new(false),
             stop_reason: Mutex::new(None),
             fell_behind: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
             applied,
             applied_at_us: AtomicI64::new(last_at_us),
             head: AtomicU64::new(head.pos.max(at)),
@@ -738,6 +741,28 @@ impl PgLog {
     /// The database clock's lead over this node's clock (µs), shared with the store's clock.
     pub fn clock_offset(&self) -> Arc<AtomicI64> {
         self.shared.clock_offset_us.clone()
+    }
+
+    /// A node closing removes its place in the node registry, so the log's rows it needed are not
+    /// kept for it another 5 minutes (it loads the newest snapshot when it starts again). Best effort:
+    /// a node that cannot say so is forgotten after those 5 minutes.
+    pub async fn leave(&self) {
+        self.shared.leaving.store(true, Ordering::Release);
+        let (pool, node) = (self.pool.clone(), self.shared.origin);
+        let left = self.spawn(async move {
+            sqlx::query("DELETE FROM phoenix_nodes WHERE node = $1")
+                .bind(node)
+                .execute(&pool)
+                .await
+        });
+        if tokio::time::timeout(Duration::from_secs(2), left)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "could not leave the node registry in time; the node is forgotten in 5 minutes"
+            );
+        }
     }
 
     /// Runs `task` on the log's own runtime (its connections live there).
@@ -1108,8 +1133,8 @@ async fn clock_loop(pool: PgPool, shared: Arc<Shared>) {
             }
         }
         // Where this node is, so the log's rows it still needs are kept (see `pgsnap::prune`); a node
-        // that stopped folding needs none.
-        if shared.stopped.load(Ordering::Acquire) {
+        // that stopped folding, or is closing, needs none.
+        if shared.stopped.load(Ordering::Acquire) || shared.leaving.load(Ordering::Acquire) {
             continue;
         }
         let applied = *shared.applied.borrow();

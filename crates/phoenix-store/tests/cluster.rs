@@ -903,3 +903,28 @@ async fn a_redis_behind_a_private_ca_is_trusted_with_its_ca_file_and_not_without
         .expect("an unknown CA is refused");
     assert!(refused.starts_with("Redis"), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closing_node_leaves_the_node_registry_at_once() {
+    let Some(url) = support::fresh_schema("phx_leave").await else {
+        return;
+    };
+    let (a, b) = (node(&url).await, node(&url).await);
+    let pool = a.store.cluster_pool().unwrap();
+    let nodes = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM phoenix_nodes")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(nodes().await, 2, "each node reports where it is");
+    b.store.leave_cluster().await;
+    assert_eq!(
+        nodes().await,
+        1,
+        "the closing node's rows are not kept for it"
+    );
+    // Its clock loop (still running until the store is dropped) does not put it back.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert_eq!(nodes().await, 1);
+}

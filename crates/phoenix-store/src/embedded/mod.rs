@@ -1388,6 +1388,13 @@ impl EmbeddedStore {
         }
     }
 
+    /// A cluster node closing leaves the node registry (see [`crate::pglog::PgLog::leave`]).
+    pub async fn leave_cluster(&self) {
+        if let log::Log::Pg(log) = &self.log {
+            log.leave().await;
+        }
+    }
+
     /// The PostgreSQL log's pool, when this is a cluster node.
     pub fn cluster_pool(&self) -> Option<sqlx::PgPool> {
         match &self.log {
