@@ -686,13 +686,7 @@ impl EmbeddedStore {
                 let record = match wal::decode(payload) {
                     Ok(r) => r,
                     Err(detail) => {
-                        return Err(fail(
-                            OpenError::Corrupt {
-                                path: dir.display().to_string(),
-                                detail,
-                            },
-                            &mut failure,
-                        ));
+                        return Err(fail(corrupt(dir, detail), &mut failure));
                     }
                 };
                 let mut record = record;
@@ -711,13 +705,7 @@ impl EmbeddedStore {
                             })
                         });
                         if let Some(detail) = unreadable {
-                            return Err(fail(
-                                OpenError::Corrupt {
-                                    path: dir.display().to_string(),
-                                    detail,
-                                },
-                                &mut failure,
-                            ));
+                            return Err(fail(corrupt(dir, detail), &mut failure));
                         }
                     }
                 }
@@ -732,13 +720,7 @@ impl EmbeddedStore {
                     _ => Ok(()),
                 };
                 if let Err(detail) = applied {
-                    return Err(fail(
-                        OpenError::Corrupt {
-                            path: dir.display().to_string(),
-                            detail,
-                        },
-                        &mut failure,
-                    ));
+                    return Err(fail(corrupt(dir, detail), &mut failure));
                 }
                 if offset < snapshot_start {
                     // Before the snapshot: only the ledger had not applied it.
@@ -767,15 +749,7 @@ impl EmbeddedStore {
                 }
                 folded
                     .apply(offset << shift, end, record, false)
-                    .map_err(|detail| {
-                        fail(
-                            OpenError::Corrupt {
-                                path: dir.display().to_string(),
-                                detail,
-                            },
-                            &mut failure,
-                        )
-                    })
+                    .map_err(|detail| fail(corrupt(dir, detail), &mut failure))
             };
         let live = folded.clone();
         let live_ledger = ledger.clone();
