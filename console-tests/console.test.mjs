@@ -101,8 +101,10 @@ async function untilShown(page, locator, refresh, what) {
   const deadline = Date.now() + TIMEOUT;
   while (!(await locator.count())) {
     if (Date.now() > deadline) fail(`${what} did not show within ${TIMEOUT / 1000} s`);
-    await page.waitForTimeout(250);
     await refresh();
+    // A refresh first replaces the list with a loading block: give the refreshed list time to draw
+    // before looking again (looking at once only ever saw the loading block).
+    await locator.first().waitFor({ state: 'attached', timeout: 1_000 }).catch(() => {});
   }
 }
 
